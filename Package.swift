@@ -1,0 +1,58 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Numeric code lives in the engine; every other layer (I/O, models, diffusion,
+// personalization, training, the miniature world, the CLI) builds on it.
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+#if os(Linux)
+let blasDependency: [Target.Dependency] = ["COpenBLAS"]
+#else
+let blasDependency: [Target.Dependency] = []
+#endif
+
+let package = Package(
+    name: "NestedAttention",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "NestEngine", targets: ["NestEngine"]),
+        .library(name: "NestIO", targets: ["NestIO"]),
+        .executable(name: "nest", targets: ["nest"]),
+        .executable(name: "nest-bench", targets: ["nest-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries (Debian: libopenblas-dev, libpng-dev, libjpeg62-turbo-dev).
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+                       providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", pkgConfig: "libjpeg",
+                       providers: [.apt(["libjpeg62-turbo-dev"])]),
+        // libpng and libjpeg report errors by longjmp, which Swift cannot catch:
+        // a small C layer turns them into return codes and messages.
+        .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"], path: "Sources/CImageCodecs"),
+
+        // Engine: tensors, kernels, autograd, optimizers, modules, threads.
+        .target(name: "NestEngine", dependencies: blasDependency, path: "Sources/NestEngine",
+                swiftSettings: optimize),
+        // I/O: safetensors and image files.
+        .target(name: "NestIO", dependencies: ["NestEngine", "CImageCodecs"], path: "Sources/NestIO",
+                swiftSettings: optimize),
+
+        .executableTarget(name: "nest", dependencies: [
+            "NestEngine", "NestIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Sources/nest", swiftSettings: optimize),
+        .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO"],
+                          path: "Sources/nest-bench", swiftSettings: optimize),
+
+        .testTarget(name: "NestEngineTests", dependencies: ["NestEngine", "NestIO"],
+                    path: "Tests/NestEngineTests", resources: [.copy("Fixtures")]),
+        .testTarget(name: "NestIOTests", dependencies: ["NestEngine", "NestIO"],
+                    path: "Tests/NestIOTests"),
+    ],
+    swiftLanguageModes: [.v5]
+)

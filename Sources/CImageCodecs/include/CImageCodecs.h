@@ -1,0 +1,1 @@
+int nest_codecs_placeholder(void);

@@ -1,0 +1,70 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Bytes the engine holds in tensor storage right now, and the most it has held.
+/// Benchmarks and tests read these to prove a kernel did not allocate a large
+/// buffer (e.g. an attention score matrix).
+public enum MemoryStats {
+    static let live = Atomic<Int>(0)
+    static let peak = Atomic<Int>(0)
+
+    public static var liveBytes: Int { live.load(ordering: .relaxed) }
+    public static var peakBytes: Int { peak.load(ordering: .relaxed) }
+
+    /// Starts a new peak measurement from the current live size.
+    public static func resetPeak() { peak.store(live.load(ordering: .relaxed), ordering: .relaxed) }
+
+    static func allocated(_ bytes: Int) {
+        let now = live.wrappingAdd(bytes, ordering: .relaxed).newValue
+        var seen = peak.load(ordering: .relaxed)
+        while now > seen {
+            let (exchanged, original) = peak.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            seen = original
+        }
+    }
+
+    static func freed(_ bytes: Int) { live.wrappingSubtract(bytes, ordering: .relaxed) }
+}
+
+/// A flat, 64-byte aligned float32 buffer. Either owned (allocated here and
+/// freed on deinit) or borrowed from an owner object such as a memory-mapped
+/// file, which it keeps alive.
+public final class Storage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+    private let owner: AnyObject?
+
+    /// Allocates `count` floats. Contents are uninitialized unless `zeroed`.
+    public init(count: Int, zeroed: Bool = false) {
+        precondition(count >= 0, "negative storage size")
+        var raw: UnsafeMutableRawPointer? = nil
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            fatalError("out of memory allocating \(bytes) bytes")
+        }
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.count = count
+        owner = nil
+        if zeroed { pointer.initialize(repeating: 0, count: count) }
+        MemoryStats.allocated(count * 4)
+    }
+
+    /// Wraps memory that `owner` keeps valid (zero-copy views of mapped files).
+    public init(borrowing pointer: UnsafeMutablePointer<Float>, count: Int, owner: AnyObject) {
+        self.pointer = pointer
+        self.count = count
+        self.owner = owner
+    }
+
+    deinit {
+        if owner == nil {
+            free(pointer)
+            MemoryStats.freed(count * 4)
+        }
+    }
+}

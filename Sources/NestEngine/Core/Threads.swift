@@ -1,0 +1,68 @@
+import Dispatch
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// How many worker threads the engine's own kernels (norms, elementwise,
+/// im2col, softmax, attention, and the GEMM split) use.
+///
+/// Default: the `NEST_THREADS` environment variable if set, else the number
+/// of cores. BLAS itself is kept single-threaded: the engine splits GEMMs
+/// across these workers so that one pool owns the cores.
+public enum Threads {
+    static let configured = Atomic<Int>(Threads.defaultCount())
+
+    public static var count: Int {
+        get { configured.load(ordering: .relaxed) }
+        set { configured.store(max(1, newValue), ordering: .relaxed) }
+    }
+
+    static func defaultCount() -> Int {
+        if let value = getenv("NEST_THREADS"), let n = Int(String(cString: value)), n > 0 { return n }
+        return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    }
+}
+
+/// Splits `0..<total` into at most `Threads.count` contiguous ranges of at
+/// least `grain` items and runs `body` on each, in parallel. Small jobs run
+/// inline so tiny tensors pay no dispatch cost.
+@inline(__always)
+public func parallelRanges(_ total: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+    if total <= 0 { return }
+    let workers = min(Threads.count, max(1, total / max(grain, 1)))
+    if workers <= 1 { body(0..<total); return }
+    let chunk = (total + workers - 1) / workers
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let start = w * chunk
+            let end = min(total, start + chunk)
+            if start < end { body(start..<end) }
+        }
+    }
+}
+
+/// Runs `body(worker, range)`: like `parallelRanges` but also passes the
+/// worker index so callers can use per-worker scratch buffers.
+public func parallelWorkers(_ total: Int, grain: Int = 1, _ body: (Int, Range<Int>) -> Void) -> Int {
+    if total <= 0 { return 0 }
+    let workers = min(Threads.count, max(1, total / max(grain, 1)))
+    if workers <= 1 { body(0, 0..<total); return 1 }
+    let chunk = (total + workers - 1) / workers
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let start = w * chunk
+            let end = min(total, start + chunk)
+            if start < end { body(w, start..<end) }
+        }
+    }
+    return workers
+}
+
+/// Number of workers `parallelWorkers` would use for this job.
+public func workerCount(_ total: Int, grain: Int = 1) -> Int {
+    if total <= 0 { return 0 }
+    return min(Threads.count, max(1, total / max(grain, 1)))
+}

@@ -1,0 +1,92 @@
+/// Basic layers with PyTorch's parameter names and default initialization
+/// (uniform ±1/√fan_in), seeded so tiny test models are reproducible.
+
+public final class Linear: Module {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, seed: UInt64 = 0) {
+        let bound = 1 / Float(max(inFeatures, 1)).squareRoot()
+        weight = Tensor.uniform([outFeatures, inFeatures], low: -bound, high: bound, seed: seed)
+        self.bias = bias ? Tensor.uniform([outFeatures], low: -bound, high: bound, seed: seed &+ 1) : nil
+        super.init()
+        parameter("weight", weight)
+        if let b = self.bias { parameter("bias", b) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { F.linear(x, weight: weight, bias: bias) }
+}
+
+public final class Conv2d: Module {
+    public let weight: Tensor  // [O, kh, kw, I]
+    public let bias: Tensor?
+    public let stride: Int
+    public let padding: Int
+
+    public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
+                bias: Bool = true, seed: UInt64 = 0) {
+        let fanIn = inChannels * kernelSize * kernelSize
+        let bound = 1 / Float(max(fanIn, 1)).squareRoot()
+        weight = Tensor.uniform([outChannels, kernelSize, kernelSize, inChannels], low: -bound, high: bound, seed: seed)
+        self.bias = bias ? Tensor.uniform([outChannels], low: -bound, high: bound, seed: seed &+ 1) : nil
+        self.stride = stride
+        self.padding = padding
+        super.init()
+        parameter("weight", weight, layout: .convOIHW)
+        if let b = self.bias { parameter("bias", b) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        F.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+    }
+}
+
+public final class GroupNorm: Module {
+    public let groups: Int
+    public let eps: Float
+    public let weight: Tensor?
+    public let bias: Tensor?
+
+    public init(groups: Int, channels: Int, eps: Float = 1e-5, affine: Bool = true) {
+        self.groups = groups
+        self.eps = eps
+        weight = affine ? Tensor(ones: [channels]) : nil
+        bias = affine ? Tensor(zeros: [channels]) : nil
+        super.init()
+        if let weight { parameter("weight", weight) }
+        if let bias { parameter("bias", bias) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        F.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)
+    }
+}
+
+public final class LayerNorm: Module {
+    public let eps: Float
+    public let weight: Tensor?
+    public let bias: Tensor?
+
+    public init(_ dim: Int, eps: Float = 1e-5, affine: Bool = true, bias: Bool = true) {
+        self.eps = eps
+        weight = affine ? Tensor(ones: [dim]) : nil
+        self.bias = affine && bias ? Tensor(zeros: [dim]) : nil
+        super.init()
+        if let weight { parameter("weight", weight) }
+        if let b = self.bias { parameter("bias", b) }
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { F.layerNorm(x, weight: weight, bias: bias, eps: eps) }
+}
+
+public final class Embedding: Module {
+    public let weight: Tensor
+
+    public init(_ count: Int, _ dim: Int, seed: UInt64 = 0) {
+        weight = Tensor.randn([count, dim], seed: seed)
+        super.init()
+        parameter("weight", weight)
+    }
+
+    public func callAsFunction(_ ids: [Int], shape: [Int]) -> Tensor { F.embedding(ids, shape: shape, table: weight) }
+}

@@ -1,0 +1,181 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Multi-head scaled dot-product attention with an online (tiled) softmax.
+///
+/// Layout: q [B, Nq, H·d], k [B, Nk, H·d], v [B, Nk, H·dv] — heads side by
+/// side in the last dim, exactly as linear projections produce them, so no
+/// permute is needed. Output [B, Nq, H·dv].
+///
+/// Each worker takes blocks of queries of one head and streams over blocks of
+/// keys, keeping a running max and sum per query (fp32), so memory is
+/// O(queries·d) plus a per-worker tile, never a full Nq×Nk score matrix.
+/// Backward recomputes scores from the saved per-query log-sum-exp.
+
+let attentionQueryBlock = 128
+let attentionKeyBlock = 512
+
+struct AttentionShape {
+    let b, nq, nk, heads, d, dv: Int
+    let scale: Float
+    let causal: Bool
+    var qStride: Int { heads * d }
+    var vStride: Int { heads * dv }
+    var queryBlocks: Int { (nq + attentionQueryBlock - 1) / attentionQueryBlock }
+}
+
+extension F {
+    public static func attention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
+                                 scale: Float? = nil, causal: Bool = false) -> Tensor {
+        precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention expects [B, N, H·d] tensors")
+        precondition(q.shape[0] == k.shape[0] && k.shape[0] == v.shape[0], "attention batch sizes differ")
+        precondition(k.shape[1] == v.shape[1], "attention: \(k.shape[1]) keys but \(v.shape[1]) values")
+        precondition(q.shape[2] % heads == 0 && v.shape[2] % heads == 0 && q.shape[2] == k.shape[2],
+                     "attention: widths \(q.shape[2]), \(k.shape[2]), \(v.shape[2]) do not split into \(heads) heads")
+        let d = q.shape[2] / heads
+        let s = AttentionShape(b: q.shape[0], nq: q.shape[1], nk: k.shape[1], heads: heads, d: d,
+                               dv: v.shape[2] / heads, scale: scale ?? 1 / Float(d).squareRoot(), causal: causal)
+        let out = Tensor(uninitialized: [s.b, s.nq, s.vStride])
+        let recording = Autograd.isEnabled && (q.needsGrad || k.needsGrad || v.needsGrad)
+        let lse = recording ? Tensor(uninitialized: [s.b, s.heads, s.nq]) : nil
+        attentionForward(q.data, k.data, v.data, out.data, lse?.data, s)
+        guard recording, let lse else { return out }
+        return out.recorded("attention", [q, k, v]) { g in
+            let (gq, gk, gv) = attentionBackward(q, k, v, out, lse, g, s)
+            return [q.needsGrad ? gq : nil, k.needsGrad ? gk : nil, v.needsGrad ? gv : nil]
+        }
+    }
+}
+
+func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                      _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>?, _ s: AttentionShape) {
+    let qb = attentionQueryBlock, kb = min(attentionKeyBlock, s.nk)
+    let tasks = s.b * s.heads * s.queryBlocks
+    let workers = workerCount(tasks)
+    let scores = ScratchBuffers(count: workers, floats: qb * kb)
+    let acc = ScratchBuffers(count: workers, floats: qb * s.dv + 2 * qb)
+    _ = parallelWorkers(tasks) { worker, range in
+        let sp = scores[worker], op = acc[worker]
+        let rowMax = op + qb * s.dv, rowSum = rowMax + qb
+        for task in range {
+            let blk = task % s.queryBlocks, bh = task / s.queryBlocks
+            let head = bh % s.heads, batch = bh / s.heads
+            let q0 = blk * qb, rows = min(qb, s.nq - q0)
+            let qPtr = q + (batch * s.nq + q0) * s.qStride + head * s.d
+            op.update(repeating: 0, count: rows * s.dv)
+            rowMax.update(repeating: -.infinity, count: rows)
+            rowSum.update(repeating: 0, count: rows)
+            // With a causal mask, keys after the block's last query are never seen.
+            let keyEnd = s.causal ? min(s.nk, q0 + rows) : s.nk
+            var k0 = 0
+            while k0 < keyEnd {
+                let cols = min(kb, keyEnd - k0)
+                BLAS.gemmSerial(transB: true, m: rows, n: cols, k: s.d, alpha: s.scale,
+                                a: qPtr, lda: s.qStride, b: k + (batch * s.nk + k0) * s.qStride + head * s.d, ldb: s.qStride,
+                                c: sp, ldc: kb)
+                for i in 0..<rows {
+                    let row = sp + i * kb
+                    var valid = cols
+                    if s.causal { valid = max(0, min(cols, q0 + i + 1 - k0)) }
+                    var m = rowMax[i]
+                    for j in 0..<valid { m = max(m, row[j]) }
+                    if m == -.infinity { row.update(repeating: 0, count: cols); continue }
+                    let correction = rowMax[i] == -.infinity ? 0 : expf(rowMax[i] - m)
+                    rowMax[i] = m
+                    let mv = Vec16(repeating: m)
+                    mapVec16(UnsafePointer(row), row, valid) { vexp($0 - mv) }
+                    if valid < cols { (row + valid).update(repeating: 0, count: cols - valid) }
+                    var sum: Float = 0
+                    for j in 0..<valid { sum += row[j] }
+                    rowSum[i] = rowSum[i] * correction + sum
+                    if correction != 1 {
+                        let o = op + i * s.dv
+                        for c in 0..<s.dv { o[c] *= correction }
+                    }
+                }
+                BLAS.gemmSerial(m: rows, n: s.dv, k: cols, a: sp, lda: kb,
+                                b: v + (batch * s.nk + k0) * s.vStride + head * s.dv, ldb: s.vStride,
+                                beta: 1, c: op, ldc: s.dv)
+                k0 += cols
+            }
+            for i in 0..<rows {
+                let inv: Float = rowSum[i] > 0 ? 1 / rowSum[i] : 0
+                let src = op + i * s.dv
+                let dst = out + (batch * s.nq + q0 + i) * s.vStride + head * s.dv
+                for c in 0..<s.dv { dst[c] = src[c] * inv }
+                lse?[(batch * s.heads + head) * s.nq + q0 + i] = rowMax[i] + logf(rowSum[i])
+            }
+        }
+    }
+}
+
+func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ out: Tensor, _ lse: Tensor, _ gOut: Tensor,
+                       _ s: AttentionShape) -> (Tensor, Tensor, Tensor) {
+    let gq = Tensor(zeros: q.shape), gk = Tensor(zeros: k.shape), gv = Tensor(zeros: v.shape)
+    let qb = attentionQueryBlock, kb = min(attentionKeyBlock, s.nk)
+    let tasks = s.b * s.heads
+    let workers = workerCount(tasks)
+    let pBuf = ScratchBuffers(count: workers, floats: qb * kb)
+    let dpBuf = ScratchBuffers(count: workers, floats: qb * kb)
+    let dBuf = ScratchBuffers(count: workers, floats: qb)
+    let qp = UnsafePointer(q.data), kp = UnsafePointer(k.data), vp = UnsafePointer(v.data)
+    let op = UnsafePointer(out.data), gop = UnsafePointer(gOut.data), lp = UnsafePointer(lse.data)
+    let gqp = gq.data, gkp = gk.data, gvp = gv.data
+    // One (batch, head) per task: each writes only its own head's columns.
+    _ = parallelWorkers(tasks) { worker, range in
+        let p = pBuf[worker], dp = dpBuf[worker], dRow = dBuf[worker]
+        for bh in range {
+            let head = bh % s.heads, batch = bh / s.heads
+            var q0 = 0
+            while q0 < s.nq {
+                let rows = min(qb, s.nq - q0)
+                let qOff = (batch * s.nq + q0) * s.qStride + head * s.d
+                let oOff = (batch * s.nq + q0) * s.vStride + head * s.dv
+                // D_i = Σ_c dO_ic · O_ic
+                for i in 0..<rows {
+                    var acc: Float = 0
+                    for c in 0..<s.dv { acc += gop[oOff + i * s.vStride + c] * op[oOff + i * s.vStride + c] }
+                    dRow[i] = acc
+                }
+                let keyEnd = s.causal ? min(s.nk, q0 + rows) : s.nk
+                var k0 = 0
+                while k0 < keyEnd {
+                    let cols = min(kb, keyEnd - k0)
+                    let kOff = (batch * s.nk + k0) * s.qStride + head * s.d
+                    let vOff = (batch * s.nk + k0) * s.vStride + head * s.dv
+                    BLAS.gemmSerial(transB: true, m: rows, n: cols, k: s.d, alpha: s.scale,
+                                    a: qp + qOff, lda: s.qStride, b: kp + kOff, ldb: s.qStride, c: p, ldc: kb)
+                    for i in 0..<rows {
+                        let l = lp[(batch * s.heads + head) * s.nq + q0 + i]
+                        let row = p + i * kb
+                        let valid = s.causal ? max(0, min(cols, q0 + i + 1 - k0)) : cols
+                        let lv = Vec16(repeating: l)
+                        mapVec16(UnsafePointer(row), row, valid) { vexp($0 - lv) }
+                        if valid < cols { (row + valid).update(repeating: 0, count: cols - valid) }
+                    }
+                    // dV += Pᵀ·dO ; dP = dO·Vᵀ
+                    BLAS.gemmSerial(transA: true, m: cols, n: s.dv, k: rows, a: p, lda: kb, b: gop + oOff, ldb: s.vStride,
+                                    beta: 1, c: gvp + vOff, ldc: s.vStride)
+                    BLAS.gemmSerial(transB: true, m: rows, n: cols, k: s.dv, a: gop + oOff, lda: s.vStride,
+                                    b: vp + vOff, ldb: s.vStride, c: dp, ldc: kb)
+                    // dS = P ⊙ (dP - D)
+                    for i in 0..<rows {
+                        let pr = p + i * kb, dr = dp + i * kb, di = dRow[i]
+                        for j in 0..<cols { dr[j] = pr[j] * (dr[j] - di) }
+                    }
+                    // dQ += scale·dS·K ; dK += scale·dSᵀ·Q
+                    BLAS.gemmSerial(m: rows, n: s.d, k: cols, alpha: s.scale, a: dp, lda: kb, b: kp + kOff, ldb: s.qStride,
+                                    beta: 1, c: gqp + qOff, ldc: s.qStride)
+                    BLAS.gemmSerial(transA: true, m: cols, n: s.d, k: rows, alpha: s.scale, a: dp, lda: kb,
+                                    b: qp + qOff, ldb: s.qStride, beta: 1, c: gkp + kOff, ldc: s.qStride)
+                    k0 += cols
+                }
+                q0 += rows
+            }
+        }
+    }
+    return (gq, gk, gv)
+}

@@ -1,0 +1,184 @@
+/// 2-D convolution on channels-last tensors.
+///
+/// x: [N, H, W, C]; weight: [O, kh, kw, C] (PyTorch's OIHW transposed at
+/// load); output [N, Ho, Wo, O]. A 1×1 stride-1 convolution is one GEMM. Any
+/// other kernel runs as tiles of output pixels: each worker unfolds its tile
+/// (im2col) into a private buffer of bounded size and multiplies it by the
+/// weights, so no whole-image unfolded buffer ever exists.
+
+struct ConvGeometry {
+    let n, h, w, c, o, kh, kw, stride: Int
+    let padTop, padLeft, padBottom, padRight: Int
+    var ho: Int { (h + padTop + padBottom - kh) / stride + 1 }
+    var wo: Int { (w + padLeft + padRight - kw) / stride + 1 }
+    var k: Int { kh * kw * c }
+    var isPointwise: Bool { kh == 1 && kw == 1 && stride == 1 && padTop == 0 && padLeft == 0 && padBottom == 0 && padRight == 0 }
+}
+
+/// Upper bound on one worker's unfolded tile, in floats (8 MiB).
+let convTileFloats = 1 << 21
+
+/// Rows per tile and tile count, chosen so every worker gets equal work.
+func convTiling(rows: Int, k: Int) -> (tileRows: Int, tiles: Int) {
+    let maxRows = max(16, convTileFloats / max(k, 1))
+    let workers = Threads.count
+    var tiles = (rows + maxRows - 1) / maxRows
+    tiles = (tiles + workers - 1) / workers * workers
+    tiles = min(tiles, max(1, rows / 8))
+    let tileRows = (rows + tiles - 1) / tiles
+    return (tileRows, (rows + tileRows - 1) / tileRows)
+}
+
+/// Unfolds output pixels [r0, r1) into `col` ([r1 - r0, kh·kw·C]).
+@inline(__always)
+func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, col: UnsafeMutablePointer<Float>) {
+    let c = g.c, k = g.k, hw = g.ho * g.wo
+    for (t, r) in rows.enumerated() {
+        let img = r / hw, rem = r % hw
+        let oy = rem / g.wo, ox = rem % g.wo
+        let base = x + img * g.h * g.w * c
+        var dst = col + t * k
+        let iy0 = oy * g.stride - g.padTop, ix0 = ox * g.stride - g.padLeft
+        for ky in 0..<g.kh {
+            let iy = iy0 + ky
+            if iy < 0 || iy >= g.h {
+                dst.update(repeating: 0, count: g.kw * c)
+                dst += g.kw * c
+                continue
+            }
+            let rowBase = base + iy * g.w * c
+            if ix0 >= 0 && ix0 + g.kw <= g.w {
+                // The whole kernel row is inside the image: one contiguous copy.
+                dst.update(from: rowBase + ix0 * c, count: g.kw * c)
+                dst += g.kw * c
+            } else {
+                for kx in 0..<g.kw {
+                    let ix = ix0 + kx
+                    if ix < 0 || ix >= g.w { dst.update(repeating: 0, count: c) } else { dst.update(from: rowBase + ix * c, count: c) }
+                    dst += c
+                }
+            }
+        }
+    }
+}
+
+func conv2dForwardKernel(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                         _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
+    let rows = g.n * g.ho * g.wo
+    if let bias {
+        parallelRanges(rows, grain: 256) { r in for i in r { (out + i * g.o).update(from: bias, count: g.o) } }
+    }
+    let beta: Float = bias == nil ? 0 : 1
+    if g.isPointwise {
+        BLAS.gemm(transB: true, m: rows, n: g.o, k: g.c, a: x, lda: g.c, b: weight, ldb: g.c, beta: beta, c: out, ldc: g.o)
+        return
+    }
+    let (tileRows, tiles) = convTiling(rows: rows, k: g.k)
+    let buffers = ScratchBuffers(count: workerCount(tiles), floats: tileRows * g.k)
+    _ = parallelWorkers(tiles) { worker, tileRange in
+        let col = buffers[worker]
+        for tile in tileRange {
+            let r0 = tile * tileRows, r1 = min(rows, r0 + tileRows)
+            im2col(x, g, rows: r0..<r1, col: col)
+            BLAS.gemmSerial(transB: true, m: r1 - r0, n: g.o, k: g.k, a: col, lda: g.k, b: weight, ldb: g.k,
+                            beta: beta, c: out + r0 * g.o, ldc: g.o)
+        }
+    }
+}
+
+/// Per-worker scratch memory, freed when the value goes away.
+final class ScratchBuffers {
+    let storage: [Storage]
+    init(count: Int, floats: Int, zeroed: Bool = false) {
+        storage = (0..<max(count, 1)).map { _ in Storage(count: floats, zeroed: zeroed) }
+    }
+    subscript(i: Int) -> UnsafeMutablePointer<Float> { storage[i].pointer }
+}
+
+extension F {
+    /// Convolution with symmetric padding (the PyTorch `padding=` argument).
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: Int = 1, padding: Int = 0) -> Tensor {
+        conv2d(x, weight: weight, bias: bias, stride: stride, padding: (padding, padding, padding, padding))
+    }
+
+    /// Convolution with explicit (top, left, bottom, right) padding.
+    public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int,
+                              padding: (top: Int, left: Int, bottom: Int, right: Int)) -> Tensor {
+        precondition(x.rank == 4, "conv2d input must be NHWC, got \(x.shape)")
+        precondition(weight.rank == 4 && weight.shape[3] == x.shape[3],
+                     "conv2d weight \(weight.shape) must be [O, kh, kw, \(x.shape[3])]")
+        precondition(stride >= 1, "conv2d stride must be positive")
+        let g = ConvGeometry(n: x.shape[0], h: x.shape[1], w: x.shape[2], c: x.shape[3], o: weight.shape[0],
+                             kh: weight.shape[1], kw: weight.shape[2], stride: stride,
+                             padTop: padding.top, padLeft: padding.left, padBottom: padding.bottom, padRight: padding.right)
+        precondition(g.ho > 0 && g.wo > 0, "conv2d: kernel \(g.kh)×\(g.kw) larger than padded input \(x.shape)")
+        if let bias { precondition(bias.count == g.o, "conv2d bias \(bias.shape) for \(g.o) outputs") }
+        let out = Tensor(uninitialized: [g.n, g.ho, g.wo, g.o])
+        conv2dForwardKernel(x.data, weight.data, bias?.data, g, out.data)
+        var inputs = [x, weight]
+        if let bias { inputs.append(bias) }
+        return out.recorded("conv2d", inputs) { gy in
+            let gx = x.needsGrad ? conv2dInputGrad(gy, weight: weight, g) : nil
+            let gw = weight.needsGrad ? conv2dWeightGrad(gy, x: x, g) : nil
+            let gb = bias.map { b in b.needsGrad ? gy.reshaped([g.n * g.ho * g.wo, g.o]).sumToShape([g.o]).reshaped(b.shape) : nil } ?? nil
+            return bias == nil ? [gx, gw] : [gx, gw, gb]
+        }
+    }
+}
+
+/// dL/dx is a stride-1 convolution of the (stride-dilated) output gradient
+/// with the spatially flipped, channel-transposed kernel.
+func conv2dInputGrad(_ gy: Tensor, weight: Tensor, _ g: ConvGeometry) -> Tensor {
+    precondition(g.padTop <= g.kh - 1 && g.padLeft <= g.kw - 1 && g.padBottom <= g.kh - 1 && g.padRight <= g.kw - 1,
+                 "conv2d backward supports padding up to kernel size - 1")
+    // Flipped kernel: W'[c, ky, kx, o] = W[o, kh-1-ky, kw-1-kx, c].
+    let wt = Tensor(uninitialized: [g.c, g.kh, g.kw, g.o])
+    let src = weight.data, dst = wt.data
+    for o in 0..<g.o { for ky in 0..<g.kh { for kx in 0..<g.kw { for c in 0..<g.c {
+        dst[((c * g.kh + ky) * g.kw + kx) * g.o + o] = src[((o * g.kh + (g.kh - 1 - ky)) * g.kw + (g.kw - 1 - kx)) * g.c + c]
+    } } } }
+    var grad = gy
+    let hd = (g.ho - 1) * g.stride + 1, wd = (g.wo - 1) * g.stride + 1
+    if g.stride > 1 {
+        grad = Tensor(zeros: [g.n, hd, wd, g.o])
+        let s = gy.data, d = grad.data
+        for img in 0..<g.n { for oy in 0..<g.ho { for ox in 0..<g.wo {
+            (d + ((img * hd + oy * g.stride) * wd + ox * g.stride) * g.o).update(from: s + ((img * g.ho + oy) * g.wo + ox) * g.o, count: g.o)
+        } } }
+    }
+    let back = ConvGeometry(n: g.n, h: hd, w: wd, c: g.o, o: g.c, kh: g.kh, kw: g.kw, stride: 1,
+                            padTop: g.kh - 1 - g.padTop, padLeft: g.kw - 1 - g.padLeft,
+                            padBottom: g.h + g.padTop - hd, padRight: g.w + g.padLeft - wd)
+    precondition(back.ho == g.h && back.wo == g.w, "conv2d backward geometry mismatch")
+    let gx = Tensor(uninitialized: [g.n, g.h, g.w, g.c])
+    conv2dForwardKernel(grad.data, wt.data, nil, back, gx.data)
+    return gx
+}
+
+/// dL/dW = Σ over tiles of dYᵀ · unfold(x), with one accumulator per worker.
+func conv2dWeightGrad(_ gy: Tensor, x: Tensor, _ g: ConvGeometry) -> Tensor {
+    let rows = g.n * g.ho * g.wo
+    let gw = Tensor(zeros: [g.o, g.kh, g.kw, g.c])
+    if g.isPointwise {
+        BLAS.gemm(transA: true, m: g.o, n: g.c, k: rows, a: gy.data, lda: g.o, b: x.data, ldb: g.c, c: gw.data, ldc: g.c)
+        return gw
+    }
+    let (tileRows, tiles) = convTiling(rows: rows, k: g.k)
+    let workers = workerCount(tiles)
+    let cols = ScratchBuffers(count: workers, floats: tileRows * g.k)
+    let partial = ScratchBuffers(count: workers, floats: g.o * g.k, zeroed: true)
+    let xp = UnsafePointer(x.data), gyp = UnsafePointer(gy.data)
+    _ = parallelWorkers(tiles) { worker, tileRange in
+        for tile in tileRange {
+            let r0 = tile * tileRows, r1 = min(rows, r0 + tileRows)
+            im2col(xp, g, rows: r0..<r1, col: cols[worker])
+            BLAS.gemmSerial(transA: true, m: g.o, n: g.k, k: r1 - r0, a: gyp + r0 * g.o, lda: g.o,
+                            b: cols[worker], ldb: g.k, beta: 1, c: partial[worker], ldc: g.k)
+        }
+    }
+    for w in 0..<workers {
+        let p = partial[w], d = gw.data
+        for i in 0..<(g.o * g.k) { d[i] += p[i] }
+    }
+    return gw
+}

@@ -1,0 +1,204 @@
+/// Group norm (channels-last), layer norm (last dim) and softmax (last dim).
+
+extension F {
+    /// Group normalization of x: [N, ..., C] (channels last) over `groups`
+    /// groups of channels; statistics per sample and group over all positions.
+    public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+        precondition(x.rank >= 2, "groupNorm needs [N, ..., C], got \(x.shape)")
+        let n = x.shape[0], c = x.shape[x.rank - 1]
+        precondition(c % groups == 0, "groupNorm: \(c) channels not divisible by \(groups) groups")
+        let p = x.count / max(n * c, 1), cg = c / groups
+        let count = Double(p * cg)
+        let mean = Tensor(uninitialized: [n, groups]), rstd = Tensor(uninitialized: [n, groups])
+        let xs = UnsafePointer(x.data), mp = mean.data, rp = rstd.data
+        parallelRanges(n * groups) { tasks in
+            for t in tasks {
+                let img = t / groups, grp = t % groups
+                let base = xs + img * p * c + grp * cg
+                var s: Double = 0
+                for i in 0..<p { let row = base + i * c; var a: Float = 0; for j in 0..<cg { a += row[j] }; s += Double(a) }
+                let m = s / count
+                var v: Double = 0
+                let mf = Float(m)
+                for i in 0..<p { let row = base + i * c; var a: Float = 0; for j in 0..<cg { let d = row[j] - mf; a += d * d }; v += Double(a) }
+                mp[t] = mf
+                rp[t] = Float(1 / (v / count + Double(eps)).squareRoot())
+            }
+        }
+        // y = x·scale + shift with per-(sample, channel) scale and shift.
+        let scale = Tensor(uninitialized: [n, c]), shift = Tensor(uninitialized: [n, c])
+        for img in 0..<n {
+            for ch in 0..<c {
+                let t = img * groups + ch / cg
+                let gamma = weight?.data[ch] ?? 1, beta = bias?.data[ch] ?? 0
+                scale.data[img * c + ch] = rp[t] * gamma
+                shift.data[img * c + ch] = beta - mp[t] * rp[t] * gamma
+            }
+        }
+        let out = Tensor(uninitialized: x.shape)
+        let op = out.data, sp = UnsafePointer(scale.data), hp = UnsafePointer(shift.data)
+        parallelRanges(n * p, grain: max(1, 8192 / c)) { rows in
+            for r in rows {
+                let img = r / p
+                affineRow(xs + r * c, sp + img * c, hp + img * c, op + r * c, c)
+            }
+        }
+        var inputs = [x]
+        if let weight { inputs.append(weight) }
+        if let bias { inputs.append(bias) }
+        return out.recorded("group_norm", inputs) { gy in
+            // Re-derive pointers here so the closure keeps the statistics alive.
+            let xs = UnsafePointer(x.data), mp = UnsafePointer(mean.data), rp = UnsafePointer(rstd.data)
+            let gx = Tensor(uninitialized: x.shape)
+            let gGamma = Tensor(zeros: [n, c]), gBeta = Tensor(zeros: [n, c])
+            let gyp = UnsafePointer(gy.data), gxp = gx.data, ggp = gGamma.data, gbp = gBeta.data
+            let w = weight.map { UnsafePointer($0.data) }
+            parallelRanges(n * groups) { tasks in
+                for t in tasks {
+                    let img = t / groups, grp = t % groups
+                    let m = mp[t], rs = rp[t]
+                    let off = img * p * c + grp * cg
+                    var a1: Double = 0, a2: Double = 0
+                    for i in 0..<p {
+                        for j in 0..<cg {
+                            let idx = off + i * c + j
+                            let xh = (xs[idx] - m) * rs
+                            let dy = gyp[idx]
+                            let dyg = dy * (w?[grp * cg + j] ?? 1)
+                            a1 += Double(dyg); a2 += Double(dyg * xh)
+                            ggp[img * c + grp * cg + j] += dy * xh
+                            gbp[img * c + grp * cg + j] += dy
+                        }
+                    }
+                    let m1 = Float(a1 / count), m2 = Float(a2 / count)
+                    for i in 0..<p {
+                        for j in 0..<cg {
+                            let idx = off + i * c + j
+                            let xh = (xs[idx] - m) * rs
+                            let dyg = gyp[idx] * (w?[grp * cg + j] ?? 1)
+                            gxp[idx] = rs * (dyg - m1 - xh * m2)
+                        }
+                    }
+                }
+            }
+            var grads: [Tensor?] = [x.needsGrad ? gx : nil]
+            if let weight { grads.append(weight.needsGrad ? gGamma.sumToShape([c]).reshaped(weight.shape) : nil) }
+            if let bias { grads.append(bias.needsGrad ? gBeta.sumToShape([c]).reshaped(bias.shape) : nil) }
+            return grads
+        }
+    }
+
+    /// Layer normalization over the last dimension.
+    public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+        let d = x.shape.last ?? 1
+        let rows = x.count / max(d, 1)
+        let mean = Tensor(uninitialized: [rows]), rstd = Tensor(uninitialized: [rows])
+        let out = Tensor(uninitialized: x.shape)
+        let xs = UnsafePointer(x.data), op = out.data, mp = mean.data, rp = rstd.data
+        let ones = Tensor(ones: [d]), zeros = Tensor(zeros: [d])
+        let gp = UnsafePointer((weight ?? ones).data), bp = UnsafePointer((bias ?? zeros).data)
+        parallelRanges(rows, grain: max(1, 4096 / d)) { r in
+            for i in r {
+                let row = xs + i * d
+                var s: Float = 0
+                for j in 0..<d { s += row[j] }
+                let m = s / Float(d)
+                var v: Float = 0
+                for j in 0..<d { let t = row[j] - m; v += t * t }
+                let rs = 1 / (v / Float(d) + eps).squareRoot()
+                mp[i] = m; rp[i] = rs
+                let o = op + i * d
+                for j in 0..<d { o[j] = (row[j] - m) * rs * gp[j] + bp[j] }
+            }
+        }
+        var inputs = [x]
+        if let weight { inputs.append(weight) }
+        if let bias { inputs.append(bias) }
+        return out.recorded("layer_norm", inputs) { gy in
+            // Re-derive pointers here so the closure keeps its tensors alive.
+            let xs = UnsafePointer(x.data), mp = UnsafePointer(mean.data), rp = UnsafePointer(rstd.data)
+            let gp = UnsafePointer((weight ?? ones).data)
+            let gx = Tensor(uninitialized: x.shape)
+            let workers = workerCount(rows, grain: max(1, 4096 / d))
+            let partG = ScratchBuffers(count: workers, floats: d, zeroed: true)
+            let partB = ScratchBuffers(count: workers, floats: d, zeroed: true)
+            let gyp = UnsafePointer(gy.data), gxp = gx.data
+            _ = parallelWorkers(rows, grain: max(1, 4096 / d)) { w, r in
+                let pg = partG[w], pb = partB[w]
+                for i in r {
+                    let row = xs + i * d, dyr = gyp + i * d, dx = gxp + i * d
+                    let m = mp[i], rs = rp[i]
+                    var a1: Float = 0, a2: Float = 0
+                    for j in 0..<d {
+                        let xh = (row[j] - m) * rs
+                        let dyg = dyr[j] * gp[j]
+                        a1 += dyg; a2 += dyg * xh
+                        pg[j] += dyr[j] * xh; pb[j] += dyr[j]
+                    }
+                    let m1 = a1 / Float(d), m2 = a2 / Float(d)
+                    for j in 0..<d { let xh = (row[j] - m) * rs; dx[j] = rs * (dyr[j] * gp[j] - m1 - xh * m2) }
+                }
+            }
+            func reduce(_ parts: ScratchBuffers) -> Tensor {
+                let t = Tensor(zeros: [d])
+                for w in 0..<workers { for j in 0..<d { t.data[j] += parts[w][j] } }
+                return t
+            }
+            var grads: [Tensor?] = [x.needsGrad ? gx : nil]
+            if let weight { grads.append(weight.needsGrad ? reduce(partG).reshaped(weight.shape) : nil) }
+            if let bias { grads.append(bias.needsGrad ? reduce(partB).reshaped(bias.shape) : nil) }
+            return grads
+        }
+    }
+
+    /// Softmax over the last dimension.
+    public static func softmax(_ x: Tensor) -> Tensor {
+        let d = x.shape.last ?? 1
+        let rows = x.count / max(d, 1)
+        let out = Tensor(uninitialized: x.shape)
+        let xs = UnsafePointer(x.data), op = out.data
+        parallelRanges(rows, grain: max(1, 4096 / d)) { r in
+            for i in r { softmaxRow(xs + i * d, op + i * d, d) }
+        }
+        return out.recorded("softmax", [x]) { gy in
+            // dx = y ⊙ (dy - Σ dy·y)
+            let gx = Tensor(uninitialized: x.shape)
+            let gyp = UnsafePointer(gy.data), gxp = gx.data, yp = UnsafePointer(out.data)
+            parallelRanges(rows, grain: max(1, 4096 / d)) { r in
+                for i in r {
+                    let y = yp + i * d, dy = gyp + i * d, dx = gxp + i * d
+                    var dot: Float = 0
+                    for j in 0..<d { dot += dy[j] * y[j] }
+                    for j in 0..<d { dx[j] = y[j] * (dy[j] - dot) }
+                }
+            }
+            return [gx]
+        }
+    }
+}
+
+/// o = x·scale + shift, elementwise over a row.
+@inline(__always)
+func affineRow(_ x: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+               _ o: UnsafeMutablePointer<Float>, _ n: Int) {
+    var j = 0
+    while j + 16 <= n {
+        store16(load16(x + j) * load16(scale + j) + load16(shift + j), o + j)
+        j += 16
+    }
+    while j < n { o[j] = x[j] * scale[j] + shift[j]; j += 1 }
+}
+
+/// Numerically stable softmax of one row.
+@inline(__always)
+func softmaxRow(_ x: UnsafePointer<Float>, _ o: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = -Float.infinity
+    for j in 0..<n { m = max(m, x[j]) }
+    if m == -.infinity { o.update(repeating: 0, count: n); return }
+    let mv = Vec16(repeating: m)
+    mapVec16(x, o, n) { vexp($0 - mv) }
+    var s: Float = 0
+    for j in 0..<n { s += o[j] }
+    let inv = Vec16(repeating: 1 / s)
+    mapVec16(UnsafePointer(o), o, n) { $0 * inv }
+}

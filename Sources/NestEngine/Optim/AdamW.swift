@@ -1,0 +1,93 @@
+/// AdamW (Loshchilov & Hutter): Adam with weight decay applied directly to
+/// the weights rather than through the gradient, as `torch.optim.AdamW` does.
+public final class AdamW {
+    public struct Config: Sendable, Codable {
+        public var learningRate: Float = 1e-4
+        public var beta1: Float = 0.9
+        public var beta2: Float = 0.999
+        public var eps: Float = 1e-8
+        public var weightDecay: Float = 1e-2
+        public init(learningRate: Float = 1e-4, beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, weightDecay: Float = 1e-2) {
+            self.learningRate = learningRate; self.beta1 = beta1; self.beta2 = beta2; self.eps = eps; self.weightDecay = weightDecay
+        }
+    }
+
+    public let parameters: [(name: String, tensor: Tensor)]
+    public var config: Config
+    /// Steps taken so far (bias correction depends on it; saved in checkpoints).
+    public var step: Int = 0
+    /// First and second moment estimates, one pair per parameter.
+    public private(set) var firstMoments: [Tensor]
+    public private(set) var secondMoments: [Tensor]
+
+    public init(parameters: [(name: String, tensor: Tensor)], config: Config = Config()) {
+        self.parameters = parameters
+        self.config = config
+        firstMoments = parameters.map { Tensor(zeros: $0.tensor.shape) }
+        secondMoments = parameters.map { Tensor(zeros: $0.tensor.shape) }
+    }
+
+    /// One update with the current gradients; `learningRate` overrides the
+    /// configured rate (schedules pass theirs here). Parameters without a
+    /// gradient are left alone.
+    public func update(learningRate: Float? = nil) {
+        step += 1
+        let lr = learningRate ?? config.learningRate
+        let c = config
+        let bc1 = 1 - powf(c.beta1, Float(step)), bc2 = 1 - powf(c.beta2, Float(step))
+        let stepSize = lr / bc1
+        let decay = 1 - lr * c.weightDecay
+        for (i, p) in parameters.enumerated() {
+            guard let g = p.tensor.grad else { continue }
+            let w = p.tensor.data, gp = UnsafePointer(g.data)
+            let m = firstMoments[i].data, v = secondMoments[i].data
+            let sqrtBc2 = bc2.squareRoot()
+            parallelRanges(p.tensor.count, grain: 1 << 14) { r in
+                for j in r {
+                    let gj = gp[j]
+                    m[j] = c.beta1 * m[j] + (1 - c.beta1) * gj
+                    v[j] = c.beta2 * v[j] + (1 - c.beta2) * gj * gj
+                    w[j] = w[j] * decay - stepSize * m[j] / (v[j].squareRoot() / sqrtBc2 + c.eps)
+                }
+            }
+        }
+    }
+
+    public func zeroGrad() { for p in parameters { p.tensor.grad = nil } }
+
+    /// Restores moments from a checkpoint (shapes must match).
+    public func loadState(step: Int, first: [Tensor], second: [Tensor]) {
+        precondition(first.count == parameters.count && second.count == parameters.count, "optimizer state size mismatch")
+        self.step = step
+        for i in parameters.indices {
+            firstMoments[i].assign(first[i])
+            secondMoments[i].assign(second[i])
+        }
+    }
+}
+
+/// Scales all gradients so their global L2 norm is at most `maxNorm`
+/// (like `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
+@discardableResult
+public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
+    var total: Double = 0
+    for p in parameters {
+        guard let g = p.grad else { continue }
+        for j in 0..<g.count { let x = Double(g.data[j]); total += x * x }
+    }
+    let norm = Float(total.squareRoot())
+    let coefficient = maxNorm / (norm + 1e-6)
+    if coefficient < 1 {
+        for p in parameters {
+            guard let g = p.grad else { continue }
+            for j in 0..<g.count { g.data[j] *= coefficient }
+        }
+    }
+    return norm
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
