@@ -118,6 +118,25 @@ record("mean_axes", {"x": rnd(2, 3, 4, 5)}, lambda x: x.mean(dim=(1, 2)))
 record("sum_all", {"x": rnd(3, 7)}, lambda x: x.sum())
 record("mse", {"a": rnd(4, 6), "b": rnd(4, 6)}, lambda a, b: F.mse_loss(a, b))
 
+# AdamW: three steps on fixed gradients, then clip_grad_norm_.
+w0 = torch.randn(5, 3)
+grads = [torch.randn(5, 3) for _ in range(3)]
+p = torch.nn.Parameter(w0.clone())
+opt = torch.optim.AdamW([p], lr=1e-2, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.1)
+for i, g in enumerate(grads):
+    p.grad = g.clone()
+    opt.step()
+    out[f"adamw.after{i + 1}"] = p.detach().clone()
+out["adamw.w0"] = w0
+for i, g in enumerate(grads):
+    out[f"adamw.grad{i + 1}"] = g
+c1, c2 = torch.nn.Parameter(torch.zeros(4)), torch.nn.Parameter(torch.zeros(2, 3))
+c1.grad, c2.grad = torch.randn(4) * 3, torch.randn(2, 3) * 3
+out["clip.g1"], out["clip.g2"] = c1.grad.clone(), c2.grad.clone()
+norm = torch.nn.utils.clip_grad_norm_([c1, c2], max_norm=1.5)
+out["clip.norm"] = norm.reshape(1)
+out["clip.g1_after"], out["clip.g2_after"] = c1.grad.clone(), c2.grad.clone()
+
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "NestEngineTests", "Fixtures", "ops.safetensors")
 os.makedirs(os.path.dirname(path), exist_ok=True)
 save_file({k: v.float().contiguous() for k, v in out.items()}, path, metadata={"torch": torch.__version__})

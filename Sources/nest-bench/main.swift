@@ -1,1 +1,79 @@
-print("bench")
+import Foundation
+import NestEngine
+
+/// Engine micro-benchmarks on Stable Diffusion–sized shapes.
+///
+/// Run in release mode, ideally without the environment's OpenBLAS overrides:
+///   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE swift run -c release nest-bench
+/// Prints GFLOP/s for sgemm, 3×3 and 1×1 convolutions and attention, and the
+/// conv/sgemm ratio the engine issue asks for (≥ 70%).
+
+func seconds(_ body: () -> Void) -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+/// Best time of `repeats` runs after one warm-up.
+func best(_ repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    var t = Double.infinity
+    for _ in 0..<repeats { t = min(t, seconds(body)) }
+    return t
+}
+
+func report(_ name: String, flops: Double, time: Double, extra: String = "") {
+    let line = String(format: "%-44@ %9.2f ms %9.1f GFLOP/s", name as NSString, time * 1e3, flops / time / 1e9)
+    print(line + (extra.isEmpty ? "" : "  " + extra))
+}
+
+let args = CommandLine.arguments
+let repeats = args.contains("--quick") ? 2 : 5
+print("nest-bench: \(Threads.count) thread(s); OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset")")
+
+// Large sgemm: the machine's reference throughput.
+let n = 2048
+let a = Tensor.randn([n, n], seed: 1), b = Tensor.randn([n, n], seed: 2), c = Tensor(zeros: [n, n])
+let gemmTime = best(repeats) {
+    BLAS.gemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)
+}
+let gemmFlops = 2.0 * Double(n * n * n)
+report("sgemm 2048×2048×2048", flops: gemmFlops, time: gemmTime)
+let gemmRate = gemmFlops / gemmTime
+
+// Convolutions at SD 1.5's first resolution level (64×64 latents, 320 channels).
+for (batch, size, cin, cout, k) in [(1, 64, 320, 320, 3), (2, 64, 320, 320, 3), (2, 32, 640, 640, 3), (1, 64, 320, 320, 1)] {
+    let x = Tensor.randn([batch, size, size, cin], seed: 3)
+    let w = Tensor.randn([cout, k, k, cin], seed: 4, std: 0.02)
+    let bias = Tensor.randn([cout], seed: 5)
+    var y: Tensor? = nil
+    let t = best(repeats) { y = F.conv2d(x, weight: w, bias: bias, stride: 1, padding: k / 2) }
+    _ = y
+    let flops = 2.0 * Double(batch * size * size * cout * cin * k * k)
+    let rate = flops / t
+    report("conv2d \(k)×\(k) \(batch)×\(size)×\(size)×\(cin)→\(cout)", flops: flops, time: t,
+           extra: String(format: "%.0f%% of sgemm", 100 * rate / gemmRate))
+}
+
+// Attention at SD 1.5's largest self-attention: 4096 tokens, 8 heads of 40.
+do {
+    let (tokens, heads, dim) = (4096, 8, 40)
+    let q = Tensor.randn([1, tokens, heads * dim], seed: 6)
+    let k = Tensor.randn([1, tokens, heads * dim], seed: 7)
+    let v = Tensor.randn([1, tokens, heads * dim], seed: 8)
+    var out: Tensor? = nil
+    let t = best(repeats) { out = F.attention(query: q, key: k, value: v, heads: heads) }
+    out = nil
+    // Peak extra memory of one call beyond inputs and output.
+    let (result, peak) = MemoryStats.measurePeak { F.attention(query: q, key: k, value: v, heads: heads) }
+    let extra = peak - result.count * 4
+    let scoreMatrix = tokens * tokens * 4
+    let flops = 4.0 * Double(tokens * tokens * heads * dim)
+    report("attention 4096q×4096k×8h×40d", flops: flops, time: t,
+           extra: String(format: "scratch %.1f MiB (one 4096² score matrix: %.0f MiB)",
+                         Double(extra) / 1048576, Double(scoreMatrix) / 1048576))
+    // Cross-attention against 77 text tokens.
+    let kt = Tensor.randn([1, 77, heads * dim], seed: 9), vt = Tensor.randn([1, 77, heads * dim], seed: 10)
+    let tc = best(repeats) { out = F.attention(query: q, key: kt, value: vt, heads: heads) }
+    report("attention 4096q×77k×8h×40d", flops: 4.0 * Double(tokens * 77 * heads * dim), time: tc)
+}

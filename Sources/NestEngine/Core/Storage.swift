@@ -29,6 +29,47 @@ public enum MemoryStats {
     }
 
     static func freed(_ bytes: Int) { live.wrappingSubtract(bytes, ordering: .relaxed) }
+
+    /// Runs `body` and returns the most memory that storage allocated by this
+    /// thread during `body` held at once (bytes still alive count; freed ones
+    /// stop counting). Unlike the global figures, other threads' work does
+    /// not disturb it, so concurrent tests can measure a kernel's scratch.
+    public static func measurePeak<T>(_ body: () throws -> T) rethrows -> (result: T, peakBytes: Int) {
+        let tracker = AllocationTracker()
+        let previous = pthread_getspecific(AllocationTracker.key)
+        pthread_setspecific(AllocationTracker.key, Unmanaged.passUnretained(tracker).toOpaque())
+        defer { pthread_setspecific(AllocationTracker.key, previous) }
+        let result = try body()
+        return (result, tracker.peak.load(ordering: .relaxed))
+    }
+}
+
+/// Counts the storage allocated on one thread during a measurement.
+final class AllocationTracker: @unchecked Sendable {
+    static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+    let live = Atomic<Int>(0)
+    let peak = Atomic<Int>(0)
+
+    static var current: AllocationTracker? {
+        guard let raw = pthread_getspecific(key) else { return nil }
+        return Unmanaged<AllocationTracker>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    func allocated(_ bytes: Int) {
+        let now = live.wrappingAdd(bytes, ordering: .relaxed).newValue
+        var seen = peak.load(ordering: .relaxed)
+        while now > seen {
+            let (exchanged, original) = peak.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+            if exchanged { break }
+            seen = original
+        }
+    }
+
+    func freed(_ bytes: Int) { live.wrappingSubtract(bytes, ordering: .relaxed) }
 }
 
 /// A flat, 64-byte aligned float32 buffer. Either owned (allocated here and
@@ -38,6 +79,7 @@ public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
     private let owner: AnyObject?
+    private let tracker: AllocationTracker?
 
     /// Allocates `count` floats. Contents are uninitialized unless `zeroed`.
     public init(count: Int, zeroed: Bool = false) {
@@ -52,6 +94,8 @@ public final class Storage: @unchecked Sendable {
         owner = nil
         if zeroed { pointer.initialize(repeating: 0, count: count) }
         MemoryStats.allocated(count * 4)
+        tracker = AllocationTracker.current
+        tracker?.allocated(count * 4)
     }
 
     /// Wraps memory that `owner` keeps valid (zero-copy views of mapped files).
@@ -59,12 +103,14 @@ public final class Storage: @unchecked Sendable {
         self.pointer = pointer
         self.count = count
         self.owner = owner
+        tracker = nil
     }
 
     deinit {
         if owner == nil {
             free(pointer)
             MemoryStats.freed(count * 4)
+            tracker?.freed(count * 4)
         }
     }
 }

@@ -1,0 +1,67 @@
+import NestEngine
+import Testing
+
+@Suite struct OptimizerTests {
+    @Test func adamWMatchesTorch() {
+        let fx = Fixtures.shared
+        let w = fx.tensor("adamw.w0")
+        let opt = AdamW(parameters: [("w", w)], config: .init(learningRate: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1))
+        for step in 1...3 {
+            w.grad = fx.tensor("adamw.grad\(step)")
+            opt.update()
+            let err = maxRelativeError(w, fx.tensor("adamw.after\(step)"))
+            #expect(err < 1e-6, "AdamW step \(step) differs from torch.optim.AdamW by \(err)")
+        }
+        #expect(opt.step == 3)
+    }
+
+    @Test func clipGradNormMatchesTorch() {
+        let fx = Fixtures.shared
+        let a = Tensor(zeros: [4]), b = Tensor(zeros: [2, 3])
+        a.grad = fx.tensor("clip.g1"); b.grad = fx.tensor("clip.g2")
+        let norm = clipGradNorm([a, b], maxNorm: 1.5)
+        #expect(abs(norm - fx.tensor("clip.norm").item) < 1e-5)
+        #expect(maxRelativeError(a.grad!, fx.tensor("clip.g1_after")) < 1e-6)
+        #expect(maxRelativeError(b.grad!, fx.tensor("clip.g2_after")) < 1e-6)
+    }
+
+    @Test func clipLeavesSmallGradientsAlone() {
+        let a = Tensor(zeros: [3])
+        a.grad = Tensor([0.1, 0.2, -0.2], shape: [3])
+        let norm = clipGradNorm([a], maxNorm: 1)
+        #expect(abs(norm - 0.3) < 1e-6)
+        #expect(a.grad!.array == [0.1, 0.2, -0.2])
+    }
+
+    @Test func learningRateSchedule() {
+        let warm = LearningRateSchedule(base: 1e-3, warmupSteps: 4, totalSteps: 14, decay: .cosine, minimum: 1e-5)
+        #expect(abs(warm.rate(at: 0) - 2.5e-4) < 1e-9)
+        #expect(abs(warm.rate(at: 3) - 1e-3) < 1e-9)
+        #expect(abs(warm.rate(at: 4) - 1e-3) < 1e-9)           // cosine starts at the top
+        #expect(abs(warm.rate(at: 9) - (1e-5 + (1e-3 - 1e-5) * 0.5)) < 1e-8)  // halfway
+        #expect(abs(warm.rate(at: 14) - 1e-5) < 1e-9)          // bottom
+        #expect(abs(warm.rate(at: 100) - 1e-5) < 1e-9)         // stays there
+        let constant = LearningRateSchedule(base: 3e-4, warmupSteps: 2)
+        #expect(constant.rate(at: 0) == 1.5e-4)
+        #expect(constant.rate(at: 50) == 3e-4)
+    }
+
+    /// A tiny model fitted by AdamW: the loss must fall substantially.
+    @Test func trainingReducesLoss() {
+        let model = Linear(4, 1, seed: 3)
+        model.unfreeze()
+        let x = Tensor.randn([32, 4], seed: 4)
+        let target = F.linear(x, weight: Tensor([1, -2, 0.5, 3], shape: [1, 4]), bias: Tensor([0.25], shape: [1]))
+        let opt = AdamW(parameters: model.trainableParameters.map { ($0.path, $0.tensor) }, config: .init(learningRate: 0.05, weightDecay: 0))
+        var first: Float = 0, last: Float = 0
+        for step in 0..<200 {
+            opt.zeroGrad()
+            let loss = F.mseLoss(model(x), target)
+            loss.backward()
+            opt.update()
+            if step == 0 { first = loss.item }
+            last = loss.item
+        }
+        #expect(last < first / 100, "loss went from \(first) to \(last)")
+    }
+}
