@@ -125,3 +125,52 @@ public typealias Vec16 = SIMD16<Float>
 public func fastExp(_ x: Float) -> Float { vexp(Vec16(repeating: x))[0] }
 public func fastErf(_ x: Float) -> Float { verf(Vec16(repeating: x))[0] }
 public func fastTanh(_ x: Float) -> Float { vtanh(Vec16(repeating: x))[0] }
+
+/// Largest of `n` floats (-inf for none).
+@inline(__always) public func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var m = Vec16(repeating: -.infinity)
+    var i = 0
+    while i + 16 <= n { m = pointwiseMax(m, load16(x + i)); i += 16 }
+    var r = m.max()
+    while i < n { r = Swift.max(r, x[i]); i += 1 }
+    return r
+}
+
+/// Sum of `n` floats, 16 lanes at a time.
+@inline(__always) public func rowSum(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s = Vec16(repeating: 0)
+    var i = 0
+    while i + 16 <= n { s += load16(x + i); i += 16 }
+    var r = s.sum()
+    while i < n { r += x[i]; i += 1 }
+    return r
+}
+
+/// x[i] = exp(x[i] - shift) over `n` floats; returns their sum.
+@inline(__always) public func expShiftedInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
+    let sv = Vec16(repeating: shift)
+    var s = Vec16(repeating: 0)
+    var i = 0
+    while i + 16 <= n {
+        let e = vexp(load16(x + i) - sv)
+        store16(e, x + i)
+        s += e
+        i += 16
+    }
+    var r = s.sum()
+    if i < n {
+        var tmp = Vec16(repeating: -.infinity)
+        for j in 0..<(n - i) { tmp[j] = x[i + j] }
+        let e = vexp(tmp - sv)
+        for j in 0..<(n - i) { x[i + j] = e[j]; r += e[j] }
+    }
+    return r
+}
+
+/// x[i] *= s over `n` floats.
+@inline(__always) public func scaleInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, _ s: Float) {
+    let sv = Vec16(repeating: s)
+    var i = 0
+    while i + 16 <= n { store16(load16(x + i) * sv, x + i); i += 16 }
+    while i < n { x[i] *= s; i += 1 }
+}

@@ -59,15 +59,15 @@ func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v:
     let acc = ScratchBuffers(count: workers, floats: qb * s.dv + 2 * qb)
     _ = parallelWorkers(tasks) { worker, range in
         let sp = scores[worker], op = acc[worker]
-        let rowMax = op + qb * s.dv, rowSum = rowMax + qb
+        let runningMax = op + qb * s.dv, runningSum = runningMax + qb
         for task in range {
             let blk = task % s.queryBlocks, bh = task / s.queryBlocks
             let head = bh % s.heads, batch = bh / s.heads
             let q0 = blk * qb, rows = min(qb, s.nq - q0)
             let qPtr = q + (batch * s.nq + q0) * s.qStride + head * s.d
             op.update(repeating: 0, count: rows * s.dv)
-            rowMax.update(repeating: -.infinity, count: rows)
-            rowSum.update(repeating: 0, count: rows)
+            runningMax.update(repeating: -.infinity, count: rows)
+            runningSum.update(repeating: 0, count: rows)
             // With a causal mask, keys after the block's last query are never seen.
             let keyEnd = s.causal ? min(s.nk, q0 + rows) : s.nk
             var k0 = 0
@@ -80,21 +80,14 @@ func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v:
                     let row = sp + i * kb
                     var valid = cols
                     if s.causal { valid = max(0, min(cols, q0 + i + 1 - k0)) }
-                    var m = rowMax[i]
-                    for j in 0..<valid { m = max(m, row[j]) }
+                    let m = max(runningMax[i], rowMax(row, valid))
                     if m == -.infinity { row.update(repeating: 0, count: cols); continue }
-                    let correction = rowMax[i] == -.infinity ? 0 : expf(rowMax[i] - m)
-                    rowMax[i] = m
-                    let mv = Vec16(repeating: m)
-                    mapVec16(UnsafePointer(row), row, valid) { vexp($0 - mv) }
+                    let correction = runningMax[i] == -.infinity ? 0 : expf(runningMax[i] - m)
+                    runningMax[i] = m
+                    let sum = expShiftedInPlace(row, valid, shift: m)
                     if valid < cols { (row + valid).update(repeating: 0, count: cols - valid) }
-                    var sum: Float = 0
-                    for j in 0..<valid { sum += row[j] }
-                    rowSum[i] = rowSum[i] * correction + sum
-                    if correction != 1 {
-                        let o = op + i * s.dv
-                        for c in 0..<s.dv { o[c] *= correction }
-                    }
+                    runningSum[i] = runningSum[i] * correction + sum
+                    if correction != 1 { scaleInPlace(op + i * s.dv, s.dv, correction) }
                 }
                 BLAS.gemmSerial(m: rows, n: s.dv, k: cols, a: sp, lda: kb,
                                 b: v + (batch * s.nk + k0) * s.vStride + head * s.dv, ldb: s.vStride,
@@ -102,11 +95,11 @@ func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v:
                 k0 += cols
             }
             for i in 0..<rows {
-                let inv: Float = rowSum[i] > 0 ? 1 / rowSum[i] : 0
+                let inv: Float = runningSum[i] > 0 ? 1 / runningSum[i] : 0
                 let src = op + i * s.dv
                 let dst = out + (batch * s.nq + q0 + i) * s.vStride + head * s.dv
                 for c in 0..<s.dv { dst[c] = src[c] * inv }
-                lse?[(batch * s.heads + head) * s.nq + q0 + i] = rowMax[i] + logf(rowSum[i])
+                lse?[(batch * s.heads + head) * s.nq + q0 + i] = runningMax[i] + logf(runningSum[i])
             }
         }
     }

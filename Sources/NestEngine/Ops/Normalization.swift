@@ -192,13 +192,9 @@ func affineRow(_ x: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, _ shift
 /// Numerically stable softmax of one row.
 @inline(__always)
 func softmaxRow(_ x: UnsafePointer<Float>, _ o: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for j in 0..<n { m = max(m, x[j]) }
+    let m = rowMax(x, n)
     if m == -.infinity { o.update(repeating: 0, count: n); return }
-    let mv = Vec16(repeating: m)
-    mapVec16(x, o, n) { vexp($0 - mv) }
-    var s: Float = 0
-    for j in 0..<n { s += o[j] }
-    let inv = Vec16(repeating: 1 / s)
-    mapVec16(UnsafePointer(o), o, n) { $0 * inv }
+    if UnsafePointer(o) != x { o.update(from: x, count: n) }
+    let s = expShiftedInPlace(o, n, shift: m)
+    scaleInPlace(o, n, 1 / s)
 }

@@ -12,7 +12,7 @@ public final class AdamW {
         }
     }
 
-    public let parameters: [(name: String, tensor: Tensor)]
+    public let parameters: [(path: String, tensor: Tensor)]
     public var config: Config
     /// Steps taken so far (bias correction depends on it; saved in checkpoints).
     public var step: Int = 0
@@ -20,7 +20,7 @@ public final class AdamW {
     public private(set) var firstMoments: [Tensor]
     public private(set) var secondMoments: [Tensor]
 
-    public init(parameters: [(name: String, tensor: Tensor)], config: Config = Config()) {
+    public init(parameters: [(path: String, tensor: Tensor)], config: Config = Config()) {
         self.parameters = parameters
         self.config = config
         firstMoments = parameters.map { Tensor(zeros: $0.tensor.shape) }

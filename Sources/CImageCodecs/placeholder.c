@@ -1,1 +1,0 @@
-int nest_codecs_placeholder(void){return 0;}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import NestEngine
+import NestIO
+
+@main
+struct Nest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nest",
+        abstract: "Nested Attention personalization for Stable Diffusion models, on CPU.",
+        discussion: """
+            The engine is in place; generation, personalization and training arrive \
+            with the next milestones. `nest demo` trains a small network end to end \
+            on the engine and writes a PNG.
+            """,
+        subcommands: [Demo.self, Inspect.self])
+}
+
+/// Options every command shares.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "Worker threads for the engine's kernels (default: NEST_THREADS or the number of cores).")
+    var threads: Int?
+
+    func apply() throws {
+        if let threads {
+            guard threads > 0 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+            Threads.count = threads
+        }
+    }
+}
+
+/// One line on stderr, then exit with failure: bad input never produces a stack trace.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(("nest: error: " + message + "\n").data(using: .utf8)!)
+    Foundation.exit(1)
+}
