@@ -66,7 +66,9 @@ import Glibc
         let one = run()
         Threads.count = 3
         let three = run()
-        #expect(one == three)
+        // Tiles differ with the worker count, so BLAS may round differently; values must agree closely.
+        let worst = zip(one, three).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
+        #expect(one.count == three.count && worst < 1e-5, "results differ by \(worst) between 1 and 3 threads")
     }
 
     @Test func attentionNeverBuildsTheScoreMatrix() {

@@ -66,3 +66,23 @@ public func workerCount(_ total: Int, grain: Int = 1) -> Int {
     if total <= 0 { return 0 }
     return min(Threads.count, max(1, total / max(grain, 1)))
 }
+
+/// Runs `body(worker, task)` for every task in `0..<tasks`, handing tasks out
+/// one at a time from a shared counter, so a worker that is slowed down (or
+/// preempted) does not hold up the others. Use for coarse tasks (GEMM tiles,
+/// attention blocks) where static splitting leaves cores idle.
+public func parallelTasks(_ tasks: Int, _ body: (Int, Int) -> Void) {
+    if tasks <= 0 { return }
+    let workers = min(Threads.count, tasks)
+    if workers <= 1 { for t in 0..<tasks { body(0, t) }; return }
+    let next = Atomic<Int>(0)
+    withoutActuallyEscaping(body) { body in
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            while true {
+                let t = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if t >= tasks { break }
+                body(w, t)
+            }
+        }
+    }
+}

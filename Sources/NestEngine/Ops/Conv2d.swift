@@ -73,6 +73,10 @@ func conv2dForwardKernel(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
         BLAS.gemm(transB: true, m: rows, n: g.o, k: g.c, a: x, lda: g.c, b: weight, ldb: g.c, beta: beta, c: out, ldc: g.o)
         return
     }
+    if g.stride == 1 && g.kh > 1 {
+        conv2dRowUnfoldForward(x, weight, g, beta: beta, out)
+        return
+    }
     let (tileRows, tiles) = convTiling(rows: rows, k: g.k)
     let buffers = ScratchBuffers(count: workerCount(tiles), floats: tileRows * g.k)
     _ = parallelWorkers(tiles) { worker, tileRange in
@@ -82,6 +86,58 @@ func conv2dForwardKernel(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
             im2col(x, g, rows: r0..<r1, col: col)
             BLAS.gemmSerial(transB: true, m: r1 - r0, n: g.o, k: g.k, a: col, lda: g.k, b: weight, ldb: g.k,
                             beta: beta, c: out + r0 * g.o, ldc: g.o)
+        }
+    }
+}
+
+/// Stride-1 convolution that unfolds only along x: row (iy, ox) of the
+/// buffer holds the kw·C inputs under kernel row iy at output column ox.
+/// Output rows oy0..<oy1 then equal Σ_ky U[(oy0+ky)·Wo ..< (oy1+ky)·Wo] · W_kyᵀ,
+/// kh GEMMs over contiguous slices, with a buffer kh times smaller than im2col's.
+func conv2dRowUnfoldForward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ g: ConvGeometry,
+                            beta: Float, _ out: UnsafeMutablePointer<Float>) {
+    let rowK = g.kw * g.c
+    let rowFloats = g.wo * rowK
+    // Output rows per tile: bounded buffer, and enough tiles to feed every worker.
+    // Tiles of about 512 output pixels (enough rows for efficient GEMMs) are
+    // handed out dynamically, so a slow core does not stall the others.
+    let maxRows = max(1, min(convTileFloats / rowFloats - (g.kh - 1), (512 + g.wo - 1) / g.wo))
+    var tilesPerImage = (g.ho + maxRows - 1) / maxRows
+    let tileRows = (g.ho + tilesPerImage - 1) / tilesPerImage
+    tilesPerImage = (g.ho + tileRows - 1) / tileRows
+    let tiles = g.n * tilesPerImage
+    let buffers = ScratchBuffers(count: min(Threads.count, tiles), floats: (tileRows + g.kh - 1) * rowFloats)
+    parallelTasks(tiles) { worker, tile in
+        let u = buffers[worker]
+        do {
+            let img = tile / tilesPerImage
+            let oy0 = (tile % tilesPerImage) * tileRows, oy1 = min(g.ho, oy0 + tileRows)
+            let image = x + img * g.h * g.w * g.c
+            // Unfold input rows iy = oy0 - padTop ..< oy1 - padTop + kh - 1.
+            for (r, iy) in ((oy0 - g.padTop)..<(oy1 - g.padTop + g.kh - 1)).enumerated() {
+                let dstRow = u + r * rowFloats
+                if iy < 0 || iy >= g.h { dstRow.update(repeating: 0, count: rowFloats); continue }
+                let src = image + iy * g.w * g.c
+                for ox in 0..<g.wo {
+                    var dst = dstRow + ox * rowK
+                    let ix0 = ox - g.padLeft
+                    if ix0 >= 0 && ix0 + g.kw <= g.w {
+                        dst.update(from: src + ix0 * g.c, count: rowK)
+                    } else {
+                        for kx in 0..<g.kw {
+                            let ix = ix0 + kx
+                            if ix < 0 || ix >= g.w { dst.update(repeating: 0, count: g.c) } else { dst.update(from: src + ix * g.c, count: g.c) }
+                            dst += g.c
+                        }
+                    }
+                }
+            }
+            let m = (oy1 - oy0) * g.wo
+            let c = out + ((img * g.ho) + oy0) * g.wo * g.o
+            for ky in 0..<g.kh {
+                BLAS.gemmSerial(transB: true, m: m, n: g.o, k: rowK, a: u + ky * rowFloats, lda: rowK,
+                                b: weight + ky * rowK, ldb: g.k, beta: ky == 0 ? beta : 1, c: c, ldc: g.o)
+            }
         }
     }
 }

@@ -8,12 +8,16 @@ extension Tensor {
         partials.withUnsafeMutableBufferPointer { parts in
             let p = parts.baseAddress!
             _ = parallelWorkers(n, grain: 1 << 16) { w, r in
+                // Float lanes over blocks of 4096, folded into a double per block.
                 var acc: Double = 0
                 var i = r.lowerBound
                 while i + 16 <= r.upperBound {
-                    let v = load16(src + i)
-                    acc += Double(v.sum())
-                    i += 16
+                    var v = Vec16(repeating: 0)
+                    let end = min(r.upperBound, i + 4096)
+                    while i + 16 <= end { v += load16(src + i); i += 16 }
+                    var lanes: Double = 0
+                    for lane in 0..<16 { lanes += Double(v[lane]) }
+                    acc += lanes
                 }
                 while i < r.upperBound { acc += Double(src[i]); i += 1 }
                 p[w] = acc
