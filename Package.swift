@@ -17,6 +17,7 @@ let package = Package(
     products: [
         .library(name: "NestEngine", targets: ["NestEngine"]),
         .library(name: "NestIO", targets: ["NestIO"]),
+        .library(name: "NestModels", targets: ["NestModels"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
     ],
@@ -42,17 +43,23 @@ let package = Package(
         .target(name: "NestIO", dependencies: ["NestEngine", "CImageCodecs"], path: "Sources/NestIO",
                 swiftSettings: optimize),
 
+        // Models: UNet, VAE, CLIP text and vision, built from diffusers/transformers configs.
+        .target(name: "NestModels", dependencies: ["NestEngine", "NestIO"], path: "Sources/NestModels",
+                swiftSettings: optimize),
+
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO",
+            "NestEngine", "NestIO", "NestModels",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest", swiftSettings: optimize),
-        .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO"],
+        .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels"],
                           path: "Sources/nest-bench", swiftSettings: optimize),
 
         .testTarget(name: "NestEngineTests", dependencies: ["NestEngine", "NestIO"],
                     path: "Tests/NestEngineTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestIOTests", dependencies: ["NestEngine", "NestIO"],
                     path: "Tests/NestIOTests"),
+        .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
+                    path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,76 @@
+import Foundation
+
+/// A model configuration problem, described in one line naming the file and key.
+public struct ModelConfigError: Error, CustomStringConvertible, LocalizedError {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+    public var errorDescription: String? { description }
+}
+
+/// A diffusers field that may be one value or one value per block
+/// (`attention_head_dim: 8` or `[5, 10, 20]`).
+public enum OneOrMany<Value: Codable & Equatable & Sendable>: Codable, Equatable, Sendable {
+    case one(Value)
+    case many([Value])
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let list = try? container.decode([Value].self) { self = .many(list); return }
+        self = .one(try container.decode(Value.self))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .one(let v): try container.encode(v)
+        case .many(let vs): try container.encode(vs)
+        }
+    }
+
+    /// One value per block; a list must have exactly `count` entries.
+    public func expanded(_ count: Int, key: String) throws -> [Value] {
+        switch self {
+        case .one(let v): return Array(repeating: v, count: count)
+        case .many(let vs):
+            guard vs.count == count else {
+                throw ModelConfigError("\(key) has \(vs.count) entries but the model has \(count) blocks")
+            }
+            return vs
+        }
+    }
+}
+
+/// Decodes a `config.json`, turning Codable's errors into one line that names
+/// the file and the missing or malformed key.
+public func decodeConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
+    let data: Data
+    do { data = try Data(contentsOf: url) } catch {
+        throw ModelConfigError("\(url.path): cannot read config (\(error.localizedDescription))")
+    }
+    return try decodeConfig(type, data: data, name: url.path)
+}
+
+public func decodeConfig<T: Decodable>(_ type: T.Type, data: Data, name: String) throws -> T {
+    do {
+        return try JSONDecoder().decode(type, from: data)
+    } catch let error as DecodingError {
+        throw ModelConfigError("\(name): \(describe(error))")
+    } catch let error as ModelConfigError {
+        throw ModelConfigError("\(name): \(error.description)")
+    }
+}
+
+private func describe(_ error: DecodingError) -> String {
+    func path(_ keys: [CodingKey]) -> String { keys.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".") }
+    switch error {
+    case .keyNotFound(let key, let ctx):
+        let p = path(ctx.codingPath + [key])
+        return "missing key '\(p)'"
+    case .typeMismatch(_, let ctx), .valueNotFound(_, let ctx):
+        return "key '\(path(ctx.codingPath))' has the wrong type (\(ctx.debugDescription))"
+    case .dataCorrupted(let ctx):
+        return ctx.codingPath.isEmpty ? "not valid JSON" : "key '\(path(ctx.codingPath))': \(ctx.debugDescription)"
+    @unknown default:
+        return String(describing: error)
+    }
+}
