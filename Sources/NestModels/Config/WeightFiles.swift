@@ -1,0 +1,67 @@
+import Foundation
+import NestEngine
+import NestIO
+
+/// Finding and loading a component's weights inside a diffusers/transformers folder.
+///
+/// A component folder (e.g. `unet/`) holds `config.json` and its weights in
+/// one of the layouts the libraries write: `diffusion_pytorch_model.safetensors`
+/// (diffusers) or `model.safetensors` (transformers), possibly sharded behind
+/// a `*.safetensors.index.json`, possibly as an fp16 variant
+/// (`diffusion_pytorch_model.fp16.safetensors`).
+public enum WeightFiles {
+    static let stems = ["diffusion_pytorch_model", "model"]
+
+    /// The weights file (or shard index) to read; `variant` ("fp16") is preferred when given,
+    /// and used as a fallback when the plain file is absent.
+    public static func locate(in folder: URL, variant: String? = nil) throws -> URL {
+        let fm = FileManager.default
+        guard fm.fileExists(atPath: folder.path) else {
+            throw ModelConfigError("\(folder.path): folder not found")
+        }
+        var candidates: [String] = []
+        let variants = variant.map { [$0, nil] } ?? [nil, "fp16"]
+        for v in variants {
+            for stem in stems {
+                let base = v.map { "\(stem).\($0)" } ?? stem
+                candidates.append("\(base).safetensors")
+                candidates.append("\(base).safetensors.index.json")
+            }
+        }
+        for name in candidates where fm.fileExists(atPath: folder.appendingPathComponent(name).path) {
+            return folder.appendingPathComponent(name)
+        }
+        if fm.fileExists(atPath: folder.appendingPathComponent("diffusion_pytorch_model.bin").path)
+            || fm.fileExists(atPath: folder.appendingPathComponent("pytorch_model.bin").path) {
+            throw ModelConfigError("\(folder.path): only PyTorch .bin weights found; convert them to safetensors")
+        }
+        throw ModelConfigError("\(folder.path): no weights file (expected diffusion_pytorch_model.safetensors or model.safetensors)")
+    }
+
+    /// Loads `module`'s parameters from the folder's weights, strictly: any
+    /// missing, unexpected or mis-shaped tensor is an error naming it.
+    @discardableResult
+    public static func load(_ module: Module, from folder: URL, variant: String? = nil, prefix: String = "",
+                            ignoring ignored: (String) -> Bool = { _ in false }) throws -> LoadReport {
+        let url = try locate(in: folder, variant: variant)
+        let weights = try SafeTensorsCollection(path: url.path)
+        let source = FilteredSource(base: weights, ignored: ignored)
+        do {
+            return try module.load(from: source, prefix: prefix)
+        } catch let error as WeightLoadingError {
+            throw ModelConfigError("\(url.path): \(error.description)")
+        }
+    }
+}
+
+/// Hides tensors a model deliberately does not use (e.g. transformers'
+/// `position_ids` buffers) from strict loading.
+struct FilteredSource: WeightSource {
+    let base: WeightSource
+    let ignored: (String) -> Bool
+    var tensorNames: [String] { base.tensorNames.filter { !ignored($0) } }
+    func shape(of name: String) -> [Int]? { ignored(name) ? nil : base.shape(of: name) }
+    func read(_ name: String, into destination: UnsafeMutablePointer<Float>, count: Int) throws {
+        try base.read(name, into: destination, count: count)
+    }
+}
