@@ -42,7 +42,7 @@ public enum WeightFiles {
     /// missing, unexpected or mis-shaped tensor is an error naming it.
     @discardableResult
     public static func load(_ module: Module, from folder: URL, variant: String? = nil, prefix: String = "",
-                            ignoring ignored: (String) -> Bool = { _ in false }) throws -> LoadReport {
+                            ignoring ignored: @escaping (String) -> Bool = { _ in false }) throws -> LoadReport {
         let url = try locate(in: folder, variant: variant)
         let weights = try SafeTensorsCollection(path: url.path)
         let source = FilteredSource(base: weights, ignored: ignored)
