@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "NestEngine", targets: ["NestEngine"]),
         .library(name: "NestIO", targets: ["NestIO"]),
         .library(name: "NestModels", targets: ["NestModels"]),
+        .library(name: "NestDiffusion", targets: ["NestDiffusion"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
     ],
@@ -47,8 +48,12 @@ let package = Package(
         .target(name: "NestModels", dependencies: ["NestEngine", "NestIO"], path: "Sources/NestModels",
                 swiftSettings: optimize),
 
+        // Diffusion: tokenizer, prompt encoding, schedulers, pipelines.
+        .target(name: "NestDiffusion", dependencies: ["NestEngine", "NestIO", "NestModels"],
+                path: "Sources/NestDiffusion", swiftSettings: optimize),
+
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO", "NestModels",
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest", swiftSettings: optimize),
         .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels"],
@@ -58,6 +63,8 @@ let package = Package(
                     path: "Tests/NestEngineTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestIOTests", dependencies: ["NestEngine", "NestIO"],
                     path: "Tests/NestIOTests"),
+        .testTarget(name: "NestDiffusionTests", dependencies: ["NestEngine", "NestModels", "NestDiffusion"],
+                    path: "Tests/NestDiffusionTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],
