@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "NestIO", targets: ["NestIO"]),
         .library(name: "NestModels", targets: ["NestModels"]),
         .library(name: "NestDiffusion", targets: ["NestDiffusion"]),
+        .library(name: "NestPersonalization", targets: ["NestPersonalization"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
     ],
@@ -52,8 +53,12 @@ let package = Package(
         .target(name: "NestDiffusion", dependencies: ["NestEngine", "NestIO", "NestModels"],
                 path: "Sources/NestDiffusion", swiftSettings: optimize),
 
+        // Personalization: Nested Attention, IP-Adapter and single-token baselines, subject encoders.
+        .target(name: "NestPersonalization", dependencies: ["NestEngine", "NestIO", "NestModels"],
+                path: "Sources/NestPersonalization", swiftSettings: optimize),
+
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO", "NestModels", "NestDiffusion",
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest", swiftSettings: optimize),
         .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels"],
@@ -65,6 +70,8 @@ let package = Package(
                     path: "Tests/NestIOTests"),
         .testTarget(name: "NestDiffusionTests", dependencies: ["NestEngine", "NestModels", "NestDiffusion"],
                     path: "Tests/NestDiffusionTests", resources: [.copy("Fixtures")]),
+        .testTarget(name: "NestPersonalizationTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestPersonalization"],
+                    path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],

@@ -48,6 +48,7 @@ import Testing
         checkGradients("geglu", inputs: [r([3, 2, 20], 34, 2)], eps: 3e-3) { F.geglu($0[0]) }
         checkGradients("sigmoid", inputs: [r([20], 35, 3)], eps: 3e-3) { F.sigmoid($0[0]) }
         checkGradients("tanh", inputs: [r([20], 36, 2)], eps: 3e-3) { F.tanh($0[0]) }
+        checkGradients("sqrt", inputs: [F.square(r([20], 37)) + 0.5], eps: 1e-3) { F.sqrt($0[0]) }
     }
 
     @Test func attention() {

@@ -195,6 +195,11 @@ extension F {
         }
     }
 
+    public static func sqrt(_ x: Tensor) -> Tensor {
+        let out = x.unary { $0.squareRoot() }
+        return out.recorded("sqrt", [x]) { g in [g.zipMap(out) { g, y in g / (2 * y) }] }
+    }
+
     public static func square(_ x: Tensor) -> Tensor {
         x.unary { $0 * $0 }.recorded("square", [x]) { g in [g.zipMap(x) { g, x in 2 * g * x }] }
     }
