@@ -87,6 +87,47 @@ case("weighted", b=1, n=11, t=6, m=5, heads=2, d=4, subject_indices=[[2]], weigh
 case("normalized", b=2, n=8, t=6, m=5, heads=2, d=4, subject_indices=[[1, 3]], lam=2.0)
 case("shared_keys", b=2, n=8, t=6, m=5, heads=2, d=4, subject_indices=[[-1, 2]], shared_batch=True)
 
+# The IP-Adapter Plus resampler: diffusers' IPAdapterPlusImageProjection as the
+# reference, its weights renamed to the original IP-Adapter layout that the Swift
+# Resampler (and real IP-Adapter-Plus files) use.
+from diffusers.models.embeddings import IPAdapterPlusImageProjection
+
+
+def to_original_layout(state):
+    original = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] != "layers":
+            original[key] = value
+            continue
+        n, rest = parts[1], ".".join(parts[2:])
+        renames = {"ln0.": "0.norm1.", "ln1.": "0.norm2.", "attn.to_q.": "0.to_q.", "attn.to_out.0.": "0.to_out.",
+                   "ff.0.": "1.0.", "ff.1.net.0.proj.": "1.1.", "ff.1.net.2.": "1.3."}
+        for old, new in renames.items():
+            if rest.startswith(old):
+                original[f"layers.{n}.{new}{rest[len(old):]}"] = value
+                break
+        else:
+            if rest.startswith("attn.to_k."):
+                suffix = rest[len("attn.to_k."):]
+                original[f"layers.{n}.0.to_kv.{suffix}"] = torch.cat([value, state[f"layers.{n}.attn.to_v.{suffix}"]], 0)
+            elif not rest.startswith("attn.to_v."):
+                raise KeyError(key)
+    return original
+
+
+with torch.no_grad():
+    proj = IPAdapterPlusImageProjection(embed_dims=16, output_dims=24, hidden_dims=32, depth=2, dim_head=8,
+                                        heads=4, num_queries=6, ffn_ratio=2)
+    for p in proj.parameters():
+        p.add_(torch.randn_like(p) * 0.1)
+    features = torch.randn(2, 10, 16)
+    reference = proj(features)
+for key, value in to_original_layout(proj.state_dict()).items():
+    out[f"resampler.weights.{key}"] = value.clone()
+out["resampler.features"] = features
+out["resampler.out"] = reference
+
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "NestPersonalizationTests", "Fixtures", "nested_attention.safetensors")
 save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"torch": torch.__version__})
 print("wrote", len(out), "tensors to", os.path.normpath(path))
