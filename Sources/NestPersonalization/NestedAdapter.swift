@@ -1,0 +1,96 @@
+import Foundation
+import NestEngine
+import NestIO
+import NestModels
+
+/// A personalization adapter: the subject encoder (resampler over CLIP image
+/// features) and the per-layer projections of its kind.
+///
+/// - nested: `layers.N.to_k` / `to_v` make nested keys and values K̃ = E·W̃_K,
+///   Ṽ = E·W̃_V for the N-th bound cross-attention layer;
+/// - ip-adapter: the same names make the decoupled branch's K_ip, V_ip;
+/// - single-token: `token_proj` maps the mean encoder token to one context vector.
+public final class PersonalizationAdapter: Module {
+    public final class Projection: Module {
+        public let to_k: Linear, to_v: Linear
+        init(inputWidth: Int, width: Int) {
+            to_k = Linear(inputWidth, width, bias: false)
+            to_v = Linear(inputWidth, width, bias: false)
+            super.init()
+            child("to_k", to_k); child("to_v", to_v)
+        }
+    }
+
+    public let config: AdapterConfig
+    public let resampler: Resampler
+    public let layers: ModuleList<Projection>
+    public let token_proj: Linear?
+
+    public init(config: AdapterConfig, seed: UInt64 = 0) {
+        self.config = config
+        resampler = Resampler(config: config.resampler, seed: seed)
+        let tokenWidth = config.resampler.outputDim
+        layers = ModuleList(config.kind == .singleToken ? [] : config.layers.map { Projection(inputWidth: tokenWidth, width: $0.width) })
+        token_proj = config.kind == .singleToken ? Linear(tokenWidth, config.contextWidth ?? tokenWidth, seed: seed &+ 9) : nil
+        super.init()
+        child("resampler", resampler)
+        child("layers", layers)
+        if let token_proj { child("token_proj", token_proj) }
+    }
+
+    /// Reads `NAME.json` and `NAME.safetensors` (pass either path, or the stem).
+    public static func load(path: String) throws -> PersonalizationAdapter {
+        let base = URL(fileURLWithPath: path).deletingPathExtension()
+        let configURL = base.appendingPathExtension("json"), weightsURL = base.appendingPathExtension("safetensors")
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw ModelConfigError("\(path): adapter config \(configURL.lastPathComponent) not found")
+        }
+        let adapter = PersonalizationAdapter(config: try AdapterConfig.load(from: configURL))
+        let weights = try SafeTensorsFile(path: weightsURL.path)
+        do { try adapter.load(from: weights) } catch let error as WeightLoadingError {
+            throw ModelConfigError("\(weightsURL.path): \(error.description)")
+        }
+        return adapter
+    }
+
+    /// Writes the adapter pair atomically; refuses to overwrite unless asked.
+    public func save(path: String, overwrite: Bool = false) throws {
+        let base = URL(fileURLWithPath: path).deletingPathExtension()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let configURL = base.appendingPathExtension("json")
+        if FileManager.default.fileExists(atPath: configURL.path) && !overwrite {
+            throw ModelConfigError("\(configURL.path) already exists; pass --overwrite to replace it")
+        }
+        try save(to: base.appendingPathExtension("safetensors").path, overwrite: overwrite)
+        try encoder.encode(config).write(to: configURL, options: .atomic)
+    }
+
+    /// Encoder tokens E for subject image features (CLIP hidden states of `feature_layer`).
+    public func encode(features: Tensor) -> Tensor { resampler(features) }
+
+    /// Checks that the adapter's layers exist in this UNet with the widths it was made for.
+    public func resolveLayers(in crossAttention: [(path: String, layer: Attention)]) throws -> [Attention] {
+        let byPath = Dictionary(uniqueKeysWithValues: crossAttention.map { ($0.path, $0.layer) })
+        return try config.layers.map { entry in
+            guard let layer = byPath[entry.path] else {
+                throw ModelConfigError("adapter '\(config.placeholderToken)': the UNet has no cross-attention layer '\(entry.path)' (made for a different base model?)")
+            }
+            let width = layer.heads * layer.dimHead
+            guard width == entry.width else {
+                throw ModelConfigError("adapter '\(config.placeholderToken)': layer '\(entry.path)' is \(width) wide, the adapter expects \(entry.width) (made for a different base model)")
+            }
+            return layer
+        }
+    }
+
+    /// Per bound layer, the keys and values the adapter contributes for encoder tokens `tokens` ([B, M, D]).
+    public func layerKeysValues(_ tokens: Tensor) -> [(keys: Tensor, values: Tensor)] {
+        layers.items.map { ($0.to_k(tokens), $0.to_v(tokens)) }
+    }
+
+    /// The adapter layout for every cross-attention layer of a UNet, in order.
+    public static func layers(for crossAttention: [(path: String, layer: Attention)]) -> [AdapterConfig.Layer] {
+        crossAttention.map { AdapterConfig.Layer(path: $0.path, width: $0.layer.heads * $0.layer.dimHead) }
+    }
+}

@@ -1,0 +1,46 @@
+import NestEngine
+import NestModels
+
+/// Cross-attention with Nested Attention: the layer's own queries, keys and
+/// values, with each subject token's value replaced per query (see
+/// `nestedCrossAttention`). Subjects are set once per generation.
+public final class NestedAttentionProcessor: AttentionProcessor {
+    public var subjects: [NestedSubject] = []
+    public var options: NestedAttentionOptions
+
+    public init(options: NestedAttentionOptions = .init()) { self.options = options }
+
+    public func attend(_ layer: Attention, hidden: Tensor, context: Tensor?) -> Tensor {
+        guard let context else {
+            return PlainAttentionProcessor().attend(layer, hidden: hidden, context: nil)
+        }
+        let q = layer.to_q(hidden), k = layer.to_k(context), v = layer.to_v(context)
+        let out = nestedCrossAttention(query: q, key: k, value: v, heads: layer.heads, subjects: subjects, options: options)
+        return layer.to_out[0](out)
+    }
+}
+
+/// IP-Adapter's decoupled cross-attention:
+/// out = Attention(Q, K, V) + scale · Attention(Q, K_ip, V_ip),
+/// with K_ip, V_ip projected from image tokens by the adapter's own
+/// `to_k_ip` / `to_v_ip`, set once per generation (batch-aligned with the
+/// UNet's batch: the unconditional half gets the unconditional image tokens).
+public final class IPAdapterProcessor: AttentionProcessor {
+    public var imageKeys: Tensor?
+    public var imageValues: Tensor?
+    public var scale: Float
+
+    public init(scale: Float = 1) { self.scale = scale }
+
+    public func attend(_ layer: Attention, hidden: Tensor, context: Tensor?) -> Tensor {
+        guard let context else {
+            return PlainAttentionProcessor().attend(layer, hidden: hidden, context: nil)
+        }
+        let q = layer.to_q(hidden), k = layer.to_k(context), v = layer.to_v(context)
+        var out = F.attention(query: q, key: k, value: v, heads: layer.heads)
+        if let ik = imageKeys, let iv = imageValues, scale != 0 {
+            out = out + F.attention(query: q, key: ik, value: iv, heads: layer.heads).scaled(scale)
+        }
+        return layer.to_out[0](out)
+    }
+}
