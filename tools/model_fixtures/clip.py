@@ -49,7 +49,7 @@ def build(flavour):
 
 
 def token_ids(eos, lengths, pads, length=77):
-    """Rows of [bos, words..., eos, pad...]; legacy (eos 2) rows use 999 as their end token."""
+    """Rows of [bos, words..., eos, pad...]; legacy (eos 2) rows end with the largest id, VOCAB - 1."""
     rows = []
     for n, pad in zip(lengths, pads):
         if eos == 2:
