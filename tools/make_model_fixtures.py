@@ -83,6 +83,7 @@ def write_model_index(flavour, folder):
         "text_encoder": ["transformers", "CLIPTextModel"],
         "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
         "image_encoder": ["transformers", "CLIPVisionModelWithProjection"],
+        "feature_extractor": ["transformers", "CLIPImageProcessor"],
     }
     pipeline = "StableDiffusionXLPipeline" if flavour == "sdxl" else "StableDiffusionPipeline"
     index = {"_class_name": pipeline, "_diffusers_version": "0.42.1"}
