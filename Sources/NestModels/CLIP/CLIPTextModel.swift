@@ -29,10 +29,37 @@ public final class CLIPTextEmbeddings: Module {
         child("token_embedding", token_embedding); child("position_embedding", position_embedding)
     }
 
+    /// Embeddings of tokens added after the vocabulary (personalization
+    /// placeholders), by id; each starts as a copy of an existing token's row.
+    public private(set) var addedTokens: [Int: [Float]] = [:]
+
+    /// Gives token `id` (which may lie beyond the vocabulary) the embedding of `source`.
+    public func setTokenEmbedding(id: Int, copyingFrom source: Int) throws {
+        let (vocab, dim) = (token_embedding.weight.shape[0], token_embedding.weight.shape[1])
+        guard source >= 0 && source < vocab else {
+            throw ModelConfigError("token \(source) is outside the text encoder's vocabulary of \(vocab)")
+        }
+        guard id >= 0 else { throw ModelConfigError("negative token id \(id)") }
+        addedTokens[id] = Array(UnsafeBufferPointer(start: token_embedding.weight.data + source * dim, count: dim))
+    }
+
     /// ids: B rows of T tokens → [B, T, D].
     public func callAsFunction(_ ids: [Int], batch: Int, length: Int) -> Tensor {
         let positions = position_embedding.weight.slice(axis: 0, 0..<length)
-        return token_embedding(ids, shape: [batch, length]) + positions
+        let vocab = token_embedding.weight.shape[0], dim = token_embedding.weight.shape[1]
+        let known = ids.map { addedTokens[$0] != nil && $0 >= vocab ? 0 : $0 }
+        var tokens = token_embedding(known, shape: [batch, length])
+        if ids.contains(where: { addedTokens[$0] != nil }) {
+            // Replace the rows of added tokens (constants: they are not trained here).
+            let delta = Tensor(zeros: [batch, length, dim])
+            for (i, id) in ids.enumerated() {
+                guard let row = addedTokens[id] else { continue }
+                let current = token_embedding.weight.data + known[i] * dim
+                for j in 0..<dim { delta.data[i * dim + j] = row[j] - current[j] }
+            }
+            tokens = tokens + delta
+        }
+        return tokens + positions
     }
 }
 
