@@ -82,3 +82,6 @@ do {
     let tc = best(repeats) { out = F.attention(query: q, key: kt, value: vt, heads: heads) }
     report("attention 4096q×77k×8h×40d", flops: 4.0 * Double(tokens * 77 * heads * dim), time: tc)
 }
+
+// Whole-model timing, on request: SD VAE decoder at 512×512 (--vae-decode).
+if args.contains("--vae-decode") { vaeDecodeBench(repeats: 1) }
