@@ -1,0 +1,149 @@
+import Foundation
+import NestEngine
+import NestIO
+import NestModels
+
+/// Text-to-image with SD 1.x, 2.x and SDXL from a diffusers folder, step for
+/// step as diffusers' StableDiffusionPipeline / StableDiffusionXLPipeline:
+/// the same seed gives the same image.
+public final class StableDiffusionPipeline {
+    public let folder: ModelFolder
+    public let prompts: PromptEncoder
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    public let schedulerConfig: SchedulerConfig
+    /// SDXL: an absent negative prompt becomes zero conditioning.
+    public let forceZerosForEmptyPrompt: Bool
+
+    public init(folder: ModelFolder, prompts: PromptEncoder, unet: UNet2DConditionModel, vae: AutoencoderKL,
+                schedulerConfig: SchedulerConfig, forceZerosForEmptyPrompt: Bool) {
+        self.folder = folder; self.prompts = prompts; self.unet = unet; self.vae = vae
+        self.schedulerConfig = schedulerConfig; self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
+    }
+
+    public static func load(folder url: URL, variant: String? = nil) throws -> StableDiffusionPipeline {
+        let folder = try ModelFolder(url: url)
+        let prompts = try PromptEncoder.load(folder: folder, variant: variant)
+        let unet = try UNet2DConditionModel.load(folder: try folder.component("unet"), variant: variant)
+        let vae = try AutoencoderKL.load(folder: try folder.component("vae"), variant: variant)
+        let schedulerURL = try folder.component("scheduler").appendingPathComponent("scheduler_config.json")
+        let schedulerConfig = try SchedulerConfig.load(from: schedulerURL)
+        let index = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("model_index.json")))) as? [String: Any]
+        let forceZeros = (index?["force_zeros_for_empty_prompt"] as? Bool) ?? prompts.isXL
+        return StableDiffusionPipeline(folder: folder, prompts: prompts, unet: unet, vae: vae,
+                                       schedulerConfig: schedulerConfig, forceZerosForEmptyPrompt: forceZeros)
+    }
+
+    public var vaeScaleFactor: Int { vae.downsamplingFactor }
+    public var defaultSize: Int { unet.config.sampleSize * vaeScaleFactor }
+
+    /// Checks sizes and steps before any work, with messages naming the problem.
+    public func validate(_ c: GenerationConfiguration) throws {
+        guard c.steps > 0 else { throw ModelConfigError("steps must be positive, got \(c.steps)") }
+        guard c.count > 0 else { throw ModelConfigError("count must be positive, got \(c.count)") }
+        for (name, value) in [("width", c.width ?? defaultSize), ("height", c.height ?? defaultSize)] {
+            guard value > 0 && value % vaeScaleFactor == 0 else {
+                throw ModelConfigError("\(name) \(value) is not a positive multiple of \(vaeScaleFactor) (the VAE's downsampling factor)")
+            }
+        }
+    }
+
+    /// The scheduler a configuration asks for, built from the folder's config values.
+    public func makeScheduler(_ c: GenerationConfiguration) throws -> any Scheduler {
+        var scheduler = try NestDiffusion.makeScheduler(kind: c.scheduler ?? schedulerConfig.defaultKind, config: schedulerConfig, karras: c.karras)
+        try scheduler.setTimesteps(c.steps)
+        return scheduler
+    }
+
+    /// Generates `count` images; values in [0, 1], NHWC [count, height, width, 3].
+    public func generate(_ c: GenerationConfiguration, conditioning: ((EncodedPrompts, EncodedPrompts?) throws -> Void)? = nil,
+                         progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
+        try validate(c)
+        return try Autograd.noGrad {
+            let width = c.width ?? defaultSize, height = c.height ?? defaultSize
+            let guided = c.guidanceScale > 1
+            let positive = prompts.encode(Array(repeating: c.prompt, count: c.count))
+            var negative: EncodedPrompts? = nil
+            if guided {
+                let zeros = c.negativePrompt == nil && forceZerosForEmptyPrompt && prompts.isXL
+                negative = prompts.encode(Array(repeating: c.negativePrompt ?? "", count: c.count), zeros: zeros)
+            }
+            try conditioning?(positive, negative)
+            let context = negative.map { F.concat([$0.hidden, positive.hidden], axis: 0) } ?? positive.hidden
+            var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
+            if let pooled = positive.pooled {
+                let batch = guided ? 2 * c.count : c.count
+                let ids = (0..<batch).flatMap { _ in [Float(height), Float(width), 0, 0, Float(height), Float(width)] }
+                let embeds = negative?.pooled.map { F.concat([$0, pooled], axis: 0) } ?? pooled
+                added = (embeds, Tensor(ids, shape: [batch, 6]))
+            }
+
+            var scheduler = try makeScheduler(c)
+            scheduler.latentLayout = .nhwc
+            let generator = TorchGenerator(seed: c.seed)
+            let channels = unet.config.inChannels
+            let (h, w) = (height / vaeScaleFactor, width / vaeScaleFactor)
+            // diffusers draws the initial noise in NCHW order from the seeded generator.
+            var latents = generator.randn([c.count, channels, h, w]).permuted([0, 2, 3, 1]).scaled(scheduler.initNoiseSigma)
+
+            for step in 0..<scheduler.stepCount {
+                let input = guided ? F.concat([latents, latents], axis: 0) : latents
+                let scaled = scheduler.scaleModelInput(input, step: step)
+                let t = scheduler.timesteps[step]
+                var noise = unet(sample: scaled, timestep: Array(repeating: t, count: scaled.shape[0]),
+                                 encoderHiddenStates: context, added: added)
+                if guided {
+                    let halves = noise.chunked(2, axis: 0)
+                    let (uncond, text) = (halves[0], halves[1])
+                    noise = uncond + (text - uncond) * c.guidanceScale
+                    if c.guidanceRescale > 0 { noise = rescaleGuidance(noise, text: text, phi: c.guidanceRescale) }
+                }
+                latents = scheduler.step(modelOutput: noise, step: step, sample: latents, generator: generator)
+                if let progress, !progress(GenerationProgress(step: step + 1, stepCount: scheduler.stepCount, latents: latents)) {
+                    throw GenerationCancelled()
+                }
+            }
+            return decode(latents)
+        }
+    }
+
+    /// Latents → images in [0, 1] (SD pipelines divide by scaling_factor only).
+    public func decode(_ latents: Tensor) -> Tensor {
+        let image = Autograd.noGrad { vae.decode(latents / Tensor(scalar: Float(vae.config.scalingFactor))) }
+        let out = Tensor(uninitialized: image.shape)
+        for i in 0..<image.count { out.data[i] = min(1, max(0, image.data[i] / 2 + 0.5)) }
+        return out
+    }
+
+    /// 8-bit images as diffusers' `numpy_to_pil` makes them: round(x·255).
+    public static func images(_ batch: Tensor) throws -> [RGBImage] {
+        let (n, h, w) = (batch.shape[0], batch.shape[1], batch.shape[2])
+        return try (0..<n).map { i in
+            let floats = Array(UnsafeBufferPointer(start: batch.data + i * h * w * 3, count: h * w * 3))
+            return try RGBImage(width: w, height: h, floats: floats, range: 0...1)
+        }
+    }
+}
+
+/// Guidance rescale: match the per-sample standard deviation of the guided
+/// prediction to the text prediction's, blended by φ (unbiased std, as torch).
+func rescaleGuidance(_ guided: Tensor, text: Tensor, phi: Float) -> Tensor {
+    let n = guided.shape[0], per = guided.count / n
+    let out = Tensor(uninitialized: guided.shape)
+    func std(_ t: Tensor, _ i: Int) -> Double {
+        var mean = 0.0
+        for j in 0..<per { mean += Double(t.data[i * per + j]) }
+        mean /= Double(per)
+        var v = 0.0
+        for j in 0..<per { let d = Double(t.data[i * per + j]) - mean; v += d * d }
+        return (v / Double(max(per - 1, 1))).squareRoot()
+    }
+    for i in 0..<n {
+        let ratio = Float(std(text, i) / std(guided, i))
+        for j in 0..<per {
+            let g = guided.data[i * per + j]
+            out.data[i * per + j] = phi * g * ratio + (1 - phi) * g
+        }
+    }
+    return out
+}
