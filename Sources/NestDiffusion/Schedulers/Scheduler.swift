@@ -37,6 +37,11 @@ public protocol Scheduler {
 extension Scheduler {
     public var stepCount: Int { timesteps.count }
 
+    /// A step without a seeded generator (deterministic samplers need none).
+    public mutating func step(modelOutput: Tensor, step: Int, sample: Tensor) -> Tensor {
+        self.step(modelOutput: modelOutput, step: step, sample: sample, generator: nil)
+    }
+
     /// Training: the DDPM forward process at integer training timesteps, one per batch element.
     public func addNoise(original: Tensor, noise: Tensor, timesteps: [Int]) -> Tensor {
         noiseSchedule.addNoise(original: original, noise: noise, timesteps: timesteps)
