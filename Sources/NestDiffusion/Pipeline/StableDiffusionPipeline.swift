@@ -50,9 +50,7 @@ public final class StableDiffusionPipeline {
 
     /// The scheduler a configuration asks for, built from the folder's config values.
     public func makeScheduler(_ c: GenerationConfiguration) throws -> any Scheduler {
-        var scheduler = try NestDiffusion.makeScheduler(kind: c.scheduler ?? schedulerConfig.defaultKind, config: schedulerConfig, karras: c.karras)
-        try scheduler.setTimesteps(c.steps)
-        return scheduler
+        try NestDiffusion.makeScheduler(kind: c.scheduler, config: schedulerConfig, karras: c.karras, stepCount: c.steps)
     }
 
     /// Generates `count` images; values in [0, 1], NHWC [count, height, width, 3].
