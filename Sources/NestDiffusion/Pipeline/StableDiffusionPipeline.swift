@@ -35,15 +35,23 @@ public final class StableDiffusionPipeline {
     }
 
     public var vaeScaleFactor: Int { vae.downsamplingFactor }
-    public var defaultSize: Int { unet.config.sampleSize * vaeScaleFactor }
+    /// The UNet's sample_size × the VAE factor: (height, width).
+    public var defaultSize: (height: Int, width: Int) {
+        let sample = unet.config.sampleSize ?? [64]
+        return (sample[0] * vaeScaleFactor, sample[sample.count - 1] * vaeScaleFactor)
+    }
 
     /// Checks sizes and steps before any work, with messages naming the problem.
     public func validate(_ c: GenerationConfiguration) throws {
         guard c.steps > 0 else { throw ModelConfigError("steps must be positive, got \(c.steps)") }
         guard c.count > 0 else { throw ModelConfigError("count must be positive, got \(c.count)") }
-        for (name, value) in [("width", c.width ?? defaultSize), ("height", c.height ?? defaultSize)] {
+        let multiple = vaeScaleFactor * unet.downscaleFactor
+        for (name, value) in [("width", c.width ?? defaultSize.width), ("height", c.height ?? defaultSize.height)] {
             guard value > 0 && value % vaeScaleFactor == 0 else {
                 throw ModelConfigError("\(name) \(value) is not a positive multiple of \(vaeScaleFactor) (the VAE's downsampling factor)")
+            }
+            guard value % multiple == 0 else {
+                throw ModelConfigError("\(name) \(value) is not a multiple of \(multiple) (the VAE factor × the UNet's \(unet.downscaleFactor)× downsampling)")
             }
         }
     }
@@ -58,7 +66,7 @@ public final class StableDiffusionPipeline {
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
         try validate(c)
         return try Autograd.noGrad {
-            let width = c.width ?? defaultSize, height = c.height ?? defaultSize
+            let width = c.width ?? defaultSize.width, height = c.height ?? defaultSize.height
             let guided = c.guidanceScale > 1
             let positive = prompts.encode(Array(repeating: c.prompt, count: c.count))
             var negative: EncodedPrompts? = nil
@@ -71,7 +79,9 @@ public final class StableDiffusionPipeline {
             var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
             if let pooled = positive.pooled {
                 let batch = guided ? 2 * c.count : c.count
-                let ids = (0..<batch).flatMap { _ in [Float(height), Float(width), 0, 0, Float(height), Float(width)] }
+                // original size + crop top-left + target size, per batch item.
+                let perItem: [Float] = [Float(height), Float(width), 0, 0, Float(height), Float(width)]
+                let ids: [Float] = (0..<batch).flatMap { _ in perItem }
                 let embeds = negative?.pooled.map { F.concat([$0, pooled], axis: 0) } ?? pooled
                 added = (embeds, Tensor(ids, shape: [batch, 6]))
             }
