@@ -82,3 +82,6 @@ do {
     let tc = best(repeats) { out = F.attention(query: q, key: kt, value: vt, heads: heads) }
     report("attention 4096q×77k×8h×40d", flops: 4.0 * Double(tokens * 77 * heads * dim), time: tc)
 }
+
+// Model benchmarks, after the engine ones (add --quick to shorten those): `nest-bench sdxl-unet [--batch N]`.
+if args.contains("sdxl-unet") { benchSDXLUNet(arguments: args) }
