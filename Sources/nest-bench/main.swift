@@ -83,5 +83,10 @@ do {
     report("attention 4096q×77k×8h×40d", flops: 4.0 * Double(tokens * 77 * heads * dim), time: tc)
 }
 
+<<<<<<< HEAD
 // Whole-model timing, on request: SD VAE decoder at 512×512 (--vae-decode).
 if args.contains("--vae-decode") { vaeDecodeBench(repeats: 1) }
+=======
+// Model benchmarks, after the engine ones (add --quick to shorten those): `nest-bench sdxl-unet [--batch N]`.
+if args.contains("sdxl-unet") { benchSDXLUNet(arguments: args) }
+>>>>>>> unet

@@ -44,6 +44,22 @@ import Testing
         #expect(error <= 1e-4)
     }
 
+    /// only_cross_attention on the first level: its attn1 layers attend to the text too.
+    @Test func onlyCrossAttentionMatchesDiffusers() throws {
+        let unet = try UNet2DConditionModel.load(folder: ModelFixtures.component("sd1", "unet_only_cross"))
+        let refs = try ModelFixtures.references("sd1", "unet")
+        let x = try Self.inputs(refs)
+        let out = unet(sample: x.sample, timestep: [500], encoderHiddenStates: x.context)
+        let error = relativeError(out, try refs.reference("only_cross_out_t500", nchw: true))
+        print("UNet only_cross_attention t=500: max relative error \(error)")
+        #expect(error <= 1e-4)
+        #expect(unet.crossAttentionLayers.map(\.path).filter { $0.hasSuffix("attn1.processor") } == [
+            "down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor",
+            "up_blocks.1.attentions.0.transformer_blocks.0.attn1.processor",
+            "up_blocks.1.attentions.1.transformer_blocks.0.attn1.processor",
+        ])
+    }
+
     @Test func sinusoidalEmbeddingMatchesDiffusers() throws {
         let refs = try ModelFixtures.references("sd1", "unet")
         let steps = try refs.reference("time_proj_steps").array

@@ -21,7 +21,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.embeddings import get_timestep_embedding
 
-FOLDERS = ["unet"]
+FOLDERS = ["unet", "unet_only_cross"]
 TIMESTEPS = [1, 500, 999]
 # One timestep per batch item, in one call.
 MIXED_TIMESTEPS = [10, 700]
@@ -80,11 +80,28 @@ CONFIGS = {
     ),
 }
 POOLED_DIM = 16  # sdxl text_embeds width
+
+# A very small extra UNet (sd1 only) whose first level replaces self-attention
+# with a second cross-attention (only_cross_attention), read from sd1's inputs.
+ONLY_CROSS_CONFIG = dict(
+    COMMON,
+    down_block_types=["CrossAttnDownBlock2D", "DownBlock2D"],
+    up_block_types=["UpBlock2D", "CrossAttnUpBlock2D"],
+    block_out_channels=[8, 8],
+    layers_per_block=1,
+    norm_num_groups=4,
+    attention_head_dim=2,
+    cross_attention_dim=16,
+    only_cross_attention=[True, False],
+)
 TOKENS = 77
 
 
 def build(flavour):
-    return {"unet": UNet2DConditionModel(**CONFIGS[flavour])}
+    models = {"unet": UNet2DConditionModel(**CONFIGS[flavour])}
+    if flavour == "sd1":
+        models["unet_only_cross"] = UNet2DConditionModel(**ONLY_CROSS_CONFIG)
+    return models
 
 
 @torch.no_grad()
@@ -109,6 +126,9 @@ def references(flavour, models):
     for t in TIMESTEPS:
         refs[f"out_t{t}"] = run(t)
     refs["out_mixed"] = run(torch.tensor(MIXED_TIMESTEPS))
+    if "unet_only_cross" in models:
+        refs["only_cross_out_t500"] = models["unet_only_cross"](
+            refs["sample"], 500, refs["encoder_hidden_states"]).sample
     # The sinusoidal embedding alone, in both orders and with a frequency shift.
     steps = torch.tensor([0.0, 1.0, 500.0, 999.0, 37.5])
     refs["time_proj_flip_shift0"] = get_timestep_embedding(steps, 32, flip_sin_to_cos=True, downscale_freq_shift=0)
