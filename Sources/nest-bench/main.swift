@@ -83,10 +83,8 @@ do {
     report("attention 4096q×77k×8h×40d", flops: 4.0 * Double(tokens * 77 * heads * dim), time: tc)
 }
 
-<<<<<<< HEAD
-// Whole-model timing, on request: SD VAE decoder at 512×512 (--vae-decode).
+// Whole-model timings, on request (add --quick to shorten the engine ones above):
+//   --vae-decode                 SD VAE decoder at 512×512
+//   sdxl-unet [--batch N]        real-size SDXL UNet at 128×128 latents
 if args.contains("--vae-decode") { vaeDecodeBench(repeats: 1) }
-=======
-// Model benchmarks, after the engine ones (add --quick to shorten those): `nest-bench sdxl-unet [--batch N]`.
 if args.contains("sdxl-unet") { benchSDXLUNet(arguments: args) }
->>>>>>> unet
