@@ -72,6 +72,8 @@ let package = Package(
                     path: "Tests/NestDiffusionTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestPersonalizationTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestPersonalization"],
                     path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
+        .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine"],
+                    path: "Tests/NestCLITests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],

@@ -9,11 +9,12 @@ struct Nest: ParsableCommand {
         commandName: "nest",
         abstract: "Nested Attention personalization for Stable Diffusion models, on CPU.",
         discussion: """
-            The engine is in place; generation, personalization and training arrive \
-            with the next milestones. `nest demo` trains a small network end to end \
-            on the engine and writes a PNG.
+            `nest generate` runs text-to-image with SD 1.x, 2.x and SDXL diffusers folders, \
+            giving the images diffusers gives for the same seed. `nest inspect` shows what a \
+            model folder, weights file or image holds. `nest demo` trains a small network on \
+            the engine and writes a PNG.
             """,
-        subcommands: [Demo.self, Inspect.self])
+        subcommands: [Generate.self, Inspect.self, Demo.self])
 }
 
 /// Options every command shares.

@@ -55,6 +55,12 @@ public final class PromptEncoder {
         }
     }
 
+    /// Tokens of `prompt` before BOS/EOS and truncation (CLIP keeps 75).
+    public func tokenCount(_ prompt: String) -> Int {
+        var tokenizer = tokenizers[0]
+        return tokenizer.encodeWithoutSpecialTokens(prompt).count
+    }
+
     /// Whether `token` occurs in the tokenized prompt (after truncation).
     public func position(of token: String, in prompt: String) -> Int? {
         var tokenizer = tokenizers[0]

@@ -1,0 +1,182 @@
+import ArgumentParser
+import Foundation
+import NestDiffusion
+import NestEngine
+import NestIO
+import NestModels
+
+extension SchedulerKind: ExpressibleByArgument {}
+
+/// Text-to-image from a diffusers folder.
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate images from a prompt with a Stable Diffusion model folder (SD 1.x, 2.x, SDXL).")
+
+    @Option(help: "A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, …).")
+    var model: String?
+
+    @Option(name: .shortAndLong, help: "What to draw.")
+    var prompt: String
+
+    @Option(help: "What to steer away from (SDXL without one uses zero conditioning, as diffusers).")
+    var negativePrompt: String?
+
+    @Option(help: "Denoising steps.")
+    var steps: Int = 25
+
+    @Option(help: "Classifier-free guidance scale (1 turns guidance off).")
+    var guidance: Float = 7.5
+
+    @Option(help: "Guidance rescale φ in [0, 1].")
+    var guidanceRescale: Float = 0
+
+    @Option(help: "Random seed (default: a random one, printed and stored in the PNG).")
+    var seed: UInt64?
+
+    @Option(help: "Width in pixels (default: the model's native size).")
+    var width: Int?
+
+    @Option(help: "Height in pixels (default: the model's native size).")
+    var height: Int?
+
+    @Option(help: "Sampler: euler, euler-a, ddim, dpm++2m (default: the model folder's). The folder's config values are kept.")
+    var scheduler: SchedulerKind?
+
+    @Flag(inversion: .prefixedNo, help: "Karras sigmas (euler, dpm++2m); default: the folder's setting.")
+    var karras: Bool?
+
+    @Option(help: "How many images (numbered files when more than one).")
+    var count: Int = 1
+
+    @Option(name: .shortAndLong, help: "Output PNG.")
+    var output: String = "nest.png"
+
+    @Flag(help: "Replace existing output files.")
+    var overwrite = false
+
+    @Option(help: "Weights variant to prefer, e.g. fp16.")
+    var variant: String?
+
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard steps > 0 else { throw ValidationError("--steps must be positive, got \(steps)") }
+        guard count > 0 else { throw ValidationError("--count must be positive, got \(count)") }
+        guard (0...1).contains(guidanceRescale) else { throw ValidationError("--guidance-rescale must be in [0, 1], got \(guidanceRescale)") }
+        if let width, width <= 0 { throw ValidationError("--width must be positive, got \(width)") }
+        if let height, height <= 0 { throw ValidationError("--height must be positive, got \(height)") }
+        guard output.lowercased().hasSuffix(".png") else { throw ValidationError("--output must end in .png, got \(output)") }
+    }
+
+    /// The files this run will write: `out.png`, or `out-1.png` … `out-N.png`.
+    var outputPaths: [String] {
+        if count == 1 { return [output] }
+        let stem = String(output.dropLast(4))
+        return (1...count).map { "\(stem)-\($0).png" }
+    }
+
+    func run() throws {
+        try engine.apply()
+        guard let model else {
+            fail("no --model given, and this build has no embedded default model yet; pass --model DIR (a diffusers folder)")
+        }
+        // Check every output path before spending minutes generating.
+        for path in outputPaths { try checkWritable(path) }
+
+        let loadStart = Date()
+        let pipeline: StableDiffusionPipeline
+        do { pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant) } catch {
+            fail(String(describing: error))
+        }
+        let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
+        let config = GenerationConfiguration(prompt: prompt, negativePrompt: negativePrompt, steps: steps,
+                                             guidanceScale: guidance, guidanceRescale: guidanceRescale, seed: seed,
+                                             width: width, height: height, scheduler: scheduler, karras: karras, count: count)
+        do { try pipeline.validate(config) } catch { fail(String(describing: error)) }
+        for (text, name) in [(prompt, "prompt"), (negativePrompt ?? "", "negative prompt")] {
+            let tokens = pipeline.prompts.tokenCount(text)
+            if tokens > 75 {
+                warn("the \(name) is \(tokens) tokens; CLIP sees only the first 75, the rest is ignored (as diffusers truncates)")
+            }
+        }
+        let schedulerName = (try? pipeline.makeScheduler(config).kind.rawValue) ?? "?"
+        let width = config.width ?? pipeline.defaultSize.width, height = config.height ?? pipeline.defaultSize.height
+        note(String(format: "loaded %@ in %.1f s; %d×%d, %d steps, %@, seed %llu", model, Date().timeIntervalSince(loadStart),
+                    width, height, steps, schedulerName, seed))
+
+        let bar = ProgressBar(total: steps)
+        let images: Tensor
+        do {
+            images = try pipeline.generate(config) { progress in
+                bar.update(progress.step)
+                return true
+            }
+        } catch {
+            bar.finish()
+            fail(String(describing: error))
+        }
+        bar.finish()
+
+        var parameters = prompt
+        if let negativePrompt { parameters += "\nNegative prompt: \(negativePrompt)" }
+        let karrasText = (karras ?? false) ? " Karras" : ""
+        parameters += "\nSteps: \(steps), Sampler: \(schedulerName)\(karrasText), CFG scale: \(guidance), Seed: \(seed), "
+            + "Size: \(width)x\(height), Model: \(URL(fileURLWithPath: model).lastPathComponent)"
+        if guidanceRescale > 0 { parameters += ", Guidance rescale: \(guidanceRescale)" }
+        parameters += ", Generator: nest"
+        let pictures: [RGBImage]
+        do { pictures = try StableDiffusionPipeline.images(images) } catch { fail(String(describing: error)) }
+        for (i, (picture, path)) in zip(pictures, outputPaths).enumerated() {
+            let text = count > 1 ? parameters + ", Batch index: \(i)" : parameters
+            do { try ImageFile.writePNG(picture, to: path, text: [("parameters", text)], overwrite: overwrite) } catch {
+                fail(String(describing: error))
+            }
+            print("wrote \(path)")
+        }
+    }
+
+    /// Fails early, in one line, when `path` cannot be written.
+    func checkWritable(_ path: String) throws {
+        let fm = FileManager.default
+        if fm.fileExists(atPath: path) && !overwrite { fail("\(path) already exists; pass --overwrite to replace it") }
+        let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard fm.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            fail("\(path): folder \(folder) does not exist")
+        }
+        guard fm.isWritableFile(atPath: folder) else { fail("\(path): folder \(folder) is not writable") }
+    }
+}
+
+/// Step, it/s and ETA on one redrawn line when stderr is a terminal; plain
+/// lines every few steps otherwise (logs, pipes).
+final class ProgressBar {
+    let total: Int
+    let start = Date()
+    let interactive = isatty(2) != 0
+    var lastPrinted = 0
+
+    init(total: Int) { self.total = total }
+
+    func update(_ step: Int) {
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(step) / max(elapsed, 1e-9)
+        let eta = Double(total - step) / max(rate, 1e-9)
+        if interactive {
+            let width = 30, filled = width * step / max(total, 1)
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            let line = String(format: "\r%@ %d/%d  %.2f it/s  ETA %.0f s ", bar, step, total, rate, eta)
+            FileHandle.standardError.write(line.data(using: .utf8)!)
+        } else if step == total || step - lastPrinted >= max(1, total / 10) {
+            lastPrinted = step
+            note(String(format: "step %d/%d  %.2f it/s  ETA %.0f s", step, total, rate, eta))
+        }
+    }
+
+    func finish() {
+        if interactive { FileHandle.standardError.write("\n".data(using: .utf8)!) }
+    }
+}
+
+func note(_ message: String) { FileHandle.standardError.write((message + "\n").data(using: .utf8)!) }
+func warn(_ message: String) { FileHandle.standardError.write(("nest: warning: " + message + "\n").data(using: .utf8)!) }
