@@ -40,8 +40,7 @@ public struct ModelFolder: Sendable {
             throw ModelConfigError("\(url.path): model_index.json lists no '\(name)' component")
         }
         let folder = url.appendingPathComponent(name)
-        guard FileManager.default.fileExists(atPath: folder.appendingPathComponent("config.json").path)
-                || FileManager.default.fileExists(atPath: folder.path) else {
+        guard FileManager.default.fileExists(atPath: folder.path) else {
             throw ModelConfigError("\(url.path): component folder '\(name)/' is missing")
         }
         return folder
