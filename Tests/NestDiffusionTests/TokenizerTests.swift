@@ -39,7 +39,7 @@ import Testing
     }
 
     @Test func lengthIsAlwaysMaxLengthAndEndsWithEOS() throws {
-        var tokenizer = try CLIPTokenizer.load(folder: Self.fixtures.appendingPathComponent("tokenizer_fast"))
+        let tokenizer = try CLIPTokenizer.load(folder: Self.fixtures.appendingPathComponent("tokenizer_fast"))
         let long = tokenizer.encode(String(repeating: "cat dog ", count: 100))
         #expect(long.count == 77)
         #expect(long.first == tokenizer.bosId && long.last == tokenizer.eosId)

@@ -57,15 +57,13 @@ public final class PromptEncoder {
 
     /// Tokens of `prompt` before BOS/EOS and truncation (CLIP keeps 75).
     public func tokenCount(_ prompt: String) -> Int {
-        var tokenizer = tokenizers[0]
-        return tokenizer.encodeWithoutSpecialTokens(prompt).count
+        tokenizers[0].encodeWithoutSpecialTokens(prompt).count
     }
 
     /// Whether `token` occurs in the tokenized prompt (after truncation).
     public func position(of token: String, in prompt: String) -> Int? {
-        var tokenizer = tokenizers[0]
-        guard let id = tokenizer.addedTokens[token] else { return nil }
-        return tokenizer.encode(prompt).firstIndex(of: id)
+        guard let id = tokenizers[0].addedTokens[token] else { return nil }
+        return tokenizers[0].encode(prompt).firstIndex(of: id)
     }
 
     /// Encodes prompts; with `zeros`, returns all-zero conditioning of the same

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Byte-level byte-pair encoding as CLIP uses it: every UTF-8 byte of a word
 /// maps to a printable character (GPT-2's byte table), the word's last symbol
 /// carries the end-of-word marker `</w>`, and merges are applied best-rank first.
@@ -23,7 +25,18 @@ struct BytePairEncoding {
     static let endOfWord = "</w>"
 
     let ranks: [Pair: Int]
-    private var cache: [String: [String]] = [:]
+    /// Words already split; shared by copies of the tokenizer and safe across threads.
+    private let cache = WordCache()
+
+    final class WordCache: @unchecked Sendable {
+        private var words: [String: [String]] = [:]
+        private let lock = NSLock()
+        func get(_ word: String) -> [String]? { lock.lock(); defer { lock.unlock() }; return words[word] }
+        func set(_ word: String, _ symbols: [String]) {
+            lock.lock(); defer { lock.unlock() }
+            if words.count < 50_000 { words[word] = symbols }
+        }
+    }
 
     struct Pair: Hashable {
         let first: String
@@ -40,8 +53,8 @@ struct BytePairEncoding {
     }
 
     /// A word (one pre-token) as byte characters, split into BPE symbols.
-    mutating func encode(word: String) -> [String] {
-        if let hit = cache[word] { return hit }
+    func encode(word: String) -> [String] {
+        if let hit = cache.get(word) { return hit }
         var symbols = Array(word.utf8).map { String(Self.byteToCharacter[Int($0)]) }
         guard !symbols.isEmpty else { return [] }
         symbols[symbols.count - 1] += Self.endOfWord
@@ -70,7 +83,7 @@ struct BytePairEncoding {
             }
             symbols = merged
         }
-        if cache.count < 50_000 { cache[word] = symbols }
+        cache.set(word, symbols)
         return symbols
     }
 }

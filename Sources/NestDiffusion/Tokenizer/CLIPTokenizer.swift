@@ -12,7 +12,7 @@ import NestModels
 /// in the raw text first and map to their own ids.
 public struct CLIPTokenizer {
     public private(set) var vocabulary: [String: Int]
-    private var bpe: BytePairEncoding
+    private let bpe: BytePairEncoding
     /// Tokens matched verbatim before normal processing, longest first.
     public private(set) var addedTokens: [String: Int]
     private var addedByLength: [String] = []
@@ -66,7 +66,7 @@ public struct CLIPTokenizer {
     public var count: Int { max(vocabulary.values.max() ?? -1, addedTokens.values.max() ?? -1) + 1 }
 
     /// Ids of `text` without BOS/EOS, padding or truncation.
-    public mutating func encodeWithoutSpecialTokens(_ text: String) -> [Int] {
+    public func encodeWithoutSpecialTokens(_ text: String) -> [Int] {
         var ids: [Int] = []
         for segment in splitOnAddedTokens(text) {
             switch segment {
@@ -84,7 +84,7 @@ public struct CLIPTokenizer {
 
     /// `[BOS] tokens [EOS]`, truncated to `maxLength` (keeping EOS) and, when
     /// `pad`, padded with the pad token to `maxLength` — what diffusers asks for.
-    public mutating func encode(_ text: String, pad: Bool = true, truncate: Bool = true) -> [Int] {
+    public func encode(_ text: String, pad: Bool = true, truncate: Bool = true) -> [Int] {
         var body = encodeWithoutSpecialTokens(text)
         if truncate && body.count > maxLength - 2 { body = Array(body.prefix(maxLength - 2)) }
         var ids = [bosId] + body + [eosId]
