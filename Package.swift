@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "NestModels", targets: ["NestModels"]),
         .library(name: "NestDiffusion", targets: ["NestDiffusion"]),
         .library(name: "NestPersonalization", targets: ["NestPersonalization"]),
+        .library(name: "NestTraining", targets: ["NestTraining"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
     ],
@@ -57,6 +58,10 @@ let package = Package(
         .target(name: "NestPersonalization", dependencies: ["NestEngine", "NestIO", "NestModels"],
                 path: "Sources/NestPersonalization", swiftSettings: optimize),
 
+        // Training: data manifests, augmentation, checkpoints, trainers.
+        .target(name: "NestTraining", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
+                path: "Sources/NestTraining", swiftSettings: optimize),
+
         .executableTarget(name: "nest", dependencies: [
             "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -72,6 +77,8 @@ let package = Package(
                     path: "Tests/NestDiffusionTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestPersonalizationTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestPersonalization"],
                     path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
+        .testTarget(name: "NestTrainingTests", dependencies: ["NestEngine", "NestIO", "NestTraining"],
+                    path: "Tests/NestTrainingTests"),
         .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine"],
                     path: "Tests/NestCLITests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
