@@ -55,7 +55,7 @@ let package = Package(
                 path: "Sources/NestDiffusion", swiftSettings: optimize),
 
         // Personalization: Nested Attention, IP-Adapter and single-token baselines, subject encoders.
-        .target(name: "NestPersonalization", dependencies: ["NestEngine", "NestIO", "NestModels"],
+        .target(name: "NestPersonalization", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion"],
                 path: "Sources/NestPersonalization", swiftSettings: optimize),
 
         // Training: data manifests, augmentation, checkpoints, trainers.
@@ -75,7 +75,7 @@ let package = Package(
                     path: "Tests/NestIOTests"),
         .testTarget(name: "NestDiffusionTests", dependencies: ["NestEngine", "NestModels", "NestDiffusion"],
                     path: "Tests/NestDiffusionTests", resources: [.copy("Fixtures")]),
-        .testTarget(name: "NestPersonalizationTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestPersonalization"],
+        .testTarget(name: "NestPersonalizationTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                     path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestTrainingTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestTraining"],
                     path: "Tests/NestTrainingTests", resources: [.copy("Fixtures")]),

@@ -62,19 +62,23 @@ public final class StableDiffusionPipeline {
     }
 
     /// Generates `count` images; values in [0, 1], NHWC [count, height, width, 3].
-    public func generate(_ c: GenerationConfiguration, conditioning: ((EncodedPrompts, EncodedPrompts?) throws -> Void)? = nil,
+    /// `conditioning` sees (and may change) the encoded prompts before sampling —
+    /// personalization installs its layers there and the single-token baseline
+    /// rewrites the placeholder's row.
+    public func generate(_ c: GenerationConfiguration,
+                         conditioning: ((inout EncodedPrompts, inout EncodedPrompts?) throws -> Void)? = nil,
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
         try validate(c)
         return try Autograd.noGrad {
             let width = c.width ?? defaultSize.width, height = c.height ?? defaultSize.height
             let guided = c.guidanceScale > 1
-            let positive = prompts.encode(Array(repeating: c.prompt, count: c.count))
+            var positive = prompts.encode(Array(repeating: c.prompt, count: c.count))
             var negative: EncodedPrompts? = nil
             if guided {
                 let zeros = c.negativePrompt == nil && forceZerosForEmptyPrompt && prompts.isXL
                 negative = prompts.encode(Array(repeating: c.negativePrompt ?? "", count: c.count), zeros: zeros)
             }
-            try conditioning?(positive, negative)
+            try conditioning?(&positive, &negative)
             let context = negative.map { F.concat([$0.hidden, positive.hidden], axis: 0) } ?? positive.hidden
             var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
             if let pooled = positive.pooled {
