@@ -12,11 +12,14 @@ public struct NestedSubject {
     public var keys: Tensor
     /// Ṽ = E·W̃_V: [B or 1, M, H·d]
     public var values: Tensor
+    /// This subject's own read-out options; nil uses the call's.
+    public var options: NestedAttentionOptions?
 
-    public init(tokenIndex: [Int?], keys: Tensor, values: Tensor) {
+    public init(tokenIndex: [Int?], keys: Tensor, values: Tensor, options: NestedAttentionOptions? = nil) {
         self.tokenIndex = tokenIndex
         self.keys = keys
         self.values = values
+        self.options = options
     }
 }
 
@@ -41,71 +44,79 @@ public struct NestedAttentionOptions: Sendable, Equatable {
 ///   outᵢ = Σ_{t≠s} aᵢₜ·V_t + aᵢₛ·v*ᵢ = Attention(Q,K,V)ᵢ + aᵢₛ·(v*ᵢ − V_s)
 ///
 /// computed in the residual form, per head, so no per-query copy of V and no
-/// queries × tokens × d buffer is ever built. Everything is made of engine
+/// queries × tokens × d buffer is ever built. Each subject may carry its own
+/// options (λ, w); `options` applies to those that do not. Everything is made of engine
 /// operations with backward passes, so adapters train through it.
 ///
 /// q: [B, N, H·d] (queries), k, v: [B, T, H·d] (text keys and values).
 public func nestedCrossAttention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
                                  subjects: [NestedSubject], options: NestedAttentionOptions = .init()) -> Tensor {
-    let (b, n, width) = (q.shape[0], q.shape[1], q.shape[2])
-    let t = k.shape[1]
-    let d = width / heads
+    let (b, t) = (q.shape[0], k.shape[1])
     let active = subjects.filter { s in s.tokenIndex.contains { $0 != nil } }
-    if active.isEmpty && options.tokenWeight == 1 {
-        return F.attention(query: q, key: k, value: v, heads: heads)
-    }
+    // No placeholder token anywhere: exactly the plain layer (a token weight has nothing to weigh).
+    if active.isEmpty { return F.attention(query: q, key: k, value: v, heads: heads) }
     for s in active {
         precondition(s.tokenIndex.count == b, "nested attention: \(s.tokenIndex.count) token indices for batch \(b)")
         for i in s.tokenIndex.compactMap({ $0 }) { precondition(i >= 0 && i < t, "subject token \(i) outside 0..<\(t)") }
+        precondition(s.keys.shape[0] == 1 || s.keys.shape[0] == b, "nested keys must have batch 1 or \(b), got \(s.keys.shape)")
+        precondition(s.values.shape[0] == 1 || s.values.shape[0] == b, "nested values must have batch 1 or \(b), got \(s.values.shape)")
     }
-    // Text attention probabilities per head: [B·H, N, T] (queries × text tokens, no head dim).
-    let qh = q.reshaped([b, n, heads, d]).permuted([0, 2, 1, 3]).reshaped([b * heads, n, d])
-    let kh = k.reshaped([b, t, heads, d]).permuted([0, 2, 1, 3]).reshaped([b * heads, t, d])
+    for item in 0..<b {
+        // The residual form subtracts V_s once per subject: two subjects on one token would double-count it.
+        let claimed = active.compactMap { $0.tokenIndex[item] }
+        precondition(Set(claimed).count == claimed.count, "nested attention: two subjects share token \(claimed) in batch item \(item)")
+    }
+    // Item by item: one without any subject token is exactly the plain layer (bit for bit, as
+    // F.attention computes every batch item independently), so the unconditional half of
+    // guidance is untouched; only items with a subject pay for the explicit probabilities.
+    func item(_ x: Tensor, _ i: Int) -> Tensor { b == 1 ? x : x.slice(axis: 0, i..<(i + 1)) }
+    let outputs = (0..<b).map { i -> Tensor in
+        let here = active.compactMap { s in s.tokenIndex[i].map { (token: $0, subject: s) } }
+        let (qi, ki, vi) = (item(q, i), item(k, i), item(v, i))
+        if here.isEmpty { return F.attention(query: qi, key: ki, value: vi, heads: heads) }
+        return nestedItem(query: qi, key: ki, value: vi, heads: heads, subjects: here, item: i, options: options)
+    }
+    return b == 1 ? outputs[0] : F.concat(outputs, axis: 0)
+}
+
+/// One batch item (q: [1, N, H·d], k, v: [1, T, H·d]) with at least one subject token.
+private func nestedItem(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
+                        subjects: [(token: Int, subject: NestedSubject)], item: Int,
+                        options: NestedAttentionOptions) -> Tensor {
+    let (n, width, t) = (q.shape[1], q.shape[2], k.shape[1])
+    let d = width / heads
+    // Text attention probabilities per head: [H, N, T].
+    let qh = q.reshaped([n, heads, d]).permuted([1, 0, 2])
+    let kh = k.reshaped([t, heads, d]).permuted([1, 0, 2])
     var logits = F.matmul(qh, kh, transposeB: true).scaled(1 / Float(d).squareRoot())
-    if options.tokenWeight != 1 {
-        // log w on each subject token's logit, per batch item.
-        let bias = Tensor(zeros: [b, 1, 1, t])
-        let logW = Float(log(Double(options.tokenWeight)))
-        for s in active { for (item, index) in s.tokenIndex.enumerated() { if let index { bias.data[item * t + index] = logW } } }
-        logits = (logits.reshaped([b, heads, n, t]) + bias).reshaped([b * heads, n, t])
+    let weighted = subjects.filter { ($0.subject.options ?? options).tokenWeight != 1 }
+    if !weighted.isEmpty {
+        // log w on each weighted subject's token logit.
+        let bias = Tensor(zeros: [1, 1, t])
+        for (token, subject) in weighted { bias.data[token] = Float(log(Double((subject.options ?? options).tokenWeight))) }
+        logits = logits + bias
     }
     let probabilities = F.softmax(logits)
-    let vh = v.reshaped([b, t, heads, d]).permuted([0, 2, 1, 3]).reshaped([b * heads, t, d])
-    // Base output Attention(Q,K,V), back to [B, N, H·d].
-    var out = F.matmul(probabilities, vh).reshaped([b, heads, n, d]).permuted([0, 2, 1, 3]).reshaped([b, n, width])
-
-    for subject in active {
-        let keys = subject.keys.shape[0] == b ? subject.keys : broadcastBatch(subject.keys, b)
-        let values = subject.values.shape[0] == b ? subject.values : broadcastBatch(subject.values, b)
-        // v*: [B, N, H·d]
-        var vStar = F.attention(query: q, key: keys, value: values, heads: heads)
-        // Per batch item: a_s [N, H] and V_s [H·d] (zero where the item has no subject token).
-        var items: [Tensor] = []
-        for item in 0..<b {
-            guard let s = subject.tokenIndex[item] else {
-                items.append(Tensor(zeros: [1, n, width]))
-                continue
-            }
-            let p = probabilities.slice(axis: 0, (item * heads)..<((item + 1) * heads))  // [H, N, T]
-            let aS = p.slice(axis: 2, s..<(s + 1)).reshaped([heads, n]).permuted([1, 0]).reshaped([1, n, heads, 1])
-            let vS = v.slice(axis: 0, item..<(item + 1)).slice(axis: 1, s..<(s + 1)).reshaped([1, 1, heads, d])
-            var vStarItem = vStar.slice(axis: 0, item..<(item + 1)).reshaped([1, n, heads, d])
-            if let lambda = options.valueNormalization {
-                // ‖v*ᵢ‖ per head → λ·‖V_s‖.
-                let norms = F.sqrt(F.square(vStarItem).sum(axes: [3], keepDims: true) + 1e-12)
-                let target = F.sqrt(F.square(vS).sum(axes: [3], keepDims: true) + 1e-12) * lambda
-                vStarItem = vStarItem / norms * target
-            }
-            items.append((aS * (vStarItem - vS)).reshaped([1, n, width]))
+    let vh = v.reshaped([t, heads, d]).permuted([1, 0, 2])
+    // Attention(Q,K,V) with these probabilities, back to [1, N, H·d]; then a_s·(v* − V_s) per subject.
+    var out = F.matmul(probabilities, vh).permuted([1, 0, 2]).reshaped([1, n, width])
+    for (s, subject) in subjects {
+        var vStar = F.attention(query: q, key: batchItem(subject.keys, item), value: batchItem(subject.values, item),
+                                heads: heads).reshaped([1, n, heads, d])
+        let aS = probabilities.slice(axis: 2, s..<(s + 1)).reshaped([heads, n]).permuted([1, 0]).reshaped([1, n, heads, 1])
+        let vS = v.slice(axis: 1, s..<(s + 1)).reshaped([1, 1, heads, d])
+        if let lambda = (subject.options ?? options).valueNormalization {
+            // ‖v*ᵢ‖ per head → λ·‖V_s‖.
+            let norms = F.sqrt(F.square(vStar).sum(axes: [3], keepDims: true) + 1e-12)
+            let target = F.sqrt(F.square(vS).sum(axes: [3], keepDims: true) + 1e-12) * lambda
+            vStar = vStar / norms * target
         }
-        vStar = F.concat(items, axis: 0)
-        out = out + vStar
+        out = out + (aS * (vStar - vS)).reshaped([1, n, width])
     }
     return out
 }
 
-/// Repeats a [1, M, C] tensor along the batch (differentiably).
-func broadcastBatch(_ x: Tensor, _ b: Int) -> Tensor {
-    precondition(x.shape[0] == 1, "nested keys/values must have batch 1 or \(b), got \(x.shape)")
-    return Tensor(zeros: [b] + Array(x.shape.dropFirst())) + x
+/// Batch item `item` of a [B, M, C] tensor, or the tensor itself when its batch is 1 (shared by all items).
+func batchItem(_ x: Tensor, _ item: Int) -> Tensor {
+    x.shape[0] == 1 ? x : x.slice(axis: 0, item..<(item + 1))
 }

@@ -1,0 +1,96 @@
+import NestEngine
+import NestModels
+
+/// One subject of a generation: a nested adapter, the subject's encoder
+/// tokens and where its placeholder token sits in each prompt of the UNet's batch.
+public struct NestedBindingSubject {
+    public var adapter: PersonalizationAdapter
+    /// E = `adapter.encode(features:)`: [1, M, D] shared by the batch, or [B, M, D].
+    public var tokens: Tensor
+    /// Per UNet batch item (e.g. [nil, s] for [unconditional, conditional]):
+    /// the placeholder token's position, or nil where the prompt lacks it.
+    public var tokenIndex: [Int?]
+    /// λ and w for this subject; nil takes the adapter's `defaults`.
+    public var options: NestedAttentionOptions?
+
+    public init(adapter: PersonalizationAdapter, tokens: Tensor, tokenIndex: [Int?], options: NestedAttentionOptions? = nil) {
+        self.adapter = adapter; self.tokens = tokens; self.tokenIndex = tokenIndex; self.options = options
+    }
+
+    /// The options in force: the explicit ones, else the adapter file's defaults.
+    public var resolvedOptions: NestedAttentionOptions {
+        options ?? NestedAttentionOptions(valueNormalization: adapter.config.defaults.valueNormalization,
+                                          tokenWeight: adapter.config.defaults.tokenWeight)
+    }
+}
+
+/// Nested Attention installed on a UNet for one generation.
+///
+/// `install` checks everything first (so a refused binding leaves the UNet
+/// untouched), then projects each subject's encoder tokens through its
+/// adapter's per-layer K̃/Ṽ projections once — not once per denoising step —
+/// and gives every bound cross-attention layer a `NestedAttentionProcessor`
+/// holding all subjects bound there (each replaces only its own token's
+/// value). Layers no adapter binds keep their processor. `uninstall` puts
+/// the previous processors back.
+public final class NestedAttentionBinding {
+    public struct BoundLayer {
+        /// The layer's `attn_processors` key (`….attn2.processor`).
+        public let path: String
+        public let layer: Attention
+        public let processor: NestedAttentionProcessor
+        /// Placeholder tokens of the subjects bound here, in subject order.
+        public let placeholderTokens: [String]
+        /// The processor the layer had before (restored by `uninstall`).
+        let previous: AttentionProcessor
+    }
+
+    /// Bound layers in the UNet's own (diffusers `attn_processors`) order.
+    public let layers: [BoundLayer]
+    public private(set) var isInstalled = true
+
+    private init(layers: [BoundLayer]) { self.layers = layers }
+
+    /// Binds `subjects` (one per nested adapter) to `unet`'s cross-attention layers.
+    public static func install(on unet: UNet2DConditionModel, subjects: [NestedBindingSubject]) throws -> NestedAttentionBinding {
+        try install(on: unet.crossAttentionLayers, subjects: subjects)
+    }
+
+    /// Binds to an explicit list of cross-attention layers (`attn_processors` keys and layers, in order).
+    public static func install(on crossAttention: [(path: String, layer: Attention)],
+                               subjects: [NestedBindingSubject]) throws -> NestedAttentionBinding {
+        let resolved = try validate(subjects, against: crossAttention)
+        // Per layer (by identity), the subjects bound there, in subject order.
+        var perLayer: [ObjectIdentifier: [(token: String, subject: NestedSubject)]] = [:]
+        for (subject, layers) in zip(subjects, resolved) {
+            let projected = subject.adapter.layerKeysValues(subject.tokens)
+            let options = subject.resolvedOptions
+            for (layer, kv) in zip(layers, projected) {
+                perLayer[ObjectIdentifier(layer), default: []].append((subject.adapter.config.placeholderToken,
+                    NestedSubject(tokenIndex: subject.tokenIndex, keys: kv.keys, values: kv.values, options: options)))
+            }
+        }
+        var bound: [BoundLayer] = []
+        for (path, layer) in crossAttention {
+            guard let nested = perLayer[ObjectIdentifier(layer)] else { continue }
+            let processor = NestedAttentionProcessor()
+            processor.subjects = nested.map(\.subject)
+            bound.append(BoundLayer(path: path, layer: layer, processor: processor, placeholderTokens: nested.map(\.token),
+                                    previous: layer.processor))
+            layer.processor = processor
+        }
+        return NestedAttentionBinding(layers: bound)
+    }
+
+    /// Restores each bound layer's previous processor (plain, normally). Safe to call twice.
+    public func uninstall() {
+        guard isInstalled else { return }
+        for bound in layers where bound.layer.processor === bound.processor { bound.layer.processor = bound.previous }
+        isInstalled = false
+    }
+
+    /// Paths of the layers a subject (by placeholder token) is bound to, in UNet order.
+    public func paths(of placeholderToken: String) -> [String] {
+        layers.filter { $0.placeholderTokens.contains(placeholderToken) }.map(\.path)
+    }
+}
