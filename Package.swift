@@ -79,7 +79,7 @@ let package = Package(
                     path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestTrainingTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestTraining"],
                     path: "Tests/NestTrainingTests", resources: [.copy("Fixtures")]),
-        .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine"],
+        .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine", "NestModels", "NestPersonalization"],
                     path: "Tests/NestCLITests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),

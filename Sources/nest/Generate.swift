@@ -4,6 +4,7 @@ import NestDiffusion
 import NestEngine
 import NestIO
 import NestModels
+import NestPersonalization
 
 extension SchedulerKind: ExpressibleByArgument {}
 
@@ -57,6 +58,27 @@ struct Generate: ParsableCommand {
     @Option(help: "Weights variant to prefer, e.g. fp16.")
     var variant: String?
 
+    @Option(name: .customLong("adapter"), help: "A subject adapter (NAME.json + NAME.safetensors); repeatable.")
+    var adapters: [String] = []
+
+    @Option(name: .customLong("subject"), help: "TOKEN=IMAGE: a photo of the subject for the adapter with that placeholder token; repeat for more photos or subjects.")
+    var subjects: [String] = []
+
+    @Option(help: "Nested Attention value normalization λ (rescale each subject value to λ·‖V_s‖).")
+    var valueNorm: Float?
+
+    @Option(help: "Nested Attention weight w on the attention the subject token receives.")
+    var tokenWeight: Float?
+
+    @Option(help: "An IP-Adapter safetensors file (plain or Plus, original key layout).")
+    var ipAdapter: String?
+
+    @Option(name: .customLong("ip-image"), help: "Reference image for the IP-Adapter; repeatable.")
+    var ipImages: [String] = []
+
+    @Option(help: "IP-Adapter scale.")
+    var subjectScale: Float = 1
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -104,12 +126,24 @@ struct Generate: ParsableCommand {
         note(String(format: "loaded %@ in %.1f s; %d×%d, %d steps, %@, seed %llu", model, Date().timeIntervalSince(loadStart),
                     width, height, steps, schedulerName, seed))
 
+        let personalized = try personalize(pipeline)
         let bar = ProgressBar(total: steps)
         let images: Tensor
         do {
-            images = try pipeline.generate(config) { progress in
-                bar.update(progress.step)
-                return true
+            let report = { (progress: GenerationProgress) -> Bool in bar.update(progress.step); return true }
+            if let (pipe, subjects, ipPictures) = personalized {
+                var options: [String: NestedAttentionOptions] = [:]
+                for (token, adapter) in pipe.adapters {
+                    var o = NestedAttentionOptions(valueNormalization: adapter.config.defaults.valueNormalization,
+                                                   tokenWeight: adapter.config.defaults.tokenWeight)
+                    if let valueNorm { o.valueNormalization = valueNorm }
+                    if let tokenWeight { o.tokenWeight = tokenWeight }
+                    options[token] = o
+                }
+                images = try pipe.generate(config, subjects: subjects, options: options, ipImages: ipPictures,
+                                           ipScale: subjectScale, progress: report)
+            } else {
+                images = try pipeline.generate(config, progress: report)
             }
         } catch {
             bar.finish()
@@ -133,6 +167,43 @@ struct Generate: ParsableCommand {
             }
             print("wrote \(path)")
         }
+    }
+
+    /// Loads adapters and subject images; nil when the run is plain text-to-image.
+    func personalize(_ pipeline: StableDiffusionPipeline) throws -> (PersonalizedPipeline, [Subject], [RGBImage])? {
+        if adapters.isEmpty && subjects.isEmpty && ipAdapter == nil && ipImages.isEmpty { return nil }
+        if !subjects.isEmpty && adapters.isEmpty { fail("--subject given but no --adapter loaded") }
+        if ipAdapter != nil && ipImages.isEmpty { fail("--ip-adapter needs at least one --ip-image") }
+        if ipAdapter == nil && !ipImages.isEmpty { fail("--ip-image given but no --ip-adapter") }
+        let pipe: PersonalizedPipeline
+        do {
+            pipe = try PersonalizedPipeline(base: pipeline)
+            for path in adapters { try pipe.add(try PersonalizationAdapter.load(path: path)) }
+            if let ipAdapter { pipe.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
+        } catch { fail(String(describing: error)) }
+        var images: [String: [RGBImage]] = [:], order: [String] = []
+        for spec in subjects {
+            guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
+                fail("--subject must look like TOKEN=IMAGE, got \"\(spec)\"")
+            }
+            let token = String(spec[..<eq]), path = String(spec[spec.index(after: eq)...])
+            if images[token] == nil { order.append(token) }
+            images[token, default: []].append(readImage(path))
+        }
+        for token in pipe.adapters.keys where images[token] == nil {
+            fail("adapter \(token) is loaded but no --subject \(token)=IMAGE was given")
+        }
+        return (pipe, order.map { Subject(placeholder: $0, images: images[$0]!) }, ipImages.map(readImage))
+    }
+
+    func readImage(_ path: String) -> RGBImage {
+        do {
+            let image = try ImageFile.decode(path: path)
+            if min(image.width, image.height) < 64 {
+                warn("\(path) is only \(image.width)×\(image.height); subject photos under 64 px carry little identity")
+            }
+            return image
+        } catch { fail(String(describing: error)) }
     }
 
     /// Fails early, in one line, when `path` cannot be written.

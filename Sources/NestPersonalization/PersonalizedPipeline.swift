@@ -1,0 +1,119 @@
+import Foundation
+import NestDiffusion
+import NestEngine
+import NestIO
+import NestModels
+
+/// One subject for a generation: its placeholder token and reference photos
+/// (several photos of one subject average their encoder tokens).
+public struct Subject {
+    public var placeholder: String
+    public var images: [RGBImage]
+    public init(placeholder: String, images: [RGBImage]) { self.placeholder = placeholder; self.images = images }
+}
+
+/// Text-to-image with subjects: Nested Attention adapters (or the IP-Adapter-
+/// style and single-token baselines trained on the same encoder) and real
+/// IP-Adapter files, on top of a `StableDiffusionPipeline`.
+public final class PersonalizedPipeline {
+    public let base: StableDiffusionPipeline
+    public let imageEncoder: CLIPVisionModel
+    public let imageProcessor: CLIPImageProcessor
+    /// Adapters by placeholder token.
+    public private(set) var adapters: [String: PersonalizationAdapter] = [:]
+    public var ipAdapter: IPAdapter?
+
+    public init(base: StableDiffusionPipeline) throws {
+        self.base = base
+        guard base.folder.has("image_encoder") else {
+            throw ModelConfigError("\(base.folder.url.path): no image_encoder/ in the model folder (subject adapters need a CLIP image encoder)")
+        }
+        imageEncoder = try CLIPVisionModel.load(folder: try base.folder.component("image_encoder"))
+        let processorFolder = base.folder.has("feature_extractor") ? try base.folder.component("feature_extractor")
+            : try base.folder.component("image_encoder")
+        imageProcessor = try CLIPImageProcessor.load(folder: processorFolder)
+    }
+
+    /// Adds an adapter; its placeholder joins the tokenizers with the class word's embedding.
+    public func add(_ adapter: PersonalizationAdapter) throws {
+        let token = adapter.config.placeholderToken
+        guard adapters[token] == nil else {
+            throw ModelConfigError("two adapters claim the placeholder token \(token)")
+        }
+        if adapter.config.kind != .singleToken { _ = try adapter.resolveLayers(in: base.unet.crossAttentionLayers) }
+        if let width = adapter.config.contextWidth, adapter.config.kind == .singleToken, width != base.unet.config.levels[0].crossAttentionDim {
+            throw ModelConfigError("adapter \(token) writes \(width)-wide context but the UNet's is \(base.unet.config.levels[0].crossAttentionDim) (made for a different base model)")
+        }
+        guard adapter.config.imageEncoder.hiddenSize == imageEncoder.config.encoder.hiddenSize else {
+            throw ModelConfigError("adapter \(token) expects \(adapter.config.imageEncoder.hiddenSize)-wide image features, the model's image encoder gives \(imageEncoder.config.encoder.hiddenSize)")
+        }
+        try base.prompts.addPlaceholder(token, classWord: adapter.config.classWord)
+        adapters[token] = adapter
+    }
+
+    /// Encoder tokens E of a subject: CLIP features of the adapter's layer, resampled, averaged over photos.
+    public func encoderTokens(_ subject: Subject, adapter: PersonalizationAdapter) -> Tensor {
+        Autograd.noGrad {
+            let pixels = F.concat(subject.images.map { imageProcessor($0) }, axis: 0)
+            let out = imageEncoder.forward(pixels: pixels)
+            let layer = adapter.config.imageEncoder.featureLayer
+            let features = out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
+            let tokens = adapter.encode(features: features)
+            return tokens.mean(axes: [0], keepDims: true)
+        }
+    }
+
+    /// Generates with the given subjects (each must have a loaded adapter and
+    /// appear in the prompt), and IP-Adapter reference images if an IP-Adapter is set.
+    public func generate(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions] = [:],
+                         ipImages: [RGBImage] = [], ipScale: Float = 1,
+                         progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
+        for subject in subjects {
+            guard adapters[subject.placeholder] != nil else {
+                throw ModelConfigError("subject \(subject.placeholder) names no loaded adapter (loaded: \(adapters.keys.sorted().joined(separator: ", ")))")
+            }
+            guard base.prompts.position(of: subject.placeholder, in: config.prompt) != nil else {
+                throw ModelConfigError("the prompt does not contain the placeholder token \(subject.placeholder)")
+            }
+            guard !subject.images.isEmpty else { throw ModelConfigError("subject \(subject.placeholder) has no images") }
+        }
+        if !ipImages.isEmpty && ipAdapter == nil { throw ModelConfigError("IP-Adapter images given but no IP-Adapter loaded") }
+        var nested: NestedAttentionBinding? = nil
+        var ipInstalled = false
+        defer {
+            nested?.uninstall()
+            if ipInstalled, let ipAdapter { ipAdapter.uninstall(from: base.unet) }
+        }
+        let encoded = subjects.map { s -> (Subject, PersonalizationAdapter, Tensor) in
+            let adapter = adapters[s.placeholder]!
+            return (s, adapter, encoderTokens(s, adapter: adapter))
+        }
+        let guided = config.guidanceScale > 1
+        return try base.generate(config, conditioning: { [self] positive, negative in
+            var bindings: [NestedBindingSubject] = []
+            for (subject, adapter, tokens) in encoded {
+                let position = base.prompts.position(of: subject.placeholder, in: config.prompt)!
+                let cond = Array(repeating: Optional(position), count: config.count)
+                switch adapter.config.kind {
+                case .nested:
+                    let index = guided ? Array(repeating: nil, count: config.count) + cond : cond
+                    bindings.append(NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: index,
+                                                         options: options[subject.placeholder]))
+                case .singleToken:
+                    let vector = Autograd.noGrad { adapter.subjectVector(tokens) }
+                    positive.hidden = replacingToken(in: positive.hidden, positions: cond, with: vector)
+                case .ipAdapter:
+                    throw ModelConfigError("adapter \(subject.placeholder): the ip-adapter kind of our format is not wired into generation yet")
+                }
+            }
+            if !bindings.isEmpty { nested = try NestedAttentionBinding.install(on: base.unet, subjects: bindings) }
+            if let ipAdapter, !ipImages.isEmpty {
+                let pixels = F.concat(ipImages.map { imageProcessor($0) }, axis: 0)
+                var tokens = try ipAdapter.guidanceTokens(pixels: pixels, encoder: imageEncoder, count: config.count)
+                if !guided { tokens = tokens.slice(axis: 0, config.count..<(2 * config.count)) }
+                try ipAdapter.install(on: base.unet, tokens: tokens, scale: ipScale)
+                ipInstalled = true
+            }
+        }, progress: progress)
+    }
+}

@@ -1,0 +1,70 @@
+import Foundation
+import NestEngine
+import NestIO
+import NestModels
+import NestPersonalization
+import Testing
+
+/// `nest generate --adapter … --subject TOKEN=IMAGE` as a user runs it.
+@Suite struct SubjectCommandTests {
+    /// The sd1 pipeline fixture plus an image encoder, and a random nested adapter saved beside it.
+    static let setup: (folder: URL, adapter: String, photo: String) = {
+        let fm = FileManager.default
+        let dir = CLI.temporaryFolder()
+        let model = dir.appendingPathComponent("model")
+        try! fm.createDirectory(at: model, withIntermediateDirectories: true)
+        let pipeline = CLI.fixtures.appendingPathComponent("sd1")
+        for name in try! fm.contentsOfDirectory(atPath: pipeline.path) where name != "model_index.json" {
+            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
+        }
+        let models = CLI.root.appendingPathComponent("Tests/NestModelsTests/Fixtures/sd1")
+        for name in ["image_encoder", "feature_extractor"] {
+            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: models.appendingPathComponent(name))
+        }
+        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
+        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
+        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+        try! JSONSerialization.data(withJSONObject: index).write(to: model.appendingPathComponent("model_index.json"))
+
+        let unet = try! UNet2DConditionModel.load(folder: pipeline.appendingPathComponent("unet"))
+        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                                   resampler: .init(embeddingDim: 32, width: 16, outputDim: 16, depth: 1, heads: 2, headDim: 8, queries: 4),
+                                   layers: PersonalizationAdapter.layers(for: unet.crossAttentionLayers))
+        let adapterPath = dir.appendingPathComponent("critter.json").path
+        try! PersonalizationAdapter(config: config, seed: 4).save(path: adapterPath)
+        var rng = SeededRandom(seed: 9)
+        let photo = try! RGBImage(width: 70, height: 64, pixels: (0..<(70 * 64 * 3)).map { _ in UInt8(rng.nextInt(below: 256)) })
+        let photoPath = dir.appendingPathComponent("photo.png").path
+        try! ImageFile.writePNG(photo, to: photoPath)
+        return (model, adapterPath, photoPath)
+    }()
+
+    func run(_ extra: [String], prompt: String = "a <critter> on the beach") throws -> (CLI.Result, String) {
+        let out = CLI.temporaryFolder().appendingPathComponent("out.png").path
+        let r = try CLI.run(["generate", "--model", Self.setup.folder.path, "--prompt", prompt, "--steps", "2", "--seed", "5",
+                             "--output", out] + extra)
+        return (r, out)
+    }
+
+    @Test func generatesWithASubject() throws {
+        let (r, out) = try run(["--adapter", Self.setup.adapter, "--subject", "<critter>=\(Self.setup.photo)", "--value-norm", "2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: out))
+    }
+
+    @Test(arguments: [
+        (["--adapter", "ADAPTER", "--subject", "<critter>=PHOTO"], "a cat on the beach", "does not contain the placeholder token <critter>"),
+        (["--adapter", "ADAPTER", "--subject", "<dog>=PHOTO"], "a <critter>", "adapter <critter> is loaded but no --subject"),
+        (["--adapter", "ADAPTER", "--subject", "<critter>=/nonexistent.png"], "a <critter>", "/nonexistent.png"),
+        (["--subject", "<critter>=PHOTO"], "a <critter>", "no --adapter"),
+        (["--adapter", "/nonexistent/adapter.json", "--subject", "<critter>=PHOTO"], "a <critter>", "adapter config adapter.json not found"),
+    ])
+    func badSubjectInputFailsClearly(arguments: [String], prompt: String, message: String) throws {
+        let args = arguments.map { $0.replacingOccurrences(of: "ADAPTER", with: Self.setup.adapter).replacingOccurrences(of: "PHOTO", with: Self.setup.photo) }
+        let (r, out) = try run(args, prompt: prompt)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out))
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import NestDiffusion
+import NestEngine
+import NestIO
+import NestModels
+import NestPersonalization
+import Testing
+
+/// Subjects in whole generations: the tiny SD1-like pipeline plus the tiny
+/// CLIP image encoder, with random adapters of each kind.
+@Suite(.serialized) struct PersonalizedGenerationTests {
+    static let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+
+    /// A model folder: the sd1 pipeline fixture plus image_encoder/ and feature_extractor/.
+    static let folder: URL = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nest-personalized-\(UUID().uuidString)")
+        let fm = FileManager.default
+        try! fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        let pipeline = tests.appendingPathComponent("NestDiffusionTests/Fixtures/pipelines/sd1")
+        for name in try! fm.contentsOfDirectory(atPath: pipeline.path) where name != "model_index.json" {
+            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
+        }
+        let models = tests.appendingPathComponent("NestModelsTests/Fixtures/sd1")
+        for name in ["image_encoder", "feature_extractor"] {
+            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: models.appendingPathComponent(name))
+        }
+        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
+        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
+        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+        try! JSONSerialization.data(withJSONObject: index).write(to: dir.appendingPathComponent("model_index.json"))
+        return dir
+    }()
+
+    static func photo(seed: UInt64) -> RGBImage {
+        var rng = SeededRandom(seed: seed)
+        return try! RGBImage(width: 40, height: 36, pixels: (0..<(40 * 36 * 3)).map { _ in UInt8(rng.nextInt(below: 256)) })
+    }
+
+    func adapter(_ kind: AdapterConfig.Kind, token: String, unet: UNet2DConditionModel, seed: UInt64) -> PersonalizationAdapter {
+        let config = AdapterConfig(
+            kind: kind, placeholderToken: token, classWord: "cat",
+            imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+            resampler: .init(embeddingDim: 32, width: 16, outputDim: 16, depth: 1, heads: 2, headDim: 8, queries: 4, ffMult: 2),
+            layers: PersonalizationAdapter.layers(for: unet.crossAttentionLayers), contextWidth: 16)
+        let a = PersonalizationAdapter(config: config, seed: seed)
+        // Make the projections large enough to change the image visibly.
+        for (_, t) in a.parameterTensors() where t.rank == 2 { t.assign(t.scaled(4)) }
+        return a
+    }
+
+    let config = GenerationConfiguration(prompt: "a photo of a <critter> on the beach", steps: 3, guidanceScale: 5, seed: 3,
+                                         scheduler: .ddim)
+
+    @Test func nestedSubjectChangesTheImageAndPlainPromptsAreUntouched() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        try pipe.add(adapter(.nested, token: "<critter>", unet: base.unet, seed: 1))
+        let plain = try base.generate(config)
+        let subject = Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])
+        let personalized = try pipe.generate(config, subjects: [subject])
+        #expect(plain.shape == personalized.shape)
+        #expect(plain.array != personalized.array, "the subject must change the image")
+        // After generation the UNet is plain again.
+        #expect(try base.generate(config).array == plain.array)
+        // Another photo gives another image.
+        let other = try pipe.generate(config, subjects: [Subject(placeholder: "<critter>", images: [Self.photo(seed: 2)])])
+        #expect(other.array != personalized.array)
+    }
+
+    @Test func twoSubjectsAndTheBaselines() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        try pipe.add(adapter(.nested, token: "<critter>", unet: base.unet, seed: 1))
+        try pipe.add(adapter(.nested, token: "<bot>", unet: base.unet, seed: 2))
+        try pipe.add(adapter(.singleToken, token: "<pet>", unet: base.unet, seed: 3))
+        var two = config
+        two.prompt = "a <critter> and a <bot> in the city"
+        let both = try pipe.generate(two, subjects: [Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)]),
+                                                     Subject(placeholder: "<bot>", images: [Self.photo(seed: 2)])])
+        let one = try pipe.generate(two, subjects: [Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])])
+        #expect(both.array != one.array)
+        var single = config
+        single.prompt = "a <pet> at night"
+        let plain = try base.generate(single)
+        let baseline = try pipe.generate(single, subjects: [Subject(placeholder: "<pet>", images: [Self.photo(seed: 4)])])
+        #expect(plain.array != baseline.array, "the single-token baseline must change the image")
+    }
+
+    @Test func clearErrors() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        try pipe.add(adapter(.nested, token: "<critter>", unet: base.unet, seed: 1))
+        var noToken = config
+        noToken.prompt = "a photo of a cat"
+        let subject = Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])
+        #expect(throws: ModelConfigError.self) { try pipe.generate(noToken, subjects: [subject]) }
+        do { _ = try pipe.generate(noToken, subjects: [subject]) } catch {
+            #expect(String(describing: error).contains("does not contain the placeholder token <critter>"))
+        }
+        do { _ = try pipe.generate(config, subjects: [Subject(placeholder: "<dog>", images: [Self.photo(seed: 1)])]) } catch {
+            #expect(String(describing: error).contains("names no loaded adapter"))
+        }
+        do { try pipe.add(adapter(.nested, token: "<critter>", unet: base.unet, seed: 9)) } catch {
+            #expect(String(describing: error).contains("two adapters claim the placeholder token <critter>"))
+        }
+    }
+
+    @Test func ipAdapterFileInGeneration() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        let file = Self.tests.appendingPathComponent("NestPersonalizationTests/Fixtures/ipadapter/ip_adapter_plus.safetensors")
+        pipe.ipAdapter = try IPAdapter.load(path: file)
+        var plainPrompt = config
+        plainPrompt.prompt = "a photo of a cat"
+        let plain = try base.generate(plainPrompt)
+        let withImage = try pipe.generate(plainPrompt, subjects: [], ipImages: [Self.photo(seed: 5)], ipScale: 0.8)
+        #expect(plain.array != withImage.array)
+        let zeroScale = try pipe.generate(plainPrompt, subjects: [], ipImages: [Self.photo(seed: 5)], ipScale: 0)
+        #expect(zeroScale.array == plain.array, "scale 0 must be the base model exactly")
+    }
+}
