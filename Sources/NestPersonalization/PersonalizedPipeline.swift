@@ -22,6 +22,10 @@ public final class PersonalizedPipeline {
     /// Adapters by placeholder token.
     public private(set) var adapters: [String: PersonalizationAdapter] = [:]
     public var ipAdapter: IPAdapter?
+    /// Record attention maps on the nested layers during `generate` (for `--save-attention`).
+    public var recordAttention = false
+    /// The recorders of the last generation when `recordAttention` is on, in layer order.
+    public private(set) var recorders: [AttentionRecorder] = []
 
     public init(base: StableDiffusionPipeline) throws {
         self.base = base
@@ -61,6 +65,21 @@ public final class PersonalizedPipeline {
             let tokens = adapter.encode(features: features)
             return tokens.mean(axes: [0], keepDims: true)
         }
+    }
+
+    /// Per subject: its first photo, the CLIP input it became, and the resampler's
+    /// attention of each encoder token over the photo's patches.
+    public func referenceTraces(_ subjects: [Subject]) -> [String: (photo: RGBImage, pixels: Tensor, patchAttention: [[Float]])] {
+        var traces: [String: (photo: RGBImage, pixels: Tensor, patchAttention: [[Float]])] = [:]
+        for subject in subjects {
+            guard let adapter = adapters[subject.placeholder], let photo = subject.images.first else { continue }
+            let pixels = imageProcessor(photo)
+            let out = Autograd.noGrad { imageEncoder.forward(pixels: pixels) }
+            let layer = adapter.config.imageEncoder.featureLayer
+            let features = out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
+            traces[subject.placeholder] = (photo, pixels, adapter.resampler.featureAttention(features))
+        }
+        return traces
     }
 
     /// Generates with the given subjects (each must have a loaded adapter and
@@ -107,6 +126,16 @@ public final class PersonalizedPipeline {
                 }
             }
             if !bindings.isEmpty { nested = try NestedAttentionBinding.install(on: base.unet, subjects: bindings) }
+            recorders = []
+            if recordAttention, let nested {
+                for bound in nested.layers {
+                    let recorder = AttentionRecorder(inner: bound.processor, path: bound.path,
+                                                     subjects: Array(zip(bound.placeholderTokens, bound.processor.subjects)),
+                                                     tokenWeight: bound.processor.options.tokenWeight)
+                    bound.layer.processor = recorder
+                    recorders.append(recorder)
+                }
+            }
             if let ipAdapter, !ipImages.isEmpty {
                 let pixels = F.concat(ipImages.map { imageProcessor($0) }, axis: 0)
                 var tokens = try ipAdapter.guidanceTokens(pixels: pixels, encoder: imageEncoder, count: config.count)

@@ -115,3 +115,47 @@ public final class Resampler: Module {
         return norm_out(proj_out(l))
     }
 }
+
+extension Resampler {
+    /// For each output query, how much the last layer attends to each input
+    /// feature token (head-averaged, renormalized over the features): [queries][S].
+    /// Used to trace nested attention back to the reference image's patches.
+    public func featureAttention(_ features: Tensor) -> [[Float]] {
+        Autograd.noGrad {
+            let x = proj_in(features.slice(axis: 0, 0..<1))
+            var l = latents
+            for (index, layer) in layers.items.enumerated() {
+                if index == layers.count - 1 {
+                    let a = layer.attention
+                    let xs = a.norm1(x), ls = a.norm2(l)
+                    let q = a.to_q(ls), kv = a.to_kv(F.concat([xs, ls], axis: 1)).chunked(2, axis: -1)
+                    let heads = a.heads, width = q.shape[2], d = width / heads
+                    let s = x.shape[1], total = kv[0].shape[1]
+                    var result = [[Float]](repeating: [Float](repeating: 0, count: s), count: config.queries)
+                    for m in 0..<config.queries {
+                        for h in 0..<heads {
+                            var logits = [Float](repeating: 0, count: total)
+                            for t in 0..<total {
+                                var dot: Float = 0
+                                for c in 0..<d { dot += q.data[m * width + h * d + c] * kv[0].data[t * width + h * d + c] }
+                                logits[t] = dot / Float(d).squareRoot()
+                            }
+                            let top = logits.max()!
+                            let e = logits.map { exp($0 - top) }
+                            let featureMass = e.prefix(s).reduce(0, +)
+                            for t in 0..<s { result[m][t] += e[t] / featureMass / Float(heads) }
+                        }
+                    }
+                    return result
+                }
+                l = layer.attention(features: x, latents: l) + l
+                l = layer.feedForward(l) + l
+            }
+            return []
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

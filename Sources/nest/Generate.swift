@@ -79,6 +79,9 @@ struct Generate: ParsableCommand {
     @Option(help: "IP-Adapter scale.")
     var subjectScale: Float = 1
 
+    @Option(help: "Write attention maps of the subject tokens (outer heatmaps and nested attention traced to the reference patches) as PNGs into this folder.")
+    var saveAttention: String?
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -140,8 +143,15 @@ struct Generate: ParsableCommand {
                     if let tokenWeight { o.tokenWeight = tokenWeight }
                     options[token] = o
                 }
+                pipe.recordAttention = saveAttention != nil
                 images = try pipe.generate(config, subjects: subjects, options: options, ipImages: ipPictures,
                                            ipScale: subjectScale, progress: report)
+                if let saveAttention {
+                    let first = try StableDiffusionPipeline.images(images.slice(axis: 0, 0..<1))[0]
+                    try writeAttentionMaps(pipe.recorders, image: first, references: pipe.referenceTraces(subjects),
+                                           to: URL(fileURLWithPath: saveAttention), overwrite: overwrite)
+                    note("wrote attention maps of \(pipe.recorders.count) layers to \(saveAttention)")
+                }
             } else {
                 images = try pipeline.generate(config, progress: report)
             }

@@ -48,9 +48,16 @@ import Testing
     }
 
     @Test func generatesWithASubject() throws {
-        let (r, out) = try run(["--adapter", Self.setup.adapter, "--subject", "<critter>=\(Self.setup.photo)", "--value-norm", "2"])
+        let maps = CLI.temporaryFolder().appendingPathComponent("maps")
+        let (r, out) = try run(["--adapter", Self.setup.adapter, "--subject", "<critter>=\(Self.setup.photo)", "--value-norm", "2",
+                                "--save-attention", maps.path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(FileManager.default.fileExists(atPath: out))
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: maps.path)) ?? []
+        // The tiny SD1-like UNet has 6 cross-attention layers: one outer heatmap each, plus nested traces.
+        #expect(files.filter { $0.hasSuffix("-outer.png") }.count == 6, "\(files)")
+        #expect(files.contains { $0.contains("-query0.png") }, "\(files)")
+        for file in files { #expect((try? ImageFile.decode(path: maps.appendingPathComponent(file).path)) != nil) }
     }
 
     @Test(arguments: [
