@@ -77,7 +77,7 @@ let package = Package(
                     path: "Tests/NestDiffusionTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestPersonalizationTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                     path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
-        .testTarget(name: "NestTrainingTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestTraining"],
+        .testTarget(name: "NestTrainingTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining"],
                     path: "Tests/NestTrainingTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine", "NestModels", "NestPersonalization"],
                     path: "Tests/NestCLITests"),

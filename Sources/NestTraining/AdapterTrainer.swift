@@ -1,0 +1,167 @@
+import Foundation
+import NestDiffusion
+import NestEngine
+import NestIO
+import NestModels
+import NestPersonalization
+
+/// How an adapter is trained (defaults: the IP-Adapter SDXL recipe the
+/// paper's authors build on: AdamW 1e-4, weight decay 1e-2, 5% dropped image,
+/// 5% dropped text, 5% both).
+public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
+    public var resolution: Int = 64
+    public var batchSize: Int = 4
+    public var learningRate: Float = 1e-4
+    public var weightDecay: Float = 1e-2
+    public var warmupSteps: Int = 0
+    public var totalSteps: Int = 1000
+    public var schedule: LearningRateSchedule.Decay = .constant
+    public var gradientClip: Float? = 1
+    public var gradientAccumulation: Int = 1
+    /// Exponential moving average of the trained weights (nil: off).
+    public var ema: Float? = nil
+    public var dropImage: Float = 0.05
+    public var dropText: Float = 0.05
+    public var dropBoth: Float = 0.05
+    public var seed: UInt64 = 0
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case resolution, batchSize = "batch_size", learningRate = "learning_rate", weightDecay = "weight_decay"
+        case warmupSteps = "warmup_steps", totalSteps = "steps", schedule, gradientClip = "gradient_clip"
+        case gradientAccumulation = "gradient_accumulation", ema, dropImage = "drop_image", dropText = "drop_text"
+        case dropBoth = "drop_both", seed
+    }
+}
+
+/// A training example already decoded: the target image, its caption, and
+/// reference photos of the same subject.
+public struct AdapterExample {
+    public var target: RGBImage
+    public var caption: String
+    public var references: [RGBImage]
+    public init(target: RGBImage, caption: String, references: [RGBImage]) {
+        self.target = target; self.caption = caption; self.references = references
+    }
+}
+
+/// Trains a nested adapter (resampler + per-layer nested projections) on a
+/// frozen base model: ε- or v-prediction MSE at random timesteps, guidance
+/// dropout, AdamW with warmup, clipping, accumulation, optional EMA.
+public final class AdapterTrainer {
+    public let pipeline: PersonalizedPipeline
+    public let adapter: PersonalizationAdapter
+    public let options: AdapterTrainingOptions
+    public let optimizer: AdamW
+    public let schedule: LearningRateSchedule
+    public let noise: NoiseSchedule
+    public let predictsVelocity: Bool
+    public var state = TrainingState()
+    public private(set) var emaWeights: [Tensor] = []
+
+    public init(pipeline: PersonalizedPipeline, adapter: PersonalizationAdapter, options: AdapterTrainingOptions) throws {
+        guard adapter.config.kind == .nested else {
+            throw ModelConfigError("the adapter trainer trains nested adapters; '\(adapter.config.kind.rawValue)' is not supported yet")
+        }
+        self.pipeline = pipeline
+        self.adapter = adapter
+        self.options = options
+        try pipeline.add(adapter)
+        // Everything is frozen but the adapter.
+        pipeline.base.unet.freeze(); pipeline.base.vae.freeze(); pipeline.imageEncoder.freeze()
+        for encoder in pipeline.base.prompts.encoders { encoder.freeze() }
+        adapter.unfreeze()
+        optimizer = AdamW(parameters: adapter.trainableParameters,
+                          config: .init(learningRate: options.learningRate, weightDecay: options.weightDecay))
+        schedule = LearningRateSchedule(base: options.learningRate, warmupSteps: options.warmupSteps,
+                                        totalSteps: options.totalSteps, decay: options.schedule)
+        let scheduler = try makeScheduler(kind: .ddim, config: pipeline.base.schedulerConfig, stepCount: 1)
+        noise = scheduler.noiseSchedule
+        predictsVelocity = (pipeline.base.schedulerConfig.predictionType ?? "epsilon") == "v_prediction"
+        state.seed = options.seed
+        if options.ema != nil { emaWeights = optimizer.parameters.map { $0.tensor.copy() } }
+    }
+
+    /// Normalized CLIP input for an augmented reference photo.
+    func referencePixels(_ image: RGBImage, seed: UInt64) -> Tensor {
+        let c = pipeline.imageProcessor.config
+        let size = c.cropSize.height
+        let x = Augmentation().apply(image, size: size, seed: seed, range: 0...1)
+        for i in 0..<x.count {
+            let ch = i % 3
+            x.data[i] = (x.data[i] - Float(c.imageMean[ch])) / Float(c.imageStd[ch])
+        }
+        return x
+    }
+
+    /// One optimization step on `examples` (a batch); returns the loss.
+    /// `fixedNoise` reuses the same noise and timestep per example (tests).
+    @discardableResult
+    public func step(_ examples: [AdapterExample], fixedNoise: Bool = false) throws -> Float {
+        let base = pipeline.base
+        let token = adapter.config.placeholderToken
+        var rng = SeededRandom(seed: options.seed &+ UInt64(state.step) &* 7919)
+        var captions: [String] = [], indexMask: [Bool] = []
+        var latents: [Tensor] = [], pixels: [Tensor] = []
+        for (i, example) in examples.enumerated() {
+            let r = rng.nextFloat()
+            let dropImage = r < options.dropImage || (r >= options.dropImage + options.dropText && r < options.dropImage + options.dropText + options.dropBoth)
+            let dropText = r >= options.dropImage && r < options.dropImage + options.dropText + options.dropBoth
+            let both = dropImage && dropText
+            captions.append(both ? "" : (dropText ? token : example.caption))
+            indexMask.append(!dropImage)
+            let sampleSeed = fixedNoise ? UInt64(i) : options.seed &+ UInt64(state.step * 1000 + i)
+            let target = Augmentation.flipOnly.apply(example.target, size: options.resolution, seed: sampleSeed)
+            let z = Autograd.noGrad {
+                let posterior = base.vae.encode(target)
+                return posterior.sample(noise: Tensor.randn(posterior.mean.shape, seed: sampleSeed &+ 1))
+                    .scaled(Float(base.vae.config.scalingFactor))
+            }
+            latents.append(z)
+            let reference = example.references[rng.nextInt(below: example.references.count)]
+            pixels.append(referencePixels(reference, seed: sampleSeed &+ 2))
+        }
+        let z0 = F.concat(latents, axis: 0)
+        let b = examples.count
+        let eps = fixedNoise ? Tensor.randn(z0.shape, seed: 77) : Tensor.randn(z0.shape, seed: options.seed &+ UInt64(state.step) &+ 5)
+        let timesteps = (0..<b).map { i in fixedNoise ? (137 + 311 * i) % noise.trainStepCount : rng.nextInt(below: noise.trainStepCount) }
+        let noisy = noise.addNoise(original: z0, noise: eps, timesteps: timesteps)
+        let target = predictsVelocity ? noise.velocity(sample: z0, noise: eps, timesteps: timesteps) : eps
+
+        let prompts = base.prompts.encode(captions)
+        let positions = captions.map { base.prompts.position(of: token, in: $0) }
+        let tokenIndex = zip(positions, indexMask).map { $1 ? $0 : nil }
+        let features = Autograd.noGrad { () -> Tensor in
+            let out = pipeline.imageEncoder.forward(pixels: F.concat(pixels, axis: 0))
+            let layer = adapter.config.imageEncoder.featureLayer
+            return out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
+        }
+        let tokens = adapter.encode(features: features)
+        let binding = try NestedAttentionBinding.install(
+            on: base.unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: tokenIndex)])
+        defer { binding.uninstall() }
+        var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
+        if let pooled = prompts.pooled {
+            let r = Float(options.resolution)
+            added = (pooled, Tensor((0..<b).flatMap { _ in [r, r, 0, 0, r, r] }, shape: [b, 6]))
+        }
+        let prediction = base.unet(sample: noisy, timestep: timesteps.map(Float.init), encoderHiddenStates: prompts.hidden, added: added)
+        let loss = F.mseLoss(prediction, target)
+        loss.scaled(1 / Float(options.gradientAccumulation)).backward()
+
+        if (state.step + 1) % options.gradientAccumulation == 0 {
+            let parameters = optimizer.parameters.map(\.tensor)
+            if let clip = options.gradientClip { clipGradNorm(parameters, maxNorm: clip) }
+            optimizer.update(learningRate: schedule.rate(at: state.step / options.gradientAccumulation))
+            optimizer.zeroGrad()
+            if let decay = options.ema {
+                for (shadow, p) in zip(emaWeights, parameters) {
+                    for i in 0..<p.count { shadow.data[i] = decay * shadow.data[i] + (1 - decay) * p.data[i] }
+                }
+            }
+        }
+        state.step += 1
+        return loss.item
+    }
+}
