@@ -63,7 +63,7 @@ let package = Package(
                 path: "Sources/NestTraining", swiftSettings: optimize),
 
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization",
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest", swiftSettings: optimize),
         .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels"],

@@ -27,6 +27,28 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// Every key is optional in a config file; absent ones keep the defaults above.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        resolution = try c.decodeIfPresent(Int.self, forKey: .resolution) ?? resolution
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
+        learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? learningRate
+        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? weightDecay
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
+        totalSteps = try c.decodeIfPresent(Int.self, forKey: .totalSteps) ?? totalSteps
+        schedule = try c.decodeIfPresent(LearningRateSchedule.Decay.self, forKey: .schedule) ?? schedule
+        gradientClip = try c.decodeIfPresent(Float.self, forKey: .gradientClip) ?? gradientClip
+        gradientAccumulation = try c.decodeIfPresent(Int.self, forKey: .gradientAccumulation) ?? gradientAccumulation
+        ema = try c.decodeIfPresent(Float.self, forKey: .ema)
+        dropImage = try c.decodeIfPresent(Float.self, forKey: .dropImage) ?? dropImage
+        dropText = try c.decodeIfPresent(Float.self, forKey: .dropText) ?? dropText
+        dropBoth = try c.decodeIfPresent(Float.self, forKey: .dropBoth) ?? dropBoth
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        guard resolution > 0, batchSize > 0, totalSteps > 0, gradientAccumulation > 0 else {
+            throw ModelConfigError("training: resolution, batch_size, steps and gradient_accumulation must be positive")
+        }
+    }
+
     enum CodingKeys: String, CodingKey {
         case resolution, batchSize = "batch_size", learningRate = "learning_rate", weightDecay = "weight_decay"
         case warmupSteps = "warmup_steps", totalSteps = "steps", schedule, gradientClip = "gradient_clip"

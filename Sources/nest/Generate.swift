@@ -239,18 +239,18 @@ final class ProgressBar {
 
     init(total: Int) { self.total = total }
 
-    func update(_ step: Int) {
+    func update(_ step: Int, suffix: String = "") {
         let elapsed = Date().timeIntervalSince(start)
         let rate = Double(step) / max(elapsed, 1e-9)
         let eta = Double(total - step) / max(rate, 1e-9)
         if interactive {
             let width = 30, filled = width * step / max(total, 1)
             let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            let line = String(format: "\r%@ %d/%d  %.2f it/s  ETA %.0f s ", bar, step, total, rate, eta)
+            let line = String(format: "\r%@ %d/%d  %.2f it/s  ETA %.0f s  ", bar, step, total, rate, eta) + suffix + " "
             FileHandle.standardError.write(line.data(using: .utf8)!)
         } else if step == total || step - lastPrinted >= max(1, total / 10) {
             lastPrinted = step
-            note(String(format: "step %d/%d  %.2f it/s  ETA %.0f s", step, total, rate, eta))
+            note(String(format: "step %d/%d  %.2f it/s  ETA %.0f s  ", step, total, rate, eta) + suffix)
         }
     }
 

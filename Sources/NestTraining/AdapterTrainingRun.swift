@@ -1,0 +1,170 @@
+import Foundation
+import NestDiffusion
+import NestEngine
+import NestIO
+import NestModels
+import NestPersonalization
+
+/// `nest train adapter --config FILE.json`:
+///
+/// ```json
+/// { "model": "models/base",                 // diffusers folder with image_encoder/
+///   "data": "data/train.jsonl",             // manifest (see TrainingManifest)
+///   "output": "runs/critter",
+///   "adapter": { "placeholder_token": "<critter>", "class_word": "critter",
+///                "resampler": { "width": 256, "output_dim": 256, "depth": 2, "heads": 4,
+///                               "head_dim": 64, "queries": 16, "ff_mult": 4 } },
+///   "training": { "steps": 2000, "batch_size": 4, "learning_rate": 1e-4, ... },
+///   "checkpoint_every": 200, "log_every": 10, "sample_every": 500, "bad_records": "skip" }
+/// ```
+/// Relative paths are relative to the config file. The run writes
+/// `checkpoint.safetensors` (resumable), `log.jsonl` (one line per logged
+/// step), `samples/step-N.png`, and at the end `adapter.json` + `adapter.safetensors`.
+public struct AdapterRunConfig: Codable {
+    public struct AdapterSpec: Codable {
+        public var placeholderToken: String
+        public var classWord: String
+        public var resampler: ResamplerSpec
+        public var featureLayer: Int?
+        enum CodingKeys: String, CodingKey {
+            case placeholderToken = "placeholder_token", classWord = "class_word", resampler, featureLayer = "feature_layer"
+        }
+    }
+
+    /// The resampler's shape; its input and output widths follow from the model.
+    public struct ResamplerSpec: Codable {
+        public var width: Int
+        public var outputDim: Int?
+        public var depth: Int
+        public var heads: Int
+        public var headDim: Int?
+        public var queries: Int
+        public var ffMult: Int?
+        enum CodingKeys: String, CodingKey {
+            case width, outputDim = "output_dim", depth, heads, headDim = "head_dim", queries, ffMult = "ff_mult"
+        }
+    }
+
+    public var model: String
+    public var data: String
+    public var output: String
+    public var adapter: AdapterSpec
+    public var training: AdapterTrainingOptions
+    public var checkpointEvery: Int?
+    public var logEvery: Int?
+    public var sampleEvery: Int?
+    public var badRecords: BadRecordPolicy?
+
+    enum CodingKeys: String, CodingKey {
+        case model, data, output, adapter, training, checkpointEvery = "checkpoint_every", logEvery = "log_every"
+        case sampleEvery = "sample_every", badRecords = "bad_records"
+    }
+}
+
+/// A whole adapter training run: data, trainer, logging, checkpoints, samples.
+public final class AdapterTrainingRun {
+    public let config: AdapterRunConfig
+    public let trainer: AdapterTrainer
+    public let manifest: TrainingManifest
+    public let output: URL
+    var images: [URL: RGBImage] = [:]
+
+    public var checkpointURL: URL { output.appendingPathComponent("checkpoint.safetensors") }
+    public var logURL: URL { output.appendingPathComponent("log.jsonl") }
+
+    public init(configFile: URL, resume: Bool) throws {
+        let base = configFile.deletingLastPathComponent()
+        func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
+        config = try decodeConfig(AdapterRunConfig.self, from: configFile)
+        output = resolve(config.output)
+        let checkpoint = output.appendingPathComponent("checkpoint.safetensors")
+        if FileManager.default.fileExists(atPath: checkpoint.path) && !resume {
+            throw ModelConfigError("\(output.path) already holds a run; pass --resume to continue it (or choose another output)")
+        }
+        if resume && !FileManager.default.fileExists(atPath: checkpoint.path) {
+            throw ModelConfigError("--resume: no checkpoint at \(checkpoint.path)")
+        }
+        try FileManager.default.createDirectory(at: output.appendingPathComponent("samples"), withIntermediateDirectories: true)
+        manifest = try TrainingManifest(url: resolve(config.data), placeholder: config.adapter.placeholderToken,
+                                        requireReferences: true, checkImages: true, policy: config.badRecords ?? .skip)
+        let pipeline = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: resolve(config.model)))
+        let spec = config.adapter
+        let crossWidth = pipeline.base.unet.config.levels[0].crossAttentionDim
+        let adapterConfig = AdapterConfig(
+            kind: .nested, placeholderToken: spec.placeholderToken, classWord: spec.classWord,
+            imageEncoder: .init(hiddenSize: pipeline.imageEncoder.config.encoder.hiddenSize,
+                                imageSize: pipeline.imageEncoder.config.imageSize, featureLayer: spec.featureLayer ?? -2),
+            resampler: .init(embeddingDim: pipeline.imageEncoder.config.encoder.hiddenSize, width: spec.resampler.width,
+                             outputDim: spec.resampler.outputDim ?? crossWidth, depth: spec.resampler.depth,
+                             heads: spec.resampler.heads, headDim: spec.resampler.headDim ?? 64,
+                             queries: spec.resampler.queries, ffMult: spec.resampler.ffMult ?? 4),
+            layers: PersonalizationAdapter.layers(for: pipeline.base.unet.crossAttentionLayers))
+        let adapter = PersonalizationAdapter(config: adapterConfig, seed: config.training.seed)
+        trainer = try AdapterTrainer(pipeline: pipeline, adapter: adapter, options: config.training)
+        if resume {
+            trainer.state = try TrainingCheckpoint.load(into: adapter.trainableParameters, optimizer: trainer.optimizer,
+                                                        from: checkpoint.path)
+        }
+    }
+
+    func image(_ url: URL) throws -> RGBImage {
+        if let hit = images[url] { return hit }
+        let decoded = try ImageFile.decode(path: url.path)
+        images[url] = decoded
+        return decoded
+    }
+
+    /// Trains until `training.steps`; `progress(step, loss, samplesPerSecond)` after each step.
+    public func run(progress: (Int, Float, Double) -> Void = { _, _, _ in }) throws {
+        let options = config.training
+        let order = SampleOrder(count: manifest.samples.count, seed: options.seed)
+        let start = Date()
+        let firstStep = trainer.state.step
+        let log = try FileHandle(forWritingTo: touch(logURL))
+        log.seekToEndOfFile()
+        defer { try? log.close() }
+        while trainer.state.step < options.totalSteps {
+            var state = trainer.state
+            let batch = order.next(options.batchSize, state: &state)
+            trainer.state.epoch = state.epoch
+            trainer.state.position = state.position
+            let examples = try batch.map { i -> AdapterExample in
+                let s = manifest.samples[i]
+                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image))
+            }
+            let loss = try trainer.step(examples)
+            let step = trainer.state.step
+            let rate = Double((step - firstStep) * options.batchSize) / max(Date().timeIntervalSince(start), 1e-9)
+            progress(step, loss, rate)
+            if step % (config.logEvery ?? 10) == 0 || step == options.totalSteps {
+                let line = String(format: #"{"step": %d, "loss": %.6f, "lr": %.3e, "samples_per_s": %.3f, "epoch": %d}"#,
+                                  step, loss, trainer.schedule.rate(at: step - 1), rate, trainer.state.epoch) + "\n"
+                log.write(Data(line.utf8))
+            }
+            if step % (config.checkpointEvery ?? 200) == 0 || step == options.totalSteps {
+                try TrainingCheckpoint.save(parameters: trainer.adapter.trainableParameters, optimizer: trainer.optimizer,
+                                            state: trainer.state, to: checkpointURL.path)
+            }
+            if let every = config.sampleEvery, step % every == 0 { try writeSample(step: step) }
+        }
+        try trainer.adapter.save(path: output.appendingPathComponent("adapter.json").path, overwrite: true)
+    }
+
+    /// One image from the first sample's caption and reference, with the current adapter.
+    func writeSample(step: Int) throws {
+        let sample = manifest.samples[0]
+        let pipe = trainer.pipeline
+        let config = GenerationConfiguration(prompt: sample.caption, steps: 20, guidanceScale: 5, seed: 0,
+                                             width: self.config.training.resolution, height: self.config.training.resolution)
+        let subject = Subject(placeholder: trainer.adapter.config.placeholderToken, images: [try image(sample.references[0])])
+        let images = try Autograd.noGrad { try pipe.generate(config, subjects: [subject]) }
+        let picture = try StableDiffusionPipeline.images(images)[0]
+        try ImageFile.writePNG(picture, to: output.appendingPathComponent("samples/step-\(step).png").path,
+                               text: [("parameters", "\(sample.caption)\nStep: \(step)")], overwrite: true)
+    }
+
+    private func touch(_ url: URL) throws -> URL {
+        if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
+        return url
+    }
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import NestEngine
+import NestTraining
+
+/// Training commands.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train models on the engine.",
+        subcommands: [TrainAdapter.self])
+}
+
+struct TrainAdapter: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "adapter",
+        abstract: "Train a Nested Attention adapter on a frozen base model (see AdapterRunConfig for the config file).")
+
+    @Option(help: "The run's JSON config.")
+    var config: String
+
+    @Flag(help: "Continue the run in the config's output folder from its checkpoint.")
+    var resume = false
+
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try engine.apply()
+        let run: AdapterTrainingRun
+        do { run = try AdapterTrainingRun(configFile: URL(fileURLWithPath: config), resume: resume) } catch {
+            fail(String(describing: error))
+        }
+        for problem in run.manifest.problems { warn("\(run.manifest.url.lastPathComponent) \(problem)") }
+        note("training \(run.trainer.adapter.config.placeholderToken) on \(run.manifest.samples.count) samples, "
+             + "\(formatCount(run.trainer.adapter.parameterCount)) adapter parameters, from step \(run.trainer.state.step)")
+        let total = run.config.training.totalSteps
+        let bar = ProgressBar(total: total)
+        do {
+            try run.run { step, loss, rate in
+                bar.update(step, suffix: String(format: "loss %.4f  %.2f samples/s", loss, rate))
+            }
+        } catch {
+            bar.finish()
+            fail(String(describing: error))
+        }
+        bar.finish()
+        print("wrote \(run.output.appendingPathComponent("adapter.json").path)")
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+import NestEngine
+import NestIO
+import Testing
+
+/// `nest train adapter` end to end on the tiny SD1-like pipeline: logs, checkpoints, resume.
+@Suite struct TrainCommandTests {
+    @Test func trainsResumesAndRefusesToClobber() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = SeededRandom(seed: 3)
+        func picture(_ name: String) throws {
+            let image = try RGBImage(width: 40, height: 40, pixels: (0..<(40 * 40 * 3)).map { _ in UInt8(rng.nextInt(below: 256)) })
+            try ImageFile.writePNG(image, to: dir.appendingPathComponent(name).path)
+        }
+        for i in 0..<4 { try picture("img\(i).png") }
+        let manifest = [
+            #"{"image": "img0.png", "caption": "a <critter> on the beach", "references": ["img1.png"]}"#,
+            #"{"image": "img1.png", "caption": "a <critter> at night", "references": ["img0.png", "img2.png"]}"#,
+            #"{"image": "img2.png", "caption": "a small <critter>", "references": ["img3.png"]}"#,
+            #"{"image": "img3.png", "caption": "a cat", "references": ["img2.png"]}"#,
+        ].joined(separator: "\n")
+        try manifest.write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+        func config(steps: Int) throws -> String {
+            let text = """
+            {"model": "\(SubjectCommandTests.setup.folder.path)", "data": "train.jsonl", "output": "run",
+             "adapter": {"placeholder_token": "<critter>", "class_word": "cat",
+                         "resampler": {"width": 16, "depth": 1, "heads": 2, "head_dim": 8, "queries": 4}},
+             "training": {"steps": \(steps), "batch_size": 2, "resolution": 32, "learning_rate": 0.001},
+             "checkpoint_every": 1, "log_every": 1}
+            """
+            let path = dir.appendingPathComponent("config.json").path
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let first = try CLI.run(["train", "adapter", "--config", try config(steps: 2)])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stderr.contains("line 4: caption \"a cat\" does not contain the placeholder"), "bad records are reported: \(first.stderr)")
+        let run = dir.appendingPathComponent("run")
+        for file in ["adapter.json", "adapter.safetensors", "checkpoint.safetensors", "log.jsonl"] {
+            #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent(file).path), "\(file) missing")
+        }
+        let again = try CLI.run(["train", "adapter", "--config", try config(steps: 2)])
+        #expect(again.status != 0 && again.stderr.contains("pass --resume"), "\(again.stderr)")
+        let resumed = try CLI.run(["train", "adapter", "--config", try config(steps: 4), "--resume"])
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let log = try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8)
+        let steps = log.split(separator: "\n").compactMap { line -> Int? in
+            guard let data = line.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
+            return object["step"] as? Int
+        }
+        #expect(steps == [1, 2, 3, 4], "log steps \(steps)")
+        // The trained adapter generates.
+        let out = dir.appendingPathComponent("out.png").path
+        let generate = try CLI.run(["generate", "--model", SubjectCommandTests.setup.folder.path, "--prompt", "a <critter>",
+                                    "--adapter", run.appendingPathComponent("adapter.json").path,
+                                    "--subject", "<critter>=\(dir.appendingPathComponent("img0.png").path)",
+                                    "--steps", "2", "--output", out])
+        #expect(generate.status == 0, "\(generate.stderr)")
+    }
+}
