@@ -22,6 +22,8 @@ public final class UNetTrainer {
     public let optimizer: AdamW
     public let schedule: LearningRateSchedule
     public var state = TrainingState()
+    /// The captions the last step trained on, dropped ones empty (for logging and tests).
+    public private(set) var lastCaptions: [String] = []
 
     /// Every trained tensor by checkpoint name (for `TrainingCheckpoint`).
     public var parameters: [(path: String, tensor: Tensor)] { optimizer.parameters }
@@ -61,6 +63,7 @@ public final class UNetTrainer {
         let stepSeed = fixedNoise ? options.seed : options.seed &+ UInt64(state.step) &* 7919
         var rng = SeededRandom(seed: stepSeed &+ 3)
         let kept = captions.map { rng.nextFloat() < captionDropout ? "" : $0 }
+        lastCaptions = kept
         let timesteps = (0..<b).map { _ in rng.nextInt(below: noise.trainStepCount) }
 
         let latents = Autograd.noGrad { () -> Tensor in

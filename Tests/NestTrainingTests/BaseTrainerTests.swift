@@ -79,21 +79,29 @@ import Testing
         #expect(trainer.parameters.count == vae.namedParameters().count && trainer.optimizer.step == 20)
     }
 
-    @Test func unetDenoisingLossFalls() throws {
-        let tokenizer = try Self.tokenizer()
+    /// A tiny SD1-style text-to-image stack: character tokenizer, 1-layer text encoder, VAE, 2-level UNet.
+    static func unetTrainer(prediction: String = "epsilon", captionDropout: Float = 0.1, seed: UInt64 = 2) throws
+        -> (UNetTrainer, CLIPTextModel) {
         let textEncoder = CLIPTextModel(config: try Self.textConfig(hidden: 16))
         textEncoder.randomizeWeights(seed: 21)
-        let prompts = try PromptEncoder(tokenizers: [tokenizer], encoders: [textEncoder])
-        let vae = try Self.vae()
+        let prompts = try PromptEncoder(tokenizers: [try Self.tokenizer()], encoders: [textEncoder])
         let unetConfig = try UNet2DConditionConfig.decode(Data("""
             {"sample_size": 8, "in_channels": 4, "out_channels": 4, "block_out_channels": [8, 16], "layers_per_block": 1,
              "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
              "attention_head_dim": 2, "cross_attention_dim": 16, "norm_num_groups": 4}
             """.utf8))
         let unet = UNet2DConditionModel(config: unetConfig, seed: 31)
-        let scheduler = try SchedulerConfig.decode(Data(#"{"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}"#.utf8))
-        let trainer = try UNetTrainer(unet: unet, vae: vae, prompts: prompts, schedulerConfig: scheduler,
-                                      options: .init(learningRate: 2e-3, weightDecay: 0, seed: 2), captionDropout: 0.1)
+        let scheduler = try SchedulerConfig.decode(Data("""
+            {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "prediction_type": "\(prediction)"}
+            """.utf8))
+        let trainer = try UNetTrainer(unet: unet, vae: try Self.vae(), prompts: prompts, schedulerConfig: scheduler,
+                                      options: .init(learningRate: 2e-3, weightDecay: 0, seed: seed), captionDropout: captionDropout)
+        return (trainer, textEncoder)
+    }
+
+    @Test func unetDenoisingLossFalls() throws {
+        let (trainer, textEncoder) = try Self.unetTrainer()
+        let unet = trainer.unet, vae = trainer.vae
         let frozenVAE = Self.snapshot(vae), frozenText = Self.snapshot(textEncoder)
         let images = Self.shapes(size: 16)
         var losses: [Float] = [], seconds = 0.0
@@ -107,6 +115,35 @@ import Testing
         #expect(Self.snapshot(vae) == frozenVAE, "the VAE changed")
         #expect(Self.snapshot(textEncoder) == frozenText, "the text encoder changed")
         #expect(trainer.parameters.count == unet.namedParameters().count)
+    }
+
+    @Test func unetVelocityTargetAndCaptionDropout() throws {
+        // v-prediction trains too.
+        let (trainer, _) = try Self.unetTrainer(prediction: "v_prediction")
+        #expect(trainer.predictsVelocity)
+        let images = Self.shapes(size: 16)
+        let first = trainer.step(images: images, captions: Self.captions, fixedNoise: true)
+        var last = first
+        for _ in 0..<9 { last = trainer.step(images: images, captions: Self.captions, fixedNoise: true) }
+        #expect(last.isFinite && last < first, "v-prediction loss \(first) → \(last)")
+
+        // Every caption dropped at rate 1, none at rate 0; at 0.5 some of 20 are.
+        let (always, _) = try Self.unetTrainer(captionDropout: 1)
+        always.step(images: images, captions: Self.captions)
+        #expect(always.lastCaptions == ["", "", "", ""])
+        let (never, _) = try Self.unetTrainer(captionDropout: 0)
+        never.step(images: images, captions: Self.captions)
+        #expect(never.lastCaptions == Self.captions)
+        let (half, _) = try Self.unetTrainer(captionDropout: 0.5)
+        var dropped = 0
+        for _ in 0..<5 {
+            half.step(images: images, captions: Self.captions)
+            dropped += half.lastCaptions.filter(\.isEmpty).count
+        }
+        #expect((3...17).contains(dropped), "\(dropped) of 20 captions dropped at rate 0.5")
+
+        // An unsupported prediction type is refused by name.
+        #expect(throws: ModelConfigError.self) { _ = try Self.unetTrainer(prediction: "sample") }
     }
 
     @Test func clipMatchesImagesToCaptions() throws {
