@@ -1,0 +1,92 @@
+import Foundation
+import NestDiffusion
+import NestEngine
+import NestModels
+
+/// Trains a text-to-image UNet on a frozen VAE and frozen text encoder(s):
+/// images are encoded to scaled latents, noised at random timesteps, and the
+/// UNet learns to predict the noise (or v) under MSE. A fraction of captions
+/// is replaced by the empty caption so the model also learns the
+/// unconditional prediction that classifier-free guidance needs.
+public final class UNetTrainer {
+    public let unet: UNet2DConditionModel
+    public let vae: AutoencoderKL
+    public let prompts: PromptEncoder
+    public let options: OptimizationOptions
+    /// Probability of training a sample on the empty caption.
+    public let captionDropout: Float
+    /// Encode with the posterior mean instead of a sample.
+    public let useLatentMean: Bool
+    public let noise: NoiseSchedule
+    public let predictsVelocity: Bool
+    public let optimizer: AdamW
+    public let schedule: LearningRateSchedule
+    public var state = TrainingState()
+    /// The captions the last step trained on, dropped ones empty (for logging and tests).
+    public private(set) var lastCaptions: [String] = []
+
+    /// Every trained tensor by checkpoint name (for `TrainingCheckpoint`).
+    public var parameters: [(path: String, tensor: Tensor)] { optimizer.parameters }
+
+    public init(unet: UNet2DConditionModel, vae: AutoencoderKL, prompts: PromptEncoder, schedulerConfig: SchedulerConfig,
+                options: OptimizationOptions = .init(), captionDropout: Float = 0.1, useLatentMean: Bool = false) throws {
+        guard unet.config.inChannels == vae.config.latentChannels else {
+            throw ModelConfigError("the UNet takes \(unet.config.inChannels) channels but the VAE's latents have \(vae.config.latentChannels)")
+        }
+        let prediction = schedulerConfig.predictionType ?? "epsilon"
+        guard prediction == "epsilon" || prediction == "v_prediction" else {
+            throw ModelConfigError("UNet training: prediction_type '\(prediction)' is not supported (epsilon or v_prediction)")
+        }
+        self.unet = unet
+        self.vae = vae
+        self.prompts = prompts
+        self.options = options
+        self.captionDropout = captionDropout
+        self.useLatentMean = useLatentMean
+        vae.freeze()
+        for encoder in prompts.encoders { encoder.freeze() }
+        unet.unfreeze()
+        noise = try makeScheduler(kind: .ddim, config: schedulerConfig, stepCount: 1).noiseSchedule
+        predictsVelocity = prediction == "v_prediction"
+        optimizer = options.makeOptimizer(unet.trainableParameters)
+        schedule = options.makeSchedule()
+        state.seed = options.seed
+    }
+
+    /// One update on `images` [B, H, W, 3] in [-1, 1] with one caption each;
+    /// returns the loss. `fixedNoise` keeps each sample's noise, timestep and
+    /// caption dropout the same every step, so the target is stationary (tests).
+    @discardableResult
+    public func step(images: Tensor, captions: [String], fixedNoise: Bool = false) -> Float {
+        let b = images.shape[0]
+        precondition(captions.count == b, "UNetTrainer: \(captions.count) captions for \(b) images")
+        let stepSeed = fixedNoise ? options.seed : options.seed &+ UInt64(state.step) &* 7919
+        var rng = SeededRandom(seed: stepSeed &+ 3)
+        let kept = captions.map { rng.nextFloat() < captionDropout ? "" : $0 }
+        lastCaptions = kept
+        let timesteps = (0..<b).map { _ in rng.nextInt(below: noise.trainStepCount) }
+
+        let latents = Autograd.noGrad { () -> Tensor in
+            let posterior = vae.encode(images)
+            let z = useLatentMean ? posterior.mean : posterior.sample(noise: Tensor.randn(posterior.mean.shape, seed: stepSeed &+ 1))
+            return vae.scaleLatents(z)
+        }
+        let eps = Tensor.randn(latents.shape, seed: stepSeed &+ 2)
+        let noisy = noise.addNoise(original: latents, noise: eps, timesteps: timesteps)
+        let target = predictsVelocity ? noise.velocity(sample: latents, noise: eps, timesteps: timesteps) : eps
+
+        let encoded = prompts.encode(kept)
+        var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
+        if let pooled = encoded.pooled {
+            // SDXL's micro-conditioning: original size, crop origin, target size.
+            let h = Float(images.shape[1]), w = Float(images.shape[2])
+            added = (pooled, Tensor((0..<b).flatMap { _ in [h, w, 0, 0, h, w] }, shape: [b, 6]))
+        }
+        let prediction = unet(sample: noisy, timestep: timesteps.map(Float.init), encoderHiddenStates: encoded.hidden, added: added)
+        let loss = F.mseLoss(prediction, target)
+        loss.backward()
+        applyUpdate(optimizer, schedule: schedule, options: options, step: state.step)
+        state.step += 1
+        return loss.item
+    }
+}
