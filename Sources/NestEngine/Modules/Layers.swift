@@ -1,11 +1,22 @@
+import Synchronization
+
 /// Basic layers with PyTorch's parameter names and default initialization
 /// (uniform ±1/√fan_in), seeded so tiny test models are reproducible.
+
+/// Default seeds for layers built without one: a process-wide counter, so two
+/// layers of the same shape never start identical, while a program that
+/// builds its model in the same order gets the same weights every run.
+public enum ParameterSeeds {
+    static let counter = Atomic<UInt64>(0x5EED)
+    public static func next() -> UInt64 { counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue }
+}
 
 public final class Linear: Module {
     public let weight: Tensor
     public let bias: Tensor?
 
-    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, seed: UInt64 = 0) {
+    public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, seed: UInt64? = nil) {
+        let seed = seed ?? ParameterSeeds.next()
         let bound = 1 / Float(max(inFeatures, 1)).squareRoot()
         weight = Tensor.uniform([outFeatures, inFeatures], low: -bound, high: bound, seed: seed)
         self.bias = bias ? Tensor.uniform([outFeatures], low: -bound, high: bound, seed: seed &+ 1) : nil
@@ -24,7 +35,8 @@ public final class Conv2d: Module {
     public let padding: Int
 
     public init(_ inChannels: Int, _ outChannels: Int, kernelSize: Int, stride: Int = 1, padding: Int = 0,
-                bias: Bool = true, seed: UInt64 = 0) {
+                bias: Bool = true, seed: UInt64? = nil) {
+        let seed = seed ?? ParameterSeeds.next()
         let fanIn = inChannels * kernelSize * kernelSize
         let bound = 1 / Float(max(fanIn, 1)).squareRoot()
         weight = Tensor.uniform([outChannels, kernelSize, kernelSize, inChannels], low: -bound, high: bound, seed: seed)
@@ -82,7 +94,8 @@ public final class LayerNorm: Module {
 public final class Embedding: Module {
     public let weight: Tensor
 
-    public init(_ count: Int, _ dim: Int, seed: UInt64 = 0) {
+    public init(_ count: Int, _ dim: Int, seed: UInt64? = nil) {
+        let seed = seed ?? ParameterSeeds.next()
         weight = Tensor.randn([count, dim], seed: seed)
         super.init()
         parameter("weight", weight)
