@@ -7,7 +7,7 @@ import NestTraining
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train models on the engine.",
-        subcommands: [TrainAdapter.self])
+        subcommands: [TrainAdapter.self, TrainComponent<VAEComponent>.self, TrainComponent<UNetComponent>.self])
 }
 
 struct TrainAdapter: ParsableCommand {
@@ -44,5 +44,44 @@ struct TrainAdapter: ParsableCommand {
         }
         bar.finish()
         print("wrote \(run.output.appendingPathComponent("adapter.json").path)")
+    }
+}
+
+protocol TrainedComponent { static var component: BaseTrainingRun.Component { get } }
+enum VAEComponent: TrainedComponent { static let component = BaseTrainingRun.Component.vae }
+enum UNetComponent: TrainedComponent { static let component = BaseTrainingRun.Component.unet }
+
+/// `nest train vae|unet`: one component of a diffusers folder, written back in the same layout.
+struct TrainComponent<C: TrainedComponent>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: C.component.rawValue,
+                             abstract: C.component == .vae ? "Train a VAE (reconstruction + KL) from a folder's vae/config.json."
+                                 : "Train a text-to-image UNet with the folder's frozen text encoder and VAE.")
+    }
+
+    @Option(help: "The run's JSON config (see BaseRunConfig).")
+    var config: String
+
+    @Flag(help: "Continue the run in the config's output folder from its checkpoint.")
+    var resume = false
+
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try engine.apply()
+        let run: BaseTrainingRun
+        do { run = try BaseTrainingRun(component: C.component, configFile: URL(fileURLWithPath: config), resume: resume) } catch {
+            fail(String(describing: error))
+        }
+        for problem in run.manifest.problems { warn("\(run.manifest.url.lastPathComponent) \(problem)") }
+        let bar = ProgressBar(total: run.config.steps ?? 1000)
+        do {
+            try run.run { step, loss, rate in bar.update(step, suffix: String(format: "loss %.4f  %.2f samples/s", loss, rate)) }
+        } catch {
+            bar.finish()
+            fail(String(describing: error))
+        }
+        bar.finish()
+        print("wrote \(run.output.appendingPathComponent(C.component.rawValue).path)")
     }
 }

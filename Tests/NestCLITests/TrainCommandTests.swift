@@ -59,3 +59,35 @@ import Testing
         #expect(generate.status == 0, "\(generate.stderr)")
     }
 }
+
+/// `nest train vae` and `nest train unet` on the tiny SD1-like pipeline folder.
+@Suite struct TrainComponentCommandTests {
+    @Test(arguments: ["vae", "unet"])
+    func trainsAComponentAndWritesItBack(component: String) throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rng = SeededRandom(seed: 5)
+        var lines: [String] = []
+        for i in 0..<3 {
+            let image = try RGBImage(width: 32, height: 32, pixels: (0..<(32 * 32 * 3)).map { _ in UInt8(rng.nextInt(below: 256)) })
+            try ImageFile.writePNG(image, to: dir.appendingPathComponent("img\(i).png").path)
+            lines.append(#"{"image": "img\#(i).png", "caption": "a photo of a cat"}"#)
+        }
+        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("data.jsonl"), atomically: true, encoding: .utf8)
+        let config = """
+        {"model": "\(CLI.fixtures.appendingPathComponent("sd1").path)", "data": "data.jsonl", "output": "run",
+         "resolution": 32, "batch_size": 2, "steps": 2, "learning_rate": 0.001, "log_every": 1, "checkpoint_every": 1}
+        """
+        let path = dir.appendingPathComponent("config.json").path
+        try config.write(toFile: path, atomically: true, encoding: .utf8)
+        let r = try CLI.run(["train", component, "--config", path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let out = dir.appendingPathComponent("run/\(component)")
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("config.json").path))
+        let weights = try SafeTensorsFile(path: out.appendingPathComponent("diffusion_pytorch_model.safetensors").path)
+        let original = try SafeTensorsFile(path: CLI.fixtures.appendingPathComponent("sd1/\(component)/diffusion_pytorch_model.safetensors").path)
+        #expect(Set(weights.names) == Set(original.names), "the trained component keeps the checkpoint's names")
+        let log = try String(contentsOf: dir.appendingPathComponent("run/log.jsonl"), encoding: .utf8)
+        #expect(log.split(separator: "\n").count == 2)
+    }
+}
