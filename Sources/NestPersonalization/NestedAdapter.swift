@@ -28,9 +28,12 @@ public final class PersonalizationAdapter: Module {
 
     public init(config: AdapterConfig, seed: UInt64 = 0) {
         self.config = config
-        resampler = Resampler(config: config.resampler, seed: seed)
+        // Every inner layer draws its seed from `seed`, so the same config and seed give the same adapter.
+        resampler = ParameterSeeds.scoped(seed) { Resampler(config: config.resampler, seed: seed) }
         let tokenWidth = config.resampler.outputDim
-        layers = ModuleList(config.kind == .singleToken ? [] : config.layers.map { Projection(inputWidth: tokenWidth, width: $0.width) })
+        layers = ParameterSeeds.scoped(seed &+ 1) {
+            ModuleList(config.kind == .singleToken ? [] : config.layers.map { Projection(inputWidth: tokenWidth, width: $0.width) })
+        }
         token_proj = config.kind == .singleToken ? Linear(tokenWidth, config.contextWidth ?? tokenWidth, seed: seed &+ 9) : nil
         super.init()
         child("resampler", resampler)

@@ -121,6 +121,24 @@ public final class AdapterTrainer {
     /// `fixedNoise` reuses the same noise and timestep per example (tests).
     @discardableResult
     public func step(_ examples: [AdapterExample], fixedNoise: Bool = false) throws -> Float {
+        try optimize(prepare(examples, fixedNoise: fixedNoise))
+    }
+
+    /// Everything of a step that does not depend on the adapter's weights:
+    /// noisy latents, timesteps, text conditioning, image features, the target.
+    public struct PreparedBatch {
+        public var noisy: Tensor
+        public var timesteps: [Int]
+        public var context: Tensor
+        public var added: (textEmbeds: Tensor, timeIds: Tensor)?
+        public var tokenIndex: [Int?]
+        public var features: Tensor
+        /// What the UNet should predict (ε or v); replaceable, e.g. by a teacher's prediction.
+        public var target: Tensor
+    }
+
+    /// Draws noise, timesteps and dropout for `examples` and encodes them with the frozen models.
+    public func prepare(_ examples: [AdapterExample], fixedNoise: Bool = false) throws -> PreparedBatch {
         let base = pipeline.base
         let token = adapter.config.placeholderToken
         var rng = SeededRandom(seed: options.seed &+ UInt64(state.step) &* 7919)
@@ -159,17 +177,29 @@ public final class AdapterTrainer {
             let layer = adapter.config.imageEncoder.featureLayer
             return out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
         }
-        let tokens = adapter.encode(features: features)
-        let binding = try NestedAttentionBinding.install(
-            on: base.unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: tokenIndex)])
-        defer { binding.uninstall() }
         var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
         if let pooled = prompts.pooled {
             let r = Float(options.resolution)
             added = (pooled, Tensor((0..<b).flatMap { _ in [r, r, 0, 0, r, r] }, shape: [b, 6]))
         }
-        let prediction = base.unet(sample: noisy, timestep: timesteps.map(Float.init), encoderHiddenStates: prompts.hidden, added: added)
-        let loss = F.mseLoss(prediction, target)
+        return PreparedBatch(noisy: noisy, timesteps: timesteps, context: prompts.hidden, added: added,
+                             tokenIndex: tokenIndex, features: features, target: target)
+    }
+
+    /// The UNet's prediction for a prepared batch with the adapter bound (recorded for gradients).
+    public func predict(_ batch: PreparedBatch) throws -> Tensor {
+        let tokens = adapter.encode(features: batch.features)
+        let binding = try NestedAttentionBinding.install(
+            on: pipeline.base.unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: batch.tokenIndex)])
+        defer { binding.uninstall() }
+        return pipeline.base.unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init),
+                                  encoderHiddenStates: batch.context, added: batch.added)
+    }
+
+    /// Forward, backward and (every `gradient_accumulation` calls) an optimizer update; returns the loss.
+    @discardableResult
+    public func optimize(_ batch: PreparedBatch) throws -> Float {
+        let loss = F.mseLoss(try predict(batch), batch.target)
         loss.scaled(1 / Float(options.gradientAccumulation)).backward()
 
         if (state.step + 1) % options.gradientAccumulation == 0 {

@@ -99,3 +99,14 @@ final class TinyModel: Module {
         #expect(m.parameter(at: "down_blocks.0.norm1.weight")?.tensor === m.down_blocks[0].norm1.weight)
     }
 }
+
+@Suite struct ParameterSeedTests {
+    @Test func defaultSeedsDifferAndScopedSeedsRepeat() {
+        let a = Linear(4, 4), b = Linear(4, 4)
+        #expect(a.weight.array != b.weight.array, "two layers built without a seed must not start identical")
+        let c = ParameterSeeds.scoped(7) { (Linear(4, 4), Linear(4, 4)) }
+        let d = ParameterSeeds.scoped(7) { (Linear(4, 4), Linear(4, 4)) }
+        #expect(c.0.weight.array == d.0.weight.array && c.1.weight.array == d.1.weight.array)
+        #expect(c.0.weight.array != c.1.weight.array)
+    }
+}

@@ -69,4 +69,75 @@ import Testing
         #expect(base.unet.crossAttentionLayers.allSatisfy { $0.layer.processor is PlainAttentionProcessor },
                 "the step must leave plain processors behind")
     }
+
+    /// The trainer can overfit: on a handful of fixed samples whose target is
+    /// realizable — a teacher adapter's prediction through the same frozen UNet —
+    /// the loss falls at least ten-fold. (With the plain denoising target a
+    /// random frozen tiny UNet leaves the adapter too little control to show this.)
+    @Test func tinyAdapterOverfitsARealizableTarget() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                                   resampler: .init(embeddingDim: 32, width: 16, outputDim: 16, depth: 1, heads: 2, headDim: 8, queries: 4, ffMult: 2),
+                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers))
+        let student = PersonalizationAdapter(config: config, seed: 1)
+        let teacher = PersonalizationAdapter(config: config, seed: 2)
+        for (_, t) in teacher.parameterTensors() where t.rank == 2 { t.assign(t.scaled(3)) }
+        var options = AdapterTrainingOptions()
+        options.resolution = 16
+        options.learningRate = 2e-2
+        options.weightDecay = 0
+        options.gradientClip = nil
+        options.dropImage = 0; options.dropText = 0; options.dropBoth = 0
+        let trainer = try AdapterTrainer(pipeline: pipe, adapter: student, options: options)
+        let examples = (0..<3).map { i in
+            AdapterExample(target: Self.image(UInt64(i), size: 16), caption: "a <critter> on the beach", references: [Self.image(UInt64(i) + 100)])
+        }
+        var batch = try trainer.prepare(examples, fixedNoise: true)
+        batch.target = try Autograd.noGrad { () -> Tensor in
+            let binding = try NestedAttentionBinding.install(on: base.unet, subjects: [
+                NestedBindingSubject(adapter: teacher, tokens: teacher.encode(features: batch.features), tokenIndex: batch.tokenIndex)])
+            defer { binding.uninstall() }
+            return base.unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init), encoderHiddenStates: batch.context)
+        }
+        var losses: [Float] = []
+        for _ in 0..<60 { losses.append(try trainer.optimize(batch)) }
+        print("adapter overfit (teacher target): loss \(losses.first!) → \(losses.last!)")
+        #expect(losses.last! < losses.first! / 10, "loss fell only from \(losses.first!) to \(losses.last!)")
+    }
+
+    /// N steps straight equal N/2 steps, a checkpoint, a fresh trainer, and N/2 more.
+    @Test func adapterTrainingResumesExactly() throws {
+        func makeTrainer() throws -> AdapterTrainer {
+            let base = try StableDiffusionPipeline.load(folder: Self.folder)
+            let pipe = try PersonalizedPipeline(base: base)
+            let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                       imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                                       resampler: .init(embeddingDim: 32, width: 16, outputDim: 16, depth: 1, heads: 2, headDim: 8, queries: 4, ffMult: 2),
+                                       layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers))
+            var options = AdapterTrainingOptions()
+            options.resolution = 16
+            options.learningRate = 1e-3
+            options.dropImage = 0.3; options.dropText = 0.2; options.dropBoth = 0.1
+            return try AdapterTrainer(pipeline: pipe, adapter: PersonalizationAdapter(config: config, seed: 3), options: options)
+        }
+        let examples = (0..<2).map { i in
+            AdapterExample(target: Self.image(UInt64(i), size: 16), caption: "a <critter> at night", references: [Self.image(UInt64(i) + 50)])
+        }
+        let straight = try makeTrainer()
+        for _ in 0..<4 { try straight.step(examples) }
+        let first = try makeTrainer()
+        for _ in 0..<2 { try first.step(examples) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("nest-adapter-resume-\(UUID()).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try TrainingCheckpoint.save(parameters: first.adapter.trainableParameters, optimizer: first.optimizer, state: first.state, to: path)
+        let resumed = try makeTrainer()
+        resumed.state = try TrainingCheckpoint.load(into: resumed.adapter.trainableParameters, optimizer: resumed.optimizer, from: path)
+        for _ in 0..<2 { try resumed.step(examples) }
+        for ((name, a), (_, b)) in zip(straight.adapter.parameterTensors(), resumed.adapter.parameterTensors()) {
+            let worst = zip(a.array, b.array).map { abs($0 - $1) }.max() ?? 0
+            #expect(worst < 1e-6, "\(name) differs by \(worst) after resume")
+        }
+    }
 }

@@ -1,4 +1,9 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Basic layers with PyTorch's parameter names and default initialization
 /// (uniform ±1/√fan_in), seeded so tiny test models are reproducible.
@@ -8,7 +13,33 @@ import Synchronization
 /// builds its model in the same order gets the same weights every run.
 public enum ParameterSeeds {
     static let counter = Atomic<UInt64>(0x5EED)
-    public static func next() -> UInt64 { counter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue }
+    static let step: UInt64 = 0x9E37_79B9_7F4A_7C15
+
+    final class Scope { var current: UInt64; init(_ seed: UInt64) { current = seed } }
+    static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    public static func next() -> UInt64 {
+        if let raw = pthread_getspecific(key) {
+            let scope = Unmanaged<Scope>.fromOpaque(raw).takeUnretainedValue()
+            scope.current &+= step
+            return scope.current
+        }
+        return counter.wrappingAdd(step, ordering: .relaxed).newValue
+    }
+
+    /// Builds `body` with default seeds drawn from `seed` on this thread, so a
+    /// model constructed inside is the same whatever else the process builds.
+    public static func scoped<T>(_ seed: UInt64, _ body: () throws -> T) rethrows -> T {
+        let scope = Scope(seed)
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, Unmanaged.passUnretained(scope).toOpaque())
+        defer { pthread_setspecific(key, previous); withExtendedLifetime(scope) {} }
+        return try body()
+    }
 }
 
 public final class Linear: Module {
