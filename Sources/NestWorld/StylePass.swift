@@ -41,9 +41,9 @@ enum StylePass {
         var i = 0
         while i < c.samples.count {
             let l = 0.299 * c.samples[i] + 0.587 * c.samples[i + 1] + 0.114 * c.samples[i + 2]
-            c.samples[i] = (0.5 * c.samples[i] + 0.5 * l) * 0.3
-            c.samples[i + 1] = (0.5 * c.samples[i + 1] + 0.5 * l) * 0.36 + 0.01
-            c.samples[i + 2] = (0.5 * c.samples[i + 2] + 0.5 * l) * 0.5 + 0.06
+            c.samples[i] = (0.5 * c.samples[i] + 0.5 * l) * 0.4
+            c.samples[i + 1] = (0.5 * c.samples[i + 1] + 0.5 * l) * 0.46 + 0.01
+            c.samples[i + 2] = (0.5 * c.samples[i + 2] + 0.5 * l) * 0.6 + 0.06
             i += 3
         }
     }

@@ -42,3 +42,14 @@ import Testing
         try ImageFile.writePNG(one, to: dir + "/single.png", overwrite: true)
     }
 }
+
+extension WorldPreviewTests {
+    @Test func writesSampleDataset() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nestworld_preview/dataset")
+        try? FileManager.default.removeItem(at: dir)
+        let records = try WorldDataset.write(to: dir, identitiesPerDomain: 2, contextsPerIdentity: 6, seed: 2026,
+                                             placeholder: "<subject>")
+        let images = try records.map { try ImageFile.decode(path: dir.appendingPathComponent($0.image).path) }
+        try ImageFile.writePNG(ContactSheet.make(images, columns: 6), to: dir.path + "/sheet.png", overwrite: true)
+    }
+}
