@@ -4,7 +4,12 @@ import NestIO
 public struct PlacedSubject: Sendable {
     public var identity: Identity
     public var placement: Placement
-    public init(_ identity: Identity, _ placement: Placement) { self.identity = identity; self.placement = placement }
+    /// Extra horizontal shift in pixels (companions stand nearer the frame
+    /// edge so a large subject in the centre hides less of them).
+    public var nudge: Float
+    public init(_ identity: Identity, _ placement: Placement, nudge: Float = 0) {
+        self.identity = identity; self.placement = placement; self.nudge = nudge
+    }
 }
 
 /// Renders miniature-world scenes: deterministic for the same inputs, 4×4
@@ -22,7 +27,8 @@ public enum WorldRenderer {
         BackgroundPainter.paint(background, seed: seed, on: &canvas)
         var jitter = WorldRandom(seed: seed, stream: "placement")
         for subject in subjects {
-            let frame = frame(for: subject.placement, jitter: (jitter.uniform(-1.5, 1.5), jitter.uniform(0.97, 1.03)))
+            var frame = frame(for: subject.placement, jitter: (jitter.uniform(-1.5, 1.5), jitter.uniform(0.97, 1.03)))
+            frame.footX += subject.nudge
             let anatomy: Anatomy
             switch subject.identity.domain {
             case .critter: anatomy = CritterPainter.paint(subject.identity, in: frame, on: &canvas)
@@ -46,7 +52,7 @@ public enum WorldRenderer {
         if context.companion {
             let other = Identity.random(domain: identity.domain.other, seed: seed ^ 0x5eed_c0de)
             let side: Position = context.position == .left ? .right : .left
-            list.insert(PlacedSubject(other, Placement(position: side, size: .small)), at: 0)
+            list.insert(PlacedSubject(other, Placement(position: side, size: .small), nudge: side == .left ? -6 : 6), at: 0)
         }
         return list
     }
