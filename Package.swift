@@ -21,6 +21,7 @@ let package = Package(
         .library(name: "NestDiffusion", targets: ["NestDiffusion"]),
         .library(name: "NestPersonalization", targets: ["NestPersonalization"]),
         .library(name: "NestTraining", targets: ["NestTraining"]),
+        .library(name: "NestWorld", targets: ["NestWorld"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
     ],
@@ -62,6 +63,10 @@ let package = Package(
         .target(name: "NestTraining", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                 path: "Sources/NestTraining", swiftSettings: optimize),
 
+        // Miniature world: deterministic procedural scenes and captions to train on.
+        .target(name: "NestWorld", dependencies: ["NestIO"], path: "Sources/NestWorld",
+                swiftSettings: optimize),
+
         .executableTarget(name: "nest", dependencies: [
             "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -81,6 +86,8 @@ let package = Package(
                     path: "Tests/NestTrainingTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine", "NestModels", "NestPersonalization"],
                     path: "Tests/NestCLITests"),
+        .testTarget(name: "NestWorldTests", dependencies: ["NestWorld", "NestIO"],
+                    path: "Tests/NestWorldTests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],

@@ -1,0 +1,70 @@
+/// A subject in a context: what one training image shows.
+public struct Scene: Codable, Equatable, Sendable {
+    public var identity: Identity
+    public var context: Context
+    public var seed: UInt64
+
+    public init(identity: Identity, context: Context, seed: UInt64) {
+        self.identity = identity; self.context = context; self.seed = seed
+    }
+}
+
+/// Captions naming every element of a context, with varied wording and order
+/// drawn from a seed. The subject is called by `placeholder` (a learned
+/// token such as "<critter>") when given, else by its class word.
+public enum WorldCaption {
+    public static func caption(for scene: Scene, placeholder: String? = nil, seed: UInt64) -> String {
+        var rng = WorldRandom(seed: seed, stream: "caption")
+        let c = scene.context
+        let noun = placeholder ?? scene.identity.domain.classWord
+        let size = rng.pick(c.size == .small ? ["small", "little", "tiny"] : ["large", "big"])
+        let subject = "a \(size) \(noun)"
+        let position = rng.pick(phrases(c.position))
+        let place = rng.pick(phrases(c.background))
+        let style = rng.pick(phrases(c.style))
+        let accessory = phrases(c.accessory).map { " " + rng.pick($0) } ?? ""
+        let companion = c.companion ? " with a \(scene.identity.domain.other.classWord)" : ""
+        switch rng.int(4) {
+        case 0: return "a photo of \(subject)\(accessory) \(position) \(place)\(companion), \(style)"
+        case 1: return "\(subject)\(accessory) \(place), \(position)\(companion), \(style)"
+        case 2: return "\(style): \(subject)\(companion) \(place) \(position)\(accessory.isEmpty ? "" : ",\(accessory)")"
+        default: return "\(place), \(subject)\(accessory)\(companion) \(position), \(style)"
+        }
+    }
+
+    static func phrases(_ p: Position) -> [String] {
+        switch p {
+        case .left: return ["on the left", "to the left"]
+        case .center: return ["in the center", "in the middle"]
+        case .right: return ["on the right", "to the right"]
+        }
+    }
+
+    static func phrases(_ b: Background) -> [String] {
+        switch b {
+        case .beach: return ["on the beach", "at the beach", "on a sunny beach"]
+        case .forest: return ["in the forest", "in a pine forest"]
+        case .city: return ["in the city", "on a city street"]
+        case .snow: return ["in the snow", "on a snowy field"]
+        case .desert: return ["in the desert", "on desert dunes"]
+        case .nightSky: return ["under the night sky", "under a starry night sky"]
+        }
+    }
+
+    static func phrases(_ s: Style) -> [String] {
+        switch s {
+        case .flat: return ["flat illustration", "flat colors", "flat style"]
+        case .sketch: return ["sketch", "pencil sketch", "rough sketch"]
+        case .night: return ["at night", "night scene", "by night"]
+        }
+    }
+
+    static func phrases(_ a: Accessory) -> [String]? {
+        switch a {
+        case .none: return nil
+        case .redHat: return ["wearing a red hat", "in a red hat"]
+        case .blueScarf: return ["wearing a blue scarf", "with a blue scarf"]
+        case .greenBow: return ["wearing a green bow", "with a green bow"]
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import NestIO
+
+/// Writes a personalization dataset: `identitiesPerDomain` individuals of
+/// each domain, each shown in `contextsPerIdentity` random contexts, as PNGs
+/// plus a JSON-lines manifest in the training format
+/// `{"image", "caption", "references": [other images of the same identity]}`
+/// (paths relative to the manifest), and `identities.json` with the traits.
+/// Everything follows from `seed`: the same call writes the same bytes.
+public enum WorldDataset {
+    public struct Record: Codable, Equatable, Sendable {
+        public var image: String
+        public var caption: String
+        public var references: [String]
+        /// Extra keys for analysis; trainers read only the three above.
+        public var identity: Int
+        public var domain: Domain
+        public var context: Context
+    }
+
+    /// Returns the records written (one per image, in manifest order).
+    @discardableResult
+    public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
+                             placeholder: String? = nil) throws -> [Record] {
+        precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
+        let fm = FileManager.default
+        try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
+        var identities: [Identity] = []
+        var rng = WorldRandom(seed: seed, stream: "dataset")
+        for domain in Domain.allCases {
+            for _ in 0..<identitiesPerDomain { identities.append(Identity.random(domain: domain, seed: rng.next())) }
+        }
+        var records: [Record] = []
+        for (index, identity) in identities.enumerated() {
+            let name = String(format: "%@_%03d", identity.domain.rawValue, index)
+            let paths = (0..<contextsPerIdentity).map { String(format: "images/%@/%02d.png", name, $0) }
+            try fm.createDirectory(at: folder.appendingPathComponent("images/" + name), withIntermediateDirectories: true)
+            for k in 0..<contextsPerIdentity {
+                let sceneSeed = rng.next()
+                let context = Context.random(seed: sceneSeed)
+                let image = WorldRenderer.render(identity: identity, context: context, seed: sceneSeed)
+                try ImageFile.writePNG(image, to: folder.appendingPathComponent(paths[k]).path, overwrite: true)
+                let caption = WorldCaption.caption(for: Scene(identity: identity, context: context, seed: sceneSeed),
+                                                   placeholder: placeholder, seed: sceneSeed)
+                records.append(Record(image: paths[k], caption: caption,
+                                      references: paths.enumerated().filter { $0.offset != k }.map(\.element),
+                                      identity: index, domain: identity.domain, context: context))
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var manifest = Data()
+        for record in records {
+            manifest.append(try encoder.encode(record))
+            manifest.append(0x0A)
+        }
+        try manifest.write(to: folder.appendingPathComponent("manifest.jsonl"), options: .atomic)
+        encoder.outputFormatting.insert(.prettyPrinted)
+        try encoder.encode(identities).write(to: folder.appendingPathComponent("identities.json"), options: .atomic)
+        return records
+    }
+}

@@ -1,0 +1,81 @@
+import NestIO
+
+/// One subject to draw and where.
+public struct PlacedSubject: Sendable {
+    public var identity: Identity
+    public var placement: Placement
+    /// Extra horizontal shift in pixels (companions stand nearer the frame
+    /// edge so a large subject in the centre hides less of them).
+    public var nudge: Float
+    public init(_ identity: Identity, _ placement: Placement, nudge: Float = 0) {
+        self.identity = identity; self.placement = placement; self.nudge = nudge
+    }
+}
+
+/// Renders miniature-world scenes: deterministic for the same inputs, 4×4
+/// supersampled.
+public enum WorldRenderer {
+    public static let side = 64
+    public static let supersampling = 4
+
+    /// Draws `subjects` in order (later ones in front) over `background`,
+    /// then applies `style`. `seed` moves background props and jitters each
+    /// subject by up to about a pixel and a half.
+    public static func render(subjects: [PlacedSubject], background: Background, style: Style,
+                              seed: UInt64) -> RGBImage {
+        var canvas = Canvas(width: side, height: side, factor: supersampling)
+        BackgroundPainter.paint(background, seed: seed, on: &canvas)
+        var jitter = WorldRandom(seed: seed, stream: "placement")
+        for subject in subjects {
+            var frame = frame(for: subject.placement, jitter: (jitter.uniform(-1.5, 1.5), jitter.uniform(0.97, 1.03)))
+            frame.footX += subject.nudge
+            let anatomy: Anatomy
+            switch subject.identity.domain {
+            case .critter: anatomy = CritterPainter.paint(subject.identity, in: frame, on: &canvas)
+            case .bot: anatomy = BotPainter.paint(subject.identity, in: frame, on: &canvas)
+            }
+            AccessoryPainter.paint(subject.placement.accessory, on: anatomy, in: frame, canvas: &canvas)
+        }
+        StylePass.apply(style, to: &canvas)
+        return canvas.image()
+    }
+
+    /// The usual case: one identity in a context, plus the context's companion
+    /// (an individual of the other domain drawn from `seed`, on the other side).
+    public static func render(identity: Identity, context: Context, seed: UInt64) -> RGBImage {
+        render(subjects: subjects(identity: identity, context: context, seed: seed),
+               background: context.background, style: context.style, seed: seed)
+    }
+
+    public static func subjects(identity: Identity, context: Context, seed: UInt64) -> [PlacedSubject] {
+        var list = [PlacedSubject(identity, context.placement)]
+        if context.companion {
+            let other = Identity.random(domain: identity.domain.other, seed: seed ^ 0x5eed_c0de)
+            let side: Position = context.position == .left ? .right : .left
+            list.insert(PlacedSubject(other, Placement(position: side, size: .small), nudge: side == .left ? -6 : 6), at: 0)
+        }
+        return list
+    }
+
+    static func frame(for placement: Placement, jitter: (dx: Float, scale: Float)) -> SubjectFrame {
+        let large = placement.size == .large
+        let spread: Float = large ? 13 : 17
+        let x: Float
+        switch placement.position {
+        case .left: x = 32 - spread
+        case .center: x = 32
+        case .right: x = 32 + spread
+        }
+        return SubjectFrame(footX: x + jitter.dx, groundY: large ? 58 : 53,
+                            scale: (large ? 40 : 21) * jitter.scale)
+    }
+}
+
+extension WorldRenderer {
+    /// Explicit subjects in a context's background and style (the context's
+    /// own position, size, accessory and companion are not used here).
+    public static func render(subjects: [(Identity, Placement)], context: Context, seed: UInt64) -> RGBImage {
+        render(subjects: subjects.map { PlacedSubject($0.0, $0.1) }, background: context.background,
+               style: context.style, seed: seed)
+    }
+}

@@ -1,0 +1,43 @@
+import Foundation
+import NestIO
+import Testing
+@testable import NestWorld
+
+@Suite struct WorldDatasetTests {
+    func temporaryFolder(_ name: String) -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("nestworld-\(name)-\(UUID().uuidString)")
+        return url
+    }
+
+    @Test func writesImagesManifestAndIdentitiesDeterministically() throws {
+        let a = temporaryFolder("a"), b = temporaryFolder("b")
+        defer { try? FileManager.default.removeItem(at: a); try? FileManager.default.removeItem(at: b) }
+        let records = try WorldDataset.write(to: a, identitiesPerDomain: 2, contextsPerIdentity: 3, seed: 11,
+                                             placeholder: "<subject>")
+        try WorldDataset.write(to: b, identitiesPerDomain: 2, contextsPerIdentity: 3, seed: 11, placeholder: "<subject>")
+        #expect(records.count == 12)
+        let manifestA = try Data(contentsOf: a.appendingPathComponent("manifest.jsonl"))
+        #expect(manifestA == (try Data(contentsOf: b.appendingPathComponent("manifest.jsonl"))))
+        for record in records {
+            let bytesA = try Data(contentsOf: a.appendingPathComponent(record.image))
+            #expect(bytesA == (try Data(contentsOf: b.appendingPathComponent(record.image))))
+            #expect(record.caption.contains("<subject>"))
+            #expect(record.references.count == 2 && !record.references.contains(record.image))
+            // References are the same identity's other images.
+            for ref in record.references {
+                #expect(records.first { $0.image == ref }?.identity == record.identity)
+            }
+        }
+        // Each manifest line is a JSON object with the training keys.
+        let lines = String(decoding: manifestA, as: UTF8.self).split(separator: "\n")
+        #expect(lines.count == 12)
+        let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as! [String: Any]
+        #expect(first["image"] as? String == records[0].image)
+        #expect((first["references"] as? [String])?.count == 2)
+        let identities = try JSONDecoder().decode([Identity].self,
+                                                  from: Data(contentsOf: a.appendingPathComponent("identities.json")))
+        #expect(identities.count == 4 && identities.filter { $0.domain == .bot }.count == 2)
+        let image = try ImageFile.decode(path: a.appendingPathComponent(records[0].image).path)
+        #expect(image.width == 64 && image.height == 64)
+    }
+}
