@@ -68,7 +68,7 @@ let package = Package(
                 swiftSettings: optimize),
 
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining",
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest", swiftSettings: optimize),
         .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels"],
@@ -84,7 +84,7 @@ let package = Package(
                     path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestTrainingTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining"],
                     path: "Tests/NestTrainingTests", resources: [.copy("Fixtures")]),
-        .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine", "NestModels", "NestPersonalization"],
+        .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine", "NestModels", "NestPersonalization", "NestTraining"],
                     path: "Tests/NestCLITests"),
         .testTarget(name: "NestWorldTests", dependencies: ["NestWorld", "NestIO"],
                     path: "Tests/NestWorldTests"),
