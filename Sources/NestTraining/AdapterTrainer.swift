@@ -24,6 +24,8 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
     public var dropText: Float = 0.05
     public var dropBoth: Float = 0.05
     public var seed: UInt64 = 0
+    /// Mirror targets at random. Turn off when captions name left and right.
+    public var flipTargets = true
 
     public init() {}
 
@@ -44,6 +46,7 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         dropText = try c.decodeIfPresent(Float.self, forKey: .dropText) ?? dropText
         dropBoth = try c.decodeIfPresent(Float.self, forKey: .dropBoth) ?? dropBoth
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
+        flipTargets = try c.decodeIfPresent(Bool.self, forKey: .flipTargets) ?? flipTargets
         guard resolution > 0, batchSize > 0, totalSteps > 0, gradientAccumulation > 0 else {
             throw ModelConfigError("training: resolution, batch_size, steps and gradient_accumulation must be positive")
         }
@@ -53,7 +56,7 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         case resolution, batchSize = "batch_size", learningRate = "learning_rate", weightDecay = "weight_decay"
         case warmupSteps = "warmup_steps", totalSteps = "steps", schedule, gradientClip = "gradient_clip"
         case gradientAccumulation = "gradient_accumulation", ema, dropImage = "drop_image", dropText = "drop_text"
-        case dropBoth = "drop_both", seed
+        case dropBoth = "drop_both", seed, flipTargets = "flip_targets"
     }
 }
 
@@ -152,7 +155,7 @@ public final class AdapterTrainer {
             captions.append(both ? "" : (dropText ? token : example.caption))
             indexMask.append(!dropImage)
             let sampleSeed = fixedNoise ? UInt64(i) : options.seed &+ UInt64(state.step * 1000 + i)
-            let target = Augmentation.flipOnly.apply(example.target, size: options.resolution, seed: sampleSeed)
+            let target = (options.flipTargets ? Augmentation.flipOnly : .none).apply(example.target, size: options.resolution, seed: sampleSeed)
             let z = Autograd.noGrad {
                 let posterior = base.vae.encode(target)
                 return posterior.sample(noise: Tensor.randn(posterior.mean.shape, seed: sampleSeed &+ 1))

@@ -4,9 +4,10 @@ import NestEngine
 import NestIO
 import NestModels
 
-/// `nest train vae|unet --config FILE.json`: trains one component of a
+/// `nest train vae|unet|clip --config FILE.json`: trains one component of a
 /// diffusers folder and writes it back in the same layout, so the result is a
-/// model folder `nest generate` reads.
+/// model folder `nest generate` reads. `clip` trains the text encoder and the
+/// image encoder together (contrastively) and writes both.
 ///
 /// ```json
 /// { "model": "models/world",       // diffusers folder: vae/ (and for unet: unet/, text_encoder/, tokenizer/, scheduler/)
@@ -18,9 +19,13 @@ import NestModels
 ///   "checkpoint_every": 500, "log_every": 20 }
 /// ```
 /// A component whose folder holds only `config.json` starts from random
-/// weights; with weights present, training continues from them. Output:
-/// `<output>/<component>/config.json` + `diffusion_pytorch_model.safetensors`,
-/// `checkpoint.safetensors`, `log.jsonl`.
+/// weights; with weights present, training continues from them (clip always
+/// starts from random weights). Output: `<output>/<component>/config.json` +
+/// weights (`vae/`, `unet/`, or `text_encoder/` + `image_encoder/` +
+/// `clip.safetensors` with both towers and the temperature),
+/// `checkpoint.safetensors`, `log.jsonl`. A trained VAE's `scaling_factor` is
+/// set to 1 / (standard deviation of its latents over up to 256 training
+/// images), as Stable Diffusion's 0.18215 was chosen.
 public struct BaseRunConfig: Codable {
     public var model: String
     public var data: String
@@ -38,11 +43,13 @@ public struct BaseRunConfig: Codable {
     public var captionDropout: Float?
     public var checkpointEvery: Int?
     public var logEvery: Int?
+    /// Mirror images at random (default true). Turn off when captions name left and right.
+    public var flip: Bool?
 
     enum CodingKeys: String, CodingKey {
         case model, data, output, resolution, batchSize = "batch_size", steps, learningRate = "learning_rate"
         case weightDecay = "weight_decay", warmupSteps = "warmup_steps", schedule, gradientClip = "gradient_clip", seed
-        case klWeight = "kl_weight", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every"
+        case klWeight = "kl_weight", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip
     }
 
     var optimization: OptimizationOptions {
@@ -53,20 +60,24 @@ public struct BaseRunConfig: Codable {
 }
 
 public final class BaseTrainingRun {
-    public enum Component: String, Sendable { case vae, unet }
+    public enum Component: String, Sendable { case vae, unet, clip }
 
     public let component: Component
     public let config: BaseRunConfig
     public let manifest: TrainingManifest
     public let output: URL
     let source: URL
-    let vaeTrainer: VAETrainer?
-    let unetTrainer: UNetTrainer?
+    private(set) var vaeTrainer: VAETrainer?
+    private(set) var unetTrainer: UNetTrainer?
+    private(set) var clipTrainer: CLIPTrainer?
+    private(set) var imageProcessor: CLIPImageProcessor?
     var images: [URL: RGBImage] = [:]
 
-    public var state: TrainingState { vaeTrainer?.state ?? unetTrainer!.state }
-    var optimizer: AdamW { vaeTrainer?.optimizer ?? unetTrainer!.optimizer }
-    var trained: Module { vaeTrainer.map { $0.vae as Module } ?? unetTrainer!.unet }
+    public var state: TrainingState {
+        get { vaeTrainer?.state ?? unetTrainer?.state ?? clipTrainer!.state }
+        set { vaeTrainer?.state = newValue; unetTrainer?.state = newValue; clipTrainer?.state = newValue }
+    }
+    var optimizer: AdamW { vaeTrainer?.optimizer ?? unetTrainer?.optimizer ?? clipTrainer!.optimizer }
 
     public init(component: Component, configFile: URL, resume: Bool) throws {
         self.component = component
@@ -94,10 +105,18 @@ public final class BaseTrainingRun {
             model.randomizeWeights(seed: options.seed &+ 1)
             return model
         }
+        (vaeTrainer, unetTrainer, clipTrainer, imageProcessor) = (nil, nil, nil, nil)
         switch component {
         case .vae:
             vaeTrainer = VAETrainer(vae: try vae(), options: options, klWeight: config.klWeight ?? 1e-6)
-            unetTrainer = nil
+        case .clip:
+            let textConfig = try decodeConfig(CLIPTextConfig.self, from: folder.appendingPathComponent("text_encoder/config.json"))
+            let visionConfig = try decodeConfig(CLIPVisionConfig.self, from: folder.appendingPathComponent("image_encoder/config.json"))
+            let model = try CLIPDualEncoder(text: textConfig, vision: visionConfig)
+            model.randomizeWeights(seed: options.seed &+ 3)
+            clipTrainer = try CLIPTrainer(model: model, tokenizer: try CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer")),
+                                          options: options)
+            imageProcessor = try CLIPImageProcessor.load(folder: folder.appendingPathComponent("feature_extractor"))
         case .unet:
             let model = try ModelFolder(url: folder)
             let unetURL = try model.component("unet")
@@ -108,12 +127,9 @@ public final class BaseTrainingRun {
             unetTrainer = try UNetTrainer(unet: unet, vae: try vae(), prompts: try PromptEncoder.load(folder: model),
                                           schedulerConfig: schedulerConfig, options: options,
                                           captionDropout: config.captionDropout ?? 0.1)
-            vaeTrainer = nil
         }
         if resume {
-            let restored = try TrainingCheckpoint.load(into: optimizer.parameters, optimizer: optimizer, from: checkpoint.path)
-            vaeTrainer?.state = restored
-            unetTrainer?.state = restored
+            state = try TrainingCheckpoint.load(into: optimizer.parameters, optimizer: optimizer, from: checkpoint.path)
         }
     }
 
@@ -137,17 +153,28 @@ public final class BaseTrainingRun {
             var s = state
             let batch = order.next(batchSize, state: &s)
             let samples = batch.map { manifest.samples[$0] }
-            let pixels = F.concat(try samples.enumerated().map { i, sample in
-                Augmentation.flipOnly.apply(try image(sample.image), size: resolution, seed: UInt64(s.step * 1000 + i))
-            }, axis: 0)
+            let augmentation = config.flip ?? true ? Augmentation.flipOnly : .none
             let loss: Float
-            if let trainer = vaeTrainer {
-                loss = trainer.step(images: pixels)
-                trainer.state.epoch = s.epoch; trainer.state.position = s.position
+            if let trainer = clipTrainer, let processor = imageProcessor {
+                let c = processor.config
+                let pixels = F.concat(try samples.enumerated().map { i, sample in
+                    let x = augmentation.apply(try image(sample.image), size: c.cropSize.height, seed: UInt64(s.step * 1000 + i), range: 0...1)
+                    for j in 0..<x.count { x.data[j] = (x.data[j] - Float(c.imageMean[j % 3])) / Float(c.imageStd[j % 3]) }
+                    return x
+                }, axis: 0)
+                loss = trainer.step(pixels: pixels, captions: samples.map(\.caption))
             } else {
-                loss = unetTrainer!.step(images: pixels, captions: samples.map(\.caption))
-                unetTrainer!.state.epoch = s.epoch; unetTrainer!.state.position = s.position
+                let pixels = F.concat(try samples.enumerated().map { i, sample in
+                    augmentation.apply(try image(sample.image), size: resolution, seed: UInt64(s.step * 1000 + i))
+                }, axis: 0)
+                if let trainer = vaeTrainer {
+                    loss = trainer.step(images: pixels)
+                } else {
+                    loss = unetTrainer!.step(images: pixels, captions: samples.map(\.caption),
+                                             cacheKeys: config.flip ?? true ? nil : samples.map(\.image.path))
+                }
             }
+            state.epoch = s.epoch; state.position = s.position
             let step = state.step
             let rate = Double((step - first) * batchSize) / max(Date().timeIntervalSince(start), 1e-9)
             progress(step, loss, rate)
@@ -159,11 +186,54 @@ public final class BaseTrainingRun {
                                             to: output.appendingPathComponent("checkpoint.safetensors").path)
             }
         }
-        // The trained component in diffusers' layout.
-        let folder = output.appendingPathComponent(component.rawValue)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let configData = try Data(contentsOf: source.appendingPathComponent("config.json"))
-        try configData.write(to: folder.appendingPathComponent("config.json"), options: .atomic)
-        try trained.save(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors").path, overwrite: true)
+        try writeTrained()
+    }
+
+    /// The trained component(s) in diffusers' layout.
+    func writeTrained() throws {
+        let fm = FileManager.default
+        func copyConfig(_ name: String) throws -> URL {
+            let folder = output.appendingPathComponent(name)
+            try fm.createDirectory(at: folder, withIntermediateDirectories: true)
+            let data = try Data(contentsOf: source.deletingLastPathComponent().appendingPathComponent(name + "/config.json"))
+            try data.write(to: folder.appendingPathComponent("config.json"), options: .atomic)
+            return folder
+        }
+        switch component {
+        case .unet:
+            let folder = try copyConfig("unet")
+            try unetTrainer!.unet.save(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors").path, overwrite: true)
+        case .vae:
+            let folder = try copyConfig("vae")
+            let vae = vaeTrainer!.vae
+            try vae.save(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors").path, overwrite: true)
+            let scale = try latentScale(vae)
+            let url = folder.appendingPathComponent("config.json")
+            var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+            object["scaling_factor"] = Double(scale)
+            try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]).write(to: url, options: .atomic)
+        case .clip:
+            let tensors = clipTrainer!.model.checkpointTensors()
+            try saveSafeTensors(tensors, to: output.appendingPathComponent("clip.safetensors").path, overwrite: true)
+            let text = try copyConfig("text_encoder"), vision = try copyConfig("image_encoder")
+            try saveSafeTensors(tensors.filter { $0.name.hasPrefix("text_model.") },
+                                to: text.appendingPathComponent("model.safetensors").path, overwrite: true)
+            try saveSafeTensors(tensors.filter { $0.name.hasPrefix("vision_model.") || $0.name.hasPrefix("visual_projection.") },
+                                to: vision.appendingPathComponent("model.safetensors").path, overwrite: true)
+        }
+    }
+
+    /// 1 / std of the posterior means over up to 256 training images.
+    func latentScale(_ vae: AutoencoderKL) throws -> Float {
+        let resolution = config.resolution ?? 64
+        var sum = 0.0, squares = 0.0, count = 0.0
+        for chunk in stride(from: 0, to: min(256, manifest.samples.count), by: 16) {
+            let batch = manifest.samples[chunk..<min(chunk + 16, manifest.samples.count, 256)]
+            let pixels = F.concat(try batch.map { Augmentation.none.apply(try image($0.image), size: resolution, seed: 0) }, axis: 0)
+            let mean = Autograd.noGrad { vae.encode(pixels).mean }
+            for v in mean.array { sum += Double(v); squares += Double(v) * Double(v); count += 1 }
+        }
+        let variance = squares / count - (sum / count) * (sum / count)
+        return Float(1 / max(variance, 1e-12).squareRoot())
     }
 }

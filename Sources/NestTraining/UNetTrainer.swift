@@ -22,6 +22,9 @@ public final class UNetTrainer {
     public let optimizer: AdamW
     public let schedule: LearningRateSchedule
     public var state = TrainingState()
+    /// Posterior parameters (mean ‖ log-variance) of images already encoded,
+    /// by the caller's key: the VAE is frozen, so each image is encoded once.
+    var posteriors: [String: Tensor] = [:]
     /// The captions the last step trained on, dropped ones empty (for logging and tests).
     public private(set) var lastCaptions: [String] = []
 
@@ -57,7 +60,10 @@ public final class UNetTrainer {
     /// returns the loss. `fixedNoise` keeps each sample's noise, timestep and
     /// caption dropout the same every step, so the target is stationary (tests).
     @discardableResult
-    public func step(images: Tensor, captions: [String], fixedNoise: Bool = false) -> Float {
+    /// `cacheKeys` (one per image, e.g. its path) lets the trainer reuse the
+    /// frozen VAE's encoding of an image it has seen; pass them only when the
+    /// same key always means the same pixels (no random augmentation).
+    public func step(images: Tensor, captions: [String], fixedNoise: Bool = false, cacheKeys: [String]? = nil) -> Float {
         let b = images.shape[0]
         precondition(captions.count == b, "UNetTrainer: \(captions.count) captions for \(b) images")
         let stepSeed = fixedNoise ? options.seed : options.seed &+ UInt64(state.step) &* 7919
@@ -67,7 +73,7 @@ public final class UNetTrainer {
         let timesteps = (0..<b).map { _ in rng.nextInt(below: noise.trainStepCount) }
 
         let latents = Autograd.noGrad { () -> Tensor in
-            let posterior = vae.encode(images)
+            let posterior = encode(images, keys: cacheKeys)
             let z = useLatentMean ? posterior.mean : posterior.sample(noise: Tensor.randn(posterior.mean.shape, seed: stepSeed &+ 1))
             return vae.scaleLatents(z)
         }
@@ -88,5 +94,16 @@ public final class UNetTrainer {
         applyUpdate(optimizer, schedule: schedule, options: options, step: state.step)
         state.step += 1
         return loss.item
+    }
+
+    func encode(_ images: Tensor, keys: [String]?) -> DiagonalGaussian {
+        guard let keys else { return vae.encode(images) }
+        let missing = keys.indices.filter { posteriors[keys[$0]] == nil }
+        if !missing.isEmpty {
+            let fresh = vae.encode(F.concat(missing.map { images.slice(axis: 0, $0..<($0 + 1)) }, axis: 0))
+            let parameters = F.concat([fresh.mean, fresh.logvar], axis: 3)
+            for (j, i) in missing.enumerated() { posteriors[keys[i]] = parameters.slice(axis: 0, j..<(j + 1)).copy() }
+        }
+        return DiagonalGaussian(parameters: F.concat(keys.map { posteriors[$0]! }, axis: 0))
     }
 }

@@ -21,14 +21,19 @@ public enum WorldDataset {
     /// Returns the records written (one per image, in manifest order).
     @discardableResult
     public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
-                             placeholder: String? = nil) throws -> [Record] {
+                             placeholder: String? = nil, domains: [Domain] = Domain.allCases) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         let fm = FileManager.default
         try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
         var identities: [Identity] = []
         var rng = WorldRandom(seed: seed, stream: "dataset")
         for domain in Domain.allCases {
-            for _ in 0..<identitiesPerDomain { identities.append(Identity.random(domain: domain, seed: rng.next())) }
+            // Draw every domain's seeds even when writing one domain, so a
+            // domain's identities do not depend on which others are written.
+            for _ in 0..<identitiesPerDomain {
+                let seed = rng.next()
+                if domains.contains(domain) { identities.append(Identity.random(domain: domain, seed: seed)) }
+            }
         }
         var records: [Record] = []
         for (index, identity) in identities.enumerated() {

@@ -7,7 +7,8 @@ import NestTraining
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train models on the engine.",
-        subcommands: [TrainAdapter.self, TrainComponent<VAEComponent>.self, TrainComponent<UNetComponent>.self])
+        subcommands: [TrainAdapter.self, TrainComponent<VAEComponent>.self, TrainComponent<UNetComponent>.self,
+                       TrainComponent<CLIPComponent>.self])
 }
 
 struct TrainAdapter: ParsableCommand {
@@ -50,13 +51,21 @@ struct TrainAdapter: ParsableCommand {
 protocol TrainedComponent { static var component: BaseTrainingRun.Component { get } }
 enum VAEComponent: TrainedComponent { static let component = BaseTrainingRun.Component.vae }
 enum UNetComponent: TrainedComponent { static let component = BaseTrainingRun.Component.unet }
+enum CLIPComponent: TrainedComponent { static let component = BaseTrainingRun.Component.clip }
 
 /// `nest train vae|unet`: one component of a diffusers folder, written back in the same layout.
 struct TrainComponent<C: TrainedComponent>: ParsableCommand {
     static var configuration: CommandConfiguration {
         CommandConfiguration(commandName: C.component.rawValue,
-                             abstract: C.component == .vae ? "Train a VAE (reconstruction + KL) from a folder's vae/config.json."
-                                 : "Train a text-to-image UNet with the folder's frozen text encoder and VAE.")
+                             abstract: abstract)
+    }
+
+    static var abstract: String {
+        switch C.component {
+        case .vae: return "Train a VAE (reconstruction + KL) from a folder's vae/config.json."
+        case .unet: return "Train a text-to-image UNet with the folder's frozen text encoder and VAE."
+        case .clip: return "Train the folder's text and image encoders together (CLIP's contrastive loss)."
+        }
     }
 
     @Option(help: "The run's JSON config (see BaseRunConfig).")
@@ -82,6 +91,7 @@ struct TrainComponent<C: TrainedComponent>: ParsableCommand {
             fail(String(describing: error))
         }
         bar.finish()
-        print("wrote \(run.output.appendingPathComponent(C.component.rawValue).path)")
+        let written = C.component == .clip ? ["text_encoder", "image_encoder"] : [C.component.rawValue]
+        print("wrote " + written.map { run.output.appendingPathComponent($0).path }.joined(separator: ", "))
     }
 }

@@ -1,0 +1,120 @@
+import NestIO
+
+/// A scene to compare generations against: subjects in place, background, style.
+public struct SceneSpec: Sendable {
+    public var subjects: [PlacedSubject]
+    public var background: Background
+    public var style: Style
+
+    public init(subjects: [PlacedSubject], background: Background, style: Style) {
+        self.subjects = subjects; self.background = background; self.style = style
+    }
+
+    /// One subject in a context (with the context's companion, if any).
+    public init(identity: Identity, context: Context, seed: UInt64) {
+        self.init(subjects: WorldRenderer.subjects(identity: identity, context: context, seed: seed),
+                  background: context.background, style: context.style)
+    }
+
+    public func render(seed: UInt64) -> RGBImage {
+        WorldRenderer.render(subjects: subjects, background: background, style: style, seed: seed)
+    }
+}
+
+/// The aspects of a scene a prompt names, each scored separately.
+public enum PromptAspect: String, CaseIterable, Sendable { case background, position, size, style, accessory }
+
+/// The world's two scores, both by comparison with ground-truth renders (the
+/// world is procedural, so the truth can be drawn):
+///
+/// - identity: render the prompted scene with the true subject and with each
+///   of N distractor individuals of the same domain (same background, place,
+///   style and render seeds, so only the individual differs); the image
+///   scores when the true subject's render is the nearest. Chance is 1/(N+1).
+/// - prompt: for each aspect the prompt names, render the scene with every
+///   value of that aspect (the rest as prompted); the aspect scores when the
+///   prompted value's render is the nearest. Chance is 1/(number of values).
+///
+/// Nearness: squared distance of 16×16 box-filtered images (fine enough for
+/// markings and palette, coarse enough to forgive a pixel of placement),
+/// minimum over a few render seeds (background props and placement jitter).
+public enum WorldMetrics {
+    public static let renderSeeds: [UInt64] = [101, 202, 303, 404]
+    static let featureSide = 16
+
+    /// Box-filtered image as floats in [0, 1].
+    public static func feature(_ image: RGBImage) -> [Float] {
+        let f = featureSide, bx = image.width / f, by = image.height / f
+        var out = [Float](repeating: 0, count: f * f * 3)
+        for y in 0..<image.height {
+            for x in 0..<image.width {
+                let o = ((min(y / by, f - 1) * f) + min(x / bx, f - 1)) * 3, i = (y * image.width + x) * 3
+                for c in 0..<3 { out[o + c] += Float(image.pixels[i + c]) }
+            }
+        }
+        let scale = 1 / (255 * Float(bx * by))
+        return out.map { $0 * scale }
+    }
+
+    static func distance(_ a: [Float], _ b: [Float]) -> Float {
+        var s: Float = 0
+        for i in a.indices { let d = a[i] - b[i]; s += d * d }
+        return s
+    }
+
+    /// Distance from `image` to the nearest render of `scene` over the render seeds.
+    static func distance(_ image: [Float], _ scene: SceneSpec) -> Float {
+        renderSeeds.map { distance(image, feature(scene.render(seed: $0))) }.min()!
+    }
+
+    /// Index of the nearest candidate scene.
+    public static func nearest(_ image: RGBImage, among candidates: [SceneSpec]) -> Int {
+        let f = feature(image)
+        let d = candidates.map { distance(f, $0) }
+        return d.indices.min { d[$0] < d[$1] }!
+    }
+
+    /// Whether subject `index` of `scene` is recognized among `distractors`.
+    public static func identityHit(_ image: RGBImage, scene: SceneSpec, subject index: Int = 0,
+                                   distractors: [Identity]) -> Bool {
+        var candidates = [scene]
+        for other in distractors {
+            var s = scene
+            s.subjects[index].identity = other
+            candidates.append(s)
+        }
+        return nearest(image, among: candidates) == 0
+    }
+
+    /// Per aspect, whether the prompted value is recognized (aspects of subject `index`).
+    public static func promptHits(_ image: RGBImage, scene: SceneSpec, subject index: Int = 0) -> [PromptAspect: Bool] {
+        var hits: [PromptAspect: Bool] = [:]
+        for aspect in PromptAspect.allCases {
+            let (candidates, truth) = variants(of: scene, aspect: aspect, subject: index)
+            hits[aspect] = nearest(image, among: candidates) == truth
+        }
+        return hits
+    }
+
+    /// The scene with every value of `aspect`, and the index of the prompted one.
+    static func variants(of scene: SceneSpec, aspect: PromptAspect, subject i: Int) -> ([SceneSpec], Int) {
+        func vary<T: Equatable>(_ values: [T], _ current: T, _ set: (inout SceneSpec, T) -> Void) -> ([SceneSpec], Int) {
+            (values.map { v in var s = scene; set(&s, v); return s }, values.firstIndex(of: current)!)
+        }
+        let p = scene.subjects[i].placement
+        switch aspect {
+        case .background: return vary(Background.allCases, scene.background) { $0.background = $1 }
+        case .style: return vary(Style.allCases, scene.style) { $0.style = $1 }
+        case .position: return vary(Position.allCases, p.position) { $0.subjects[i].placement.position = $1 }
+        case .size: return vary(SubjectSize.allCases, p.size) { $0.subjects[i].placement.size = $1 }
+        case .accessory: return vary(Accessory.allCases, p.accessory) { $0.subjects[i].placement.accessory = $1 }
+        }
+    }
+
+    /// Chance level of the prompt score (mean over aspects of 1 / values).
+    public static var promptChance: Double {
+        let counts = [Background.allCases.count, Position.allCases.count, SubjectSize.allCases.count,
+                      Style.allCases.count, Accessory.allCases.count]
+        return counts.map { 1 / Double($0) }.reduce(0, +) / Double(counts.count)
+    }
+}

@@ -1,0 +1,45 @@
+import NestIO
+import Testing
+@testable import NestWorld
+
+/// The metrics must tell the truth apart from everything else: ground-truth
+/// renders (at render seeds the metric never uses) score near the top, and
+/// unrelated images near chance.
+@Suite struct WorldMetricsTests {
+    struct Case { let scene: SceneSpec; let distractors: [Identity]; let seed: UInt64 }
+
+    func cases(_ n: Int, domain: Domain) -> [Case] {
+        var rng = WorldRandom(seed: 5, stream: "metrics-test")
+        return (0..<n).map { _ in
+            let identity = Identity.random(domain: domain, seed: rng.next())
+            var context = Context.random(seed: rng.next())
+            context.companion = false
+            let distractors = (0..<7).map { _ in Identity.random(domain: domain, seed: rng.next()) }
+            return Case(scene: SceneSpec(identity: identity, context: context, seed: 0), distractors: distractors, seed: rng.next())
+        }
+    }
+
+    func scores(_ cases: [Case], image: (Case, Int) -> RGBImage) -> (identity: Double, prompt: Double) {
+        var identity = 0, prompt = 0, aspects = 0
+        for (i, c) in cases.enumerated() {
+            let picture = image(c, i)
+            if WorldMetrics.identityHit(picture, scene: c.scene, distractors: c.distractors) { identity += 1 }
+            let hits = WorldMetrics.promptHits(picture, scene: c.scene)
+            prompt += hits.values.filter { $0 }.count
+            aspects += hits.count
+        }
+        return (Double(identity) / Double(cases.count), Double(prompt) / Double(aspects))
+    }
+
+    @Test(arguments: [Domain.critter, .bot])
+    func groundTruthScoresHighAndUnrelatedImagesNearChance(domain: Domain) {
+        let all = cases(12, domain: domain)
+        let truth = scores(all) { c, _ in c.scene.render(seed: c.seed) }
+        #expect(truth.identity >= 0.8, "ground truth identity \(truth.identity)")
+        #expect(truth.prompt >= 0.9, "ground truth prompt \(truth.prompt)")
+        // Another case's ground truth: wrong individual, unrelated context.
+        let shuffled = scores(all) { _, i in all[(i + 5) % all.count].scene.render(seed: 7) }
+        #expect(shuffled.identity <= 0.35, "unrelated identity \(shuffled.identity) (chance 1/8)")
+        #expect(shuffled.prompt <= WorldMetrics.promptChance + 0.2, "unrelated prompt \(shuffled.prompt), chance \(WorldMetrics.promptChance)")
+    }
+}
