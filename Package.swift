@@ -64,7 +64,7 @@ let package = Package(
                 path: "Sources/NestTraining", swiftSettings: optimize),
 
         // Miniature world: deterministic procedural scenes and captions to train on.
-        .target(name: "NestWorld", dependencies: ["NestIO", "NestDiffusion"], path: "Sources/NestWorld",
+        .target(name: "NestWorld", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"], path: "Sources/NestWorld",
                 swiftSettings: optimize),
 
         .executableTarget(name: "nest", dependencies: [

@@ -13,7 +13,10 @@ public struct Scene: Codable, Equatable, Sendable {
 /// drawn from a seed. The subject is called by `placeholder` (a learned
 /// token such as "<critter>") when given, else by its class word.
 public enum WorldCaption {
-    public static func caption(for scene: Scene, placeholder: String? = nil, seed: UInt64) -> String {
+    /// `companionPlaceholder` names the companion (when the context has one)
+    /// by a learned token instead of its class word.
+    public static func caption(for scene: Scene, placeholder: String? = nil, companionPlaceholder: String? = nil,
+                               seed: UInt64) -> String {
         var rng = WorldRandom(seed: seed, stream: "caption")
         let c = scene.context
         let noun = placeholder ?? scene.identity.domain.classWord
@@ -23,7 +26,7 @@ public enum WorldCaption {
         let place = rng.pick(phrases(c.background))
         let style = rng.pick(phrases(c.style))
         let accessory = phrases(c.accessory).map { " " + rng.pick($0) } ?? ""
-        let companion = c.companion ? " with a \(scene.identity.domain.other.classWord)" : ""
+        let companion = c.companion ? " with a \(companionPlaceholder ?? scene.identity.domain.other.classWord)" : ""
         switch rng.int(4) {
         case 0: return "a photo of \(subject)\(accessory) \(position) \(place)\(companion), \(style)"
         case 1: return "\(subject)\(accessory) \(place), \(position)\(companion), \(style)"

@@ -47,10 +47,11 @@ public enum WorldRenderer {
                background: context.background, style: context.style, seed: seed)
     }
 
-    public static func subjects(identity: Identity, context: Context, seed: UInt64) -> [PlacedSubject] {
+    /// The subjects of a scene; `companion` overrides the companion drawn from `seed`.
+    public static func subjects(identity: Identity, context: Context, seed: UInt64, companion: Identity? = nil) -> [PlacedSubject] {
         var list = [PlacedSubject(identity, context.placement)]
         if context.companion {
-            let other = Identity.random(domain: identity.domain.other, seed: seed ^ 0x5eed_c0de)
+            let other = companion ?? Identity.random(domain: identity.domain.other, seed: seed ^ 0x5eed_c0de)
             let side: Position = context.position == .left ? .right : .left
             list.insert(PlacedSubject(other, Placement(position: side, size: .small), nudge: side == .left ? -6 : 6), at: 0)
         }

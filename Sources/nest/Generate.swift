@@ -102,9 +102,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try engine.apply()
-        guard let model else {
-            fail("no --model given, and this build has no embedded default model yet; pass --model DIR (a diffusers folder)")
-        }
+        let model = DefaultModel.resolve(self.model)
         // Check every output path before spending minutes generating.
         for path in outputPaths { try checkWritable(path) }
 
@@ -182,7 +180,17 @@ struct Generate: ParsableCommand {
     /// Loads adapters and subject images; nil when the run is plain text-to-image.
     func personalize(_ pipeline: StableDiffusionPipeline) throws -> (PersonalizedPipeline, [Subject], [RGBImage])? {
         if adapters.isEmpty && subjects.isEmpty && ipAdapter == nil && ipImages.isEmpty { return nil }
-        if !subjects.isEmpty && adapters.isEmpty { fail("--subject given but no --adapter loaded") }
+        // Subjects without an --adapter use the model folder's own adapter for their token.
+        var adapters = self.adapters
+        let shipped = DefaultModel.adapters(in: DefaultModel.resolve(model))
+        var loadedTokens = Set<String>()
+        for path in adapters { if let c = try? AdapterConfig.load(from: URL(fileURLWithPath: path)) { loadedTokens.insert(c.placeholderToken) } }
+        for spec in subjects {
+            guard let eq = spec.firstIndex(of: "=") else { continue }
+            let token = String(spec[..<eq])
+            if !loadedTokens.contains(token), let path = shipped[token] { adapters.append(path); loadedTokens.insert(token) }
+        }
+        if !subjects.isEmpty && adapters.isEmpty { fail("--subject given but no --adapter loaded (and the model folder has no adapter for it)") }
         if ipAdapter != nil && ipImages.isEmpty { fail("--ip-adapter needs at least one --ip-image") }
         if ipAdapter == nil && !ipImages.isEmpty { fail("--ip-image given but no --ip-adapter") }
         let pipe: PersonalizedPipeline

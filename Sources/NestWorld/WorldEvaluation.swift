@@ -1,0 +1,169 @@
+import Foundation
+import NestDiffusion
+import NestEngine
+import NestIO
+import NestPersonalization
+
+/// `nest eval`: generates held-out identities in held-out contexts with
+/// each method and scores identity and prompt fidelity with `WorldMetrics`.
+/// Held-out: the identities come from a seed stream the datasets never use,
+/// and each subject is shown to the adapter through one reference render in
+/// a plain context (centre, large, flat, no accessory), never the target.
+public struct WorldEvaluation {
+    public struct Options: Sendable {
+        public var identitiesPerDomain = 8
+        public var promptsPerIdentity = 3
+        public var distractors = 7
+        public var steps = 20
+        public var guidance: Float = 5
+        public var valueNormalization: Float = 1
+        public var seed: UInt64 = 9001
+        public init() {}
+    }
+
+    /// One subject to generate: who, shown how, in which prompted scene.
+    public struct Case {
+        public var identity: Identity
+        public var reference: RGBImage
+        public var context: Context
+        public var sceneSeed: UInt64
+        public var distractors: [Identity]
+        /// Two-subject cases: the companion (other domain) and its reference.
+        public var companion: (identity: Identity, reference: RGBImage, distractors: [Identity])?
+
+        public var scene: SceneSpec {
+            SceneSpec(subjects: WorldRenderer.subjects(identity: identity, context: context, seed: sceneSeed,
+                                                       companion: companion?.identity),
+                      background: context.background, style: context.style)
+        }
+
+        public func prompt(placeholders: Bool) -> String {
+            let scene = Scene(identity: identity, context: context, seed: sceneSeed)
+            return WorldCaption.caption(for: scene, placeholder: placeholders ? "<\(identity.domain.rawValue)>" : nil,
+                                        companionPlaceholder: placeholders && companion != nil ? "<\(identity.domain.other.rawValue)>" : nil,
+                                        seed: sceneSeed)
+        }
+    }
+
+    public struct Row: Codable, Sendable {
+        public var method: String
+        public var images: Int
+        /// Top-1 retrieval of the true subject among 1 + distractors.
+        public var identity: Double
+        /// Mean over prompt aspects of recognizing the prompted value.
+        public var prompt: Double
+        public var aspects: [String: Double]
+    }
+
+    public let options: Options
+    public init(options: Options = .init()) { self.options = options }
+
+    static func referenceContext(_ rng: inout WorldRandom) -> Context {
+        Context(background: rng.pick(Background.allCases), position: .center, size: .large, style: .flat,
+                accessory: .none, companion: false)
+    }
+
+    /// The held-out cases: single subjects of both domains, then two-subject scenes.
+    public func cases(twoSubjects: Bool) -> [Case] {
+        var rng = WorldRandom(seed: options.seed, stream: "evaluation")
+        func identities(_ domain: Domain, _ n: Int) -> [Identity] { (0..<n).map { _ in Identity.random(domain: domain, seed: rng.next()) } }
+        func reference(_ identity: Identity) -> RGBImage {
+            let seed = rng.next()
+            return WorldRenderer.render(identity: identity, context: Self.referenceContext(&rng), seed: seed)
+        }
+        var out: [Case] = []
+        for domain in Domain.allCases {
+            for identity in identities(domain, options.identitiesPerDomain) {
+                let ref = reference(identity)
+                for _ in 0..<options.promptsPerIdentity {
+                    var context = Context.random(seed: rng.next())
+                    context.companion = twoSubjects
+                    var c = Case(identity: identity, reference: ref, context: context, sceneSeed: rng.next(),
+                                 distractors: identities(domain, options.distractors))
+                    if twoSubjects {
+                        let other = Identity.random(domain: domain.other, seed: rng.next())
+                        c.companion = (other, reference(other), identities(domain.other, options.distractors))
+                    }
+                    out.append(c)
+                }
+            }
+            if twoSubjects { break }  // critter in front, bot as companion
+        }
+        return out
+    }
+
+    /// Scores `images` (one per case) against the cases' scenes.
+    public func score(_ method: String, cases: [Case], images: [RGBImage]) -> Row {
+        var identity = 0, identityCount = 0
+        var aspectHits: [PromptAspect: Int] = [:]
+        for (c, image) in zip(cases, images) {
+            let scene = c.scene
+            let main = scene.subjects.count - 1  // the main subject is drawn last
+            identity += WorldMetrics.identityHit(image, scene: scene, subject: main, distractors: c.distractors) ? 1 : 0
+            identityCount += 1
+            if let companion = c.companion {
+                identity += WorldMetrics.identityHit(image, scene: scene, subject: 0, distractors: companion.distractors) ? 1 : 0
+                identityCount += 1
+            }
+            for (aspect, hit) in WorldMetrics.promptHits(image, scene: scene, subject: main) where hit {
+                aspectHits[aspect, default: 0] += 1
+            }
+        }
+        let n = Double(images.count)
+        var aspects: [String: Double] = [:]
+        for aspect in PromptAspect.allCases { aspects[aspect.rawValue] = Double(aspectHits[aspect] ?? 0) / n }
+        return Row(method: method, images: images.count, identity: Double(identity) / Double(identityCount),
+                   prompt: aspects.values.reduce(0, +) / Double(aspects.count), aspects: aspects)
+    }
+
+    /// Generates one image per case. `adapters` false: the class word, no
+    /// adapter (the base model); otherwise each subject through its adapter.
+    public func generate(_ pipe: PersonalizedPipeline, cases: [Case], adapters: Bool,
+                         options nested: NestedAttentionOptions = .init(), progress: () -> Void = {}) throws -> [RGBImage] {
+        try cases.enumerated().map { i, c in
+            let config = GenerationConfiguration(prompt: c.prompt(placeholders: adapters), steps: options.steps,
+                                                 guidanceScale: options.guidance, seed: c.sceneSeed % 1_000_000,
+                                                 width: WorldRenderer.side, height: WorldRenderer.side)
+            let tensor: Tensor = try Autograd.noGrad {
+                if !adapters { return try pipe.base.generate(config) }
+                var subjects = [Subject(placeholder: "<\(c.identity.domain.rawValue)>", images: [c.reference])]
+                if let companion = c.companion {
+                    subjects.append(Subject(placeholder: "<\(companion.identity.domain.rawValue)>", images: [companion.reference]))
+                }
+                var perToken: [String: NestedAttentionOptions] = [:]
+                for s in subjects { perToken[s.placeholder] = nested }
+                return try pipe.generate(config, subjects: subjects, options: perToken)
+            }
+            progress()
+            return try StableDiffusionPipeline.images(tensor)[0]
+        }
+    }
+
+    /// The results as a Markdown table.
+    public static func table(_ rows: [Row], chance: (identity: Double, prompt: Double)) -> String {
+        var out = "| method | images | identity ↑ | prompt ↑ | background | position | size | style | accessory |\n"
+        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        for r in rows {
+            let a = PromptAspect.allCases.map { String(format: "%.2f", r.aspects[$0.rawValue] ?? 0) }.joined(separator: " | ")
+            out += String(format: "| %@ | %d | %.2f | %.2f | ", r.method, r.images, r.identity, r.prompt) + a + " |\n"
+        }
+        out += String(format: "| *chance* | | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", chance.identity, chance.prompt,
+                      1 / 6.0, 1 / 3.0, 1 / 2.0, 1 / 3.0, 1 / 4.0)
+        return out
+    }
+}
+
+extension RGBImage {
+    /// Nearest-neighbour enlargement by an integer factor (for looking at 64-px images).
+    public func enlarged(_ factor: Int) -> RGBImage {
+        var out = [UInt8](repeating: 0, count: width * height * factor * factor * 3)
+        let w = width * factor
+        for y in 0..<(height * factor) {
+            for x in 0..<w {
+                let s = ((y / factor) * width + x / factor) * 3, d = (y * w + x) * 3
+                out[d] = pixels[s]; out[d + 1] = pixels[s + 1]; out[d + 2] = pixels[s + 2]
+            }
+        }
+        return try! RGBImage(width: w, height: height * factor, pixels: out)
+    }
+}

@@ -1,0 +1,134 @@
+import ArgumentParser
+import Foundation
+import NestDiffusion
+import NestIO
+import NestPersonalization
+import NestWorld
+
+/// `nest eval`: the miniature world's identity-versus-prompt evaluation.
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Score identity and prompt fidelity on held-out world subjects (see WorldEvaluation); writes results.md, results.json, samples.png and attention maps.")
+
+    @Option(help: "A world model folder with adapters/ (default: the embedded one).")
+    var model: String?
+
+    @Option(name: .shortAndLong, help: "Output folder (must not exist yet).")
+    var output: String
+
+    @Option(help: "Held-out identities per domain.")
+    var identities = 8
+
+    @Option(help: "Prompts (contexts) per identity.")
+    var prompts = 3
+
+    @Option(help: "Denoising steps.")
+    var steps = 20
+
+    @Option(help: "Guidance scale.")
+    var guidance: Float = 5
+
+    @Option(help: "λ for the value-normalized Nested Attention row.")
+    var valueNorm: Float = 1
+
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard identities > 0, prompts > 0, steps > 0 else { throw ValidationError("--identities, --prompts and --steps must be positive") }
+    }
+
+    func run() throws {
+        try engine.apply()
+        let folder = URL(fileURLWithPath: output)
+        if FileManager.default.fileExists(atPath: folder.path) { fail("\(output) already exists; choose a new folder (nothing was overwritten)") }
+        let modelPath = DefaultModel.resolve(model)
+        let pipe: PersonalizedPipeline
+        do {
+            pipe = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: modelPath)))
+            for (_, path) in DefaultModel.adapters(in: modelPath) { try pipe.add(try PersonalizationAdapter.load(path: path)) }
+        } catch { fail(String(describing: error)) }
+        for domain in Domain.allCases where pipe.adapters["<\(domain.rawValue)>"] == nil {
+            fail("\(modelPath)/adapters has no adapter for <\(domain.rawValue)>")
+        }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+
+        var options = WorldEvaluation.Options()
+        options.identitiesPerDomain = identities; options.promptsPerIdentity = prompts
+        options.steps = steps; options.guidance = guidance; options.valueNormalization = valueNorm
+        let evaluation = WorldEvaluation(options: options)
+        let single = evaluation.cases(twoSubjects: false), pairs = evaluation.cases(twoSubjects: true)
+        let total = single.count * 3 + pairs.count * 2
+        let bar = ProgressBar(total: total)
+        var done = 0
+        let tick = { done += 1; bar.update(done) }
+
+        let truth = single.map { $0.scene.render(seed: 7) }
+        let unrelated = single.indices.map { truth[($0 + single.count / 2 + 1) % single.count] }
+        let base = try evaluation.generate(pipe, cases: single, adapters: false, progress: tick)
+        let nested = try evaluation.generate(pipe, cases: single, adapters: true, progress: tick)
+        let normalized = try evaluation.generate(pipe, cases: single, adapters: true,
+                                                 options: .init(valueNormalization: valueNorm), progress: tick)
+        let pairBase = try evaluation.generate(pipe, cases: pairs, adapters: false, progress: tick)
+        let pairNested = try evaluation.generate(pipe, cases: pairs, adapters: true, progress: tick)
+        bar.finish()
+
+        let rows = [
+            evaluation.score("ground truth (render at an unseen seed)", cases: single, images: truth),
+            evaluation.score("unrelated images (another case's truth)", cases: single, images: unrelated),
+            evaluation.score("base model, class word", cases: single, images: base),
+            evaluation.score("Nested Attention", cases: single, images: nested),
+            evaluation.score(String(format: "Nested Attention, value normalization λ=%g", valueNorm), cases: single, images: normalized),
+            evaluation.score("two subjects: base model, class words", cases: pairs, images: pairBase),
+            evaluation.score("two subjects: Nested Attention (both adapters)", cases: pairs, images: pairNested),
+        ]
+        let chance = (1 / Double(options.distractors + 1), WorldMetrics.promptChance)
+        var report = "# Miniature world evaluation\n\n"
+        report += "\(single.count) single-subject prompts (\(identities) held-out identities per domain × \(prompts) contexts) and "
+        report += "\(pairs.count) two-subject prompts; \(steps) steps, guidance \(guidance), model \(URL(fileURLWithPath: modelPath).lastPathComponent). "
+        report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain "
+        report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"
+        report += WorldEvaluation.table(rows, chance: chance)
+        report += "\nPrompts (first of each identity):\n\n"
+        for c in stride(from: 0, to: single.count, by: prompts).map({ single[$0] }) { report += "- \(c.prompt(placeholders: true))\n" }
+        try Data(report.utf8).write(to: folder.appendingPathComponent("results.md"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(rows).write(to: folder.appendingPathComponent("results.json"))
+
+        // Samples: per identity (first two of each domain): reference, then Nested Attention for each prompt, then the truth.
+        var tiles: [RGBImage] = []
+        let shown = Array(0..<min(2, identities)) + Array(identities..<(identities + min(2, identities)))
+        for k in shown {
+            let first = k * prompts
+            tiles.append(single[first].reference)
+            for j in 0..<prompts { tiles.append(nested[first + j]) }
+            for j in 0..<prompts { tiles.append(truth[first + j]) }
+        }
+        for k in 0..<min(2, pairs.count) {
+            tiles.append(pairs[k].reference); tiles.append(pairs[k].companion!.reference)
+            tiles.append(pairNested[k]); tiles.append(pairs[k].scene.render(seed: 7))
+            tiles.append(pairBase[k]); tiles.append(contentsOf: Array(repeating: RGBImage.blank(64), count: 2 * prompts + 1 - 5))
+        }
+        try ImageFile.writePNG(ContactSheet.make(tiles, columns: 2 * prompts + 1).enlarged(2),
+                               to: folder.appendingPathComponent("samples.png").path)
+
+        // The semantic-correspondence picture for the first case.
+        let c = single[0]
+        pipe.recordAttention = true
+        let config = GenerationConfiguration(prompt: c.prompt(placeholders: true), steps: steps, guidanceScale: guidance,
+                                             seed: c.sceneSeed % 1_000_000, width: 64, height: 64)
+        let subject = Subject(placeholder: "<\(c.identity.domain.rawValue)>", images: [c.reference])
+        let image = try pipe.generate(config, subjects: [subject])
+        try writeAttentionMaps(pipe.recorders, image: try StableDiffusionPipeline.images(image)[0],
+                               references: pipe.referenceTraces([subject]),
+                               to: folder.appendingPathComponent("attention"), overwrite: false)
+        print(WorldEvaluation.table(rows, chance: chance))
+        print("wrote \(output)/results.md, results.json, samples.png, attention/")
+    }
+}
+
+extension RGBImage {
+    static func blank(_ side: Int) -> RGBImage {
+        try! RGBImage(width: side, height: side, pixels: [UInt8](repeating: 255, count: side * side * 3))
+    }
+}
