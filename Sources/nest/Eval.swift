@@ -97,19 +97,21 @@ struct Eval: ParsableCommand {
 
         // Samples: per identity (first two of each domain): reference, then Nested Attention for each prompt, then the truth.
         var tiles: [RGBImage] = []
+        let columns = max(2 * prompts + 1, 5)
         let shown = Array(0..<min(2, identities)) + Array(identities..<(identities + min(2, identities)))
         for k in shown {
             let first = k * prompts
             tiles.append(single[first].reference)
             for j in 0..<prompts { tiles.append(nested[first + j]) }
             for j in 0..<prompts { tiles.append(truth[first + j]) }
+            tiles.append(contentsOf: Array(repeating: RGBImage.blank(64), count: columns - 2 * prompts - 1))
         }
         for k in 0..<min(2, pairs.count) {
             tiles.append(pairs[k].reference); tiles.append(pairs[k].companion!.reference)
             tiles.append(pairNested[k]); tiles.append(pairs[k].scene.render(seed: 7))
-            tiles.append(pairBase[k]); tiles.append(contentsOf: Array(repeating: RGBImage.blank(64), count: 2 * prompts + 1 - 5))
+            tiles.append(pairBase[k]); tiles.append(contentsOf: Array(repeating: RGBImage.blank(64), count: columns - 5))
         }
-        try ImageFile.writePNG(ContactSheet.make(tiles, columns: 2 * prompts + 1).enlarged(2),
+        try ImageFile.writePNG(ContactSheet.make(tiles, columns: columns).enlarged(2),
                                to: folder.appendingPathComponent("samples.png").path)
 
         // The semantic-correspondence picture for the first case.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NestEngine
 import NestIO
 import NestWorld
 
@@ -7,7 +8,7 @@ import NestWorld
 struct World: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Render the procedural miniature world (critters and bots) as training data.",
-        subcommands: [WorldDatasetCommand.self, WorldModelCommand.self])
+        subcommands: [WorldDatasetCommand.self, WorldModelCommand.self, WorldPackCommand.self])
 }
 
 struct WorldDatasetCommand: ParsableCommand {
@@ -75,5 +76,45 @@ struct WorldModelCommand: ParsableCommand {
     func run() throws {
         do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output)) } catch { fail(String(describing: error)) }
         print("wrote \(output)")
+    }
+}
+
+struct WorldPackCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pack",
+        abstract: "Copy a model folder with every safetensors file stored as float16 (half the size; the loader widens to float32).")
+
+    @Option(help: "The trained model folder.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Output folder (must not exist yet).")
+    var output: String
+
+    func run() throws {
+        let fm = FileManager.default
+        let source = URL(fileURLWithPath: model), target = URL(fileURLWithPath: output)
+        if fm.fileExists(atPath: target.path) { fail("\(output) already exists; choose a new folder (nothing was overwritten)") }
+        guard let walker = fm.enumerator(at: source, includingPropertiesForKeys: [.isDirectoryKey]) else { fail("\(model): cannot read the folder") }
+        var bytes = 0
+        for case let url as URL in walker {
+            let relative = String(url.path.dropFirst(source.path.count + 1))
+            let destination = target.appendingPathComponent(relative)
+            if (try? url.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true {
+                try fm.createDirectory(at: destination, withIntermediateDirectories: true)
+                continue
+            }
+            try fm.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
+            if url.pathExtension == "safetensors" && !relative.hasPrefix("runs") {
+                do {
+                    let file = try SafeTensorsFile(path: url.path)
+                    let tensors = try file.names.map { ($0, try file.tensor($0)) }
+                    try saveSafeTensors(tensors, to: destination.path, dtype: .f16, metadata: file.metadata)
+                } catch { fail(String(describing: error)) }
+            } else {
+                try fm.copyItem(at: url, to: destination)
+            }
+            bytes += (try? fm.attributesOfItem(atPath: destination.path)[.size] as? Int) ?? 0
+        }
+        print(String(format: "wrote %@ (%.1f MB)", output, Double(bytes) / 1e6))
     }
 }
