@@ -86,7 +86,7 @@ let package = Package(
                     path: "Tests/NestTrainingTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine", "NestModels", "NestPersonalization", "NestTraining"],
                     path: "Tests/NestCLITests"),
-        .testTarget(name: "NestWorldTests", dependencies: ["NestWorld", "NestIO"],
+        .testTarget(name: "NestWorldTests", dependencies: ["NestWorld", "NestIO", "NestModels", "NestDiffusion"],
                     path: "Tests/NestWorldTests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),

@@ -2,7 +2,7 @@ import Foundation
 import NestDiffusion
 import NestEngine
 import NestModels
-import NestTraining
+@testable import NestTraining
 import Testing
 
 /// Tiny models built from configs in code, trained for a few dozen steps on a
@@ -115,6 +115,25 @@ import Testing
         #expect(Self.snapshot(vae) == frozenVAE, "the VAE changed")
         #expect(Self.snapshot(textEncoder) == frozenText, "the text encoder changed")
         #expect(trainer.parameters.count == unet.namedParameters().count)
+    }
+
+    /// Reusing the frozen VAE's encodings (keyed by image) changes nothing but speed.
+    @Test func cachedLatentsTrainExactlyAsEncodingEveryStep() throws {
+        // Same seeds for every parameter (biases too) in both trainers.
+        let (plain, _) = try ParameterSeeds.scoped(40) { try Self.unetTrainer() }
+        let (cached, _) = try ParameterSeeds.scoped(40) { try Self.unetTrainer() }
+        let start = Self.snapshot(plain.unet) == Self.snapshot(cached.unet) && Self.snapshot(plain.vae) == Self.snapshot(cached.vae)
+        #expect(start, "the two trainers start from the same weights")
+        let images = Self.shapes(size: 16)
+        let keys = (0..<images.shape[0]).map { "image-\($0)" }
+        for step in 0..<3 {
+            let a = plain.step(images: images, captions: Self.captions)
+            let b = cached.step(images: images, captions: Self.captions, cacheKeys: keys)
+            #expect(a == b, "step \(step): \(a) vs \(b)")
+        }
+        #expect(cached.posteriors.count == keys.count)
+        let same = Self.snapshot(plain.unet) == Self.snapshot(cached.unet)
+        #expect(same, "the trained weights agree")
     }
 
     @Test func unetVelocityTargetAndCaptionDropout() throws {

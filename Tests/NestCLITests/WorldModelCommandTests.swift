@@ -1,0 +1,56 @@
+import Foundation
+import NestDiffusion
+import NestIO
+import NestModels
+import Testing
+
+/// The world's training path at its real sizes, a couple of steps each:
+/// `world model` → `world dataset` → `train clip` / `train vae` → `world pack`.
+@Suite struct WorldModelCommandTests {
+    @Test func skeletonTrainsAndPacks() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = dir.appendingPathComponent("base")
+        #expect(try CLI.run(["world", "model", "--output", base.path]).status == 0)
+        let again = try CLI.run(["world", "model", "--output", base.path])
+        #expect(again.status != 0 && again.stderr.contains("already exists"))
+        #expect(try CLI.run(["world", "dataset", "--output", dir.appendingPathComponent("data").path,
+                             "--identities", "2", "--contexts", "2", "--domain", "bot"]).status == 0)
+        let manifest = try String(contentsOf: dir.appendingPathComponent("data/manifest.jsonl"), encoding: .utf8)
+        #expect(manifest.split(separator: "\n").count == 4 && !manifest.contains("critter_"), "--domain bot writes bots only")
+
+        func train(_ component: String) throws -> CLI.Result {
+            let config = """
+            {"model": "base", "data": "data/manifest.jsonl", "output": "\(component)", "batch_size": 4, "steps": 2,
+             "learning_rate": 0.001, "flip": false, "log_every": 1}
+            """
+            let path = dir.appendingPathComponent("\(component).json").path
+            try config.write(toFile: path, atomically: true, encoding: .utf8)
+            return try CLI.run(["train", component, "--config", path])
+        }
+        let clip = try train("clip")
+        #expect(clip.status == 0, "\(clip.stderr)")
+        // The towers load as the classes model_index.json names, strictly by name.
+        let text = try CLIPTextModel.load(folder: dir.appendingPathComponent("clip/text_encoder"))
+        #expect(text.text_projection == nil)
+        let vision = try CLIPVisionModel.load(folder: dir.appendingPathComponent("clip/image_encoder"))
+        #expect(vision.visual_projection != nil)
+        let dual = try SafeTensorsFile(path: dir.appendingPathComponent("clip/clip.safetensors").path)
+        #expect(dual.names.contains("logit_scale") && dual.names.contains("text_projection.weight"))
+
+        let vae = try train("vae")
+        #expect(vae.status == 0, "\(vae.stderr)")
+        let vaeConfig = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("vae/vae/config.json"))) as! [String: Any]
+        let scale = vaeConfig["scaling_factor"] as! Double
+        #expect(scale > 0 && scale != 1, "the trained VAE's scaling factor is measured, got \(scale)")
+
+        let packed = dir.appendingPathComponent("packed")
+        let pack = try CLI.run(["world", "pack", "--model", dir.appendingPathComponent("clip").path, "--output", packed.path])
+        #expect(pack.status == 0, "\(pack.stderr)")
+        let half = try SafeTensorsFile(path: packed.appendingPathComponent("text_encoder/model.safetensors").path)
+        let full = try SafeTensorsFile(path: dir.appendingPathComponent("clip/text_encoder/model.safetensors").path)
+        #expect(half.names == full.names && half.tensors.values.allSatisfy { $0.dtype == .f16 })
+        let a = try full.tensor(full.names[0]).array, b = try half.tensor(half.names[0]).array
+        #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-3 * max(1, abs($0)) }, "float16 keeps the values to its precision")
+    }
+}

@@ -1,0 +1,37 @@
+import Foundation
+import NestDiffusion
+import NestModels
+import Testing
+@testable import NestWorld
+
+/// The untrained world folder: configs the model family decodes, and a
+/// tokenizer that spells every caption word as one token.
+@Suite struct WorldModelTests {
+    @Test func skeletonDecodesAndTokenizerSpellsTheWorld() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("world-model-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try WorldModel.writeSkeleton(to: dir)
+        #expect(throws: WorldError.self) { try WorldModel.writeSkeleton(to: dir) }
+
+        let unet = try UNet2DConditionConfig.load(from: dir.appendingPathComponent("unet/config.json"))
+        #expect(unet.levels[0].crossAttentionDim == WorldModel.width)
+        let text = try decodeConfig(CLIPTextConfig.self, from: dir.appendingPathComponent("text_encoder/config.json"))
+        let tokenizer = try CLIPTokenizer.load(folder: dir.appendingPathComponent("tokenizer"))
+        #expect(tokenizer.maxLength == text.maxPositionEmbeddings)
+        _ = try decodeConfig(AutoencoderKLConfig.self, from: dir.appendingPathComponent("vae/config.json"))
+        _ = try decodeConfig(CLIPVisionConfig.self, from: dir.appendingPathComponent("image_encoder/config.json"))
+
+        var longest = 0
+        for caption in WorldModel.captionCorpus().prefix(2000) {
+            let words = caption.split(whereSeparator: { $0 == " " || $0 == "," || $0 == ":" }).count
+            let punctuation = caption.filter { $0 == "," || $0 == ":" }.count
+            let ids = tokenizer.encodeWithoutSpecialTokens(caption)
+            #expect(ids.count == words + punctuation, "one token per word: \(caption)")
+            longest = max(longest, ids.count + 2)
+        }
+        #expect(longest <= WorldModel.maxTokens, "captions fit the text model (longest \(longest))")
+        // Words outside the world still tokenize (byte by byte), inside the vocabulary.
+        let odd = tokenizer.encodeWithoutSpecialTokens("zyzzyva ünïcode")
+        #expect(!odd.isEmpty && odd.allSatisfy { $0 < text.vocabSize })
+    }
+}
