@@ -45,11 +45,14 @@ public struct BaseRunConfig: Codable {
     public var logEvery: Int?
     /// Mirror images at random (default true). Turn off when captions name left and right.
     public var flip: Bool?
+    /// Write `samples/step-N.png` every N steps: VAE reconstructions under their
+    /// originals, or UNet generations of the first captions (clip: none).
+    public var sampleEvery: Int?
 
     enum CodingKeys: String, CodingKey {
         case model, data, output, resolution, batchSize = "batch_size", steps, learningRate = "learning_rate"
         case weightDecay = "weight_decay", warmupSteps = "warmup_steps", schedule, gradientClip = "gradient_clip", seed
-        case klWeight = "kl_weight", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip
+        case klWeight = "kl_weight", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip, sampleEvery = "sample_every"
     }
 
     var optimization: OptimizationOptions {
@@ -181,6 +184,7 @@ public final class BaseTrainingRun {
             if step % (config.logEvery ?? 20) == 0 || step == total {
                 log.write(Data(String(format: #"{"step": %d, "loss": %.6f, "samples_per_s": %.3f, "epoch": %d}"#, step, loss, rate, state.epoch).utf8 + [10]))
             }
+            if let every = config.sampleEvery, every > 0, step % every == 0 { try writeSample(step: step) }
             if step % (config.checkpointEvery ?? 500) == 0 || step == total {
                 try TrainingCheckpoint.save(parameters: optimizer.parameters, optimizer: optimizer, state: state,
                                             to: output.appendingPathComponent("checkpoint.safetensors").path)
@@ -221,6 +225,46 @@ public final class BaseTrainingRun {
             try saveSafeTensors(tensors.filter { $0.name.hasPrefix("vision_model.") || $0.name.hasPrefix("visual_projection.") },
                                 to: vision.appendingPathComponent("model.safetensors").path, overwrite: true)
         }
+    }
+
+    /// A picture of progress: reconstructions (VAE) or generations (UNet) of the first samples.
+    func writeSample(step: Int) throws {
+        let resolution = config.resolution ?? 64
+        let samples = Array(manifest.samples.prefix(8))
+        var tiles: [RGBImage] = []
+        if let vae = vaeTrainer?.vae {
+            let pixels = F.concat(try samples.map { Augmentation.none.apply(try image($0.image), size: resolution, seed: 0) }, axis: 0)
+            let decoded = Autograd.noGrad { vae.decode(vae.encode(pixels).mean) }
+            tiles = try StableDiffusionPipeline.images(pixels) + StableDiffusionPipeline.images(decoded)
+        } else if let trainer = unetTrainer {
+            let folder = try ModelFolder(url: source.deletingLastPathComponent())
+            let pipe = StableDiffusionPipeline(folder: folder, prompts: trainer.prompts, unet: trainer.unet, vae: trainer.vae,
+                                               schedulerConfig: try SchedulerConfig.load(from: try folder.component("scheduler").appendingPathComponent("scheduler_config.json")),
+                                               forceZerosForEmptyPrompt: trainer.prompts.isXL)
+            for sample in samples {
+                let config = GenerationConfiguration(prompt: sample.caption, steps: 20, guidanceScale: 5, seed: 0,
+                                                     width: resolution, height: resolution)
+                tiles += try StableDiffusionPipeline.images(try Autograd.noGrad { try pipe.generate(config) })
+            }
+            tiles += try samples.map { try image($0.image) }
+        } else { return }
+        let folder = output.appendingPathComponent("samples")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try ImageFile.writePNG(sheet(tiles, columns: samples.count), to: folder.appendingPathComponent("step-\(step).png").path, overwrite: true)
+    }
+
+    /// Equal-sized images in a grid.
+    func sheet(_ images: [RGBImage], columns: Int) -> RGBImage {
+        let w = images[0].width, h = images[0].height, rows = (images.count + columns - 1) / columns
+        var pixels = [UInt8](repeating: 255, count: columns * w * rows * h * 3)
+        for (k, image) in images.enumerated() where image.width == w && image.height == h {
+            let ox = (k % columns) * w, oy = (k / columns) * h
+            for y in 0..<h {
+                let src = y * w * 3, dst = ((oy + y) * columns * w + ox) * 3
+                pixels.replaceSubrange(dst..<(dst + w * 3), with: image.pixels[src..<(src + w * 3)])
+            }
+        }
+        return try! RGBImage(width: columns * w, height: rows * h, pixels: pixels)
     }
 
     /// 1 / std of the posterior means over up to 256 training images.
