@@ -85,7 +85,7 @@ public final class PersonalizedPipeline {
     /// Generates with the given subjects (each must have a loaded adapter and
     /// appear in the prompt), and IP-Adapter reference images if an IP-Adapter is set.
     public func generate(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions] = [:],
-                         ipImages: [RGBImage] = [], ipScale: Float = 1,
+                         ipImages: [RGBImage] = [], ipScale: Float = 1, adapterScales: [String: Float] = [:],
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
         for subject in subjects {
             guard adapters[subject.placeholder] != nil else {
@@ -98,8 +98,10 @@ public final class PersonalizedPipeline {
         }
         if !ipImages.isEmpty && ipAdapter == nil { throw ModelConfigError("IP-Adapter images given but no IP-Adapter loaded") }
         var nested: NestedAttentionBinding? = nil
+        var decoupled: [DecoupledAttentionBinding] = []
         var ipInstalled = false
         defer {
+            for binding in decoupled.reversed() { binding.uninstall() }
             nested?.uninstall()
             if ipInstalled, let ipAdapter { ipAdapter.uninstall(from: base.unet) }
         }
@@ -122,7 +124,14 @@ public final class PersonalizedPipeline {
                     let vector = Autograd.noGrad { adapter.subjectVector(tokens) }
                     positive.hidden = replacingToken(in: positive.hidden, positions: cond, with: vector)
                 case .ipAdapter:
-                    throw ModelConfigError("adapter \(subject.placeholder): the ip-adapter kind of our format is not wired into generation yet")
+                    // The unconditional half sees "no image" (zero features), as IP-Adapter's negative.
+                    let grid = imageEncoder.config.gridSize
+                    let empty = Autograd.noGrad { adapter.emptyTokens(featureCount: grid * grid + 1) }
+                    let batch = F.concat((guided ? Array(repeating: empty, count: config.count) : [])
+                                         + Array(repeating: tokens, count: config.count), axis: 0)
+                    decoupled.append(try DecoupledAttentionBinding.install(
+                        on: base.unet, adapter: adapter, tokens: batch,
+                        scale: adapterScales[subject.placeholder] ?? adapter.config.defaults.scale))
                 }
             }
             if !bindings.isEmpty { nested = try NestedAttentionBinding.install(on: base.unet, subjects: bindings) }

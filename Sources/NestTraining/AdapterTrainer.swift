@@ -86,9 +86,6 @@ public final class AdapterTrainer {
     public private(set) var emaWeights: [Tensor] = []
 
     public init(pipeline: PersonalizedPipeline, adapter: PersonalizationAdapter, options: AdapterTrainingOptions) throws {
-        guard adapter.config.kind == .nested else {
-            throw ModelConfigError("the adapter trainer trains nested adapters; '\(adapter.config.kind.rawValue)' is not supported yet")
-        }
         self.pipeline = pipeline
         self.adapter = adapter
         self.options = options
@@ -134,7 +131,9 @@ public final class AdapterTrainer {
         public var timesteps: [Int]
         public var context: Tensor
         public var added: (textEmbeds: Tensor, timeIds: Tensor)?
+        /// Per item: the subject token's position, nil where the image is dropped.
         public var tokenIndex: [Int?]
+        /// CLIP features of the references (zero rows where the image is dropped, for the ip-adapter kind).
         public var features: Tensor
         /// What the UNet should predict (ε or v); replaceable, e.g. by a teacher's prediction.
         public var target: Tensor
@@ -175,10 +174,15 @@ public final class AdapterTrainer {
         let prompts = base.prompts.encode(captions)
         let positions = captions.map { base.prompts.position(of: token, in: $0) }
         let tokenIndex = zip(positions, indexMask).map { $1 ? $0 : nil }
-        let features = Autograd.noGrad { () -> Tensor in
+        var features = Autograd.noGrad { () -> Tensor in
             let out = pipeline.imageEncoder.forward(pixels: F.concat(pixels, axis: 0))
             let layer = adapter.config.imageEncoder.featureLayer
             return out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
+        }
+        if adapter.config.kind == .ipAdapter && indexMask.contains(false) {
+            // The decoupled branch has no token to skip: a dropped image is "no image", zero features.
+            let keep = Tensor(indexMask.map { $0 ? 1 : 0 }, shape: [b, 1, 1])
+            features = Autograd.noGrad { features * keep }
         }
         var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
         if let pooled = prompts.pooled {
@@ -192,11 +196,23 @@ public final class AdapterTrainer {
     /// The UNet's prediction for a prepared batch with the adapter bound (recorded for gradients).
     public func predict(_ batch: PreparedBatch) throws -> Tensor {
         let tokens = adapter.encode(features: batch.features)
-        let binding = try NestedAttentionBinding.install(
-            on: pipeline.base.unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: batch.tokenIndex)])
-        defer { binding.uninstall() }
-        return pipeline.base.unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init),
-                                  encoderHiddenStates: batch.context, added: batch.added)
+        let unet = pipeline.base.unet
+        func run(_ context: Tensor) -> Tensor {
+            unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init), encoderHiddenStates: context, added: batch.added)
+        }
+        switch adapter.config.kind {
+        case .nested:
+            let binding = try NestedAttentionBinding.install(
+                on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: batch.tokenIndex)])
+            defer { binding.uninstall() }
+            return run(batch.context)
+        case .singleToken:
+            return run(replacingToken(in: batch.context, positions: batch.tokenIndex, with: adapter.subjectVector(tokens)))
+        case .ipAdapter:
+            let binding = try DecoupledAttentionBinding.install(on: unet, adapter: adapter, tokens: tokens, scale: 1)
+            defer { binding.uninstall() }
+            return run(batch.context)
+        }
     }
 
     /// Forward, backward and (every `gradient_accumulation` calls) an optimizer update; returns the loss.

@@ -26,8 +26,10 @@ public struct AdapterRunConfig: Codable {
         public var classWord: String
         public var resampler: ResamplerSpec
         public var featureLayer: Int?
+        /// nested (default), ip-adapter or single-token: the baselines train on the same encoder.
+        public var kind: AdapterConfig.Kind?
         enum CodingKeys: String, CodingKey {
-            case placeholderToken = "placeholder_token", classWord = "class_word", resampler, featureLayer = "feature_layer"
+            case placeholderToken = "placeholder_token", classWord = "class_word", resampler, featureLayer = "feature_layer", kind
         }
     }
 
@@ -91,14 +93,15 @@ public final class AdapterTrainingRun {
         let spec = config.adapter
         let crossWidth = pipeline.base.unet.config.levels[0].crossAttentionDim
         let adapterConfig = AdapterConfig(
-            kind: .nested, placeholderToken: spec.placeholderToken, classWord: spec.classWord,
+            kind: spec.kind ?? .nested, placeholderToken: spec.placeholderToken, classWord: spec.classWord,
             imageEncoder: .init(hiddenSize: pipeline.imageEncoder.config.encoder.hiddenSize,
                                 imageSize: pipeline.imageEncoder.config.imageSize, featureLayer: spec.featureLayer ?? -2),
             resampler: .init(embeddingDim: pipeline.imageEncoder.config.encoder.hiddenSize, width: spec.resampler.width,
                              outputDim: spec.resampler.outputDim ?? crossWidth, depth: spec.resampler.depth,
                              heads: spec.resampler.heads, headDim: spec.resampler.headDim ?? 64,
                              queries: spec.resampler.queries, ffMult: spec.resampler.ffMult ?? 4),
-            layers: PersonalizationAdapter.layers(for: pipeline.base.unet.crossAttentionLayers))
+            layers: PersonalizationAdapter.layers(for: pipeline.base.unet.crossAttentionLayers),
+            contextWidth: spec.kind == .singleToken ? crossWidth : nil)
         let adapter = PersonalizationAdapter(config: adapterConfig, seed: config.training.seed)
         trainer = try AdapterTrainer(pipeline: pipeline, adapter: adapter, options: config.training)
         if resume {

@@ -41,13 +41,16 @@ import Testing
     /// One step: a finite loss, a gradient for every adapter parameter, and
     /// nothing but the adapter changes. (Overfitting a handful of samples ten-fold
     /// is not reachable with a random frozen tiny UNet — see the closing note.)
-    @Test func oneStepTrainsOnlyTheAdapter() throws {
+    /// Likewise for the baselines trained on the same encoder.
+    @Test(arguments: [AdapterConfig.Kind.nested, .ipAdapter, .singleToken])
+    func oneStepTrainsOnlyTheAdapter(kind: AdapterConfig.Kind) throws {
         let base = try StableDiffusionPipeline.load(folder: Self.folder)
         let pipe = try PersonalizedPipeline(base: base)
-        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+        let config = AdapterConfig(kind: kind, placeholderToken: "<critter>", classWord: "cat",
                                    imageEncoder: .init(hiddenSize: 32, imageSize: 32),
                                    resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
-                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers))
+                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers),
+                                   contextWidth: base.unet.config.levels[0].crossAttentionDim)
         let adapter = PersonalizationAdapter(config: config, seed: 1)
         var options = AdapterTrainingOptions()
         options.resolution = 32
