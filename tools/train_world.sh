@@ -5,8 +5,9 @@
 # skipped). Usage: tools/train_world.sh [WORK_DIR]   (default: runs/world)
 #
 #   1. data:    nest world model + nest world dataset (base and adapter sets)
-#   2. vae, clip (in parallel)       3. unet        4. adapters (critter, bot)
-#   5. assemble: the finished model folder in WORK_DIR/model
+#   2. vae, clip (in parallel)   3. unet   4. adapters per domain: nested,
+#   then the single-token and IP-Adapter-style baselines; each lands in
+#   WORK_DIR/model/adapters when done. Pack it: nest world pack --model WORK_DIR/model
 set -euo pipefail
 WORK=${1:-runs/world}
 NEST=${NEST:-.build/release/nest}
@@ -60,27 +61,35 @@ JSON
   rm -rf "$WORK/model" && mv "$WORK/model.partial" "$WORK/model"
 fi
 
-# 4. One Nested Attention adapter per domain, side by side.
-for domain in critter bot; do
-  [ -d "$WORK/data-$domain" ] || "$NEST" world dataset -o "$WORK/data-$domain" --domain $domain \
-      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" > /dev/null
-  cat > "$WORK/adapter-$domain.json" <<JSON
-{"model": "model", "data": "data-$domain/manifest.jsonl", "output": "adapter-$domain",
- "adapter": {"placeholder_token": "<$domain>", "class_word": "$domain",
+# 4. One Nested Attention adapter per domain, side by side; then the
+#    baselines on the same encoder (single-token, IP-Adapter-style).
+adapter_config() { # DOMAIN KIND NAME
+  cat > "$WORK/$3.json" <<JSON
+{"model": "model", "data": "data-$1/manifest.jsonl", "output": "$3",
+ "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2",
              "resampler": {"width": 128, "depth": 2, "heads": 4, "head_dim": 32, "queries": 16, "ff_mult": 2}},
  "training": {"steps": 1500, "batch_size": 8, "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine",
               "flip_targets": false, "seed": 4},
  "checkpoint_every": 100, "log_every": 10, "sample_every": 500}
 JSON
-done
-stage adapter-critter adapter 1 & A=$!
-stage adapter-bot adapter 1 & B=$!
-wait $A; wait $B
-
-# 5. The finished folder: the model plus its adapters.
-mkdir -p "$WORK/model/adapters"
+}
+install_adapter() { # RUN NAME
+  mkdir -p "$WORK/model/adapters"
+  cp "$WORK/$1/adapter.json" "$WORK/model/adapters/$2.json"
+  cp "$WORK/$1/adapter.safetensors" "$WORK/model/adapters/$2.safetensors"
+}
 for domain in critter bot; do
-  cp "$WORK/adapter-$domain/adapter.json" "$WORK/model/adapters/$domain.json"
-  cp "$WORK/adapter-$domain/adapter.safetensors" "$WORK/model/adapters/$domain.safetensors"
+  [ -d "$WORK/data-$domain" ] || "$NEST" world dataset -o "$WORK/data-$domain" --domain $domain \
+      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" > /dev/null
+done
+for kind in nested single-token ip-adapter; do
+  suffix=$([ $kind = nested ] && echo "" || echo "-$kind")
+  for domain in critter bot; do adapter_config $domain $kind adapter-$domain$suffix; done
+  stage adapter-critter$suffix adapter 1 & A=$!
+  stage adapter-bot$suffix adapter 1 & B=$!
+  wait $A; wait $B
+  # 5. The model folder gains each adapter as soon as it is trained.
+  for domain in critter bot; do install_adapter adapter-$domain$suffix $domain$suffix; done
+  echo "trained $kind adapters: $WORK/model/adapters"
 done
 echo "trained world: $WORK/model"
