@@ -119,7 +119,8 @@ public struct WorldEvaluation {
     /// Generates one image per case. `adapters` false: the class word, no
     /// adapter (the base model); otherwise each subject through its adapter.
     public func generate(_ pipe: PersonalizedPipeline, cases: [Case], adapters: Bool,
-                         options nested: NestedAttentionOptions = .init(), progress: () -> Void = {}) throws -> [RGBImage] {
+                         options nested: NestedAttentionOptions = .init(), scale: Float? = nil,
+                         progress: () -> Void = {}) throws -> [RGBImage] {
         try cases.enumerated().map { i, c in
             let config = GenerationConfiguration(prompt: c.prompt(placeholders: adapters), steps: options.steps,
                                                  guidanceScale: options.guidance, seed: c.sceneSeed % 1_000_000,
@@ -130,9 +131,9 @@ public struct WorldEvaluation {
                 if let companion = c.companion {
                     subjects.append(Subject(placeholder: "<\(companion.identity.domain.rawValue)>", images: [companion.reference]))
                 }
-                var perToken: [String: NestedAttentionOptions] = [:]
-                for s in subjects { perToken[s.placeholder] = nested }
-                return try pipe.generate(config, subjects: subjects, options: perToken)
+                var perToken: [String: NestedAttentionOptions] = [:], scales: [String: Float] = [:]
+                for s in subjects { perToken[s.placeholder] = nested; scales[s.placeholder] = scale }
+                return try pipe.generate(config, subjects: subjects, options: perToken, adapterScales: scales)
             }
             progress()
             return try StableDiffusionPipeline.images(tensor)[0]

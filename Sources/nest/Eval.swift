@@ -57,17 +57,34 @@ struct Eval: ParsableCommand {
         options.steps = steps; options.guidance = guidance; options.valueNormalization = valueNorm
         let evaluation = WorldEvaluation(options: options)
         let single = evaluation.cases(twoSubjects: false), pairs = evaluation.cases(twoSubjects: true)
-        let total = single.count * 3 + pairs.count * 2
+        // Baselines on the same encoder, where the folder has them for both domains.
+        var baselines: [(name: String, pipe: PersonalizedPipeline, scale: Float?)] = []
+        for (kind, scales) in [(AdapterConfig.Kind.singleToken, [Float?.none]), (.ipAdapter, [Float(0.5), 1.0])] {
+            let found = DefaultModel.adapters(in: modelPath, kind: kind)
+            guard Domain.allCases.allSatisfy({ found["<\($0.rawValue)>"] != nil }) else { continue }
+            let other: PersonalizedPipeline
+            do {
+                other = try PersonalizedPipeline(base: pipe.base)
+                for (_, path) in found { try other.add(try PersonalizationAdapter.load(path: path)) }
+            } catch { fail(String(describing: error)) }
+            for scale in scales {
+                let name = kind == .singleToken ? "single-token encoder" : String(format: "IP-Adapter-style decoupled attention, scale %g", scale!)
+                baselines.append((name, other, scale))
+            }
+        }
+        let total = single.count * (3 + baselines.count) + pairs.count * 2
         let bar = ProgressBar(total: total)
         var done = 0
         let tick = { done += 1; bar.update(done) }
 
         let truth = single.map { $0.scene.render(seed: 7) }
-        let unrelated = single.indices.map { truth[($0 + single.count / 2 + 1) % single.count] }
+        // The next identity's truth (offset by one identity's prompts, never the case itself).
+        let unrelated = single.indices.map { truth[($0 + prompts) % single.count] }
         let base = try evaluation.generate(pipe, cases: single, adapters: false, progress: tick)
         let nested = try evaluation.generate(pipe, cases: single, adapters: true, progress: tick)
         let normalized = try evaluation.generate(pipe, cases: single, adapters: true,
                                                  options: .init(valueNormalization: valueNorm), progress: tick)
+        let baselineImages = try baselines.map { try evaluation.generate($0.pipe, cases: single, adapters: true, scale: $0.scale, progress: tick) }
         let pairBase = try evaluation.generate(pipe, cases: pairs, adapters: false, progress: tick)
         let pairNested = try evaluation.generate(pipe, cases: pairs, adapters: true, progress: tick)
         bar.finish()
@@ -76,6 +93,7 @@ struct Eval: ParsableCommand {
             evaluation.score("ground truth (render at an unseen seed)", cases: single, images: truth),
             evaluation.score("unrelated images (another case's truth)", cases: single, images: unrelated),
             evaluation.score("base model, class word", cases: single, images: base),
+        ] + zip(baselines, baselineImages).map { evaluation.score($0.name, cases: single, images: $1) } + [
             evaluation.score("Nested Attention", cases: single, images: nested),
             evaluation.score(String(format: "Nested Attention, value normalization λ=%g", valueNorm), cases: single, images: normalized),
             evaluation.score("two subjects: base model, class words", cases: pairs, images: pairBase),
