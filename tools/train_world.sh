@@ -54,7 +54,7 @@ if [ ! -e "$WORK/model/unet/diffusion_pytorch_model.safetensors" ]; then
   cat > "$WORK/unet.json" <<JSON
 {"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
  "steps": 2400, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
- "flip": false, "checkpoint_every": 100, "log_every": 10, "seed": 3}
+ "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 400, "seed": 3}
 JSON
   stage unet unet 2
   cp "$WORK"/unet/unet/* "$WORK/model.partial/unet/"
