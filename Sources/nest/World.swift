@@ -8,7 +8,7 @@ import NestWorld
 struct World: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Render the procedural miniature world (critters and bots) as training data.",
-        subcommands: [WorldDatasetCommand.self, WorldModelCommand.self, WorldPackCommand.self])
+        subcommands: [WorldDatasetCommand.self, WorldModelCommand.self, WorldPackCommand.self, WorldSubjectCommand.self])
 }
 
 struct WorldDatasetCommand: ParsableCommand {
@@ -116,5 +116,34 @@ struct WorldPackCommand: ParsableCommand {
             bytes += (try? fm.attributesOfItem(atPath: destination.path)[.size] as? Int) ?? 0
         }
         print(String(format: "wrote %@ (%.1f MB)", output, Double(bytes) / 1e6))
+    }
+}
+
+struct WorldSubjectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "subject",
+        abstract: "Render one individual as a subject photo (centre, large, flat style, no accessory), e.g. for --subject.")
+
+    @Option(help: "critter or bot.")
+    var domain: String
+
+    @Option(help: "Which individual (any number; the datasets draw theirs from other seeds).")
+    var seed: UInt64
+
+    @Option(help: "Background of the photo.")
+    var background: String = "beach"
+
+    @Option(name: .shortAndLong, help: "Output PNG (must not exist yet).")
+    var output: String
+
+    func run() throws {
+        guard let d = Domain(rawValue: domain) else { fail("--domain: unknown domain '\(domain)' (critter or bot)") }
+        guard let b = Background(rawValue: background) else {
+            fail("--background: unknown background '\(background)' (\(Background.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let identity = Identity.random(domain: d, seed: seed)
+        let image = WorldRenderer.render(identity: identity, context: Context(background: b), seed: seed)
+        do { try ImageFile.writePNG(image, to: output) } catch { fail(String(describing: error)) }
+        print("wrote \(output)")
     }
 }
