@@ -1,0 +1,157 @@
+import Foundation
+import NestEngine
+import NestModels
+import NestPersonalization
+
+/// `nest-bench compare`: the Swift engine and PyTorch side by side, one case
+/// at a time, each in its own process (so peak memory is per case): the
+/// Swift child is `nest-bench case NAME`, the PyTorch one
+/// `tools/bench_torch.py NAME`. Same configs (tools/bench_configs/), same
+/// shapes, random weights, same thread count; best of N after a warm-up.
+///
+///   swift build -c release --product nest-bench
+///   env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX HF_HUB_OFFLINE=1 \
+///       .build/release/nest-bench compare [--cases a,b,…] [--repeats N] [--python python3]
+let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sdxl-unet-64",
+                    "vae-decode-256", "vae-decode-512", "clip-text", "train-step"]
+
+/// FLOPs of one call, counted by torch's FlopCounterMode on the same shapes
+/// (matmuls and convolutions; attention included), for the GFLOP/s column.
+let caseGFLOP: [String: Double] = ["sd15-unet-64": 1610]
+
+let benchRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+func benchConfig(_ name: String) -> Data { try! Data(contentsOf: benchRoot.appendingPathComponent("tools/bench_configs/\(name)")) }
+
+func peakRSSMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// One Swift case: build, warm up, best of `repeats`; prints a JSON line.
+func runSwiftCase(_ name: String, repeats: Int) {
+    let work = makeSwiftCase(name)
+    work()
+    let t = best(repeats, work)
+    print(#"{"case": "\#(name)", "seconds": \#(t), "peak_rss_mib": \#(peakRSSMiB())}"#)
+}
+
+func makeSwiftCase(_ name: String) -> () -> Void {
+    let parts = name.split(separator: "-").map(String.init)
+    if parts[0] == "sd15" || parts[0] == "sdxl" {
+        let xl = parts[0] == "sdxl", size = Int(parts[2])!
+        let config = try! UNet2DConditionConfig.decode(benchConfig(xl ? "sdxl_unet.json" : "sd15_unet.json"), name: name)
+        let unet = UNet2DConditionModel(config: config, seed: 1)
+        let x = Tensor.randn([2, size, size, 4], seed: 2)
+        let context = Tensor.randn([2, 77, xl ? 2048 : 768], seed: 3)
+        let added = xl ? (Tensor.randn([2, 1280], seed: 4), Tensor([1024, 1024, 0, 0, 1024, 1024, 1024, 1024, 0, 0, 1024, 1024], shape: [2, 6])) : nil
+        if parts.count > 3 {
+            let count = Int(String(parts[3].last!))!
+            let subjects = [5, 9].prefix(count).enumerated().map { i, index -> NestedBindingSubject in
+                let adapter = benchAdapter(unet, tokenWidth: 768, seed: UInt64(i))
+                return NestedBindingSubject(adapter: adapter, tokens: Tensor.randn([1, 16, 768], seed: 10 + UInt64(i)), tokenIndex: [index, index])
+            }
+            let binding = try! NestedAttentionBinding.install(on: unet, subjects: subjects)
+            return { _ = binding; _ = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context, added: added) }
+        }
+        return { _ = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context, added: added) }
+    }
+    if parts[0] == "vae" {
+        let size = Int(parts[2])!
+        let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
+        let z = Tensor.randn([1, size / 8, size / 8, 4], seed: 5)
+        return { _ = vae.decode(z) }
+    }
+    if name == "clip-text" {
+        let text = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sd15_text.json")))
+        var rng = SeededRandom(seed: 6)
+        let ids = (0..<2).map { _ in (0..<77).map { _ in rng.nextInt(below: 49408) } }
+        return { _ = text.forward(ids: ids) }
+    }
+    if name == "train-step" {
+        // The miniature world's UNet, frozen; a nested adapter's projections trained
+        // with AdamW on fixed encoder tokens, batch 8 at 16×16 latents.
+        let config = try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name)
+        let unet = UNet2DConditionModel(config: config, seed: 1)
+        unet.freeze()
+        let adapter = benchAdapter(unet, tokenWidth: 128, seed: 7)
+        let parameters = adapter.layers.trainableParameters
+        adapter.layers.unfreeze()
+        let optimizer = AdamW(parameters: adapter.layers.trainableParameters, config: .init(learningRate: 1e-4))
+        _ = parameters
+        let tokens = Tensor.randn([8, 16, 128], seed: 8)
+        let x = Tensor.randn([8, 16, 16, 4], seed: 9), context = Tensor.randn([8, 32, 128], seed: 10)
+        let target = Tensor.randn([8, 16, 16, 4], seed: 11)
+        var rng = SeededRandom(seed: 12)
+        let timesteps = (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
+        return {
+            Autograd.withGrad {
+                let binding = try! NestedAttentionBinding.install(
+                    on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: Array(repeating: 3, count: 8))])
+                let loss = F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target)
+                binding.uninstall()
+                loss.backward()
+            }
+            optimizer.update(learningRate: 1e-4)
+            optimizer.zeroGrad()
+        }
+    }
+    fatalError("nest-bench: unknown case \(name) (known: \(compareCases.joined(separator: ", ")))")
+}
+
+func benchAdapter(_ unet: UNet2DConditionModel, tokenWidth: Int, seed: UInt64) -> PersonalizationAdapter {
+    let config = AdapterConfig(kind: .nested, placeholderToken: "<s\(seed)>", classWord: "thing",
+                               imageEncoder: .init(hiddenSize: 64, imageSize: 224),
+                               resampler: .init(embeddingDim: 64, width: 64, outputDim: tokenWidth, depth: 1, heads: 1, headDim: 64, queries: 16),
+                               layers: PersonalizationAdapter.layers(for: unet.crossAttentionLayers))
+    return PersonalizationAdapter(config: config, seed: seed)
+}
+
+struct CaseResult: Decodable { let seconds: Double; let peak_rss_mib: Double }
+
+func runChild(_ executable: String, _ arguments: [String], environment: [String: String]) -> CaseResult? {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    for (k, v) in environment { env[k] = v }
+    process.environment = env
+    let out = Pipe()
+    process.standardOutput = out
+    do { try process.run() } catch { return nil }
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0, let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else { return nil }
+    return try? JSONDecoder().decode(CaseResult.self, from: Data(line.utf8))
+}
+
+func compare(arguments: [String]) {
+    func value(_ flag: String) -> String? { arguments.firstIndex(of: flag).flatMap { $0 + 1 < arguments.count ? arguments[$0 + 1] : nil } }
+    let cases = value("--cases").map { $0.split(separator: ",").map(String.init) } ?? compareCases
+    let repeats = value("--repeats") ?? "3"
+    let python = value("--python") ?? "/usr/bin/env"
+    let pythonArgs = value("--python") == nil ? ["python3"] : []
+    let script = benchRoot.appendingPathComponent("tools/bench_torch.py").path
+    let threads = String(Threads.count)
+    print("nest-bench compare: \(threads) thread(s) each; OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"); best of \(repeats) after a warm-up")
+    func row(_ cells: [String]) -> String {
+        zip(cells, [22, 10, 10, 7, 11, 11]).enumerated().map { i, p in
+            i == 0 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0)
+                   : String(repeating: " ", count: max(0, p.1 - p.0.count)) + p.0
+        }.joined(separator: " ")
+    }
+    print(row(["case", "swift s", "torch s", "ratio", "swift MiB", "torch MiB"]))
+    for name in cases {
+        let swift = runChild(CommandLine.arguments[0], ["case", name, "--repeats", repeats], environment: ["NEST_THREADS": threads])
+        let torch = runChild(python, pythonArgs + [script, name, "--repeats", repeats, "--threads", threads], environment: ["HF_HUB_OFFLINE": "1"])
+        func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "—" }
+        let ratio = swift.flatMap { s in torch.map { s.seconds / $0.seconds } }
+        var line = row([name, f(swift?.seconds, "%.3f"), f(torch?.seconds, "%.3f"), f(ratio, "%.2fx"),
+                        f(swift?.peak_rss_mib, "%.0f"), f(torch?.peak_rss_mib, "%.0f")])
+        if let gflop = caseGFLOP[name], let s = swift, let t = torch {
+            line += String(format: "   %.0f vs %.0f GFLOP/s", gflop / s.seconds, gflop / t.seconds)
+        }
+        print(line)
+        fflush(stdout)
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import NestIO
+import Testing
+
+/// The README's first command: personalized generation with the embedded
+/// miniature world, no download and no --model.
+@Suite struct DefaultModelCommandTests {
+    static let critter = CLI.root.appendingPathComponent("examples/critter.png").path
+    static let bot = CLI.root.appendingPathComponent("examples/bot.png").path
+
+    @Test func firstCommandPersonalizesWithTheEmbeddedWorld() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let prompt = "a <critter> wearing a red hat on the beach"
+        let r = try CLI.run(["generate", "--prompt", prompt, "--subject", "<critter>=\(Self.critter)", "--seed", "1"], in: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        let image = try ImageFile.decode(path: dir.appendingPathComponent("nest.png").path)
+        #expect(image.width == 64 && image.height == 64)
+        let mean = image.pixels.reduce(0) { $0 + Int($1) } / image.pixels.count
+        let spread = image.pixels.reduce(0) { $0 + abs(Int($1) - mean) } / image.pixels.count
+        #expect(spread > 10, "a picture, not a flat field (mean deviation \(spread))")
+
+        // The subject changes the picture: the class word with the same seed differs.
+        let plain = try CLI.run(["generate", "--prompt", "a critter wearing a red hat on the beach", "--seed", "1",
+                                 "--output", "plain.png"], in: dir)
+        #expect(plain.status == 0, "\(plain.stderr)")
+        let other = try ImageFile.decode(path: dir.appendingPathComponent("plain.png").path)
+        #expect(other.pixels != image.pixels)
+
+        // Nothing a user made is overwritten.
+        let again = try CLI.run(["generate", "--prompt", prompt, "--subject", "<critter>=\(Self.critter)"], in: dir)
+        #expect(again.status != 0 && again.stderr.contains("already exists"))
+        #expect(try ImageFile.decode(path: dir.appendingPathComponent("nest.png").path) == image)
+    }
+
+    @Test func twoSubjectsFromTwoDomains() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLI.run(["generate", "--prompt", "a large <critter> on the left in the forest with a <bot>, flat style",
+                             "--subject", "<critter>=\(Self.critter)", "--subject", "<bot>=\(Self.bot)",
+                             "--steps", "10", "--output", "two.png"], in: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("two.png").path))
+        let unknown = try CLI.run(["generate", "--prompt", "a <dragon>", "--subject", "<dragon>=\(Self.critter)",
+                                   "--output", "x.png"], in: dir)
+        #expect(unknown.status != 0 && unknown.stderr.split(separator: "\n").count == 1, "\(unknown.stderr)")
+    }
+}

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""PyTorch side of `nest-bench compare`: one benchmark case per process.
+
+    HF_HUB_OFFLINE=1 python3 tools/bench_torch.py CASE [--repeats N] [--threads T]
+
+Builds the same model as the Swift case (configs in tools/bench_configs/, random
+weights: timing does not depend on their values), runs one warm-up and the best
+of N timed calls under torch.no_grad (except the training step), and prints one
+JSON line: {"case", "seconds", "peak_rss_mib"}. Peak RSS is the whole process's
+(getrusage), as for the Swift child. An optional dependency: torch, diffusers
+and transformers (CPU build).
+"""
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_configs")
+
+
+def config(name):
+    with open(os.path.join(CONFIGS, name)) as f:
+        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+
+
+def unet(name):
+    from diffusers import UNet2DConditionModel
+    return UNet2DConditionModel.from_config(config(name)).eval()
+
+
+class NestedProcessor:
+    """Cross-attention with Nested Attention in the residual form the engine uses:
+    out = Attention(Q, K, V) + a_s * (softmax(Q K~^T / sqrt d) V~ - V_s), per head,
+    with K~, V~ computed once per generation (here: once, before timing)."""
+
+    def __init__(self, subjects):
+        self.subjects = subjects  # list of (token index, K~ [1, M, W], V~ [1, M, W])
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *a, **k):
+        q, key, value = attn.to_q(hidden_states), attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+        b, n, width = q.shape
+        h = attn.heads
+        d = width // h
+        qh = q.view(b, n, h, d).transpose(1, 2)
+        kh = key.view(b, -1, h, d).transpose(1, 2)
+        vh = value.view(b, -1, h, d).transpose(1, 2)
+        out = F.scaled_dot_product_attention(qh, kh, vh)
+        probs = torch.softmax(qh @ kh.transpose(-1, -2) * attn.scale, dim=-1)
+        for index, kn, vn in self.subjects:
+            knh = kn.view(1, -1, h, d).transpose(1, 2).expand(b, -1, -1, -1)
+            vnh = vn.view(1, -1, h, d).transpose(1, 2).expand(b, -1, -1, -1)
+            vstar = F.scaled_dot_product_attention(qh, knh, vnh)
+            out = out + probs[:, :, :, index:index + 1] * (vstar - vh[:, :, index:index + 1, :])
+        out = out.transpose(1, 2).reshape(b, n, width)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
+def bind_nested(model, subjects, tokens=16, gen=None):
+    processors = {}
+    for name, proc in model.attn_processors.items():
+        if name.endswith("attn2.processor"):
+            module = dict(model.named_modules())[name[:-len(".processor")]]
+            width = module.to_k.out_features
+            subs = [(idx, torch.randn(1, tokens, width, generator=gen), torch.randn(1, tokens, width, generator=gen))
+                    for idx in subjects]
+            processors[name] = NestedProcessor(subs)
+        else:
+            processors[name] = proc
+    model.set_attn_processor(processors)
+
+
+def case(name):
+    """Returns a zero-argument callable doing one timed unit of work."""
+    g = torch.Generator().manual_seed(0)
+    if name.startswith("sd15-unet-") or name.startswith("sdxl-unet-"):
+        xl = name.startswith("sdxl")
+        parts = name.split("-")
+        size = int(parts[2])
+        model = unet("sdxl_unet.json" if xl else "sd15_unet.json")
+        if len(parts) > 3:  # nested1 / nested2
+            bind_nested(model, subjects=[5, 9][:int(parts[3][-1])], gen=g)
+        x = torch.randn(2, 4, size, size, generator=g)
+        ctx = torch.randn(2, 77, 2048 if xl else 768, generator=g)
+        kwargs = {}
+        if xl:
+            kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(2, 1280, generator=g),
+                                           "time_ids": torch.tensor([[1024., 1024, 0, 0, 1024, 1024]] * 2)}
+        t = torch.tensor([999, 999])
+        return lambda: model(x, t, encoder_hidden_states=ctx, **kwargs).sample
+    if name.startswith("vae-decode-"):
+        from diffusers import AutoencoderKL
+        size = int(name.split("-")[2])
+        vae = AutoencoderKL.from_config(config("sd_vae.json")).eval()
+        z = torch.randn(1, 4, size // 8, size // 8, generator=g)
+        return lambda: vae.decode(z).sample
+    if name == "clip-text":
+        from transformers import CLIPTextConfig, CLIPTextModel
+        model = CLIPTextModel(CLIPTextConfig(**config("sd15_text.json"))).eval()
+        ids = torch.randint(0, 49408, (2, 77), generator=g)
+        return lambda: model(ids).last_hidden_state
+    if name == "train-step":
+        # One AdamW step of a small UNet (the miniature world's) with a nested adapter's
+        # projections as the only trainable parameters, batch 8 at 16x16 latents.
+        from diffusers import UNet2DConditionModel
+        model = UNet2DConditionModel.from_config(config("world_unet.json"))
+        model.requires_grad_(False)
+        params = []
+        processors = {}
+        for pname in model.attn_processors:
+            if pname.endswith("attn2.processor"):
+                module = dict(model.named_modules())[pname[:-len(".processor")]]
+                width = module.to_k.out_features
+                kp = torch.nn.Linear(128, width, bias=False)
+                vp = torch.nn.Linear(128, width, bias=False)
+                params += list(kp.parameters()) + list(vp.parameters())
+                processors[pname] = (kp, vp)
+        tokens = torch.randn(8, 16, 128, generator=g)
+
+        class Trainable(NestedProcessor):
+            def __init__(self, kp, vp):
+                self.kp, self.vp = kp, vp
+
+            def __call__(self, attn, hidden_states, encoder_hidden_states=None, *a, **k):
+                self.subjects = [(3, self.kp(tokens), self.vp(tokens))]
+                return NestedProcessor.__call__(self, attn, hidden_states, encoder_hidden_states)
+
+        model.set_attn_processor({n: (Trainable(*processors[n]) if n in processors else p)
+                                  for n, p in model.attn_processors.items()})
+        opt = torch.optim.AdamW(params, lr=1e-4)
+        x = torch.randn(8, 4, 16, 16, generator=g)
+        ctx = torch.randn(8, 32, 128, generator=g)
+        target = torch.randn(8, 4, 16, 16, generator=g)
+        t = torch.randint(0, 1000, (8,), generator=g)
+
+        def step():
+            loss = F.mse_loss(model(x, t, encoder_hidden_states=ctx).sample, target)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        return step
+    raise SystemExit(f"bench_torch.py: unknown case {name}")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("case")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    work = case(args.case)
+    grad = torch.enable_grad() if args.case == "train-step" else torch.no_grad()
+    with grad:
+        work()
+        best = math.inf
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            work()
+            best = min(best, time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"case": args.case, "seconds": best, "peak_rss_mib": peak}))
+
+
+if __name__ == "__main__":
+    main()
