@@ -86,6 +86,22 @@ import Testing
         #expect(plain.array != baseline.array, "the single-token baseline must change the image")
     }
 
+    /// Our ip-adapter kind (decoupled attention over the same encoder's tokens):
+    /// at scale 0 the branch is off and the image is the base model's exactly.
+    @Test func decoupledAttentionKindScalesFromThePlainImage() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        try pipe.add(adapter(.ipAdapter, token: "<critter>", unet: base.unet, seed: 5))
+        let plain = try base.generate(config)
+        let subject = Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])
+        let off = try pipe.generate(config, subjects: [subject], adapterScales: ["<critter>": 0])
+        #expect(off.array == plain.array)
+        let on = try pipe.generate(config, subjects: [subject])
+        #expect(on.array != plain.array, "the decoupled branch must change the image")
+        #expect(base.unet.crossAttentionLayers.allSatisfy { $0.layer.processor is PlainAttentionProcessor })
+        #expect(try base.generate(config).array == plain.array)
+    }
+
     @Test func clearErrors() throws {
         let base = try StableDiffusionPipeline.load(folder: Self.folder)
         let pipe = try PersonalizedPipeline(base: base)
