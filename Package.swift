@@ -71,7 +71,7 @@ let package = Package(
             "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest", swiftSettings: optimize),
-        .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels", "NestPersonalization"],
+        .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                           path: "Sources/nest-bench", swiftSettings: optimize),
 
         .testTarget(name: "NestEngineTests", dependencies: ["NestEngine", "NestIO"],

@@ -104,6 +104,23 @@ def case(name):
         model = CLIPTextModel(CLIPTextConfig(**config("sd15_text.json"))).eval()
         ids = torch.randint(0, 49408, (2, 77), generator=g)
         return lambda: model(ids).last_hidden_state
+    if name == "generate-20":
+        # A whole SD 1.5 generation at 512x512: text encoding, 20 Euler steps with
+        # guidance 7.5 (batch 2 UNet calls), VAE decode. Tokenizer: a small fixture
+        # vocabulary (timing does not depend on it).
+        from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline
+        from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+        folder = os.path.join(CONFIGS, "sd15_pipeline")
+        pipe = StableDiffusionPipeline(
+            vae=AutoencoderKL.from_config(config("sd_vae.json")), unet=unet("sd15_unet.json"),
+            text_encoder=CLIPTextModel(CLIPTextConfig(**config("sd15_text.json"))),
+            tokenizer=CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer")),
+            scheduler=EulerDiscreteScheduler.from_pretrained(os.path.join(folder, "scheduler")),
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return lambda: pipe("a photo of a cat on the beach", num_inference_steps=20, guidance_scale=7.5,
+                            height=512, width=512, output_type="np",
+                            generator=torch.Generator().manual_seed(1)).images
     if name == "train-step":
         # One AdamW step of a small UNet (the miniature world's) with a nested adapter's
         # projections as the only trainable parameters, batch 8 at 16x16 latents.

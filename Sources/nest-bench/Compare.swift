@@ -1,5 +1,6 @@
 import Foundation
 import NestEngine
+import NestDiffusion
 import NestModels
 import NestPersonalization
 
@@ -13,7 +14,7 @@ import NestPersonalization
 ///   env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX HF_HUB_OFFLINE=1 \
 ///       .build/release/nest-bench compare [--cases a,b,…] [--repeats N] [--python python3]
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sdxl-unet-64",
-                    "vae-decode-256", "vae-decode-512", "clip-text", "train-step"]
+                    "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20"]
 
 /// FLOPs of one call, counted by torch's FlopCounterMode on the same shapes
 /// (matmuls and convolutions; attention included), for the GFLOP/s column.
@@ -67,6 +68,22 @@ func makeSwiftCase(_ name: String) -> () -> Void {
         var rng = SeededRandom(seed: 6)
         let ids = (0..<2).map { _ in (0..<77).map { _ in rng.nextInt(below: 49408) } }
         return { _ = text.forward(ids: ids) }
+    }
+    if name == "generate-20" {
+        // A whole SD 1.5 generation at 512×512 (as tools/bench_torch.py's): text encoding,
+        // 20 Euler steps at guidance 7.5, VAE decode; a small fixture tokenizer.
+        let folder = benchRoot.appendingPathComponent("tools/bench_configs/sd15_pipeline")
+        let text = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sd15_text.json")))
+        let prompts = try! PromptEncoder(tokenizers: [try! CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer"))],
+                                         encoders: [text])
+        let unet = UNet2DConditionModel(config: try! UNet2DConditionConfig.decode(benchConfig("sd15_unet.json"), name: name), seed: 1)
+        let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
+        let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
+                                           schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
+                                           forceZerosForEmptyPrompt: false)
+        let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: 20, guidanceScale: 7.5, seed: 1,
+                                             width: 512, height: 512)
+        return { _ = try! pipe.generate(config) }
     }
     if name == "train-step" {
         // The miniature world's UNet, frozen; a nested adapter's projections trained

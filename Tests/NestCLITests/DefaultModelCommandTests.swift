@@ -20,12 +20,15 @@ import Testing
         let spread = image.pixels.reduce(0) { $0 + abs(Int($1) - mean) } / image.pixels.count
         #expect(spread > 10, "a picture, not a flat field (mean deviation \(spread))")
 
-        // The subject changes the picture: the class word with the same seed differs.
+        // The subject changes the picture: the class word with the same seed and steps differs.
+        let short = try CLI.run(["generate", "--prompt", prompt, "--subject", "<critter>=\(Self.critter)", "--seed", "1",
+                                 "--steps", "6", "--output", "subject.png"], in: dir)
         let plain = try CLI.run(["generate", "--prompt", "a critter wearing a red hat on the beach", "--seed", "1",
-                                 "--output", "plain.png"], in: dir)
-        #expect(plain.status == 0, "\(plain.stderr)")
-        let other = try ImageFile.decode(path: dir.appendingPathComponent("plain.png").path)
-        #expect(other.pixels != image.pixels)
+                                 "--steps", "6", "--output", "plain.png"], in: dir)
+        #expect(short.status == 0 && plain.status == 0, "\(short.stderr) \(plain.stderr)")
+        let withSubject = try ImageFile.decode(path: dir.appendingPathComponent("subject.png").path)
+        let withoutSubject = try ImageFile.decode(path: dir.appendingPathComponent("plain.png").path)
+        #expect(withSubject.pixels != withoutSubject.pixels)
 
         // Nothing a user made is overwritten.
         let again = try CLI.run(["generate", "--prompt", prompt, "--subject", "<critter>=\(Self.critter)"], in: dir)
