@@ -70,7 +70,9 @@ let package = Package(
         .executableTarget(name: "nest", dependencies: [
             "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], path: "Sources/nest", swiftSettings: optimize),
+        ], path: "Sources/nest",
+        // The trained miniature world, shipped as the default model (see DefaultModel.swift).
+        resources: [.copy("Resources/world")], swiftSettings: optimize),
         .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                           path: "Sources/nest-bench", swiftSettings: optimize),
 
