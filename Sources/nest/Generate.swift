@@ -103,6 +103,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         try engine.apply()
         let model = DefaultModel.resolve(self.model)
+        let adapters = adapterPaths(model: model)
         // Check every output path before spending minutes generating.
         for path in outputPaths { try checkWritable(path) }
 
@@ -127,7 +128,7 @@ struct Generate: ParsableCommand {
         note(String(format: "loaded %@ in %.1f s; %d×%d, %d steps, %@, seed %llu", model, Date().timeIntervalSince(loadStart),
                     width, height, steps, schedulerName, seed))
 
-        let personalized = try personalize(pipeline)
+        let personalized = try personalize(pipeline, adapters: adapters)
         let bar = ProgressBar(total: steps)
         let images: Tensor
         do {
@@ -177,20 +178,39 @@ struct Generate: ParsableCommand {
         }
     }
 
-    /// Loads adapters and subject images; nil when the run is plain text-to-image.
-    func personalize(_ pipeline: StableDiffusionPipeline) throws -> (PersonalizedPipeline, [Subject], [RGBImage])? {
-        if adapters.isEmpty && subjects.isEmpty && ipAdapter == nil && ipImages.isEmpty { return nil }
-        // Subjects without an --adapter use the model folder's own adapter for their token.
-        var adapters = self.adapters
-        let shipped = DefaultModel.adapters(in: DefaultModel.resolve(model))
-        var loadedTokens = Set<String>()
-        for path in adapters { if let c = try? AdapterConfig.load(from: URL(fileURLWithPath: path)) { loadedTokens.insert(c.placeholderToken) } }
+    /// The adapters to load: every --adapter, plus the model folder's own adapter
+    /// for each --subject token no --adapter covers. Fails in one line, before
+    /// any model is loaded, when a subject's token has no adapter at all.
+    func adapterPaths(model: String) -> [String] {
+        var paths = adapters
+        let shipped = DefaultModel.adapters(in: model)
+        var covered = Set<String>()
+        for path in paths {
+            // Either file of the pair may be named, or the stem.
+            let config = URL(fileURLWithPath: path).deletingPathExtension().appendingPathExtension("json")
+            guard FileManager.default.fileExists(atPath: config.path) else {
+                fail("\(path): adapter config \(config.lastPathComponent) not found")
+            }
+            do { covered.insert(try AdapterConfig.load(from: config).placeholderToken) } catch { fail(String(describing: error)) }
+        }
         for spec in subjects {
             guard let eq = spec.firstIndex(of: "=") else { continue }
             let token = String(spec[..<eq])
-            if !loadedTokens.contains(token), let path = shipped[token] { adapters.append(path); loadedTokens.insert(token) }
+            if covered.contains(token) { continue }
+            guard let path = shipped[token] else {
+                let offered = shipped.keys.sorted().joined(separator: ", ")
+                fail("--subject \(token): no adapter for this token; pass --adapter FILE.json"
+                     + (offered.isEmpty ? "" : " (the model's own adapters are for \(offered))"))
+            }
+            paths.append(path)
+            covered.insert(token)
         }
-        if !subjects.isEmpty && adapters.isEmpty { fail("--subject given but no --adapter loaded (and the model folder has no adapter for it)") }
+        return paths
+    }
+
+    /// Loads adapters and subject images; nil when the run is plain text-to-image.
+    func personalize(_ pipeline: StableDiffusionPipeline, adapters: [String]) throws -> (PersonalizedPipeline, [Subject], [RGBImage])? {
+        if adapters.isEmpty && subjects.isEmpty && ipAdapter == nil && ipImages.isEmpty { return nil }
         if ipAdapter != nil && ipImages.isEmpty { fail("--ip-adapter needs at least one --ip-image") }
         if ipAdapter == nil && !ipImages.isEmpty { fail("--ip-image given but no --ip-adapter") }
         let pipe: PersonalizedPipeline

@@ -62,9 +62,10 @@ import Testing
 
     @Test(arguments: [
         (["--adapter", "ADAPTER", "--subject", "<critter>=PHOTO"], "a cat on the beach", "does not contain the placeholder token <critter>"),
-        (["--adapter", "ADAPTER", "--subject", "<dog>=PHOTO"], "a <critter>", "adapter <critter> is loaded but no --subject"),
+        (["--adapter", "ADAPTER", "--subject", "<dog>=PHOTO"], "a <critter>", "--subject <dog>: no adapter for this token"),
+        (["--adapter", "ADAPTER"], "a <critter>", "adapter <critter> is loaded but no --subject"),
         (["--adapter", "ADAPTER", "--subject", "<critter>=/nonexistent.png"], "a <critter>", "/nonexistent.png"),
-        (["--subject", "<critter>=PHOTO"], "a <critter>", "no --adapter"),
+        (["--subject", "<critter>=PHOTO"], "a <critter>", "no adapter for this token; pass --adapter"),
         (["--adapter", "/nonexistent/adapter.json", "--subject", "<critter>=PHOTO"], "a <critter>", "adapter config adapter.json not found"),
     ])
     func badSubjectInputFailsClearly(arguments: [String], prompt: String, message: String) throws {
@@ -72,6 +73,10 @@ import Testing
         let (r, out) = try run(args, prompt: prompt)
         #expect(r.status != 0)
         #expect(r.stderr.contains(message), "stderr: \(r.stderr)")
+        // One error line (after at most the "loaded …" status line), no trace.
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.filter { $0.hasPrefix("nest: error: ") }.count == 1
+                && lines.allSatisfy { $0.hasPrefix("nest: error: ") || $0.hasPrefix("loaded ") }, "stderr: \(r.stderr)")
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 }
