@@ -40,8 +40,11 @@ let package = Package(
         // a small C layer turns them into return codes and messages.
         .target(name: "CImageCodecs", dependencies: ["CPNG", "CJPEG"], path: "Sources/CImageCodecs"),
 
+        // AVX-512 versions of the engine's transcendental hot loops, chosen at run time.
+        .target(name: "CKernels", path: "Sources/CKernels"),
+
         // Engine: tensors, kernels, autograd, optimizers, modules, threads.
-        .target(name: "NestEngine", dependencies: blasDependency, path: "Sources/NestEngine",
+        .target(name: "NestEngine", dependencies: blasDependency + ["CKernels"], path: "Sources/NestEngine",
                 swiftSettings: optimize),
         // I/O: safetensors and image files.
         .target(name: "NestIO", dependencies: ["NestEngine", "CImageCodecs"], path: "Sources/NestIO",

@@ -1,3 +1,6 @@
+import CKernels
+import Synchronization
+
 /// Vectorized transcendental functions for the engine's kernels.
 ///
 /// libm's scalar `expf`/`erff` would dominate softmax, attention and GELU, so
@@ -5,6 +8,17 @@
 /// to a few ulp (exp) or ~1e-7 absolute (erf, tanh), well inside float32
 /// parity with PyTorch.
 public typealias Vec16 = SIMD16<Float>
+
+/// Whether the engine's hot loops use the AVX-512 versions in CKernels
+/// (detected once at startup; tests switch it off to check both paths agree).
+public enum VectorKernels {
+    static let available = nest_kernels_avx512() != 0
+    static let enabled = Atomic<Bool>(VectorKernels.available)
+    public static var useAVX512: Bool {
+        get { enabled.load(ordering: .relaxed) }
+        set { enabled.store(newValue && available, ordering: .relaxed) }
+    }
+}
 
 @inline(__always) func load16(_ p: UnsafePointer<Float>) -> Vec16 {
     UnsafeRawPointer(p).loadUnaligned(as: Vec16.self)
@@ -128,6 +142,7 @@ public func fastTanh(_ x: Float) -> Float { vtanh(Vec16(repeating: x))[0] }
 
 /// Largest of `n` floats (-inf for none).
 @inline(__always) public func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
+    if VectorKernels.useAVX512 { return nest_row_max(x, n) }
     var m = Vec16(repeating: -.infinity)
     var i = 0
     // Compare-and-blend: `pointwiseMax` and `.max()` compile to lane-by-lane
@@ -151,6 +166,7 @@ public func fastTanh(_ x: Float) -> Float { vtanh(Vec16(repeating: x))[0] }
 
 /// x[i] = exp(x[i] - shift) over `n` floats; returns their sum.
 @inline(__always) public func expShiftedInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
+    if VectorKernels.useAVX512 { return nest_exp_shift_sum(x, n, shift) }
     let sv = Vec16(repeating: shift)
     var s = Vec16(repeating: 0)
     var i = 0

@@ -1,3 +1,4 @@
+import CKernels
 /// Elementwise arithmetic with broadcasting, and activations.
 
 enum BinaryOp { case add, sub, mul, div }
@@ -164,7 +165,15 @@ public enum F {}
 
 extension F {
     public static func silu(_ x: Tensor) -> Tensor {
-        x.unary { $0 * vsigmoid($0) }.recorded("silu", [x]) { g in
+        let y: Tensor
+        if VectorKernels.useAVX512 {
+            y = Tensor(uninitialized: x.shape)
+            let src = UnsafePointer(x.data), dst = y.data
+            parallelRanges(x.count, grain: 1 << 14) { r in nest_silu(src + r.lowerBound, dst + r.lowerBound, r.count) }
+        } else {
+            y = x.unary { $0 * vsigmoid($0) }
+        }
+        return y.recorded("silu", [x]) { g in
             // d/dx x·σ(x) = σ(x)·(1 + x·(1 - σ(x)))
             [g.zipMap(x) { g, x in
                 let s = vsigmoid(x)

@@ -1,0 +1,21 @@
+#ifndef NEST_CKERNELS_H
+#define NEST_CKERNELS_H
+/* Hot loops that need instructions Swift cannot reach from a baseline
+ * x86-64 build (AVX-512 with FMA). Each entry point checks nothing: callers
+ * ask nest_kernels_avx512() once and pick these or their Swift versions. */
+#include <stddef.h>
+
+/* 1 when the CPU (and OS) support AVX-512F, else 0. */
+int nest_kernels_avx512(void);
+
+/* x[i] = exp(x[i] - shift) for i < n; returns the sum of the results.
+ * Same approximation and edge cases as the engine's Swift vexp. */
+float nest_exp_shift_sum(float *x, ptrdiff_t n, float shift);
+
+/* Largest of n floats (-inf when n == 0). */
+float nest_row_max(const float *x, ptrdiff_t n);
+
+/* y[i] = x[i] * sigmoid(x[i]). */
+void nest_silu(const float *x, float *y, ptrdiff_t n);
+
+#endif

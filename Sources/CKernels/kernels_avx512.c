@@ -1,0 +1,90 @@
+// AVX-512 versions of the engine's transcendental hot loops. Compiled with a
+// per-function target attribute so the rest of the package stays baseline
+// x86-64; the Swift side calls these only after nest_kernels_avx512().
+#include "CKernels.h"
+#include <math.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+int nest_kernels_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") ? 1 : 0;
+}
+
+// e^x for 16 lanes: n = round(x / ln 2), r = x - n ln 2 (two-part constant),
+// a degree-6 polynomial for e^r, then scalef multiplies by 2^n. Inputs are
+// clamped as the Swift version: below -87.33 gives 0, above 88.376 gives +inf,
+// NaN stays NaN.
+AVX512 static inline __m512 exp16(__m512 x) {
+    const __m512 hi = _mm512_set1_ps(88.376f), lo = _mm512_set1_ps(-87.33f);
+    __m512 c = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), c);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512 e = _mm512_scalef_ps(p, n);
+    e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
+    e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
+    return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+AVX512 float nest_exp_shift_sum(float *x, ptrdiff_t n, float shift) {
+    const __m512 s = _mm512_set1_ps(shift);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
+        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), s));
+        _mm512_storeu_ps(x + i, e0);
+        _mm512_storeu_ps(x + i + 16, e1);
+        acc0 = _mm512_add_ps(acc0, e0);
+        acc1 = _mm512_add_ps(acc1, e1);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = (n - i) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
+        _mm512_mask_storeu_ps(x + i, m, e);
+        acc0 = _mm512_add_ps(acc0, _mm512_maskz_mov_ps(m, e));
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+AVX512 float nest_row_max(const float *x, ptrdiff_t n) {
+    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = (n - i) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        m0 = _mm512_mask_max_ps(m0, m, m0, _mm512_maskz_loadu_ps(m, x + i));
+    }
+    return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+}
+
+AVX512 void nest_silu(const float *x, float *y, ptrdiff_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 m = (n - i) >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+}
+
+#else
+int nest_kernels_avx512(void) { return 0; }
+float nest_exp_shift_sum(float *x, ptrdiff_t n, float shift) { (void)x; (void)n; (void)shift; return 0; }
+float nest_row_max(const float *x, ptrdiff_t n) { (void)x; (void)n; return -INFINITY; }
+void nest_silu(const float *x, float *y, ptrdiff_t n) { (void)x; (void)y; (void)n; }
+#endif

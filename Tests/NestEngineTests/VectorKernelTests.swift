@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+@testable import NestEngine
+
+/// The AVX-512 kernels (CKernels) and the engine's portable Swift versions
+/// must agree; the engine picks one at startup from the CPU's features.
+@Suite(.serialized) struct VectorKernelTests {
+    @Test func detectionMatchesTheCPU() throws {
+        #if os(Linux) && arch(x86_64)
+        let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        #expect(VectorKernels.available == cpuinfo.contains(" avx512f"))
+        #endif
+    }
+
+    @Test func avx512AndPortableKernelsAgree() {
+        // Lengths that exercise the 32-wide loop, the 16-wide masked tail and tiny rows.
+        for n in [1, 7, 16, 31, 32, 33, 77, 256, 1000] {
+            let values = Tensor.randn([n], seed: UInt64(n), std: 30)
+            let shift = values.array.max()! - 5
+            func run(_ avx: Bool) -> (exp: [Float], sum: Float, max: Float, silu: [Float]) {
+                VectorKernels.useAVX512 = avx
+                defer { VectorKernels.useAVX512 = true }
+                let copy = Tensor(values.array, shape: [n])
+                let sum = expShiftedInPlace(copy.data, n, shift: shift)
+                return (copy.array, sum, rowMax(values.data, n), F.silu(values).array)
+            }
+            let fast = run(true), portable = run(false)
+            #expect(fast.max == portable.max && fast.max == values.array.max()!)
+            #expect(abs(fast.sum - portable.sum) <= 1e-5 * portable.sum, "n=\(n)")
+            for i in 0..<n {
+                #expect(abs(fast.exp[i] - portable.exp[i]) <= 4e-7 * max(portable.exp[i], 1e-30), "exp n=\(n) i=\(i)")
+                #expect(abs(fast.silu[i] - portable.silu[i]) <= 1e-6 * max(1, abs(portable.silu[i])), "silu n=\(n) i=\(i)")
+            }
+        }
+        // Edge cases: overflow, underflow, NaN.
+        let edge = Tensor([100, -100, .nan, 0, 88.3, -87.3], shape: [6])
+        let out = Tensor(edge.array, shape: [6])
+        _ = expShiftedInPlace(out.data, 6, shift: 0)
+        #expect(out.array[0] == .infinity && out.array[1] == 0 && out.array[2].isNaN && out.array[3] == 1)
+        #expect(abs(out.array[4] - expf(88.3)) <= 1e-6 * expf(88.3) && abs(out.array[5] - expf(-87.3)) <= 1e-6 * expf(-87.3))
+    }
+
+    @Test func attentionIsTheSameWithEitherKernel() {
+        let q = Tensor.randn([2, 300, 32], seed: 1), k = Tensor.randn([2, 600, 32], seed: 2), v = Tensor.randn([2, 600, 32], seed: 3)
+        VectorKernels.useAVX512 = false
+        let portable = F.attention(query: q, key: k, value: v, heads: 4).array
+        VectorKernels.useAVX512 = true
+        let fast = F.attention(query: q, key: k, value: v, heads: 4).array
+        let worst = zip(fast, portable).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-5, "largest difference \(worst)")
+    }
+}
