@@ -50,7 +50,8 @@ var gemmRate = gemmFlops / gemmTime
 // Convolutions at SD 1.5's first resolution level (64×64 latents, 320 channels).
 // The machine's speed drifts, so sgemm is re-measured before each convolution
 // and the ratio uses the best sgemm seen so far (the conservative choice).
-for (batch, size, cin, cout, k) in [(1, 64, 320, 320, 3), (2, 64, 320, 320, 3), (2, 32, 640, 640, 3), (1, 64, 320, 320, 1)] {
+for (batch, size, cin, cout, k) in [(1, 64, 320, 320, 3), (2, 64, 320, 320, 3), (2, 32, 640, 640, 3), (1, 64, 320, 320, 1),
+                                    (8, 16, 64, 64, 3), (8, 8, 192, 192, 3), (8, 16, 128, 64, 3)] {
     let x = Tensor.randn([batch, size, size, cin], seed: 3)
     let w = Tensor.randn([cout, k, k, cin], seed: 4, std: 0.02)
     let bias = Tensor.randn([cout], seed: 5)

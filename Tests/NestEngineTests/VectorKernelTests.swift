@@ -40,12 +40,35 @@ import Testing
         #expect(abs(out.array[4] - expf(88.3)) <= 1e-6 * expf(88.3) && abs(out.array[5] - expf(-87.3)) <= 1e-6 * expf(-87.3))
     }
 
+    @Test func gegluIsTheSameWithEitherKernel() {
+        for width in [5, 16, 40, 77] {
+            let x = Tensor.randn([3, 2 * width], seed: UInt64(width), std: 2)
+            func run(_ avx: Bool) -> (y: [Float], grad: [Float]) {
+                VectorKernels.useAVX512 = avx
+                defer { VectorKernels.useAVX512 = true }
+                let input = Tensor(x.array, shape: x.shape, requiresGrad: true)
+                let y = F.geglu(input)
+                (y * Tensor.randn(y.shape, seed: 9)).sum().backward()
+                return (y.array, input.grad!.array)
+            }
+            let fast = run(true), portable = run(false)
+            for (a, b) in zip(fast.y + fast.grad, portable.y + portable.grad) {
+                #expect(abs(a - b) <= 2e-6 * max(1, abs(b)), "width \(width): \(a) vs \(b)")
+            }
+        }
+    }
+
     @Test func attentionIsTheSameWithEitherKernel() {
         let q = Tensor.randn([2, 300, 32], seed: 1), k = Tensor.randn([2, 600, 32], seed: 2), v = Tensor.randn([2, 600, 32], seed: 3)
-        VectorKernels.useAVX512 = false
-        let portable = F.attention(query: q, key: k, value: v, heads: 4).array
-        VectorKernels.useAVX512 = true
-        let fast = F.attention(query: q, key: k, value: v, heads: 4).array
+        func run(_ avx: Bool) -> [Float] {
+            VectorKernels.useAVX512 = avx
+            defer { VectorKernels.useAVX512 = true }
+            let inputs = [q, k, v].map { Tensor($0.array, shape: $0.shape, requiresGrad: true) }
+            let y = F.attention(query: inputs[0], key: inputs[1], value: inputs[2], heads: 4)
+            (y * Tensor.randn(y.shape, seed: 4)).sum().backward()
+            return y.array + inputs.flatMap { $0.grad!.array }
+        }
+        let portable = run(false), fast = run(true)
         let worst = zip(fast, portable).map { abs($0 - $1) }.max()!
         #expect(worst < 1e-5, "largest difference \(worst)")
     }

@@ -18,4 +18,9 @@ float nest_row_max(const float *x, ptrdiff_t n);
 /* y[i] = x[i] * sigmoid(x[i]). */
 void nest_silu(const float *x, float *y, ptrdiff_t n);
 
+/* GEGLU over rows of [value | gate] (each half w wide): out = value * gelu(gate),
+ * exact (erf) GELU. The backward writes d[value | gate] from dy. */
+void nest_geglu_forward(const float *x, float *out, ptrdiff_t rows, ptrdiff_t w);
+void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t w);
+
 #endif

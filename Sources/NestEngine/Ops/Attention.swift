@@ -146,8 +146,7 @@ func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ out: Tensor, _ l
                         let l = lp[(batch * s.heads + head) * s.nq + q0 + i]
                         let row = p + i * kb
                         let valid = s.causal ? max(0, min(cols, q0 + i + 1 - k0)) : cols
-                        let lv = Vec16(repeating: l)
-                        mapVec16(UnsafePointer(row), row, valid) { vexp($0 - lv) }
+                        _ = expShiftedInPlace(row, valid, shift: l)
                         if valid < cols { (row + valid).update(repeating: 0, count: cols - valid) }
                     }
                     // dV += Pᵀ·dO ; dP = dO·Vᵀ

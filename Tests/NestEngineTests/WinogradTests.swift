@@ -1,0 +1,60 @@
+import Testing
+@testable import NestEngine
+
+/// Winograd F(2×2, 3×3) must match the direct convolution (same padding
+/// rules, odd sizes, partial tiles, bias or none) and its gradients.
+@Suite(.serialized) struct WinogradTests {
+    func both<T>(_ body: () -> T) -> (winograd: T, direct: T) {
+        ConvolutionAlgorithm.useWinograd = true
+        let w = body()
+        ConvolutionAlgorithm.useWinograd = false
+        defer { ConvolutionAlgorithm.useWinograd = true }
+        return (w, body())
+    }
+
+    @Test func matchesDirectConvolution() {
+        // (batch, height, width, in, out, padding (t, l, b, r), bias)
+        let cases: [(Int, Int, Int, Int, Int, (Int, Int, Int, Int), Bool)] = [
+            (2, 8, 8, 32, 48, (1, 1, 1, 1), true),
+            (1, 7, 9, 40, 32, (1, 1, 1, 1), false),
+            (3, 6, 7, 33, 35, (0, 0, 0, 0), true),
+            (1, 11, 4, 64, 32, (2, 2, 2, 2), true),
+            (2, 9, 9, 32, 32, (0, 0, 1, 1), false),
+            (1, 40, 24, 96, 64, (1, 1, 1, 1), true),   // more tiles than one block
+        ]
+        for (n, h, w, c, o, pad, hasBias) in cases {
+            let x = Tensor.randn([n, h, w, c], seed: UInt64(h * 100 + w))
+            let weight = Tensor.randn([o, 3, 3, c], seed: 7, std: 0.1)
+            let bias = hasBias ? Tensor.randn([o], seed: 8) : nil
+            let g = ConvGeometry(n: n, h: h, w: w, c: c, o: o, kh: 3, kw: 3, stride: 1,
+                                 padTop: pad.0, padLeft: pad.1, padBottom: pad.2, padRight: pad.3)
+            #expect(ConvolutionAlgorithm.winogradApplies(g), "case \(n)×\(h)×\(w)×\(c)→\(o) should use Winograd")
+            let r = both { F.conv2d(x, weight: weight, bias: bias, stride: 1, padding: pad).array }
+            #expect(r.winograd.count == r.direct.count)
+            let scale = r.direct.map { abs($0) }.max()!
+            let worst = zip(r.winograd, r.direct).map { abs($0 - $1) }.max()!
+            #expect(worst <= 2e-6 * scale * Float(c).squareRoot(), "\(n)×\(h)×\(w)×\(c)→\(o) pad \(pad): \(worst) of \(scale)")
+        }
+    }
+
+    @Test func gradientsMatchDirectConvolution() {
+        let x = Tensor.randn([2, 9, 10, 32], seed: 1), weight = Tensor.randn([40, 3, 3, 32], seed: 2, std: 0.1)
+        let seed = Tensor.randn([2, 9, 10, 40], seed: 3)
+        let r = both { () -> [Float] in
+            let xi = Tensor(x.array, shape: x.shape, requiresGrad: true)
+            let wi = Tensor(weight.array, shape: weight.shape, requiresGrad: true)
+            (F.conv2d(xi, weight: wi, padding: 1) * seed).sum().backward()
+            return xi.grad!.array + wi.grad!.array
+        }
+        let worst = zip(r.winograd, r.direct).map { abs($0 - $1) }.max()!
+        let scale = r.direct.map { abs($0) }.max()!
+        #expect(worst <= 1e-5 * scale, "worst \(worst) of \(scale)")
+    }
+
+    @Test func smallChannelCountsStayDirect() {
+        let g = ConvGeometry(n: 1, h: 64, w: 64, c: 4, o: 320, kh: 3, kw: 3, stride: 1, padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
+        #expect(!ConvolutionAlgorithm.winogradApplies(g))
+        let strided = ConvGeometry(n: 1, h: 64, w: 64, c: 320, o: 320, kh: 3, kw: 3, stride: 2, padTop: 0, padLeft: 0, padBottom: 1, padRight: 1)
+        #expect(!ConvolutionAlgorithm.winogradApplies(strided))
+    }
+}
