@@ -15,12 +15,12 @@ import Testing
     @Test func matchesDirectConvolution() {
         // (batch, height, width, in, out, padding (t, l, b, r), bias)
         let cases: [(Int, Int, Int, Int, Int, (Int, Int, Int, Int), Bool)] = [
-            (2, 8, 8, 32, 48, (1, 1, 1, 1), true),
-            (1, 7, 9, 40, 32, (1, 1, 1, 1), false),
-            (3, 6, 7, 33, 35, (0, 0, 0, 0), true),
-            (1, 11, 4, 64, 32, (2, 2, 2, 2), true),
-            (2, 9, 9, 32, 32, (0, 0, 1, 1), false),
-            (1, 40, 24, 96, 64, (1, 1, 1, 1), true),   // more tiles than one block
+            (32, 8, 8, 32, 48, (1, 1, 1, 1), true),
+            (26, 7, 9, 40, 32, (1, 1, 1, 1), false),
+            (86, 6, 7, 33, 35, (0, 0, 0, 0), true),
+            (25, 11, 4, 64, 32, (2, 2, 2, 2), true),
+            (32, 9, 9, 32, 32, (0, 0, 1, 1), false),
+            (3, 40, 24, 96, 64, (1, 1, 1, 1), true),   // more tiles than one block
         ]
         for (n, h, w, c, o, pad, hasBias) in cases {
             let x = Tensor.randn([n, h, w, c], seed: UInt64(h * 100 + w))
@@ -38,8 +38,8 @@ import Testing
     }
 
     @Test func gradientsMatchDirectConvolution() {
-        let x = Tensor.randn([2, 9, 10, 32], seed: 1), weight = Tensor.randn([40, 3, 3, 32], seed: 2, std: 0.1)
-        let seed = Tensor.randn([2, 9, 10, 40], seed: 3)
+        let x = Tensor.randn([24, 9, 10, 32], seed: 1), weight = Tensor.randn([40, 3, 3, 32], seed: 2, std: 0.1)
+        let seed = Tensor.randn([24, 9, 10, 40], seed: 3)
         let r = both { () -> [Float] in
             let xi = Tensor(x.array, shape: x.shape, requiresGrad: true)
             let wi = Tensor(weight.array, shape: weight.shape, requiresGrad: true)
@@ -51,7 +51,9 @@ import Testing
         #expect(worst <= 1e-5 * scale, "worst \(worst) of \(scale)")
     }
 
-    @Test func smallChannelCountsStayDirect() {
+    @Test func smallChannelCountsAndFewTilesStayDirect() {
+        let lowResolution = ConvGeometry(n: 2, h: 8, w: 8, c: 1280, o: 1280, kh: 3, kw: 3, stride: 1, padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
+        #expect(!ConvolutionAlgorithm.winogradApplies(lowResolution))
         let g = ConvGeometry(n: 1, h: 64, w: 64, c: 4, o: 320, kh: 3, kw: 3, stride: 1, padTop: 1, padLeft: 1, padBottom: 1, padRight: 1)
         #expect(!ConvolutionAlgorithm.winogradApplies(g))
         let strided = ConvGeometry(n: 1, h: 64, w: 64, c: 320, o: 320, kh: 3, kw: 3, stride: 2, padTop: 0, padLeft: 0, padBottom: 1, padRight: 1)

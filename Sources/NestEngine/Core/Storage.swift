@@ -84,10 +84,14 @@ public final class Storage: @unchecked Sendable {
     /// Allocates `count` floats. Contents are uninitialized unless `zeroed`.
     public init(count: Int, zeroed: Bool = false) {
         precondition(count >= 0, "negative storage size")
-        var raw: UnsafeMutableRawPointer? = nil
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes")
+        let raw: UnsafeMutableRawPointer
+        if bytes >= LargeBufferPool.threshold {
+            raw = LargeBufferPool.allocate(bytes)
+        } else {
+            var p: UnsafeMutableRawPointer? = nil
+            guard posix_memalign(&p, 64, bytes) == 0, let p else { fatalError("out of memory allocating \(bytes) bytes") }
+            raw = p
         }
         pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
@@ -108,7 +112,12 @@ public final class Storage: @unchecked Sendable {
 
     deinit {
         if owner == nil {
-            free(pointer)
+            let bytes = max(count, 1) * MemoryLayout<Float>.stride
+            if bytes >= LargeBufferPool.threshold {
+                LargeBufferPool.release(UnsafeMutableRawPointer(pointer), bytes: bytes)
+            } else {
+                free(pointer)
+            }
             MemoryStats.freed(count * 4)
             tracker?.freed(count * 4)
         }

@@ -1,4 +1,9 @@
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// 3×3 stride-1 convolution by Winograd's minimal filtering F(2×2, 3×3).
 ///
@@ -13,7 +18,8 @@ import Synchronization
 ///
 /// Channels-last makes every transform a loop over contiguous channels.
 public enum ConvolutionAlgorithm {
-    static let winogradEnabled = Atomic<Bool>(true)
+    /// On unless the environment sets NEST_WINOGRAD=0.
+    static let winogradEnabled = Atomic<Bool>(getenv("NEST_WINOGRAD").map { String(cString: $0) != "0" } ?? true)
     /// Whether eligible convolutions use Winograd (tests switch it off to
     /// compare against the direct path).
     public static var useWinograd: Bool {
@@ -21,11 +27,16 @@ public enum ConvolutionAlgorithm {
         set { winogradEnabled.store(newValue, ordering: .relaxed) }
     }
 
-    /// Small channel counts gain nothing (the transforms dominate).
+    /// Small channel counts gain nothing (the transforms dominate), and the
+    /// weights are transformed on every call (16/9 of their size, written
+    /// once), which only pays off over enough output tiles: at SD 1.5's
+    /// lowest resolution (8×8 latents, 1280 channels) the transform costs
+    /// more than the multiplications it saves.
     static func winogradApplies(_ g: ConvGeometry) -> Bool {
         useWinograd && g.kh == 3 && g.kw == 3 && g.stride == 1 && g.c >= 32 && g.o >= 32
-            && g.ho >= 4 && g.wo >= 4
+            && g.ho >= 4 && g.wo >= 4 && g.n * ((g.ho + 1) / 2) * ((g.wo + 1) / 2) >= minimumTiles
     }
+    static let minimumTiles = 512
 }
 
 /// Tiles handled together: their transformed inputs (16·T·C floats) and
