@@ -23,7 +23,7 @@ public final class IPAdapterProcessor: AttentionProcessor {
         guard let context else {
             return PlainAttentionProcessor().attend(layer, hidden: hidden, context: nil)
         }
-        let q = layer.to_q(hidden), k = layer.to_k(context), v = layer.to_v(context)
+        let q = layer.to_q(hidden), (k, v) = layer.contextProjections(context)
         var out = F.attention(query: q, key: k, value: v, heads: layer.heads)
         if let ik = imageKeys, let iv = imageValues, scale != 0 {
             precondition(ik.shape[0] == hidden.shape[0],

@@ -14,7 +14,7 @@ public final class NestedAttentionProcessor: AttentionProcessor {
         guard let context else {
             return PlainAttentionProcessor().attend(layer, hidden: hidden, context: nil)
         }
-        let q = layer.to_q(hidden), k = layer.to_k(context), v = layer.to_v(context)
+        let q = layer.to_q(hidden), (k, v) = layer.contextProjections(context)
         let out = nestedCrossAttention(query: q, key: k, value: v, heads: layer.heads, subjects: subjects, options: options)
         return layer.to_out[0](out)
     }

@@ -98,21 +98,25 @@ public final class StableDiffusionPipeline {
             // diffusers draws the initial noise in NCHW order from the seeded generator.
             var latents = generator.randn([c.count, channels, h, w]).permuted([0, 2, 3, 1]).scaled(scheduler.initNoiseSigma)
 
-            for step in 0..<scheduler.stepCount {
-                let input = guided ? F.concat([latents, latents], axis: 0) : latents
-                let scaled = scheduler.scaleModelInput(input, step: step)
-                let t = scheduler.timesteps[step]
-                var noise = unet(sample: scaled, timestep: Array(repeating: t, count: scaled.shape[0]),
-                                 encoderHiddenStates: context, added: added)
-                if guided {
-                    let halves = noise.chunked(2, axis: 0)
-                    let (uncond, text) = (halves[0], halves[1])
-                    noise = uncond + (text - uncond) * c.guidanceScale
-                    if c.guidanceRescale > 0 { noise = rescaleGuidance(noise, text: text, phi: c.guidanceRescale) }
-                }
-                latents = scheduler.step(modelOutput: noise, step: step, sample: latents, generator: generator)
-                if let progress, !progress(GenerationProgress(step: step + 1, stepCount: scheduler.stepCount, latents: latents)) {
-                    throw GenerationCancelled()
+            // The context is the same tensor at every step: its cross-attention keys
+            // and values are computed once.
+            try ContextProjections.reusing {
+                for step in 0..<scheduler.stepCount {
+                    let input = guided ? F.concat([latents, latents], axis: 0) : latents
+                    let scaled = scheduler.scaleModelInput(input, step: step)
+                    let t = scheduler.timesteps[step]
+                    var noise = unet(sample: scaled, timestep: Array(repeating: t, count: scaled.shape[0]),
+                                     encoderHiddenStates: context, added: added)
+                    if guided {
+                        let halves = noise.chunked(2, axis: 0)
+                        let (uncond, text) = (halves[0], halves[1])
+                        noise = uncond + (text - uncond) * c.guidanceScale
+                        if c.guidanceRescale > 0 { noise = rescaleGuidance(noise, text: text, phi: c.guidanceRescale) }
+                    }
+                    latents = scheduler.step(modelOutput: noise, step: step, sample: latents, generator: generator)
+                    if let progress, !progress(GenerationProgress(step: step + 1, stepCount: scheduler.stepCount, latents: latents)) {
+                        throw GenerationCancelled()
+                    }
                 }
             }
             return decode(latents)

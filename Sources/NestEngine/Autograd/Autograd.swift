@@ -62,7 +62,8 @@ final class GradNode {
 
 extension Tensor {
     /// True when gradients should flow into this tensor.
-    @inline(__always) var needsGrad: Bool { requiresGrad || node != nil }
+    /// Whether gradients flow into this tensor (it requires them or was computed from one that does).
+    @inline(__always) public var needsGrad: Bool { requiresGrad || node != nil }
 
     /// Attaches a backward function if recording is on and some input needs it.
     @discardableResult

@@ -1,4 +1,5 @@
 import NestEngine
+import Synchronization
 
 /// How an `Attention` layer turns its projections into an output. The plain
 /// processor is standard multi-head attention; personalization methods
@@ -14,8 +15,8 @@ public protocol AttentionProcessor: AnyObject {
 public final class PlainAttentionProcessor: AttentionProcessor {
     public init() {}
     public func attend(_ layer: Attention, hidden: Tensor, context: Tensor?) -> Tensor {
-        let source = context ?? hidden
-        let q = layer.to_q(hidden), k = layer.to_k(source), v = layer.to_v(source)
+        let q = layer.to_q(hidden)
+        let (k, v) = context.map { layer.contextProjections($0) } ?? (layer.to_k(hidden), layer.to_v(hidden))
         let out = F.attention(query: q, key: k, value: v, heads: layer.heads)
         return layer.to_out[0](out)
     }
@@ -58,6 +59,21 @@ public final class Attention: Module {
         child("to_q", to_q); child("to_k", to_k); child("to_v", to_v); child("to_out", to_out)
     }
 
+    /// The last context's keys and values, reused while a generation passes
+    /// the same context tensor at every step.
+    private var projected: (scope: Int, context: Tensor, k: Tensor, v: Tensor)?
+
+    /// to_k(context), to_v(context). Inside `ContextProjections.reusing`
+    /// (the pipelines' step loops) they are computed once per context
+    /// tensor rather than once per step; never while gradients are recorded.
+    public func contextProjections(_ context: Tensor) -> (k: Tensor, v: Tensor) {
+        let scope = ContextProjections.activeScope.load(ordering: .relaxed)
+        if scope != 0, let p = projected, p.scope == scope, p.context === context { return (p.k, p.v) }
+        let k = to_k(context), v = to_v(context)
+        projected = scope != 0 && !k.needsGrad && !v.needsGrad ? (scope, context, k, v) : nil
+        return (k, v)
+    }
+
     /// x: [B, N, C] tokens, or [B, H, W, C] (spatial, as in the VAE). context: [B, M, D] or nil.
     public func callAsFunction(_ x: Tensor, context: Tensor? = nil) -> Tensor {
         let spatialShape = x.rank == 4 ? x.shape : nil
@@ -68,5 +84,20 @@ public final class Attention: Module {
         if let s = spatialShape { out = out.reshaped(s) }
         if residualConnection { out = out + x }
         return rescaleOutputFactor == 1 ? out : out.scaled(1 / rescaleOutputFactor)
+    }
+}
+
+/// Marks a stretch of work (a generation's step loop) during which the
+/// attention layers' weights do not change, so cross-attention keys and
+/// values of a context can be computed once and reused.
+public enum ContextProjections {
+    static let activeScope = Atomic<Int>(0)
+    static let scopes = Atomic<Int>(0)
+
+    public static func reusing<T>(_ body: () throws -> T) rethrows -> T {
+        let scope = scopes.wrappingAdd(1, ordering: .relaxed).newValue
+        let previous = activeScope.exchange(scope, ordering: .relaxed)
+        defer { activeScope.store(previous, ordering: .relaxed) }
+        return try body()
     }
 }
