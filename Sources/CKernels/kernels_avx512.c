@@ -143,11 +143,25 @@ AVX512 void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrd
     }
 }
 
+AVX512 void nest_affine_silu(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        __mmask16 m = tail_mask(n - i);
+        __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, scale + i),
+                                   _mm512_maskz_loadu_ps(m, shift + i));
+        __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+        _mm512_mask_storeu_ps(y + i, m, _mm512_div_ps(v, _mm512_add_ps(one, e)));
+    }
+}
+
 #else
 int nest_kernels_avx512(void) { return 0; }
 float nest_exp_shift_sum(float *x, ptrdiff_t n, float shift) { (void)x; (void)n; (void)shift; return 0; }
 float nest_row_max(const float *x, ptrdiff_t n) { (void)x; (void)n; return -INFINITY; }
 void nest_silu(const float *x, float *y, ptrdiff_t n) { (void)x; (void)y; (void)n; }
+void nest_affine_silu(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n) {
+    (void)x; (void)scale; (void)shift; (void)y; (void)n;
+}
 void nest_geglu_forward(const float *x, float *out, ptrdiff_t rows, ptrdiff_t w) { (void)x; (void)out; (void)rows; (void)w; }
 void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t w) {
     (void)x; (void)dy; (void)dx; (void)rows; (void)w;

@@ -58,6 +58,27 @@ import Testing
         }
     }
 
+    @Test func fusedGroupNormSiLUMatchesTheTwoSteps() {
+        for (shape, groups) in [([2, 9, 7, 64], 32), ([1, 130, 96], 8), ([3, 4, 4, 32], 32)] {
+            let x = Tensor.randn(shape, seed: UInt64(shape[1]), std: 3) + Tensor(scalar: 1.5)
+            let c = shape.last!
+            let w = Tensor.randn([c], seed: 2), b = Tensor.randn([c], seed: 3)
+            for avx in [true, false] {
+                VectorKernels.useAVX512 = avx
+                defer { VectorKernels.useAVX512 = true }
+                let fused = F.groupNormSiLU(x, groups: groups, weight: w, bias: b).array
+                let twoSteps = F.silu(F.groupNorm(x, groups: groups, weight: w, bias: b)).array
+                let worst = zip(fused, twoSteps).map { abs($0 - $1) }.max()!
+                #expect(worst <= 1e-6, "\(shape) avx \(avx): \(worst)")
+            }
+        }
+        // With gradients recorded it is the two recorded steps.
+        let x = Tensor.randn([2, 4, 4, 32], seed: 5, std: 1)
+        let tracked = Tensor(x.array, shape: x.shape, requiresGrad: true)
+        F.groupNormSiLU(tracked, groups: 8, weight: nil, bias: nil).sum().backward()
+        #expect(tracked.grad != nil)
+    }
+
     @Test func attentionIsTheSameWithEitherKernel() {
         let q = Tensor.randn([2, 300, 32], seed: 1), k = Tensor.randn([2, 600, 32], seed: 2), v = Tensor.randn([2, 600, 32], seed: 3)
         func run(_ avx: Bool) -> [Float] {

@@ -23,4 +23,7 @@ void nest_silu(const float *x, float *y, ptrdiff_t n);
 void nest_geglu_forward(const float *x, float *out, ptrdiff_t rows, ptrdiff_t w);
 void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t w);
 
+/* y[j] = silu(x[j] * scale[j] + shift[j]) for j < n (group norm's affine step fused with SiLU). */
+void nest_affine_silu(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n);
+
 #endif

@@ -103,6 +103,11 @@ public final class GroupNorm: Module {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         F.groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)
     }
+
+    /// silu(self(x)) in one pass when no gradient is recorded.
+    public func silu(_ x: Tensor) -> Tensor {
+        F.groupNormSiLU(x, groups: groups, weight: weight, bias: bias, eps: eps)
+    }
 }
 
 public final class LayerNorm: Module {

@@ -1,30 +1,30 @@
+import CKernels
 /// Group norm (channels-last), layer norm (last dim) and softmax (last dim).
 
 extension F {
     /// Group normalization of x: [N, ..., C] (channels last) over `groups`
     /// groups of channels; statistics per sample and group over all positions.
     public static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+        groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, thenSiLU: false)
+    }
+
+    /// silu(groupNorm(x)), the opening of every ResNet block: when no
+    /// gradient is recorded, one pass writes the activated output directly.
+    public static func groupNormSiLU(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float = 1e-5) -> Tensor {
+        let recording = Autograd.isEnabled && (x.needsGrad || weight?.needsGrad == true || bias?.needsGrad == true)
+        if recording { return silu(groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps)) }
+        return groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, thenSiLU: true)
+    }
+
+    static func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, thenSiLU: Bool) -> Tensor {
         precondition(x.rank >= 2, "groupNorm needs [N, ..., C], got \(x.shape)")
         let n = x.shape[0], c = x.shape[x.rank - 1]
         precondition(c % groups == 0, "groupNorm: \(c) channels not divisible by \(groups) groups")
         let p = x.count / max(n * c, 1), cg = c / groups
         let count = Double(p * cg)
-        let mean = Tensor(uninitialized: [n, groups]), rstd = Tensor(uninitialized: [n, groups])
-        let xs = UnsafePointer(x.data), mp = mean.data, rp = rstd.data
-        parallelRanges(n * groups) { tasks in
-            for t in tasks {
-                let img = t / groups, grp = t % groups
-                let base = xs + img * p * c + grp * cg
-                var s: Double = 0
-                for i in 0..<p { let row = base + i * c; var a: Float = 0; for j in 0..<cg { a += row[j] }; s += Double(a) }
-                let m = s / count
-                var v: Double = 0
-                let mf = Float(m)
-                for i in 0..<p { let row = base + i * c; var a: Float = 0; for j in 0..<cg { let d = row[j] - mf; a += d * d }; v += Double(a) }
-                mp[t] = mf
-                rp[t] = Float(1 / (v / count + Double(eps)).squareRoot())
-            }
-        }
+        let (mean, rstd) = groupStatistics(x, groups: groups, eps: eps)
+        let mp = mean.data, rp = rstd.data
+        let xs = UnsafePointer(x.data)
         // y = x·scale + shift with per-(sample, channel) scale and shift.
         let scale = Tensor(uninitialized: [n, c]), shift = Tensor(uninitialized: [n, c])
         for img in 0..<n {
@@ -37,12 +37,19 @@ extension F {
         }
         let out = Tensor(uninitialized: x.shape)
         let op = out.data, sp = UnsafePointer(scale.data), hp = UnsafePointer(shift.data)
+        let fast = VectorKernels.useAVX512
         parallelRanges(n * p, grain: max(1, 8192 / c)) { rows in
             for r in rows {
                 let img = r / p
+                if thenSiLU && fast {
+                    nest_affine_silu(xs + r * c, sp + img * c, hp + img * c, op + r * c, c)
+                    continue
+                }
                 affineRow(xs + r * c, sp + img * c, hp + img * c, op + r * c, c)
+                if thenSiLU { mapVec16(UnsafePointer(op + r * c), op + r * c, c) { $0 * vsigmoid($0) } }
             }
         }
+        if thenSiLU { return out }
         var inputs = [x]
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
@@ -187,6 +194,62 @@ func affineRow(_ x: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, _ shift
         j += 16
     }
     while j < n { o[j] = x[j] * scale[j] + shift[j]; j += 1 }
+}
+
+/// Per (sample, group) mean and 1/sqrt(var + eps) of channels-last x,
+/// two passes (mean, then squared deviations) as PyTorch. Each pass runs over
+/// chunks of positions in parallel, accumulating per channel across
+/// contiguous rows (vectorizes), then sums the chunks per group in Double.
+func groupStatistics(_ x: Tensor, groups: Int, eps: Float) -> (mean: Tensor, rstd: Tensor) {
+    let n = x.shape[0], c = x.shape[x.rank - 1]
+    let p = x.count / max(n * c, 1), cg = c / groups
+    let chunkRows = 64
+    let chunks = (p + chunkRows - 1) / chunkRows
+    let partial = Tensor(uninitialized: [n * chunks, c])
+    let xs = UnsafePointer(x.data), pp = partial.data
+    let mean = Tensor(uninitialized: [n, groups]), rstd = Tensor(uninitialized: [n, groups])
+    let mp = mean.data, rp = rstd.data
+    let count = Double(p * cg)
+    // Per-channel means of each group, broadcast back to channels for the second pass.
+    let channelMean = Tensor(uninitialized: [n, c])
+    let cm = channelMean.data
+    func pass(_ squared: Bool) {
+        parallelRanges(n * chunks) { tasks in
+            for t in tasks {
+                let img = t / chunks, chunk = t % chunks
+                let acc = pp + t * c
+                acc.update(repeating: 0, count: c)
+                let r0 = chunk * chunkRows, r1 = min(p, r0 + chunkRows)
+                let m = UnsafePointer(cm + img * c)
+                for r in r0..<r1 {
+                    let row = xs + (img * p + r) * c
+                    if squared {
+                        for j in 0..<c { let d = row[j] - m[j]; acc[j] += d * d }
+                    } else {
+                        for j in 0..<c { acc[j] += row[j] }
+                    }
+                }
+            }
+        }
+    }
+    func reduce(into out: UnsafeMutablePointer<Float>, _ finish: (Int, Double) -> Float) {
+        for img in 0..<n {
+            for grp in 0..<groups {
+                var s: Double = 0
+                for chunk in 0..<chunks {
+                    let acc = pp + (img * chunks + chunk) * c + grp * cg
+                    for j in 0..<cg { s += Double(acc[j]) }
+                }
+                out[img * groups + grp] = finish(img * groups + grp, s)
+            }
+        }
+    }
+    pass(false)
+    reduce(into: mp) { _, s in Float(s / count) }
+    for img in 0..<n { for ch in 0..<c { cm[img * c + ch] = mp[img * groups + ch / cg] } }
+    pass(true)
+    reduce(into: rp) { _, v in Float(1 / (v / count + Double(eps)).squareRoot()) }
+    return (mean, rstd)
 }
 
 /// Numerically stable softmax of one row.

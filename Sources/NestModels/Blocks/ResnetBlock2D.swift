@@ -35,7 +35,7 @@ public final class ResnetBlock2D: Module {
 
     /// x: [N, H, W, C]; temb: [N, tembChannels] (already the block-independent embedding).
     public func callAsFunction(_ x: Tensor, temb: Tensor? = nil) -> Tensor {
-        var h = conv1(F.silu(norm1(x)))
+        var h = conv1(norm1.silu(x))
         var scaleShift: [Tensor]? = nil
         if let temb, let proj = time_emb_proj {
             let t = proj(F.silu(temb))
@@ -45,9 +45,12 @@ public final class ResnetBlock2D: Module {
             case .scaleShift: scaleShift = t.reshaped([n, 1, 1, c]).chunked(2, axis: -1)
             }
         }
-        h = norm2(h)
-        if let ss = scaleShift { h = h * (ss[0] + 1) + ss[1] }
-        h = conv2(F.silu(h))
+        if let ss = scaleShift {
+            h = norm2(h) * (ss[0] + 1) + ss[1]
+            h = conv2(F.silu(h))
+        } else {
+            h = conv2(norm2.silu(h))
+        }
         let shortcut = conv_shortcut.map { $0(x) } ?? x
         let sum = shortcut + h
         return outputScaleFactor == 1 ? sum : sum.scaled(1 / outputScaleFactor)

@@ -138,7 +138,7 @@ public final class UNet2DConditionModel: Module {
         }
         if let mid_block { h = mid_block(h, temb: emb, context: context) }
         for block in up_blocks.items { h = block(h, skips: &skips, temb: emb, context: context) }
-        return conv_out(F.silu(conv_norm_out(h)))
+        return conv_out(conv_norm_out.silu(h))
     }
 
     /// [pooled text embeds, sinusoids of the six flattened time ids], as add_embedding's input.

@@ -33,7 +33,7 @@ public final class VAEEncoder: Module {
         var h = conv_in(x)
         for block in down_blocks.items { h = block(h) }
         h = mid_block(h)
-        return conv_out(F.silu(conv_norm_out(h)))
+        return conv_out(conv_norm_out.silu(h))
     }
 }
 
@@ -68,6 +68,6 @@ public final class VAEDecoder: Module {
     public func callAsFunction(_ z: Tensor) -> Tensor {
         var h = mid_block(conv_in(z))
         for block in up_blocks.items { h = block(h) }
-        return conv_out(F.silu(conv_norm_out(h)))
+        return conv_out(conv_norm_out.silu(h))
     }
 }
