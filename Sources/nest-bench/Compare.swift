@@ -16,9 +16,6 @@ import NestPersonalization
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sdxl-unet-64",
                     "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20"]
 
-/// FLOPs of one call, counted by torch's FlopCounterMode on the same shapes
-/// (matmuls and convolutions; attention included), for the GFLOP/s column.
-let caseGFLOP: [String: Double] = ["sd15-unet-64": 1610]
 
 let benchRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 func benchConfig(_ name: String) -> Data { try! Data(contentsOf: benchRoot.appendingPathComponent("tools/bench_configs/\(name)")) }
@@ -32,9 +29,13 @@ func peakRSSMiB() -> Double {
 /// One Swift case: build, warm up, best of `repeats`; prints a JSON line.
 func runSwiftCase(_ name: String, repeats: Int) {
     let work = makeSwiftCase(name)
+    // The warm-up call also counts the work of one call (GEMMs and convolutions,
+    // as PyTorch's FlopCounterMode does: 1.61 TFLOP for sd15-unet-64 there).
+    let before = FLOPCounter.count
     work()
+    let flops = FLOPCounter.count - before
     let t = best(repeats, work)
-    print(#"{"case": "\#(name)", "seconds": \#(t), "peak_rss_mib": \#(peakRSSMiB())}"#)
+    print(#"{"case": "\#(name)", "seconds": \#(t), "peak_rss_mib": \#(peakRSSMiB()), "flops": \#(flops)}"#)
 }
 
 func makeSwiftCase(_ name: String) -> () -> Void {
@@ -124,7 +125,7 @@ func benchAdapter(_ unet: UNet2DConditionModel, tokenWidth: Int, seed: UInt64) -
     return PersonalizationAdapter(config: config, seed: seed)
 }
 
-struct CaseResult: Decodable { let seconds: Double; let peak_rss_mib: Double }
+struct CaseResult: Decodable { let seconds: Double; let peak_rss_mib: Double; let flops: Double? }
 
 func runChild(_ executable: String, _ arguments: [String], environment: [String: String]) -> CaseResult? {
     let process = Process()
@@ -165,8 +166,9 @@ func compare(arguments: [String]) {
         let ratio = swift.flatMap { s in torch.map { s.seconds / $0.seconds } }
         var line = row([name, f(swift?.seconds, "%.3f"), f(torch?.seconds, "%.3f"), f(ratio, "%.2fx"),
                         f(swift?.peak_rss_mib, "%.0f"), f(torch?.peak_rss_mib, "%.0f")])
-        if let gflop = caseGFLOP[name], let s = swift, let t = torch {
-            line += String(format: "   %.0f vs %.0f GFLOP/s", gflop / s.seconds, gflop / t.seconds)
+        if let s = swift, let flops = s.flops, flops > 0 {
+            line += String(format: "   %.0f GFLOP: %.0f", flops / 1e9, flops / 1e9 / s.seconds)
+            if let t = torch { line += String(format: " vs %.0f GFLOP/s", flops / 1e9 / t.seconds) }
         }
         print(line)
         fflush(stdout)

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Accelerate)
 import Accelerate
 #else
@@ -23,9 +24,10 @@ public enum BLAS {
                                   a: UnsafePointer<Float>, lda: Int,
                                   b: UnsafePointer<Float>, ldb: Int,
                                   beta: Float = 0,
-                                  c: UnsafeMutablePointer<Float>, ldc: Int) {
+                                  c: UnsafeMutablePointer<Float>, ldc: Int, counted: Bool = true) {
         _ = setup
         if m == 0 || n == 0 { return }
+        if counted { FLOPCounter.add(2 * m * n * k) }
         if k == 0 {
             // BLAS leaves C untouched when K = 0 only if beta = 1; make it explicit.
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
@@ -72,4 +74,14 @@ public enum BLAS {
             }
         }
     }
+}
+
+/// Multiply-add work done so far (2 FLOPs per multiply-add), for benchmarks'
+/// GFLOP/s: every GEMM counts its 2·M·N·K; Winograd convolutions count the
+/// direct convolution's work (what PyTorch's FLOP counter reports for them),
+/// not the fewer multiplications they actually do.
+public enum FLOPCounter {
+    static let total = Atomic<Int>(0)
+    @inline(__always) static func add(_ flops: Int) { total.wrappingAdd(flops, ordering: .relaxed) }
+    public static var count: Int { total.load(ordering: .relaxed) }
 }

@@ -81,6 +81,7 @@ func winogradWeights(_ weight: UnsafePointer<Float>, o: Int, c: Int) -> Storage 
 func conv2dWinogradForward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                            _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
     let c = g.c, o = g.o
+    FLOPCounter.add(2 * g.n * g.ho * g.wo * o * 9 * c)
     let u = winogradWeights(weight, o: o, c: c)
     let up = UnsafePointer(u.pointer)
     let tilesY = (g.ho + 1) / 2, tilesX = (g.wo + 1) / 2
@@ -125,7 +126,7 @@ func conv2dWinogradForward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Fl
         // 16 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
         for xi in 0..<16 {
             BLAS.gemmSerial(transB: true, m: count, n: o, k: c, a: v + xi * vPlane, lda: c,
-                            b: up + xi * o * c, ldb: c, c: m + xi * tb * o, ldc: o)
+                            b: up + xi * o * c, ldb: c, c: m + xi * tb * o, ldc: o, counted: false)
         }
         // Output transform Y = Aᵀ M A, Aᵀ = [[1,1,1,0],[0,1,-1,-1]], plus bias.
         let mPlane = tb * o
