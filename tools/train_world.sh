@@ -45,20 +45,26 @@ stage vae vae 2 & VAE=$!
 stage clip clip 1 & CLIP=$!
 wait $VAE; wait $CLIP
 
-# 3. The text-to-image UNet on the trained VAE and text encoder.
-if [ ! -e "$WORK/model/unet/diffusion_pytorch_model.safetensors" ]; then
+# 3. The text-to-image UNet on the trained VAE and text encoder: 2,400 steps,
+#    then the same run resumed with its cosine schedule stretched to 4,400
+#    (a warm restart; the second half gave visibly sharper subjects).
+#    Adapters trained on an older UNet are stale: they are retrained.
+if [ ! -e "$WORK/unet/done-4400" ]; then
   rm -rf "$WORK/model.partial" && cp -r "$WORK/base" "$WORK/model.partial"
   cp "$WORK"/vae/vae/* "$WORK/model.partial/vae/"
   cp "$WORK"/clip/text_encoder/* "$WORK/model.partial/text_encoder/"
   cp "$WORK"/clip/image_encoder/* "$WORK/model.partial/image_encoder/"
-  cat > "$WORK/unet.json" <<JSON
+  [ -e "$WORK/unet.json" ] || cat > "$WORK/unet.json" <<JSON
 {"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
  "steps": 2400, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
  "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 400, "seed": 3}
 JSON
   stage unet unet 2
+  sed -i 's/"steps": 2400/"steps": 4400/' "$WORK/unet.json"
+  rm -f "$WORK/unet/done"
+  stage unet unet 2 && touch "$WORK/unet/done-4400"
   cp "$WORK"/unet/unet/* "$WORK/model.partial/unet/"
-  rm -rf "$WORK/model" && mv "$WORK/model.partial" "$WORK/model"
+  rm -rf "$WORK/model" "$WORK"/adapter-* && mv "$WORK/model.partial" "$WORK/model"
 fi
 
 # 4. One Nested Attention adapter per domain, side by side; then the

@@ -67,7 +67,7 @@ public final class Attention: Module {
     /// (the pipelines' step loops) they are computed once per context
     /// tensor rather than once per step; never while gradients are recorded.
     public func contextProjections(_ context: Tensor) -> (k: Tensor, v: Tensor) {
-        let scope = ContextProjections.activeScope.load(ordering: .relaxed)
+        let scope = ContextProjections.activeScope
         if scope != 0, let p = projected, p.scope == scope, p.context === context { return (p.k, p.v) }
         let k = to_k(context), v = to_v(context)
         projected = scope != 0 && !k.needsGrad && !v.needsGrad ? (scope, context, k, v) : nil
@@ -90,14 +90,14 @@ public final class Attention: Module {
 /// Marks a stretch of work (a generation's step loop) during which the
 /// attention layers' weights do not change, so cross-attention keys and
 /// values of a context can be computed once and reused.
+/// The scope is task-local, so concurrent generations (and tests) do not see
+/// each other's.
 public enum ContextProjections {
-    static let activeScope = Atomic<Int>(0)
+    @TaskLocal static var activeScope = 0
     static let scopes = Atomic<Int>(0)
 
     public static func reusing<T>(_ body: () throws -> T) rethrows -> T {
         let scope = scopes.wrappingAdd(1, ordering: .relaxed).newValue
-        let previous = activeScope.exchange(scope, ordering: .relaxed)
-        defer { activeScope.store(previous, ordering: .relaxed) }
-        return try body()
+        return try $activeScope.withValue(scope) { try body() }
     }
 }
