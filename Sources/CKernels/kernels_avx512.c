@@ -13,6 +13,11 @@ int nest_kernels_avx512(void) {
     return __builtin_cpu_supports("avx512f") ? 1 : 0;
 }
 
+int nest_kernels_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+}
+
 // e^x for 16 lanes: n = round(x / ln 2), r = x - n ln 2 (two-part constant),
 // a degree-6 polynomial for e^r, then scalef multiplies by 2^n. Inputs are
 // clamped as the Swift version: below -87.33 gives 0, above 88.376 gives +inf,
@@ -156,6 +161,7 @@ AVX512 void nest_affine_silu(const float *x, const float *scale, const float *sh
 
 #else
 int nest_kernels_avx512(void) { return 0; }
+int nest_kernels_avx2(void) { return 0; }
 float nest_exp_shift_sum(float *x, ptrdiff_t n, float shift) { (void)x; (void)n; (void)shift; return 0; }
 float nest_row_max(const float *x, ptrdiff_t n) { (void)x; (void)n; return -INFINITY; }
 void nest_silu(const float *x, float *y, ptrdiff_t n) { (void)x; (void)y; (void)n; }

@@ -15,6 +15,11 @@ struct Nest: ParsableCommand {
             the engine and writes a PNG.
             """,
         subcommands: [Generate.self, Train.self, World.self, Eval.self, Inspect.self, Demo.self])
+
+    static func main() {
+        BLAS.preferFastKernels()
+        main(nil)
+    }
 }
 
 /// Options every command shares.

@@ -8,6 +8,9 @@
 /* 1 when the CPU (and OS) support AVX-512F, else 0. */
 int nest_kernels_avx512(void);
 
+/* 1 when the CPU supports AVX2 and FMA, else 0. */
+int nest_kernels_avx2(void);
+
 /* x[i] = exp(x[i] - shift) for i < n; returns the sum of the results.
  * Same approximation and edge cases as the engine's Swift vexp. */
 float nest_exp_shift_sum(float *x, ptrdiff_t n, float shift);

@@ -1,4 +1,8 @@
 import Synchronization
+import CKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 #if canImport(Accelerate)
 import Accelerate
 #else
@@ -17,6 +21,27 @@ public enum BLAS {
         openblas_set_num_threads(1)
         #endif
     }()
+
+    /// Debian's OpenBLAS 0.3.21 does not recognize recent AVX-512 CPUs and
+    /// falls back to its generic Prescott kernels, 2–4× slower than the
+    /// SkylakeX ones (measured: 45% of a UNet training step in
+    /// sgemm_kernel_PRESCOTT). OpenBLAS picks its kernels when the library
+    /// loads, so a program can only fix this by starting again: when
+    /// OPENBLAS_CORETYPE is unset and OpenBLAS chose Prescott on a CPU with
+    /// AVX-512 (or AVX2), this re-executes the program with SkylakeX (or
+    /// Haswell). A user's own OPENBLAS_CORETYPE is always respected. Returns
+    /// only when nothing needed changing (or the re-exec failed).
+    public static func preferFastKernels() {
+        #if os(Linux) && arch(x86_64)
+        guard getenv("OPENBLAS_CORETYPE") == nil, getenv("NEST_BLAS_REEXEC") == nil,
+              let name = openblas_get_corename(), String(cString: name).lowercased() == "prescott" else { return }
+        let core: String
+        if VectorKernels.available { core = "SkylakeX" } else if nest_kernels_avx2() != 0 { core = "Haswell" } else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv("NEST_BLAS_REEXEC", "1", 1)  // never loop
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        #endif
+    }
 
     @inline(__always)
     public static func gemmSerial(transA: Bool = false, transB: Bool = false,
