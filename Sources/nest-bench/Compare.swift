@@ -12,7 +12,9 @@ import NestPersonalization
 ///
 ///   swift build -c release --product nest-bench
 ///   env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX HF_HUB_OFFLINE=1 \
-///       .build/release/nest-bench compare [--cases a,b,…] [--repeats N] [--python python3]
+///       .build/release/nest-bench compare [--cases a,b,…] [--repeats N] [--generate-repeats N] [--python python3]
+/// Each side runs one warm-up call and reports the best of N more (N = 0: the
+/// warm-up itself, the default for the whole-generation case).
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sdxl-unet-64",
                     "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20"]
 
@@ -32,9 +34,10 @@ func runSwiftCase(_ name: String, repeats: Int) {
     // The warm-up call also counts the work of one call (GEMMs and convolutions,
     // as PyTorch's FlopCounterMode does: 1.61 TFLOP for sd15-unet-64 there).
     let before = FLOPCounter.count
-    work()
+    var t = seconds(work)
     let flops = FLOPCounter.count - before
-    let t = best(repeats, work)
+    // With --repeats 0 the (cold) warm-up call is the measurement.
+    if repeats > 0 { t = .infinity; for _ in 0..<repeats { t = min(t, seconds(work)) } }
     print(#"{"case": "\#(name)", "seconds": \#(t), "peak_rss_mib": \#(peakRSSMiB()), "flops": \#(flops)}"#)
 }
 
@@ -159,9 +162,12 @@ func compare(arguments: [String]) {
         }.joined(separator: " ")
     }
     print(row(["case", "swift s", "torch s", "ratio", "swift MiB", "torch MiB"]))
+    // A whole generation takes minutes: one timed call each unless asked for more.
+    let generateRepeats = value("--generate-repeats") ?? "0"
     for name in cases {
-        let swift = runChild(CommandLine.arguments[0], ["case", name, "--repeats", repeats], environment: ["NEST_THREADS": threads])
-        let torch = runChild(python, pythonArgs + [script, name, "--repeats", repeats, "--threads", threads], environment: ["HF_HUB_OFFLINE": "1"])
+        let n = name.hasPrefix("generate") ? generateRepeats : repeats
+        let swift = runChild(CommandLine.arguments[0], ["case", name, "--repeats", n], environment: ["NEST_THREADS": threads])
+        let torch = runChild(python, pythonArgs + [script, name, "--repeats", n, "--threads", threads], environment: ["HF_HUB_OFFLINE": "1"])
         func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "—" }
         let ratio = swift.flatMap { s in torch.map { s.seconds / $0.seconds } }
         var line = row([name, f(swift?.seconds, "%.3f"), f(torch?.seconds, "%.3f"), f(ratio, "%.2fx"),
