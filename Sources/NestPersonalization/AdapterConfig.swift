@@ -29,9 +29,21 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
         public var imageSize: Int
         /// Which hidden state feeds the resampler (-2: the penultimate layer).
         public var featureLayer: Int
-        enum CodingKeys: String, CodingKey { case hiddenSize = "hidden_size", imageSize = "image_size", featureLayer = "feature_layer" }
-        public init(hiddenSize: Int, imageSize: Int, featureLayer: Int = -2) {
-            self.hiddenSize = hiddenSize; self.imageSize = imageSize; self.featureLayer = featureLayer
+        /// The adapter file carries its own copy of the model's image encoder
+        /// (`image_encoder.*`, same architecture), trained with the adapter.
+        public var tuned: Bool
+        enum CodingKeys: String, CodingKey {
+            case hiddenSize = "hidden_size", imageSize = "image_size", featureLayer = "feature_layer", tuned
+        }
+        public init(hiddenSize: Int, imageSize: Int, featureLayer: Int = -2, tuned: Bool = false) {
+            self.hiddenSize = hiddenSize; self.imageSize = imageSize; self.featureLayer = featureLayer; self.tuned = tuned
+        }
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            hiddenSize = try c.decode(Int.self, forKey: .hiddenSize)
+            imageSize = try c.decode(Int.self, forKey: .imageSize)
+            featureLayer = try c.decode(Int.self, forKey: .featureLayer)
+            tuned = try c.decodeIfPresent(Bool.self, forKey: .tuned) ?? false
         }
     }
 

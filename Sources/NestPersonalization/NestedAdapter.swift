@@ -25,6 +25,9 @@ public final class PersonalizationAdapter: Module {
     public let resampler: Resampler
     public let layers: ModuleList<Projection>
     public let token_proj: Linear?
+    /// The adapter's own image encoder when `config.imageEncoder.tuned`
+    /// (attached before loading or training; see `attachImageEncoder`).
+    public private(set) var image_encoder: CLIPVisionModel?
 
     public init(config: AdapterConfig, seed: UInt64 = 0) {
         self.config = config
@@ -41,14 +44,50 @@ public final class PersonalizationAdapter: Module {
         if let token_proj { child("token_proj", token_proj) }
     }
 
+    /// Gives a tuned adapter its image encoder (a model of the base folder's
+    /// image-encoder architecture); its weights load and save with the adapter.
+    public func attachImageEncoder(_ encoder: CLIPVisionModel) {
+        precondition(config.imageEncoder.tuned && image_encoder == nil, "attachImageEncoder: only once, on a tuned adapter")
+        image_encoder = child("image_encoder", encoder)
+    }
+
+    /// The hidden state of `config.imageEncoder.featureLayer` for CLIP input
+    /// `pixels`, from the adapter's own encoder when it has one, else `shared`.
+    /// Records gradients only when grad mode is on and the encoder is trainable.
+    /// Runs only the encoder layers that feature needs.
+    public func imageFeatures(pixels: Tensor, shared: CLIPVisionModel) -> Tensor {
+        let encoder = image_encoder ?? shared
+        let layer = config.imageEncoder.featureLayer
+        let index = layer < 0 ? encoder.config.encoder.layers + 1 + layer : layer
+        return encoder.forward(pixels: pixels, layers: index).hiddenStates[index]
+    }
+
+    /// Attaches a trainable copy of `shared` (without its projection, which
+    /// the features never reach) to a tuned adapter.
+    public func attachImageEncoder(copying shared: CLIPVisionModel) {
+        let own = CLIPVisionModel(config: shared.config, withProjection: false)
+        for (mine, theirs) in zip(own.vision_model.namedParameters(), shared.vision_model.namedParameters()) {
+            mine.parameter.tensor.assign(theirs.parameter.tensor)
+        }
+        attachImageEncoder(own)
+    }
+
     /// Reads `NAME.json` and `NAME.safetensors` (pass either path, or the stem).
-    public static func load(path: String) throws -> PersonalizationAdapter {
+    /// A tuned adapter needs `imageEncoder`, the base folder's image-encoder
+    /// config, to rebuild its encoder.
+    public static func load(path: String, imageEncoder: CLIPVisionConfig? = nil) throws -> PersonalizationAdapter {
         let base = URL(fileURLWithPath: path).deletingPathExtension()
         let configURL = base.appendingPathExtension("json"), weightsURL = base.appendingPathExtension("safetensors")
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw ModelConfigError("\(path): adapter config \(configURL.lastPathComponent) not found")
         }
         let adapter = PersonalizationAdapter(config: try AdapterConfig.load(from: configURL))
+        if adapter.config.imageEncoder.tuned {
+            guard let imageEncoder else {
+                throw ModelConfigError("\(path): the adapter carries its own image encoder; load it with the model's image-encoder config")
+            }
+            adapter.attachImageEncoder(CLIPVisionModel(config: imageEncoder, withProjection: false))
+        }
         let weights = try SafeTensorsFile(path: weightsURL.path)
         do { try adapter.load(from: weights) } catch let error as WeightLoadingError {
             throw ModelConfigError("\(weightsURL.path): \(error.description)")

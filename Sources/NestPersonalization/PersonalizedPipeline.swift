@@ -38,6 +38,11 @@ public final class PersonalizedPipeline {
         imageProcessor = try CLIPImageProcessor.load(folder: processorFolder)
     }
 
+    /// Loads an adapter pair (`NAME.json` + `NAME.safetensors`) made for this model and adds it.
+    public func addAdapter(path: String) throws {
+        try add(try PersonalizationAdapter.load(path: path, imageEncoder: imageEncoder.config))
+    }
+
     /// Adds an adapter; its placeholder joins the tokenizers with the class word's embedding.
     public func add(_ adapter: PersonalizationAdapter) throws {
         let token = adapter.config.placeholderToken
@@ -59,9 +64,7 @@ public final class PersonalizedPipeline {
     public func encoderTokens(_ subject: Subject, adapter: PersonalizationAdapter) -> Tensor {
         Autograd.noGrad {
             let pixels = F.concat(subject.images.map { imageProcessor($0) }, axis: 0)
-            let out = imageEncoder.forward(pixels: pixels)
-            let layer = adapter.config.imageEncoder.featureLayer
-            let features = out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
+            let features = adapter.imageFeatures(pixels: pixels, shared: imageEncoder)
             let tokens = adapter.encode(features: features)
             return tokens.mean(axes: [0], keepDims: true)
         }
@@ -74,9 +77,7 @@ public final class PersonalizedPipeline {
         for subject in subjects {
             guard let adapter = adapters[subject.placeholder], let photo = subject.images.first else { continue }
             let pixels = imageProcessor(photo)
-            let out = Autograd.noGrad { imageEncoder.forward(pixels: pixels) }
-            let layer = adapter.config.imageEncoder.featureLayer
-            let features = out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
+            let features = Autograd.noGrad { adapter.imageFeatures(pixels: pixels, shared: imageEncoder) }
             traces[subject.placeholder] = (photo, pixels, adapter.resampler.featureAttention(features))
         }
         return traces

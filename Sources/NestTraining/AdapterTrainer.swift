@@ -133,8 +133,12 @@ public final class AdapterTrainer {
         public var added: (textEmbeds: Tensor, timeIds: Tensor)?
         /// Per item: the subject token's position, nil where the image is dropped.
         public var tokenIndex: [Int?]
-        /// CLIP features of the references (zero rows where the image is dropped, for the ip-adapter kind).
+        /// CLIP features of the references (zero rows where the image is dropped, for the ip-adapter kind);
+        /// for an adapter with its own (trained) image encoder, computed again in `predict`.
         public var features: Tensor
+        /// The references as CLIP input, and 1/0 per item (0: image dropped).
+        public var pixels: Tensor
+        public var imageKept: Tensor
         /// What the UNet should predict (ε or v); replaceable, e.g. by a teacher's prediction.
         public var target: Tensor
     }
@@ -174,28 +178,28 @@ public final class AdapterTrainer {
         let prompts = base.prompts.encode(captions)
         let positions = captions.map { base.prompts.position(of: token, in: $0) }
         let tokenIndex = zip(positions, indexMask).map { $1 ? $0 : nil }
-        var features = Autograd.noGrad { () -> Tensor in
-            let out = pipeline.imageEncoder.forward(pixels: F.concat(pixels, axis: 0))
-            let layer = adapter.config.imageEncoder.featureLayer
-            return out.hiddenStates[layer < 0 ? out.hiddenStates.count + layer : layer]
-        }
-        if adapter.config.kind == .ipAdapter && indexMask.contains(false) {
-            // The decoupled branch has no token to skip: a dropped image is "no image", zero features.
-            let keep = Tensor(indexMask.map { $0 ? 1 : 0 }, shape: [b, 1, 1])
-            features = Autograd.noGrad { features * keep }
-        }
+        let referencePixels = F.concat(pixels, axis: 0)
+        let keep = Tensor(indexMask.map { $0 ? 1 : 0 }, shape: [b, 1, 1])
+        let features = Autograd.noGrad { maskDropped(adapter.imageFeatures(pixels: referencePixels, shared: pipeline.imageEncoder), keep) }
         var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
         if let pooled = prompts.pooled {
             let r = Float(options.resolution)
             added = (pooled, Tensor((0..<b).flatMap { _ in [r, r, 0, 0, r, r] }, shape: [b, 6]))
         }
         return PreparedBatch(noisy: noisy, timesteps: timesteps, context: prompts.hidden, added: added,
-                             tokenIndex: tokenIndex, features: features, target: target)
+                             tokenIndex: tokenIndex, features: features, pixels: referencePixels, imageKept: keep, target: target)
+    }
+
+    /// The decoupled branch has no token to skip: a dropped image is "no image", zero features.
+    func maskDropped(_ features: Tensor, _ keep: Tensor) -> Tensor {
+        adapter.config.kind == .ipAdapter && keep.array.contains(0) ? features * keep : features
     }
 
     /// The UNet's prediction for a prepared batch with the adapter bound (recorded for gradients).
     public func predict(_ batch: PreparedBatch) throws -> Tensor {
-        let tokens = adapter.encode(features: batch.features)
+        let features = adapter.image_encoder == nil ? batch.features
+            : maskDropped(adapter.imageFeatures(pixels: batch.pixels, shared: pipeline.imageEncoder), batch.imageKept)
+        let tokens = adapter.encode(features: features)
         let unet = pipeline.base.unet
         func run(_ context: Tensor) -> Tensor {
             unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init), encoderHiddenStates: context, added: batch.added)

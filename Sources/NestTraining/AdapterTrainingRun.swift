@@ -28,8 +28,13 @@ public struct AdapterRunConfig: Codable {
         public var featureLayer: Int?
         /// nested (default), ip-adapter or single-token: the baselines train on the same encoder.
         public var kind: AdapterConfig.Kind?
+        /// Train a copy of the model's image encoder with the adapter (saved in
+        /// the adapter file). For a base whose CLIP never learned what tells
+        /// individuals apart, as the miniature world's (its captions name no traits).
+        public var trainImageEncoder: Bool?
         enum CodingKeys: String, CodingKey {
             case placeholderToken = "placeholder_token", classWord = "class_word", resampler, featureLayer = "feature_layer", kind
+            case trainImageEncoder = "train_image_encoder"
         }
     }
 
@@ -95,7 +100,8 @@ public final class AdapterTrainingRun {
         let adapterConfig = AdapterConfig(
             kind: spec.kind ?? .nested, placeholderToken: spec.placeholderToken, classWord: spec.classWord,
             imageEncoder: .init(hiddenSize: pipeline.imageEncoder.config.encoder.hiddenSize,
-                                imageSize: pipeline.imageEncoder.config.imageSize, featureLayer: spec.featureLayer ?? -2),
+                                imageSize: pipeline.imageEncoder.config.imageSize, featureLayer: spec.featureLayer ?? -2,
+                                tuned: spec.trainImageEncoder ?? false),
             resampler: .init(embeddingDim: pipeline.imageEncoder.config.encoder.hiddenSize, width: spec.resampler.width,
                              outputDim: spec.resampler.outputDim ?? crossWidth, depth: spec.resampler.depth,
                              heads: spec.resampler.heads, headDim: spec.resampler.headDim ?? 64,
@@ -103,6 +109,10 @@ public final class AdapterTrainingRun {
             layers: PersonalizationAdapter.layers(for: pipeline.base.unet.crossAttentionLayers),
             contextWidth: spec.kind == .singleToken ? crossWidth : nil)
         let adapter = PersonalizationAdapter(config: adapterConfig, seed: config.training.seed)
+        if adapterConfig.imageEncoder.tuned {
+            // Starts from the model's encoder; only the adapter's copy trains.
+            adapter.attachImageEncoder(copying: pipeline.imageEncoder)
+        }
         trainer = try AdapterTrainer(pipeline: pipeline, adapter: adapter, options: config.training)
         if resume {
             trainer.state = try TrainingCheckpoint.load(into: adapter.trainableParameters, optimizer: trainer.optimizer,

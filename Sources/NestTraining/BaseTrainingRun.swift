@@ -40,6 +40,9 @@ public struct BaseRunConfig: Codable {
     public var gradientClip: Float?
     public var seed: UInt64?
     public var klWeight: Float?
+    /// VAE only, when starting (not resuming): add this to the encoder's
+    /// posterior log-variance first (see `AutoencoderKL.shiftPosteriorLogVariance`).
+    public var logvarShift: Float?
     public var captionDropout: Float?
     public var checkpointEvery: Int?
     public var logEvery: Int?
@@ -52,7 +55,7 @@ public struct BaseRunConfig: Codable {
     enum CodingKeys: String, CodingKey {
         case model, data, output, resolution, batchSize = "batch_size", steps, learningRate = "learning_rate"
         case weightDecay = "weight_decay", warmupSteps = "warmup_steps", schedule, gradientClip = "gradient_clip", seed
-        case klWeight = "kl_weight", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip, sampleEvery = "sample_every"
+        case klWeight = "kl_weight", logvarShift = "logvar_shift", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip, sampleEvery = "sample_every"
     }
 
     var optimization: OptimizationOptions {
@@ -111,7 +114,9 @@ public final class BaseTrainingRun {
         (vaeTrainer, unetTrainer, clipTrainer, imageProcessor) = (nil, nil, nil, nil)
         switch component {
         case .vae:
-            vaeTrainer = VAETrainer(vae: try vae(), options: options, klWeight: config.klWeight ?? 1e-6)
+            let model = try vae()
+            if let shift = config.logvarShift, !resume { model.shiftPosteriorLogVariance(by: shift) }
+            vaeTrainer = VAETrainer(vae: model, options: options, klWeight: config.klWeight ?? 1e-6)
         case .clip:
             let textConfig = try decodeConfig(CLIPTextConfig.self, from: folder.appendingPathComponent("text_encoder/config.json"))
             let visionConfig = try decodeConfig(CLIPVisionConfig.self, from: folder.appendingPathComponent("image_encoder/config.json"))

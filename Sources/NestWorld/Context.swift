@@ -40,5 +40,12 @@ public struct Context: Codable, Equatable, Sendable {
                        accessory: rng.pick(Accessory.allCases), companion: rng.int(4) == 0)
     }
 
+    /// How a subject is shown to an encoder: centred, large, flat, nothing
+    /// worn, alone — the world's analog of the aligned face crops the paper's
+    /// encoder is given. Only the background varies.
+    public static func portrait(background: Background) -> Context {
+        Context(background: background, position: .center, size: .large, style: .flat, accessory: .none, companion: false)
+    }
+
     public var placement: Placement { Placement(position: position, size: size, accessory: accessory) }
 }

@@ -6,6 +6,11 @@ import NestIO
 /// plus a JSON-lines manifest in the training format
 /// `{"image", "caption", "references": [other images of the same identity]}`
 /// (paths relative to the manifest), and `identities.json` with the traits.
+/// With `portraits` > 0 each identity also gets that many portrait renders
+/// (`Context.portrait`, under `images/NAME/portrait-KK.png`) and they, not
+/// the other scenes, are every record's references — the encoder then sees
+/// at training time what it is shown at generation time. The scenes are the
+/// same bytes either way (portraits draw from their own seed stream).
 /// Everything follows from `seed`: the same call writes the same bytes.
 public enum WorldDataset {
     public struct Record: Codable, Equatable, Sendable {
@@ -21,7 +26,8 @@ public enum WorldDataset {
     /// Returns the records written (one per image, in manifest order).
     @discardableResult
     public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
-                             placeholder: String? = nil, domains: [Domain] = Domain.allCases) throws -> [Record] {
+                             placeholder: String? = nil, domains: [Domain] = Domain.allCases,
+                             portraits: Int = 0) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         let fm = FileManager.default
         try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
@@ -40,6 +46,14 @@ public enum WorldDataset {
             let name = String(format: "%@_%03d", identity.domain.rawValue, index)
             let paths = (0..<contextsPerIdentity).map { String(format: "images/%@/%02d.png", name, $0) }
             try fm.createDirectory(at: folder.appendingPathComponent("images/" + name), withIntermediateDirectories: true)
+            var portraitRNG = WorldRandom(seed: seed &+ UInt64(index), stream: "portrait")
+            let portraitPaths = try (0..<portraits).map { k -> String in
+                let path = String(format: "images/%@/portrait-%02d.png", name, k)
+                let context = Context.portrait(background: portraitRNG.pick(Background.allCases))
+                let image = WorldRenderer.render(identity: identity, context: context, seed: portraitRNG.next())
+                try ImageFile.writePNG(image, to: folder.appendingPathComponent(path).path, overwrite: true)
+                return path
+            }
             for k in 0..<contextsPerIdentity {
                 let sceneSeed = rng.next()
                 let context = Context.random(seed: sceneSeed)
@@ -48,7 +62,8 @@ public enum WorldDataset {
                 let caption = WorldCaption.caption(for: Scene(identity: identity, context: context, seed: sceneSeed),
                                                    placeholder: placeholder, seed: sceneSeed)
                 records.append(Record(image: paths[k], caption: caption,
-                                      references: paths.enumerated().filter { $0.offset != k }.map(\.element),
+                                      references: portraits > 0 ? portraitPaths
+                                          : paths.enumerated().filter { $0.offset != k }.map(\.element),
                                       identity: index, domain: identity.domain, context: context))
             }
         }

@@ -59,8 +59,7 @@ public struct WorldEvaluation {
     public init(options: Options = .init()) { self.options = options }
 
     static func referenceContext(_ rng: inout WorldRandom) -> Context {
-        Context(background: rng.pick(Background.allCases), position: .center, size: .large, style: .flat,
-                accessory: .none, companion: false)
+        Context.portrait(background: rng.pick(Background.allCases))
     }
 
     /// The held-out cases: single subjects of both domains, then two-subject scenes.

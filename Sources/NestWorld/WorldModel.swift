@@ -21,8 +21,12 @@ public enum WorldModel {
         func write(_ object: [String: Any], _ path: String) throws {
             let url = folder.appendingPathComponent(path)
             try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                .write(to: url, options: .atomic)
+            // JSONSerialization writes 1.0 as `1`; transformers 5 validates its
+            // config fields strictly and rejects an int where it wants a float.
+            var text = String(decoding: try JSONSerialization.data(withJSONObject: object.mapValues(Self.markWholeFloats),
+                                                                   options: [.prettyPrinted, .sortedKeys]), as: UTF8.self)
+            text = text.replacingOccurrences(of: #""\#(Self.floatMark)([-0-9]+)""#, with: "$1.0", options: .regularExpression)
+            try Data(text.utf8).write(to: url, options: .atomic)
         }
         try CLIPTokenizer.writeVocabulary(spelling: captionCorpus(), maxLength: maxTokens,
                                           to: folder.appendingPathComponent("tokenizer"))
@@ -77,6 +81,19 @@ public enum WorldModel {
                    "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
                    "timestep_spacing": "leading", "steps_offset": 1, "interpolation_type": "linear",
                    "use_karras_sigmas": false], "scheduler/scheduler_config.json")
+    }
+
+    static let floatMark = "__whole_float__"
+
+    /// Whole-number Doubles become marked strings (restored as `N.0` after
+    /// serialization); everything else is kept, arrays and objects recursively.
+    static func markWholeFloats(_ value: Any) -> Any {
+        switch value {
+        case let d as Double where d.rounded() == d && abs(d) < 1e15 && !(value is Int): return "\(floatMark)\(Int(d))"
+        case let array as [Any]: return array.map(markWholeFloats)
+        case let object as [String: Any]: return object.mapValues(markWholeFloats)
+        default: return value
+        }
     }
 
     /// Captions of many random scenes of both domains, with class words and

@@ -45,7 +45,7 @@ struct Eval: ParsableCommand {
         let pipe: PersonalizedPipeline
         do {
             pipe = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: modelPath)))
-            for (_, path) in DefaultModel.adapters(in: modelPath) { try pipe.add(try PersonalizationAdapter.load(path: path)) }
+            for (_, path) in DefaultModel.adapters(in: modelPath) { try pipe.addAdapter(path: path) }
         } catch { fail(String(describing: error)) }
         for domain in Domain.allCases where pipe.adapters["<\(domain.rawValue)>"] == nil {
             fail("\(modelPath)/adapters has no adapter for <\(domain.rawValue)>")
@@ -65,7 +65,7 @@ struct Eval: ParsableCommand {
             let other: PersonalizedPipeline
             do {
                 other = try PersonalizedPipeline(base: pipe.base)
-                for (_, path) in found { try other.add(try PersonalizationAdapter.load(path: path)) }
+                for (_, path) in found { try other.addAdapter(path: path) }
             } catch { fail(String(describing: error)) }
             for scale in scales {
                 let name = kind == .singleToken ? "single-token encoder" : String(format: "IP-Adapter-style decoupled attention, scale %g", scale!)

@@ -216,7 +216,7 @@ struct Generate: ParsableCommand {
         let pipe: PersonalizedPipeline
         do {
             pipe = try PersonalizedPipeline(base: pipeline)
-            for path in adapters { try pipe.add(try PersonalizationAdapter.load(path: path)) }
+            for path in adapters { try pipe.addAdapter(path: path) }
             if let ipAdapter { pipe.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
         } catch { fail(String(describing: error)) }
         var images: [String: [RGBImage]] = [:], order: [String] = []

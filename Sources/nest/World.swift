@@ -34,12 +34,16 @@ struct WorldDatasetCommand: ParsableCommand {
     @Option(help: "Only this domain (critter or bot); default both.")
     var domain: String?
 
+    @Option(help: "Portrait renders per identity (centre, large, flat, no accessory) to use as the references instead of the other scenes; 0: none.")
+    var portraits: Int = 0
+
     @Flag(help: "Also write preview.png, a contact sheet of the first images.")
     var preview = false
 
     func validate() throws {
         guard identities > 0 else { throw ValidationError("--identities must be positive, got \(identities)") }
         guard contexts >= 2 else { throw ValidationError("--contexts must be at least 2, got \(contexts)") }
+        guard portraits >= 0 else { throw ValidationError("--portraits must not be negative, got \(portraits)") }
     }
 
     func run() throws {
@@ -55,7 +59,8 @@ struct WorldDatasetCommand: ParsableCommand {
         let records: [WorldDataset.Record]
         do {
             records = try WorldDataset.write(to: folder, identitiesPerDomain: identities, contextsPerIdentity: contexts,
-                                             seed: seed, placeholder: placeholder, domains: domains)
+                                             seed: seed, placeholder: placeholder, domains: domains,
+                                             portraits: portraits)
         } catch { fail(String(describing: error)) }
         if preview {
             let images = try records.prefix(48).map { try ImageFile.decode(path: folder.appendingPathComponent($0.image).path) }

@@ -73,6 +73,57 @@ import Testing
                 "the step must leave plain processors behind")
     }
 
+    /// `train_image_encoder`: the adapter's own copy of the image encoder trains
+    /// with it (the shared encoder does not), and the trained copy saves and
+    /// loads with the adapter, giving the same encoder tokens.
+    @Test func tunedImageEncoderTrainsAndTravelsWithTheAdapter() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32, tuned: true),
+                                   resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
+                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers))
+        let adapter = PersonalizationAdapter(config: config, seed: 1)
+        adapter.attachImageEncoder(copying: pipe.imageEncoder)
+        let sharedBefore = pipe.imageEncoder.parameterTensors().map { $0.tensor.array }
+        let before = Dictionary(uniqueKeysWithValues: adapter.parameterTensors().map { ($0.path, $0.tensor.array) })
+        var options = AdapterTrainingOptions()
+        options.resolution = 32
+        options.learningRate = 1e-3
+        options.dropImage = 0; options.dropText = 0; options.dropBoth = 0
+        let trainer = try AdapterTrainer(pipeline: pipe, adapter: adapter, options: options)
+        let examples = (0..<2).map { i in
+            AdapterExample(target: Self.image(UInt64(i)), caption: "a <critter> on the beach", references: [Self.image(UInt64(i) + 100)])
+        }
+        #expect(try trainer.step(examples).isFinite)
+        let after = Dictionary(uniqueKeysWithValues: adapter.parameterTensors().map { ($0.path, $0.tensor.array) })
+        let encoderPaths = after.keys.filter { $0.hasPrefix("image_encoder.") }
+        #expect(encoderPaths.count == pipe.imageEncoder.vision_model.parameterTensors().count)
+        for path in encoderPaths where path.contains(".embeddings.") || path.contains(".encoder.layers.0.") {
+            #expect(before[path] != after[path], "\(path) should train")
+        }
+        for path in encoderPaths where path.contains("post_layernorm") {
+            #expect(before[path] == after[path], "\(path) lies past the feature layer: no gradient")
+        }
+        #expect(pipe.imageEncoder.parameterTensors().map { $0.tensor.array } == sharedBefore, "the model's encoder stays frozen")
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nest-tuned-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try adapter.save(path: dir.appendingPathComponent("critter").path)
+        #expect(throws: ModelConfigError.self) { try PersonalizationAdapter.load(path: dir.appendingPathComponent("critter").path) }
+        let other = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: Self.folder))
+        try other.addAdapter(path: dir.appendingPathComponent("critter").path)
+        let subject = Subject(placeholder: "<critter>", images: [Self.image(7)])
+        let trained = pipe.encoderTokens(subject, adapter: adapter).array
+        #expect(other.encoderTokens(subject, adapter: other.adapters["<critter>"]!).array == trained)
+        let untuned = PersonalizationAdapter(config: { var c = config; c.imageEncoder.tuned = false; return c }(), seed: 1)
+        for (mine, theirs) in zip(untuned.resampler.namedParameters(), adapter.resampler.namedParameters()) {
+            mine.parameter.tensor.assign(theirs.parameter.tensor)
+        }
+        #expect(pipe.encoderTokens(subject, adapter: untuned).array != trained, "the tuned encoder changes the tokens")
+    }
+
     /// The trainer can overfit: on a handful of fixed samples whose target is
     /// realizable — a teacher adapter's prediction through the same frozen UNet —
     /// the loss falls at least ten-fold. (With the plain denoising target a

@@ -40,4 +40,22 @@ import Testing
         let image = try ImageFile.decode(path: a.appendingPathComponent(records[0].image).path)
         #expect(image.width == 64 && image.height == 64)
     }
+
+    /// `portraits`: every record's references are its identity's portrait
+    /// renders (centred, large, flat, nothing worn), and the scenes are the
+    /// same bytes as without them.
+    @Test func portraitReferencesLeaveTheScenesAlone() throws {
+        let plain = temporaryFolder("plain"), withPortraits = temporaryFolder("portraits")
+        defer { try? FileManager.default.removeItem(at: plain); try? FileManager.default.removeItem(at: withPortraits) }
+        let a = try WorldDataset.write(to: plain, identitiesPerDomain: 2, contextsPerIdentity: 3, seed: 5)
+        let b = try WorldDataset.write(to: withPortraits, identitiesPerDomain: 2, contextsPerIdentity: 3, seed: 5, portraits: 2)
+        #expect(a.map(\.image) == b.map(\.image) && a.map(\.caption) == b.map(\.caption))
+        for (x, y) in zip(a, b) {
+            #expect(try Data(contentsOf: plain.appendingPathComponent(x.image)) == Data(contentsOf: withPortraits.appendingPathComponent(y.image)))
+            #expect(y.references.count == 2 && y.references.allSatisfy { $0.contains("/portrait-") })
+            #expect(y.references.allSatisfy { $0.hasPrefix((y.image as NSString).deletingLastPathComponent + "/") }, "the identity's own portraits")
+        }
+        let portraits = try b[0].references.map { try ImageFile.decode(path: withPortraits.appendingPathComponent($0).path) }
+        #expect(portraits.allSatisfy { $0.width == 64 && $0.height == 64 } && portraits[0].pixels != portraits[1].pixels)
+    }
 }

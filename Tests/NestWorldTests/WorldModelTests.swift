@@ -20,6 +20,12 @@ import Testing
         #expect(tokenizer.maxLength == text.maxPositionEmbeddings)
         _ = try decodeConfig(AutoencoderKLConfig.self, from: dir.appendingPathComponent("vae/config.json"))
         _ = try decodeConfig(CLIPVisionConfig.self, from: dir.appendingPathComponent("image_encoder/config.json"))
+        // transformers 5 rejects an int where its config wants a float: whole floats keep their ".0".
+        for component in ["text_encoder", "image_encoder"] {
+            let json = try String(contentsOf: dir.appendingPathComponent("\(component)/config.json"), encoding: .utf8)
+            #expect(json.contains("\"initializer_factor\" : 1.0,") && json.contains("\"attention_dropout\" : 0.0,"), "\(json)")
+            #expect(json.contains("\"num_hidden_layers\" : 4,"), "ints stay ints")
+        }
 
         var longest = 0
         for caption in WorldModel.captionCorpus().prefix(2000) {

@@ -34,6 +34,18 @@ public final class AutoencoderKL: Module {
         if let post_quant_conv { child("post_quant_conv", post_quant_conv) }
     }
 
+    /// Adds `shift` to the log-variance the encoder predicts for every latent
+    /// (the bias of the layer that produces it). Used when continuing a VAE
+    /// whose KL term was too strong: its posterior became nearly as wide as
+    /// the latents themselves, so a sample carried little more than a blurred
+    /// image; the reconstruction loss alone narrows it only very slowly.
+    public func shiftPosteriorLogVariance(by shift: Float) {
+        let layer = quant_conv ?? encoder.conv_out
+        guard let bias = layer.bias else { return }
+        let latent = config.latentChannels
+        for c in latent..<(2 * latent) { bias[flat: c] += shift }
+    }
+
     /// Builds the VAE from a diffusers folder (`vae/`): `config.json` plus its
     /// safetensors weights, loaded strictly (errors name the file and tensor).
     public static func load(folder: URL, variant: String? = nil) throws -> AutoencoderKL {
