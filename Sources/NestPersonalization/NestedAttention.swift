@@ -69,11 +69,17 @@ public func nestedCrossAttention(query q: Tensor, key k: Tensor, value v: Tensor
     // Item by item: one without any subject token is exactly the plain layer (bit for bit, as
     // F.attention computes every batch item independently), so the unconditional half of
     // guidance is untouched; only items with a subject pay for the explicit probabilities.
+    // Without gradients, the fused kernel (same arithmetic, no head-major copies).
+    let recordsGradient = Autograd.isEnabled
+        && ([q, k, v] + active.flatMap { [$0.keys, $0.values] }).contains { $0.needsGrad }
     func item(_ x: Tensor, _ i: Int) -> Tensor { b == 1 ? x : x.slice(axis: 0, i..<(i + 1)) }
     let outputs = (0..<b).map { i -> Tensor in
         let here = active.compactMap { s in s.tokenIndex[i].map { (token: $0, subject: s) } }
         let (qi, ki, vi) = (item(q, i), item(k, i), item(v, i))
         if here.isEmpty { return F.attention(query: qi, key: ki, value: vi, heads: heads) }
+        if !recordsGradient {
+            return nestedItemFused(query: qi, key: ki, value: vi, heads: heads, subjects: here, item: i, options: options)
+        }
         return nestedItem(query: qi, key: ki, value: vi, heads: heads, subjects: here, item: i, options: options)
     }
     return b == 1 ? outputs[0] : F.concat(outputs, axis: 0)
