@@ -29,6 +29,7 @@ func report(_ name: String, flops: Double, time: Double, extra: String = "") {
 
 let args = CommandLine.arguments
 if args.count > 1 && args[1] == "compare" { compare(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "nested-overhead" { nestedOverhead(arguments: args); exit(0) }
 if args.count > 2 && args[1] == "case" {
     let n = args.firstIndex(of: "--repeats").flatMap { Int(args[$0 + 1]) } ?? 3
     runSwiftCase(args[2], repeats: n)
