@@ -5,9 +5,12 @@
 # skipped). Usage: tools/train_world.sh [WORK_DIR]   (default: runs/world)
 #
 #   1. data:    nest world model + nest world dataset (base and adapter sets)
-#   2. vae, clip (in parallel)   3. unet   4. adapters per domain: nested,
-#   then the single-token and IP-Adapter-style baselines; each lands in
-#   WORK_DIR/model/adapters when done. Pack it: nest world pack --model WORK_DIR/model
+#   2. vae, clip (in parallel)   3. unet   4. vae2: the VAE continued with a
+#   1000x weaker KL term   5. unet2: the UNet continued on vae2's latents
+#   6. adapters per domain: nested, then the single-token and IP-Adapter-style
+#   baselines, each with its own trained copy of the image encoder; each lands
+#   in WORK_DIR/model2/adapters when done.
+#   Pack it: nest world pack --model WORK_DIR/model2
 set -euo pipefail
 WORK=${1:-runs/world}
 NEST=${NEST:-.build/release/nest}
@@ -67,26 +70,56 @@ JSON
   rm -rf "$WORK/model" "$WORK"/adapter-* && mv "$WORK/model.partial" "$WORK/model"
 fi
 
-# 4. One Nested Attention adapter per domain, side by side; then the
-#    baselines on the same encoder (single-token, IP-Adapter-style).
+# 4. The VAE again. Its KL weight above (1e-5 on a per-pixel mean loss) is
+#    about 10^5 times Stable Diffusion's: the posterior stayed nearly as wide
+#    as the latents (std 0.64 against 0.69), so a sample carried little more
+#    than a blurred image, and so did everything the UNet learned. Continue it
+#    with its posterior narrowed (log-variance - 6) and KL weight 1e-8.
+if [ ! -e "$WORK/vae2/done" ]; then
+  cat > "$WORK/vae2.json" <<JSON
+{"model": "model", "data": "data/manifest.jsonl", "output": "vae2", "resolution": 64, "batch_size": 8, "steps": 2500,
+ "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine", "kl_weight": 1e-8, "logvar_shift": -6, "flip": false,
+ "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 11}
+JSON
+  stage vae2 vae 2
+fi
+
+# 5. The UNet continued on the new latents (same captions), in model2.
+if [ ! -e "$WORK/unet2/done" ]; then
+  rm -rf "$WORK/model2" "$WORK"/adapter-* && cp -r "$WORK/model" "$WORK/model2" && rm -rf "$WORK/model2/adapters"
+  cp "$WORK"/vae2/vae/* "$WORK/model2/vae/"
+  cat > "$WORK/unet2.json" <<JSON
+{"model": "model2", "data": "data/manifest.jsonl", "output": "unet2", "resolution": 64, "batch_size": 32,
+ "steps": 2000, "learning_rate": 2e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 5}
+JSON
+  stage unet2 unet 2
+fi
+cp "$WORK"/unet2/unet/* "$WORK/model2/unet/"
+
+# 6. One Nested Attention adapter per domain, side by side; then the
+#    baselines (single-token, IP-Adapter-style). Every adapter sees its
+#    subject through portraits (centre, large, flat: the world's aligned
+#    crops) and trains its own copy of the image encoder: the world's CLIP
+#    learned from captions that never name an individual's traits.
 adapter_config() { # DOMAIN KIND NAME
   cat > "$WORK/$3.json" <<JSON
-{"model": "model", "data": "data-$1/manifest.jsonl", "output": "$3",
- "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2",
+{"model": "model2", "data": "data-$1-p/manifest.jsonl", "output": "$3",
+ "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2", "train_image_encoder": true,
              "resampler": {"width": 128, "depth": 2, "heads": 4, "head_dim": 32, "queries": 16, "ff_mult": 2}},
- "training": {"steps": 1500, "batch_size": 8, "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine",
+ "training": {"steps": 2500, "batch_size": 8, "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine",
               "flip_targets": false, "seed": 4},
  "checkpoint_every": 100, "log_every": 10, "sample_every": 500}
 JSON
 }
 install_adapter() { # RUN NAME
-  mkdir -p "$WORK/model/adapters"
-  cp "$WORK/$1/adapter.json" "$WORK/model/adapters/$2.json"
-  cp "$WORK/$1/adapter.safetensors" "$WORK/model/adapters/$2.safetensors"
+  mkdir -p "$WORK/model2/adapters"
+  cp "$WORK/$1/adapter.json" "$WORK/model2/adapters/$2.json"
+  cp "$WORK/$1/adapter.safetensors" "$WORK/model2/adapters/$2.safetensors"
 }
 for domain in critter bot; do
-  [ -d "$WORK/data-$domain" ] || "$NEST" world dataset -o "$WORK/data-$domain" --domain $domain \
-      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" > /dev/null
+  [ -d "$WORK/data-$domain-p" ] || "$NEST" world dataset -o "$WORK/data-$domain-p" --domain $domain \
+      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" --portraits 4 --hold-out > /dev/null
 done
 for kind in nested single-token ip-adapter; do
   suffix=$([ $kind = nested ] && echo "" || echo "-$kind")
@@ -94,8 +127,8 @@ for kind in nested single-token ip-adapter; do
   stage adapter-critter$suffix adapter 1 & A=$!
   stage adapter-bot$suffix adapter 1 & B=$!
   wait $A; wait $B
-  # 5. The model folder gains each adapter as soon as it is trained.
+  # The model folder gains each adapter as soon as it is trained.
   for domain in critter bot; do install_adapter adapter-$domain$suffix $domain$suffix; done
-  echo "trained $kind adapters: $WORK/model/adapters"
+  echo "trained $kind adapters: $WORK/model2/adapters"
 done
-echo "trained world: $WORK/model"
+echo "trained world: $WORK/model2"

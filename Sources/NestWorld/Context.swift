@@ -40,6 +40,15 @@ public struct Context: Codable, Equatable, Sendable {
                        accessory: rng.pick(Accessory.allCases), companion: rng.int(4) == 0)
     }
 
+    /// Background × style pairs that adapter datasets can leave out
+    /// (`nest world dataset --hold-out`) and `nest eval` prompts with: one
+    /// context in six. The base model sees them (as SDXL has seen every kind
+    /// of scene); the subject encoders never do.
+    public static let heldOutPairs: [(Background, Style)] = [(.beach, .sketch), (.snow, .night), (.city, .flat)]
+
+    /// Whether this context's background and style are a held-out pair.
+    public var isHeldOut: Bool { Self.heldOutPairs.contains { $0.0 == background && $0.1 == style } }
+
     /// How a subject is shown to an encoder: centred, large, flat, nothing
     /// worn, alone — the world's analog of the aligned face crops the paper's
     /// encoder is given. Only the background varies.

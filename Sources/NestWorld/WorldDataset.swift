@@ -11,6 +11,8 @@ import NestIO
 /// the other scenes, are every record's references — the encoder then sees
 /// at training time what it is shown at generation time. The scenes are the
 /// same bytes either way (portraits draw from their own seed stream).
+/// With `holdOut` no scene has a held-out background × style pair
+/// (`Context.heldOutPairs`): those are for evaluation.
 /// Everything follows from `seed`: the same call writes the same bytes.
 public enum WorldDataset {
     public struct Record: Codable, Equatable, Sendable {
@@ -27,7 +29,7 @@ public enum WorldDataset {
     @discardableResult
     public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
                              placeholder: String? = nil, domains: [Domain] = Domain.allCases,
-                             portraits: Int = 0) throws -> [Record] {
+                             portraits: Int = 0, holdOut: Bool = false) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         let fm = FileManager.default
         try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
@@ -55,7 +57,8 @@ public enum WorldDataset {
                 return path
             }
             for k in 0..<contextsPerIdentity {
-                let sceneSeed = rng.next()
+                var sceneSeed = rng.next()
+                while holdOut && Context.random(seed: sceneSeed).isHeldOut { sceneSeed = rng.next() }
                 let context = Context.random(seed: sceneSeed)
                 let image = WorldRenderer.render(identity: identity, context: context, seed: sceneSeed)
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(paths[k]).path, overwrite: true)

@@ -6,9 +6,11 @@ import NestPersonalization
 
 /// `nest eval`: generates held-out identities in held-out contexts with
 /// each method and scores identity and prompt fidelity with `WorldMetrics`.
-/// Held-out: the identities come from a seed stream the datasets never use,
-/// and each subject is shown to the adapter through one reference render in
-/// a plain context (centre, large, flat, no accessory), never the target.
+/// Held-out: the identities come from a seed stream the datasets never use;
+/// the prompts (by default) pair background and style as no adapter dataset
+/// written with `--hold-out` does (`Context.heldOutPairs`); and each subject
+/// is shown to the adapter through one portrait render (`Context.portrait`),
+/// never the target.
 public struct WorldEvaluation {
     public struct Options: Sendable {
         public var identitiesPerDomain = 8
@@ -18,6 +20,8 @@ public struct WorldEvaluation {
         public var guidance: Float = 5
         public var valueNormalization: Float = 1
         public var seed: UInt64 = 9001
+        /// Prompt only with held-out background × style pairs (`Context.heldOutPairs`).
+        public var heldOutCombinations = true
         public init() {}
     }
 
@@ -76,6 +80,7 @@ public struct WorldEvaluation {
                 let ref = reference(identity)
                 for _ in 0..<options.promptsPerIdentity {
                     var context = Context.random(seed: rng.next())
+                    while options.heldOutCombinations && !context.isHeldOut { context = Context.random(seed: rng.next()) }
                     context.companion = twoSubjects
                     var c = Case(identity: identity, reference: ref, context: context, sceneSeed: rng.next(),
                                  distractors: identities(domain, options.distractors))

@@ -89,6 +89,27 @@ func makeSwiftCase(_ name: String) -> () -> Void {
                                              width: 512, height: 512)
         return { _ = try! pipe.generate(config) }
     }
+    if name == "sdxl-generate-1024" {
+        // SDXL at 1024×1024 (128² latents), both text encoders, UNet, VAE decode,
+        // all resident as in a pipeline: for the peak memory of a generation
+        // (one step reaches it; more steps only repeat the UNet call). Not in
+        // `compare`'s default list: it takes minutes and PyTorch's side is not written.
+        let folder = benchRoot.appendingPathComponent("tools/bench_configs/sd15_pipeline")
+        let tokenizer = try! CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer"))
+        let textL = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sd15_text.json")))
+        let textG = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sdxl_text2.json")),
+                                  withProjection: true)
+        let prompts = try! PromptEncoder(tokenizers: [tokenizer, tokenizer], encoders: [textL, textG])
+        let unet = UNet2DConditionModel(config: try! UNet2DConditionConfig.decode(benchConfig("sdxl_unet.json"), name: name), seed: 1)
+        let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
+        let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
+                                           schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
+                                           forceZerosForEmptyPrompt: true)
+        let steps = Int(ProcessInfo.processInfo.environment["NEST_BENCH_STEPS"] ?? "1") ?? 1
+        let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: steps, guidanceScale: 5, seed: 1,
+                                             width: 1024, height: 1024)
+        return { _ = try! pipe.generate(config) }
+    }
     if name == "train-step" {
         // The miniature world's UNet, frozen; a nested adapter's projections trained
         // with AdamW on fixed encoder tokens, batch 8 at 16×16 latents.

@@ -31,6 +31,9 @@ struct Eval: ParsableCommand {
     @Option(help: "λ for the value-normalized Nested Attention row.")
     var valueNorm: Float = 1
 
+    @Flag(help: "Prompt with any context, not only the held-out background × style pairs.")
+    var allContexts = false
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -55,6 +58,7 @@ struct Eval: ParsableCommand {
         var options = WorldEvaluation.Options()
         options.identitiesPerDomain = identities; options.promptsPerIdentity = prompts
         options.steps = steps; options.guidance = guidance; options.valueNormalization = valueNorm
+        options.heldOutCombinations = !allContexts
         let evaluation = WorldEvaluation(options: options)
         let single = evaluation.cases(twoSubjects: false), pairs = evaluation.cases(twoSubjects: true)
         // Baselines on the same encoder, where the folder has them for both domains.
@@ -103,6 +107,9 @@ struct Eval: ParsableCommand {
         var report = "# Miniature world evaluation\n\n"
         report += "\(single.count) single-subject prompts (\(identities) held-out identities per domain × \(prompts) contexts) and "
         report += "\(pairs.count) two-subject prompts; \(steps) steps, guidance \(guidance), model \(URL(fileURLWithPath: modelPath).lastPathComponent). "
+        report += options.heldOutCombinations
+            ? "Every prompt pairs a background and a style that no adapter saw in training (\(Context.heldOutPairs.map { "\($0.0.rawValue) + \($0.1.rawValue)" }.joined(separator: ", "))). "
+            : "Prompts with any context. "
         report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain "
         report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"
         report += WorldEvaluation.table(rows, chance: chance)

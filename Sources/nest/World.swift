@@ -37,6 +37,9 @@ struct WorldDatasetCommand: ParsableCommand {
     @Option(help: "Portrait renders per identity (centre, large, flat, no accessory) to use as the references instead of the other scenes; 0: none.")
     var portraits: Int = 0
 
+    @Flag(help: "Leave out the held-out background × style pairs (beach+sketch, snow+night, city+flat), which `nest eval` prompts with.")
+    var holdOut = false
+
     @Flag(help: "Also write preview.png, a contact sheet of the first images.")
     var preview = false
 
@@ -60,7 +63,7 @@ struct WorldDatasetCommand: ParsableCommand {
         do {
             records = try WorldDataset.write(to: folder, identitiesPerDomain: identities, contextsPerIdentity: contexts,
                                              seed: seed, placeholder: placeholder, domains: domains,
-                                             portraits: portraits)
+                                             portraits: portraits, holdOut: holdOut)
         } catch { fail(String(describing: error)) }
         if preview {
             let images = try records.prefix(48).map { try ImageFile.decode(path: folder.appendingPathComponent($0.image).path) }

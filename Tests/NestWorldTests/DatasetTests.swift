@@ -58,4 +58,17 @@ import Testing
         let portraits = try b[0].references.map { try ImageFile.decode(path: withPortraits.appendingPathComponent($0).path) }
         #expect(portraits.allSatisfy { $0.width == 64 && $0.height == 64 } && portraits[0].pixels != portraits[1].pixels)
     }
+
+    /// `holdOut`: no scene pairs a held-out background and style; without it
+    /// they occur (one context in six), and the evaluation prompts only with them.
+    @Test func heldOutPairsStayOutOfAdapterData() throws {
+        let a = temporaryFolder("all"), b = temporaryFolder("heldout")
+        defer { try? FileManager.default.removeItem(at: a); try? FileManager.default.removeItem(at: b) }
+        let all = try WorldDataset.write(to: a, identitiesPerDomain: 6, contextsPerIdentity: 8, seed: 3, domains: [.critter])
+        let kept = try WorldDataset.write(to: b, identitiesPerDomain: 6, contextsPerIdentity: 8, seed: 3, domains: [.critter], holdOut: true)
+        #expect(all.contains { $0.context.isHeldOut })
+        #expect(kept.count == all.count && !kept.contains { $0.context.isHeldOut })
+        let cases = WorldEvaluation(options: { var o = WorldEvaluation.Options(); o.identitiesPerDomain = 2; return o }()).cases(twoSubjects: false)
+        #expect(!cases.isEmpty && cases.allSatisfy { $0.context.isHeldOut })
+    }
 }
