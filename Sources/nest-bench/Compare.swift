@@ -17,6 +17,8 @@ import NestPersonalization
 /// warm-up itself, the default for the whole-generation case).
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sdxl-unet-64",
                     "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20"]
+/// Cases `nest-bench case` runs that `compare` does not (no PyTorch side).
+let extraCases = ["sdxl-generate-1024"]
 
 
 let benchRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -58,6 +58,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Weights variant to prefer, e.g. fp16.")
     var variant: String?
 
+    @Flag(help: "Hold the UNet, text encoder and VAE weights as float16 in memory (half the memory, a few percent slower; lossless with fp16 weights).")
+    var halfWeights = false
+
     @Option(name: .customLong("adapter"), help: "A subject adapter (NAME.json + NAME.safetensors); repeatable.")
     var adapters: [String] = []
 
@@ -111,6 +114,9 @@ struct Generate: ParsableCommand {
         let pipeline: StableDiffusionPipeline
         do { pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant) } catch {
             fail(String(describing: error))
+        }
+        if halfWeights {
+            for module in [pipeline.unet, pipeline.vae] + pipeline.prompts.encoders as [Module] { module.storeWeightsAsHalf() }
         }
         let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
         let config = GenerationConfiguration(prompt: prompt, negativePrompt: negativePrompt, steps: steps,

@@ -29,4 +29,9 @@ void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t r
 /* y[j] = silu(x[j] * scale[j] + shift[j]) for j < n (group norm's affine step fused with SiLU). */
 void nest_affine_silu(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n);
 
+/* IEEE binary16 <-> binary32 for n values (round to nearest even when
+ * narrowing). Dispatches by itself: AVX-512F, else F16C, else scalar. */
+void nest_f16_to_f32(const unsigned short *src, float *dst, ptrdiff_t n);
+void nest_f32_to_f16(const float *src, unsigned short *dst, ptrdiff_t n);
+
 #endif

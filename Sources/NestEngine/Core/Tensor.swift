@@ -13,6 +13,8 @@ public final class Tensor: @unchecked Sendable {
     public var requiresGrad: Bool
     public var grad: Tensor?
     var node: GradNode?
+    /// True once the float32 values were dropped for a float16 copy (`Module.storeWeightsAsHalf`).
+    public internal(set) var released = false
 
     public var count: Int { shape.reduce(1, *) }
     public var rank: Int { shape.count }
@@ -97,6 +99,7 @@ public final class Tensor: @unchecked Sendable {
     /// In-place writes are not recorded by autograd: use on leaves or buffers.
     public func assign(_ other: Tensor) {
         precondition(other.count == count, "assign: \(other.shape) into \(shape)")
+        precondition(!released, "assign: this weight is stored as float16 (storeWeightsAsHalf); its float32 values are gone")
         if other.data != data { data.update(from: other.data, count: count) }
     }
 

@@ -56,7 +56,13 @@ public final class Linear: Module {
         if let b = self.bias { parameter("bias", b) }
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { F.linear(x, weight: weight, bias: bias) }
+    /// The weight as float16 once `storeWeightsAsHalf` ran (then `weight` keeps only its shape).
+    public internal(set) var halfWeight: HalfWeights?
+
+    /// The float32 weight to compute with (widened from float16 when stored so).
+    public var computeWeight: Tensor { halfWeight?.widened() ?? weight }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { F.linear(x, weight: computeWeight, bias: bias) }
 }
 
 public final class Conv2d: Module {
@@ -79,8 +85,14 @@ public final class Conv2d: Module {
         if let b = self.bias { parameter("bias", b) }
     }
 
+    /// The weight as float16 once `storeWeightsAsHalf` ran (then `weight` keeps only its shape).
+    public internal(set) var halfWeight: HalfWeights?
+
+    /// The float32 weight to compute with (widened from float16 when stored so).
+    public var computeWeight: Tensor { halfWeight?.widened() ?? weight }
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        F.conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding)
+        F.conv2d(x, weight: computeWeight, bias: bias, stride: stride, padding: padding)
     }
 }
 

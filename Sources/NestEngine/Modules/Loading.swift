@@ -80,6 +80,7 @@ extension Module {
     /// Parameters in checkpoint layout (OHWI → OIHW), ready to save.
     public func checkpointTensors(prefix: String = "") -> [(name: String, tensor: Tensor)] {
         namedParameters().map { path, p in
+            precondition(!p.tensor.released, "\(prefix + path) is stored as float16 for inference (storeWeightsAsHalf); it cannot be saved")
             switch p.layout {
             case .plain: return (prefix + path, p.tensor)
             case .convOIHW: return (prefix + path, Autograd.noGrad { p.tensor.permuted([0, 3, 1, 2]) })

@@ -16,7 +16,7 @@ public final class Downsample2D: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if padding == 0 {
-            return F.conv2d(x, weight: conv.weight, bias: conv.bias, stride: 2, padding: (top: 0, left: 0, bottom: 1, right: 1))
+            return F.conv2d(x, weight: conv.computeWeight, bias: conv.bias, stride: 2, padding: (top: 0, left: 0, bottom: 1, right: 1))
         }
         return conv(x)
     }

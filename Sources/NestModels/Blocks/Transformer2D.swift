@@ -124,7 +124,7 @@ private enum PointwiseProjection {
         case .linear(let l): return l(x)
         case .conv(let c):
             // The engine stores the kernel [O, 1, 1, I]; as [O, I] it is a Linear weight.
-            let w = c.weight
+            let w = c.computeWeight
             return F.linear(x, weight: w.reshaped([w.shape[0], w.shape[3]]), bias: c.bias)
         }
     }
