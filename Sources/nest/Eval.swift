@@ -4,6 +4,8 @@ import NestDiffusion
 import NestIO
 import NestPersonalization
 import NestWorld
+import NestEngine
+import NestTraining
 
 /// `nest eval`: the miniature world's identity-versus-prompt evaluation.
 struct Eval: ParsableCommand {
@@ -84,6 +86,12 @@ struct Eval: ParsableCommand {
         let truth = single.map { $0.scene.render(seed: 7) }
         // The next identity's truth (offset by one identity's prompts, never the case itself).
         let unrelated = single.indices.map { truth[($0 + prompts) % single.count] }
+        // The ceiling the autoencoder leaves any method: the truth encoded and decoded.
+        let throughVAE = try truth.map { image -> RGBImage in
+            let vae = pipe.base.vae
+            let pixels = Augmentation.none.apply(image, size: image.width, seed: 0)
+            return try StableDiffusionPipeline.images(Autograd.noGrad { vae.decode(vae.encode(pixels).mean) })[0]
+        }
         let base = try evaluation.generate(pipe, cases: single, adapters: false, progress: tick)
         let nested = try evaluation.generate(pipe, cases: single, adapters: true, progress: tick)
         let normalized = try evaluation.generate(pipe, cases: single, adapters: true,
@@ -96,6 +104,7 @@ struct Eval: ParsableCommand {
         let rows = [
             evaluation.score("ground truth (render at an unseen seed)", cases: single, images: truth),
             evaluation.score("unrelated images (another case's truth)", cases: single, images: unrelated),
+            evaluation.score("ground truth through the VAE (the ceiling for generations)", cases: single, images: throughVAE),
             evaluation.score("base model, class word", cases: single, images: base),
         ] + zip(baselines, baselineImages).map { evaluation.score($0.name, cases: single, images: $1) } + [
             evaluation.score("Nested Attention", cases: single, images: nested),
