@@ -48,4 +48,36 @@ import Testing
                                    "--output", "x.png"], in: dir)
         #expect(unknown.status != 0 && unknown.stderr.split(separator: "\n").count == 1, "\(unknown.stderr)")
     }
+
+    /// The embedded world is stored as float16, so holding its weights as
+    /// float16 in memory changes nothing: the same image, byte for byte.
+    @Test func halfWeightsAreLosslessForTheFloat16World() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let common = ["generate", "--prompt", "a <critter> in the snow", "--subject", "<critter>=\(Self.critter)", "--seed", "3", "--steps", "4"]
+        let full = try CLI.run(common + ["--output", "full.png"], in: dir)
+        let half = try CLI.run(common + ["--output", "half.png", "--half-weights"], in: dir)
+        #expect(full.status == 0 && half.status == 0, "\(full.stderr) \(half.stderr)")
+        let a = try ImageFile.decode(path: dir.appendingPathComponent("full.png").path)
+        let b = try ImageFile.decode(path: dir.appendingPathComponent("half.png").path)
+        #expect(a.pixels == b.pixels)
+    }
+
+    /// `nest eval` end to end at a tiny size: the table with its validation rows.
+    @Test func evalWritesTheTable() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try CLI.run(["eval", "--output", "eval", "--identities", "1", "--prompts", "1", "--steps", "2"], in: dir)
+        #expect(r.status == 0, "\(r.stderr)")
+        let table = try String(contentsOf: dir.appendingPathComponent("eval/results.md"), encoding: .utf8)
+        for row in ["ground truth (render at an unseen seed)", "ground truth through the VAE", "base model, class word",
+                    "Nested Attention", "two subjects: Nested Attention", "no adapter saw in training"] {
+            #expect(table.contains(row), "missing: \(row)")
+        }
+        let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("eval/results.json"))) as! [[String: Any]]
+        #expect(rows.count >= 7 && rows.allSatisfy { ($0["identity"] as! Double) >= 0 && ($0["identity"] as! Double) <= 1 })
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("eval/samples.png").path))
+        let again = try CLI.run(["eval", "--output", "eval", "--identities", "1"], in: dir)
+        #expect(again.status != 0 && again.stderr.contains("already exists"))
+    }
 }
