@@ -107,7 +107,7 @@ adapter_config() { # DOMAIN KIND NAME
 {"model": "model2", "data": "data-$1-p/manifest.jsonl", "output": "$3",
  "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2", "train_image_encoder": true,
              "resampler": {"width": 128, "depth": 2, "heads": 4, "head_dim": 32, "queries": 16, "ff_mult": 2}},
- "training": {"steps": 2500, "batch_size": 8, "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine",
+ "training": {"steps": 2000, "batch_size": 8, "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine",
               "flip_targets": false, "seed": 4},
  "checkpoint_every": 100, "log_every": 10, "sample_every": 500}
 JSON

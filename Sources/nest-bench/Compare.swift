@@ -18,11 +18,18 @@ import NestPersonalization
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sdxl-unet-64",
                     "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20"]
 /// Cases `nest-bench case` runs that `compare` does not (no PyTorch side).
-let extraCases = ["sdxl-generate-1024"]
+let extraCases = ["sdxl-generate-1024", "vae-decode-1024", "sdxl-unet-128"]
 
 
 let benchRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 func benchConfig(_ name: String) -> Data { try! Data(contentsOf: benchRoot.appendingPathComponent("tools/bench_configs/\(name)")) }
+
+func currentRSSMiB() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+          let kb = Double(line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first ?? "") else { return 0 }
+    return kb / 1024
+}
 
 func peakRSSMiB() -> Double {
     var usage = rusage()
@@ -45,10 +52,11 @@ func runSwiftCase(_ name: String, repeats: Int) {
 
 func makeSwiftCase(_ name: String) -> () -> Void {
     let parts = name.split(separator: "-").map(String.init)
-    if parts[0] == "sd15" || parts[0] == "sdxl" {
+    if (parts[0] == "sd15" || parts[0] == "sdxl") && parts[1] == "unet" {
         let xl = parts[0] == "sdxl", size = Int(parts[2])!
         let config = try! UNet2DConditionConfig.decode(benchConfig(xl ? "sdxl_unet.json" : "sd15_unet.json"), name: name)
         let unet = UNet2DConditionModel(config: config, seed: 1)
+        if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" { unet.storeWeightsAsHalf() }
         let x = Tensor.randn([2, size, size, 4], seed: 2)
         let context = Tensor.randn([2, 77, xl ? 2048 : 768], seed: 3)
         let added = xl ? (Tensor.randn([2, 1280], seed: 4), Tensor([1024, 1024, 0, 0, 1024, 1024, 1024, 1024, 0, 0, 1024, 1024], shape: [2, 6])) : nil
@@ -107,6 +115,12 @@ func makeSwiftCase(_ name: String) -> () -> Void {
         let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
                                            schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
                                            forceZerosForEmptyPrompt: true)
+        if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" {
+            let before = currentRSSMiB()
+            let saved = ([unet, vae, textL, textG] as [Module]).reduce(0) { $0 + $1.storeWeightsAsHalf() }
+            FileHandle.standardError.write(Data(String(format: "float16 weights: %.0f MiB of float32 given back; RSS %.0f -> %.0f MiB\n",
+                                                       Double(saved) / 1048576, before, currentRSSMiB()).utf8))
+        }
         let steps = Int(ProcessInfo.processInfo.environment["NEST_BENCH_STEPS"] ?? "1") ?? 1
         let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: steps, guidanceScale: 5, seed: 1,
                                              width: 1024, height: 1024)
