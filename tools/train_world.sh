@@ -7,10 +7,11 @@
 #   1. data:    nest world model + nest world dataset (base and adapter sets)
 #   2. vae, clip (in parallel)   3. unet   4. vae2: the VAE continued with a
 #   1000x weaker KL term   5. unet2: the UNet continued on vae2's latents
-#   6. adapters per domain: nested, then the single-token and IP-Adapter-style
+#   6. unet3: the UNet continued once more, in model3
+#   7. adapters per domain: nested, then the single-token and IP-Adapter-style
 #   baselines, each with its own trained copy of the image encoder; each lands
-#   in WORK_DIR/model2/adapters when done.
-#   Pack it: nest world pack --model WORK_DIR/model2
+#   in WORK_DIR/model3/adapters when done.
+#   Pack it: nest world pack --model WORK_DIR/model3
 set -euo pipefail
 WORK=${1:-runs/world}
 NEST=${NEST:-.build/release/nest}
@@ -97,14 +98,29 @@ JSON
 fi
 cp "$WORK"/unet2/unet/* "$WORK/model2/unet/"
 
-# 6. One Nested Attention adapter per domain, side by side; then the
+# 6. The UNet once more (a warm restart of its cosine schedule, 2,400 steps),
+#    in model3: unet2's samples were still smeared and its prompted
+#    positions at chance.
+if [ ! -e "$WORK/unet3/done" ]; then
+  rm -rf "$WORK/model3" && cp -r "$WORK/model2" "$WORK/model3" && rm -rf "$WORK/model3/adapters"
+  cat > "$WORK/unet3.json" <<JSON
+{"model": "model3", "data": "data/manifest.jsonl", "output": "unet3", "resolution": 64, "batch_size": 32,
+ "steps": 2400, "learning_rate": 2e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 600, "seed": 6}
+JSON
+  stage unet3 unet 2
+fi
+cp "$WORK"/unet3/unet/* "$WORK/model3/unet/"
+MODEL=model3
+
+# 7. One Nested Attention adapter per domain, side by side; then the
 #    baselines (single-token, IP-Adapter-style). Every adapter sees its
 #    subject through portraits (centre, large, flat: the world's aligned
 #    crops) and trains its own copy of the image encoder: the world's CLIP
 #    learned from captions that never name an individual's traits.
 adapter_config() { # DOMAIN KIND NAME
   cat > "$WORK/$3.json" <<JSON
-{"model": "model2", "data": "data-$1-p/manifest.jsonl", "output": "$3",
+{"model": "$MODEL", "data": "data-$1-p/manifest.jsonl", "output": "$3",
  "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2", "train_image_encoder": true,
              "resampler": {"width": 128, "depth": 2, "heads": 4, "head_dim": 32, "queries": 16, "ff_mult": 2}},
  "training": {"steps": 2000, "batch_size": 8, "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine",
@@ -113,9 +129,9 @@ adapter_config() { # DOMAIN KIND NAME
 JSON
 }
 install_adapter() { # RUN NAME
-  mkdir -p "$WORK/model2/adapters"
-  cp "$WORK/$1/adapter.json" "$WORK/model2/adapters/$2.json"
-  cp "$WORK/$1/adapter.safetensors" "$WORK/model2/adapters/$2.safetensors"
+  mkdir -p "$WORK/$MODEL/adapters"
+  cp "$WORK/$1/adapter.json" "$WORK/$MODEL/adapters/$2.json"
+  cp "$WORK/$1/adapter.safetensors" "$WORK/$MODEL/adapters/$2.safetensors"
 }
 for domain in critter bot; do
   [ -d "$WORK/data-$domain-p" ] || "$NEST" world dataset -o "$WORK/data-$domain-p" --domain $domain \
@@ -123,12 +139,12 @@ for domain in critter bot; do
 done
 for kind in nested single-token ip-adapter; do
   suffix=$([ $kind = nested ] && echo "" || echo "-$kind")
-  for domain in critter bot; do adapter_config $domain $kind adapter-$domain$suffix; done
-  stage adapter-critter$suffix adapter 1 & A=$!
-  stage adapter-bot$suffix adapter 1 & B=$!
+  for domain in critter bot; do adapter_config $domain $kind $MODEL-$domain$suffix; done
+  stage $MODEL-critter$suffix adapter 1 & A=$!
+  stage $MODEL-bot$suffix adapter 1 & B=$!
   wait $A; wait $B
   # The model folder gains each adapter as soon as it is trained.
-  for domain in critter bot; do install_adapter adapter-$domain$suffix $domain$suffix; done
-  echo "trained $kind adapters: $WORK/model2/adapters"
+  for domain in critter bot; do install_adapter $MODEL-$domain$suffix $domain$suffix; done
+  echo "trained $kind adapters: $WORK/$MODEL/adapters"
 done
-echo "trained world: $WORK/model2"
+echo "trained world: $WORK/$MODEL"

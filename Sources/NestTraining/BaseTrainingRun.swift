@@ -240,7 +240,7 @@ public final class BaseTrainingRun {
         if let vae = vaeTrainer?.vae {
             let pixels = F.concat(try samples.map { Augmentation.none.apply(try image($0.image), size: resolution, seed: 0) }, axis: 0)
             let decoded = Autograd.noGrad { vae.decode(vae.encode(pixels).mean) }
-            tiles = try StableDiffusionPipeline.images(pixels) + StableDiffusionPipeline.images(decoded)
+            tiles = try StableDiffusionPipeline.images(pixels, range: -1...1) + StableDiffusionPipeline.images(decoded, range: -1...1)
         } else if let trainer = unetTrainer {
             let folder = try ModelFolder(url: source.deletingLastPathComponent())
             let pipe = StableDiffusionPipeline(folder: folder, prompts: trainer.prompts, unet: trainer.unet, vae: trainer.vae,

@@ -52,8 +52,10 @@ public struct WorldEvaluation {
     public struct Row: Codable, Sendable {
         public var method: String
         public var images: Int
-        /// Top-1 retrieval of the true subject among 1 + distractors.
+        /// Top-1 retrieval of the true subject among 1 + distractors, at any placement.
         public var identity: Double
+        /// The same with every candidate at the prompted placement only.
+        public var identityInPlace: Double
         /// Mean over prompt aspects of recognizing the prompted value.
         public var prompt: Double
         public var aspects: [String: Double]
@@ -98,15 +100,16 @@ public struct WorldEvaluation {
 
     /// Scores `images` (one per case) against the cases' scenes.
     public func score(_ method: String, cases: [Case], images: [RGBImage]) -> Row {
-        var identity = 0, identityCount = 0
+        var identity = 0, inPlace = 0, identityCount = 0
         var aspectHits: [PromptAspect: Int] = [:]
         for (c, image) in zip(cases, images) {
             let scene = c.scene
             let main = scene.subjects.count - 1  // the main subject is drawn last
-            identity += WorldMetrics.identityHit(image, scene: scene, subject: main, distractors: c.distractors) ? 1 : 0
-            identityCount += 1
-            if let companion = c.companion {
-                identity += WorldMetrics.identityHit(image, scene: scene, subject: 0, distractors: companion.distractors) ? 1 : 0
+            var subjects = [(main, c.distractors)]
+            if let companion = c.companion { subjects.append((0, companion.distractors)) }
+            for (index, distractors) in subjects {
+                identity += WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors) ? 1 : 0
+                inPlace += WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors, anywhere: false) ? 1 : 0
                 identityCount += 1
             }
             for (aspect, hit) in WorldMetrics.promptHits(image, scene: scene, subject: main) where hit {
@@ -117,7 +120,7 @@ public struct WorldEvaluation {
         var aspects: [String: Double] = [:]
         for aspect in PromptAspect.allCases { aspects[aspect.rawValue] = Double(aspectHits[aspect] ?? 0) / n }
         return Row(method: method, images: images.count, identity: Double(identity) / Double(identityCount),
-                   prompt: aspects.values.reduce(0, +) / Double(aspects.count), aspects: aspects)
+                   identityInPlace: Double(inPlace) / Double(identityCount), prompt: aspects.values.reduce(0, +) / Double(aspects.count), aspects: aspects)
     }
 
     /// Generates one image per case. `adapters` false: the class word, no
@@ -146,13 +149,13 @@ public struct WorldEvaluation {
 
     /// The results as a Markdown table.
     public static func table(_ rows: [Row], chance: (identity: Double, prompt: Double)) -> String {
-        var out = "| method | images | identity ↑ | prompt ↑ | background | position | size | style | accessory |\n"
-        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        var out = "| method | images | identity ↑ | identity in place | prompt ↑ | background | position | size | style | accessory |\n"
+        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for r in rows {
             let a = PromptAspect.allCases.map { String(format: "%.2f", r.aspects[$0.rawValue] ?? 0) }.joined(separator: " | ")
-            out += String(format: "| %@ | %d | %.2f | %.2f | ", r.method, r.images, r.identity, r.prompt) + a + " |\n"
+            out += String(format: "| %@ | %d | %.2f | %.2f | %.2f | ", r.method, r.images, r.identity, r.identityInPlace, r.prompt) + a + " |\n"
         }
-        out += String(format: "| *chance* | | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", chance.identity, chance.prompt,
+        out += String(format: "| *chance* | | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", chance.identity, chance.identity, chance.prompt,
                       1 / 6.0, 1 / 3.0, 1 / 2.0, 1 / 3.0, 1 / 4.0)
         return out
     }

@@ -16,8 +16,8 @@ public struct SceneSpec: Sendable {
                   background: context.background, style: context.style)
     }
 
-    public func render(seed: UInt64) -> RGBImage {
-        WorldRenderer.render(subjects: subjects, background: background, style: style, seed: seed)
+    public func render(seed: UInt64, supersampling: Int = WorldRenderer.supersampling) -> RGBImage {
+        WorldRenderer.render(subjects: subjects, background: background, style: style, seed: seed, supersampling: supersampling)
     }
 }
 
@@ -28,9 +28,11 @@ public enum PromptAspect: String, CaseIterable, Sendable { case background, posi
 /// world is procedural, so the truth can be drawn):
 ///
 /// - identity: render the prompted scene with the true subject and with each
-///   of N distractor individuals of the same domain (same background, place,
-///   style and render seeds, so only the individual differs); the image
-///   scores when the true subject's render is the nearest. Chance is 1/(N+1).
+///   of N distractor individuals of the same domain (same background, style
+///   and render seeds, each at every position and size, so only the
+///   individual differs); the image scores when the true subject's nearest
+///   render is nearer than every distractor's. Chance is 1/(N+1). (The
+///   stricter variant keeps the prompted placement only.)
 /// - prompt: for each aspect the prompt names, render the scene with every
 ///   value of that aspect (the rest as prompted); the aspect scores when the
 ///   prompted value's render is the nearest. Chance is 1/(number of values).
@@ -41,6 +43,9 @@ public enum PromptAspect: String, CaseIterable, Sendable { case background, posi
 public enum WorldMetrics {
     public static let renderSeeds: [UInt64] = [101, 202, 303, 404]
     static let featureSide = 16
+    /// Candidates are drawn 2×2 supersampled: 4× cheaper than the world's
+    /// own renders, and the same 16×16 features to within a level or two.
+    static let metricSupersampling = 2
 
     /// Box-filtered image as floats in [0, 1].
     public static func feature(_ image: RGBImage) -> [Float] {
@@ -64,7 +69,7 @@ public enum WorldMetrics {
 
     /// Distance from `image` to the nearest render of `scene` over the render seeds.
     static func distance(_ image: [Float], _ scene: SceneSpec) -> Float {
-        renderSeeds.map { distance(image, feature(scene.render(seed: $0))) }.min()!
+        renderSeeds.map { distance(image, feature(scene.render(seed: $0, supersampling: metricSupersampling))) }.min()!
     }
 
     /// Index of the nearest candidate scene.
@@ -75,15 +80,26 @@ public enum WorldMetrics {
     }
 
     /// Whether subject `index` of `scene` is recognized among `distractors`.
+    /// `anywhere`: each candidate individual is also rendered at every
+    /// position and size, and its nearest placement counts — who the subject
+    /// is, wherever it stands (a face-recognition score is blind to framing
+    /// too; where it stands is the prompt score's business). Otherwise only
+    /// the prompted placement counts.
     public static func identityHit(_ image: RGBImage, scene: SceneSpec, subject index: Int = 0,
-                                   distractors: [Identity]) -> Bool {
-        var candidates = [scene]
-        for other in distractors {
-            var s = scene
-            s.subjects[index].identity = other
-            candidates.append(s)
+                                   distractors: [Identity], anywhere: Bool = true) -> Bool {
+        let f = feature(image)
+        let placements: [SceneSpec] = anywhere
+            ? Position.allCases.flatMap { position in SubjectSize.allCases.map { size in
+                var s = scene
+                s.subjects[index].placement.position = position
+                s.subjects[index].placement.size = size
+                return s
+            } }
+            : [scene]
+        let d = ([scene.subjects[index].identity] + distractors).map { who in
+            placements.map { p in var s = p; s.subjects[index].identity = who; return distance(f, s) }.min()!
         }
-        return nearest(image, among: candidates) == 0
+        return d.indices.min { d[$0] < d[$1] }! == 0
     }
 
     /// Per aspect, whether the prompted value is recognized (aspects of subject `index`).

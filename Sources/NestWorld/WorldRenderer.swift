@@ -21,8 +21,11 @@ public enum WorldRenderer {
     /// Draws `subjects` in order (later ones in front) over `background`,
     /// then applies `style`. `seed` moves background props and jitters each
     /// subject by up to about a pixel and a half.
+    /// `supersampling` below the default only for measuring (the metrics'
+    /// 16×16 features average 4×4 pixels anyway); 2 keeps the sketch pass's
+    /// half-pixel edge probe and hatching duty the same.
     public static func render(subjects: [PlacedSubject], background: Background, style: Style,
-                              seed: UInt64) -> RGBImage {
+                              seed: UInt64, supersampling: Int = supersampling) -> RGBImage {
         var canvas = Canvas(width: side, height: side, factor: supersampling)
         BackgroundPainter.paint(background, seed: seed, on: &canvas)
         var jitter = WorldRandom(seed: seed, stream: "placement")

@@ -36,6 +36,9 @@ struct Eval: ParsableCommand {
     @Flag(help: "Prompt with any context, not only the held-out background × style pairs.")
     var allContexts = false
 
+    @Flag(help: "Only the validation rows (truth, unrelated images, truth through the VAE) and autoencoder.png (truths beside their reconstructions): checks an autoencoder before anything is trained on its latents. Needs no adapters.")
+    var autoencoderOnly = false
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -50,9 +53,9 @@ struct Eval: ParsableCommand {
         let pipe: PersonalizedPipeline
         do {
             pipe = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: modelPath)))
-            for (_, path) in DefaultModel.adapters(in: modelPath) { try pipe.addAdapter(path: path) }
+            if !autoencoderOnly { for (_, path) in DefaultModel.adapters(in: modelPath) { try pipe.addAdapter(path: path) } }
         } catch { fail(String(describing: error)) }
-        for domain in Domain.allCases where pipe.adapters["<\(domain.rawValue)>"] == nil {
+        for domain in Domain.allCases where !autoencoderOnly && pipe.adapters["<\(domain.rawValue)>"] == nil {
             fail("\(modelPath)/adapters has no adapter for <\(domain.rawValue)>")
         }
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -90,7 +93,26 @@ struct Eval: ParsableCommand {
         let throughVAE = try truth.map { image -> RGBImage in
             let vae = pipe.base.vae
             let pixels = Augmentation.none.apply(image, size: image.width, seed: 0)
-            return try StableDiffusionPipeline.images(Autograd.noGrad { vae.decode(vae.encode(pixels).mean) })[0]
+            return try StableDiffusionPipeline.images(Autograd.noGrad { vae.decode(vae.encode(pixels).mean) }, range: -1...1)[0]
+        }
+        let chance = (1 / Double(options.distractors + 1), WorldMetrics.promptChance)
+        let validation = [
+            evaluation.score("ground truth (render at an unseen seed)", cases: single, images: truth),
+            evaluation.score("unrelated images (another case's truth)", cases: single, images: unrelated),
+            evaluation.score("ground truth through the VAE (the ceiling for generations)", cases: single, images: throughVAE),
+        ]
+        if autoencoderOnly {
+            bar.finish()
+            var report = "# Autoencoder check\n\n\(single.count) held-out scenes, model \(URL(fileURLWithPath: modelPath).lastPathComponent).\n\n"
+            report += WorldEvaluation.table(validation, chance: chance)
+            try Data(report.utf8).write(to: folder.appendingPathComponent("results.md"))
+            var tiles: [RGBImage] = []
+            for (t, r) in zip(truth, throughVAE).prefix(32) { tiles.append(t); tiles.append(r) }
+            try ImageFile.writePNG(ContactSheet.make(tiles, columns: 8).enlarged(2),
+                                   to: folder.appendingPathComponent("autoencoder.png").path)
+            print(WorldEvaluation.table(validation, chance: chance))
+            print("wrote \(output)/results.md, autoencoder.png")
+            return
         }
         let base = try evaluation.generate(pipe, cases: single, adapters: false, progress: tick)
         let nested = try evaluation.generate(pipe, cases: single, adapters: true, progress: tick)
@@ -101,10 +123,7 @@ struct Eval: ParsableCommand {
         let pairNested = try evaluation.generate(pipe, cases: pairs, adapters: true, progress: tick)
         bar.finish()
 
-        let rows = [
-            evaluation.score("ground truth (render at an unseen seed)", cases: single, images: truth),
-            evaluation.score("unrelated images (another case's truth)", cases: single, images: unrelated),
-            evaluation.score("ground truth through the VAE (the ceiling for generations)", cases: single, images: throughVAE),
+        let rows = validation + [
             evaluation.score("base model, class word", cases: single, images: base),
         ] + zip(baselines, baselineImages).map { evaluation.score($0.name, cases: single, images: $1) } + [
             evaluation.score("Nested Attention", cases: single, images: nested),
@@ -112,14 +131,14 @@ struct Eval: ParsableCommand {
             evaluation.score("two subjects: base model, class words", cases: pairs, images: pairBase),
             evaluation.score("two subjects: Nested Attention (both adapters)", cases: pairs, images: pairNested),
         ]
-        let chance = (1 / Double(options.distractors + 1), WorldMetrics.promptChance)
         var report = "# Miniature world evaluation\n\n"
         report += "\(single.count) single-subject prompts (\(identities) held-out identities per domain × \(prompts) contexts) and "
         report += "\(pairs.count) two-subject prompts; \(steps) steps, guidance \(guidance), model \(URL(fileURLWithPath: modelPath).lastPathComponent). "
         report += options.heldOutCombinations
             ? "Every prompt pairs a background and a style that no adapter saw in training (\(Context.heldOutPairs.map { "\($0.0.rawValue) + \($0.1.rawValue)" }.joined(separator: ", "))). "
             : "Prompts with any context. "
-        report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain "
+        report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain, "
+        report += "each rendered at every position and size (in place: at the prompted placement only) "
         report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"
         report += WorldEvaluation.table(rows, chance: chance)
         report += "\nPrompts (first of each identity):\n\n"

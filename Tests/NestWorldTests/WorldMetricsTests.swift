@@ -43,3 +43,31 @@ import Testing
         #expect(shuffled.prompt <= WorldMetrics.promptChance + 0.2, "unrelated prompt \(shuffled.prompt), chance \(WorldMetrics.promptChance)")
     }
 }
+
+/// The identity score looks for the individual wherever it stands; the
+/// in-place variant only where the prompt put it.
+@Suite struct IdentityPlacementTests {
+    @Test func truthAtAnotherPlacementIsRecognizedAnywhereOnly() {
+        var rng = WorldRandom(seed: 17, stream: "placement-test")
+        var anywhere = 0, inPlace = 0
+        let n = 12
+        for _ in 0..<n {
+            let domain: Domain = rng.next() % 2 == 0 ? .critter : .bot
+            let identity = Identity.random(domain: domain, seed: rng.next())
+            var context = Context.random(seed: rng.next())
+            context.companion = false
+            let scene = SceneSpec(identity: identity, context: context, seed: 0)
+            // The truth drawn one position over and at the other size.
+            var moved = scene
+            let p = scene.subjects[0].placement
+            moved.subjects[0].placement.position = Position.allCases[(Position.allCases.firstIndex(of: p.position)! + 1) % 3]
+            moved.subjects[0].placement.size = p.size == .small ? .large : .small
+            let picture = moved.render(seed: rng.next() % 1000 + 1000)
+            let distractors = (0..<7).map { _ in Identity.random(domain: domain, seed: rng.next()) }
+            if WorldMetrics.identityHit(picture, scene: scene, distractors: distractors) { anywhere += 1 }
+            if WorldMetrics.identityHit(picture, scene: scene, distractors: distractors, anywhere: false) { inPlace += 1 }
+        }
+        #expect(Double(anywhere) / Double(n) >= 0.8, "moved truth, anywhere: \(anywhere)/\(n)")
+        #expect(inPlace < anywhere, "moved truth, in place: \(inPlace)/\(n) vs anywhere \(anywhere)/\(n)")
+    }
+}

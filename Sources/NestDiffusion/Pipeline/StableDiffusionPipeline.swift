@@ -132,11 +132,13 @@ public final class StableDiffusionPipeline {
     }
 
     /// 8-bit images as diffusers' `numpy_to_pil` makes them: round(x·255).
-    public static func images(_ batch: Tensor) throws -> [RGBImage] {
+    /// `range`: the values that map to black and white — 0...1 for what
+    /// `generate` returns, -1...1 for a VAE's own input and output.
+    public static func images(_ batch: Tensor, range: ClosedRange<Float> = 0...1) throws -> [RGBImage] {
         let (n, h, w) = (batch.shape[0], batch.shape[1], batch.shape[2])
         return try (0..<n).map { i in
             let floats = Array(UnsafeBufferPointer(start: batch.data + i * h * w * 3, count: h * w * 3))
-            return try RGBImage(width: w, height: h, floats: floats, range: 0...1)
+            return try RGBImage(width: w, height: h, floats: floats, range: range)
         }
     }
 }
