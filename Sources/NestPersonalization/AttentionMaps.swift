@@ -105,7 +105,11 @@ public func writeAttentionMaps(_ recorders: [AttentionRecorder], image: RGBImage
             let safeToken = token.filter { $0.isLetter || $0.isNumber }
             try ImageFile.writePNG(overlay(image, grid: grid, gridWidth: w, gridHeight: h),
                                    to: folder.appendingPathComponent("\(safeToken)-\(k)-outer.png").path,
-                                   text: [("layer", recorder.path)], overwrite: overwrite)
+                                   text: [("layer", recorder.path),
+                                          // The mean and largest a_s per step: how much the layer listens to the token at all.
+                                          ("subject attention", String(format: "mean %.4f, max %.4f", sum.reduce(0, +) / Float(n * max(recorder.steps, 1)),
+                                                                       peak / Float(max(recorder.steps, 1))))],
+                                   overwrite: overwrite)
             guard let reference = references[token], let picks = recorder.nested[token] else { continue }
             let patches = reference.patchAttention.first?.count ?? 0
             for (j, pick) in picks.enumerated() {

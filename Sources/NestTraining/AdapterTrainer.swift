@@ -26,6 +26,11 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Mirror targets at random. Turn off when captions name left and right.
     public var flipTargets = true
+    /// How much more the subject's pixels count in the loss than the rest
+    /// (1: plain MSE). Needs a mask per record; the masked diffusion loss of
+    /// Break-A-Scene: a small model's loss is mostly background, and an
+    /// encoder learns little of who the subject is from it.
+    public var subjectLossWeight: Float = 1
 
     public init() {}
 
@@ -47,16 +52,18 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         dropBoth = try c.decodeIfPresent(Float.self, forKey: .dropBoth) ?? dropBoth
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
         flipTargets = try c.decodeIfPresent(Bool.self, forKey: .flipTargets) ?? flipTargets
+        subjectLossWeight = try c.decodeIfPresent(Float.self, forKey: .subjectLossWeight) ?? subjectLossWeight
         guard resolution > 0, batchSize > 0, totalSteps > 0, gradientAccumulation > 0 else {
             throw ModelConfigError("training: resolution, batch_size, steps and gradient_accumulation must be positive")
         }
+        guard subjectLossWeight > 0 else { throw ModelConfigError("training: subject_loss_weight must be positive") }
     }
 
     enum CodingKeys: String, CodingKey {
         case resolution, batchSize = "batch_size", learningRate = "learning_rate", weightDecay = "weight_decay"
         case warmupSteps = "warmup_steps", totalSteps = "steps", schedule, gradientClip = "gradient_clip"
         case gradientAccumulation = "gradient_accumulation", ema, dropImage = "drop_image", dropText = "drop_text"
-        case dropBoth = "drop_both", seed, flipTargets = "flip_targets"
+        case dropBoth = "drop_both", seed, flipTargets = "flip_targets", subjectLossWeight = "subject_loss_weight"
     }
 }
 
@@ -66,8 +73,10 @@ public struct AdapterExample {
     public var target: RGBImage
     public var caption: String
     public var references: [RGBImage]
-    public init(target: RGBImage, caption: String, references: [RGBImage]) {
-        self.target = target; self.caption = caption; self.references = references
+    /// Where the subject is in `target` (white), for `subject_loss_weight`.
+    public var mask: RGBImage?
+    public init(target: RGBImage, caption: String, references: [RGBImage], mask: RGBImage? = nil) {
+        self.target = target; self.caption = caption; self.references = references; self.mask = mask
     }
 }
 
@@ -141,6 +150,8 @@ public final class AdapterTrainer {
         public var imageKept: Tensor
         /// What the UNet should predict (ε or v); replaceable, e.g. by a teacher's prediction.
         public var target: Tensor
+        /// Per latent element: how much it counts in the loss (nil: all alike).
+        public var lossWeights: Tensor? = nil
     }
 
     /// Draws noise, timesteps and dropout for `examples` and encodes them with the frozen models.
@@ -149,7 +160,7 @@ public final class AdapterTrainer {
         let token = adapter.config.placeholderToken
         var rng = SeededRandom(seed: options.seed &+ UInt64(state.step) &* 7919)
         var captions: [String] = [], indexMask: [Bool] = []
-        var latents: [Tensor] = [], pixels: [Tensor] = []
+        var latents: [Tensor] = [], pixels: [Tensor] = [], weights: [Tensor] = []
         for (i, example) in examples.enumerated() {
             let r = rng.nextFloat()
             let dropImage = r < options.dropImage || (r >= options.dropImage + options.dropText && r < options.dropImage + options.dropText + options.dropBoth)
@@ -165,6 +176,14 @@ public final class AdapterTrainer {
                     .scaled(Float(base.vae.config.scalingFactor))
             }
             latents.append(z)
+            if options.subjectLossWeight != 1 {
+                guard let mask = example.mask else {
+                    throw ModelConfigError("training: subject_loss_weight \(options.subjectLossWeight) needs a \"mask\" for every record")
+                }
+                // The mask through the same flip, averaged over each latent cell.
+                let m = (options.flipTargets ? Augmentation.flipOnly : .none).apply(mask, size: options.resolution, seed: sampleSeed, range: 0...1)
+                weights.append(latentWeights(m, latent: z.shape))
+            }
             let reference = example.references[rng.nextInt(below: example.references.count)]
             pixels.append(referencePixels(reference, seed: sampleSeed &+ 2))
         }
@@ -187,7 +206,25 @@ public final class AdapterTrainer {
             added = (pooled, Tensor((0..<b).flatMap { _ in [r, r, 0, 0, r, r] }, shape: [b, 6]))
         }
         return PreparedBatch(noisy: noisy, timesteps: timesteps, context: prompts.hidden, added: added,
-                             tokenIndex: tokenIndex, features: features, pixels: referencePixels, imageKept: keep, target: target)
+                             tokenIndex: tokenIndex, features: features, pixels: referencePixels, imageKept: keep, target: target,
+                             lossWeights: weights.isEmpty ? nil : F.concat(weights, axis: 0))
+    }
+
+    /// 1 + (subject_loss_weight − 1)·coverage per latent element, where
+    /// coverage is the mask's mean over the latent cell's pixels.
+    func latentWeights(_ mask: Tensor, latent shape: [Int]) -> Tensor {
+        let (h, w, c) = (shape[1], shape[2], shape[3])
+        let side = mask.shape[1], f = side / h
+        let out = Tensor(uninitialized: [1, h, w, c])
+        for y in 0..<h {
+            for x in 0..<w {
+                var sum: Float = 0
+                for dy in 0..<f { for dx in 0..<f { sum += mask.data[((y * f + dy) * side + x * f + dx) * 3] } }
+                let weight = 1 + (options.subjectLossWeight - 1) * sum / Float(f * f)
+                for ch in 0..<c { out.data[(y * w + x) * c + ch] = weight }
+            }
+        }
+        return out
     }
 
     /// The decoupled branch has no token to skip: a dropped image is "no image", zero features.
@@ -222,7 +259,9 @@ public final class AdapterTrainer {
     /// Forward, backward and (every `gradient_accumulation` calls) an optimizer update; returns the loss.
     @discardableResult
     public func optimize(_ batch: PreparedBatch) throws -> Float {
-        let loss = F.mseLoss(try predict(batch), batch.target)
+        let prediction = try predict(batch)
+        let loss = batch.lossWeights.map { F.weightedMSELoss(prediction, batch.target, weights: $0) }
+            ?? F.mseLoss(prediction, batch.target)
         loss.scaled(1 / Float(options.gradientAccumulation)).backward()
 
         if (state.step + 1) % options.gradientAccumulation == 0 {

@@ -94,6 +94,9 @@ public final class AdapterTrainingRun {
         try FileManager.default.createDirectory(at: output.appendingPathComponent("samples"), withIntermediateDirectories: true)
         manifest = try TrainingManifest(url: resolve(config.data), placeholder: config.adapter.placeholderToken,
                                         requireReferences: true, checkImages: true, policy: config.badRecords ?? .skip)
+        if config.training.subjectLossWeight != 1, let bare = manifest.samples.first(where: { $0.mask == nil }) {
+            throw ModelConfigError("training.subject_loss_weight is \(config.training.subjectLossWeight) but \(config.data) line \(bare.line) has no \"mask\"")
+        }
         let pipeline = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: resolve(config.model)))
         let spec = config.adapter
         let crossWidth = pipeline.base.unet.config.levels[0].crossAttentionDim
@@ -143,7 +146,8 @@ public final class AdapterTrainingRun {
             trainer.state.position = state.position
             let examples = try batch.map { i -> AdapterExample in
                 let s = manifest.samples[i]
-                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image))
+                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image),
+                                      mask: try s.mask.map(image))
             }
             let loss = try trainer.step(examples)
             let step = trainer.state.step

@@ -19,6 +19,8 @@ public enum WorldDataset {
         public var image: String
         public var caption: String
         public var references: [String]
+        /// Where the record's subject is drawn (white), when masks were asked for.
+        public var mask: String? = nil
         /// Extra keys for analysis; trainers read only the three above.
         public var identity: Int
         public var domain: Domain
@@ -29,7 +31,7 @@ public enum WorldDataset {
     @discardableResult
     public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
                              placeholder: String? = nil, domains: [Domain] = Domain.allCases,
-                             portraits: Int = 0, holdOut: Bool = false) throws -> [Record] {
+                             portraits: Int = 0, holdOut: Bool = false, masks: Bool = false) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         let fm = FileManager.default
         try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
@@ -64,10 +66,16 @@ public enum WorldDataset {
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(paths[k]).path, overwrite: true)
                 let caption = WorldCaption.caption(for: Scene(identity: identity, context: context, seed: sceneSeed),
                                                    placeholder: placeholder, seed: sceneSeed)
+                var mask: String? = nil
+                if masks {
+                    mask = paths[k].replacingOccurrences(of: ".png", with: "-mask.png")
+                    try ImageFile.writePNG(subjectMask(image, identity: identity, context: context, seed: sceneSeed),
+                                           to: folder.appendingPathComponent(mask!).path, overwrite: true)
+                }
                 records.append(Record(image: paths[k], caption: caption,
                                       references: portraits > 0 ? portraitPaths
                                           : paths.enumerated().filter { $0.offset != k }.map(\.element),
-                                      identity: index, domain: identity.domain, context: context))
+                                      mask: mask, identity: index, domain: identity.domain, context: context))
             }
         }
         let encoder = JSONEncoder()
@@ -81,5 +89,21 @@ public enum WorldDataset {
         encoder.outputFormatting.insert(.prettyPrinted)
         try encoder.encode(identities).write(to: folder.appendingPathComponent("identities.json"), options: .atomic)
         return records
+    }
+
+    /// White where `image` (the scene of `identity` in `context`) differs from
+    /// the same scene drawn without that subject: its body, accessory and the
+    /// edges the style pass draws around it; the companion stays black.
+    static func subjectMask(_ image: RGBImage, identity: Identity, context: Context, seed: UInt64) -> RGBImage {
+        let subjects = WorldRenderer.subjects(identity: identity, context: context, seed: seed)
+        let without = WorldRenderer.render(subjects: Array(subjects.dropLast()), background: context.background,
+                                           style: context.style, seed: seed)
+        var pixels = [UInt8](repeating: 0, count: image.pixels.count)
+        for i in stride(from: 0, to: pixels.count, by: 3) {
+            var d = 0
+            for c in 0..<3 { d = max(d, abs(Int(image.pixels[i + c]) - Int(without.pixels[i + c]))) }
+            if d > 2 { pixels[i] = 255; pixels[i + 1] = 255; pixels[i + 2] = 255 }
+        }
+        return try! RGBImage(width: image.width, height: image.height, pixels: pixels)
     }
 }

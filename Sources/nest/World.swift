@@ -40,6 +40,9 @@ struct WorldDatasetCommand: ParsableCommand {
     @Flag(help: "Leave out the held-out background × style pairs (beach+sketch, snow+night, city+flat), which `nest eval` prompts with.")
     var holdOut = false
 
+    @Flag(help: "Also write each scene's subject mask (white where the named subject is drawn) as NN-mask.png, named by the records' \"mask\" key (for subject_loss_weight).")
+    var masks = false
+
     @Flag(help: "Also write preview.png, a contact sheet of the first images.")
     var preview = false
 
@@ -63,7 +66,7 @@ struct WorldDatasetCommand: ParsableCommand {
         do {
             records = try WorldDataset.write(to: folder, identitiesPerDomain: identities, contextsPerIdentity: contexts,
                                              seed: seed, placeholder: placeholder, domains: domains,
-                                             portraits: portraits, holdOut: holdOut)
+                                             portraits: portraits, holdOut: holdOut, masks: masks)
         } catch { fail(String(describing: error)) }
         if preview {
             let images = try records.prefix(48).map { try ImageFile.decode(path: folder.appendingPathComponent($0.image).path) }

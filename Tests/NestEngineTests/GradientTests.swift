@@ -15,6 +15,17 @@ import Testing
         checkGradients("matmul shared", inputs: [r([3, 2, 4], 8), r([4, 3], 9)]) { F.matmul($0[0], $0[1]) }
     }
 
+    @Test func weightedMSE() {
+        let w = Tensor((0..<12).map { Float($0 % 4) * 0.5 + 0.25 }, shape: [3, 4])
+        checkGradients("weighted mse", inputs: [r([3, 4], 40), r([3, 4], 41)]) { F.weightedMSELoss($0[0], $0[1], weights: w) }
+        // Equal weights: plain MSE; weights 2 and 0: the mean over the weighted half.
+        let a = r([2, 6], 42), b = r([2, 6], 43)
+        #expect(abs(F.weightedMSELoss(a, b, weights: Tensor(Array(repeating: 3, count: 12), shape: [2, 6])).item - F.mseLoss(a, b).item) < 1e-6)
+        let half = Tensor((0..<12).map { $0 < 6 ? 2 : 0 }, shape: [2, 6])
+        #expect(abs(F.weightedMSELoss(a, b, weights: half).item
+                    - F.mseLoss(a.slice(axis: 0, 0..<1), b.slice(axis: 0, 0..<1)).item) < 1e-6)
+    }
+
     @Test func conv2d() {
         checkGradients("conv3x3 pad1", inputs: [r([2, 5, 6, 3], 10), r([4, 3, 3, 3], 11, 0.3), r([4], 12)]) {
             F.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 1, padding: 1)

@@ -73,6 +73,41 @@ import Testing
                 "the step must leave plain processors behind")
     }
 
+    /// `subject_loss_weight`: the loss weights follow the mask (the weight
+    /// where it is white, 1 where black, averaged over each latent cell), the
+    /// weighted loss differs from the plain one, and a record without a mask
+    /// is refused with a message.
+    @Test func subjectLossWeightFollowsTheMask() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                                   resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
+                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers),
+                                   contextWidth: base.unet.config.levels[0].crossAttentionDim)
+        var options = AdapterTrainingOptions()
+        options.resolution = 32
+        options.flipTargets = false
+        options.subjectLossWeight = 5
+        options.dropImage = 0; options.dropText = 0; options.dropBoth = 0
+        let trainer = try AdapterTrainer(pipeline: pipe, adapter: PersonalizationAdapter(config: config, seed: 1), options: options)
+        // Left half white.
+        let mask = try RGBImage(width: 32, height: 32, pixels: (0..<(32 * 32)).flatMap { i in Array(repeating: UInt8(i % 32 < 16 ? 255 : 0), count: 3) })
+        let example = AdapterExample(target: Self.image(1), caption: "a <critter> on the beach", references: [Self.image(2)], mask: mask)
+        let batch = try trainer.prepare([example], fixedNoise: true)
+        let w = try #require(batch.lossWeights)
+        #expect(w.shape == batch.target.shape)
+        let (h, width, c) = (w.shape[1], w.shape[2], w.shape[3])
+        for y in 0..<h { for x in 0..<width { for ch in 0..<c {
+            let expected: Float = x < width / 2 ? 5 : 1
+            #expect(w.data[(y * width + x) * c + ch] == expected)
+        } } }
+        let prediction = try Autograd.noGrad { try trainer.predict(batch) }
+        #expect(F.weightedMSELoss(prediction, batch.target, weights: w).item != F.mseLoss(prediction, batch.target).item)
+        var bare = example; bare.mask = nil
+        #expect(throws: ModelConfigError.self) { try trainer.prepare([bare]) }
+    }
+
     /// `train_image_encoder`: the adapter's own copy of the image encoder trains
     /// with it (the shared encoder does not), and the trained copy saves and
     /// loads with the adapter, giving the same encoder tokens.

@@ -59,6 +59,36 @@ import Testing
         #expect(portraits.allSatisfy { $0.width == 64 && $0.height == 64 } && portraits[0].pixels != portraits[1].pixels)
     }
 
+    /// `masks`: each record names a mask, white over its own subject only — a
+    /// large subject covers more than a small one, and the companion (drawn
+    /// on the other side) is left out.
+    @Test func masksCoverTheNamedSubjectOnly() throws {
+        let folder = temporaryFolder("masks")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let records = try WorldDataset.write(to: folder, identitiesPerDomain: 4, contextsPerIdentity: 6, seed: 8,
+                                             domains: [.bot], masks: true)
+        var coverage: [SubjectSize: [Double]] = [:]
+        for r in records {
+            let mask = try ImageFile.decode(path: folder.appendingPathComponent(try #require(r.mask)).path)
+            var white = 0, leftWhite = 0, rightWhite = 0
+            for y in 0..<mask.height {
+                for x in 0..<mask.width where mask.pixels[(y * mask.width + x) * 3] == 255 {
+                    white += 1
+                    if x < 20 { leftWhite += 1 } else if x >= 44 { rightWhite += 1 }
+                }
+            }
+            #expect(white > 0, "\(r.mask!) is empty")
+            coverage[r.context.size, default: []].append(Double(white) / Double(mask.width * mask.height))
+            // A companion stands on the far side of a left or right subject: that edge stays black.
+            if r.context.companion && r.context.size == .small {
+                if r.context.position == .left { #expect(rightWhite == 0, "\(r.mask!): companion side not black") }
+                if r.context.position == .right { #expect(leftWhite == 0, "\(r.mask!): companion side not black") }
+            }
+        }
+        let mean = { (v: [Double]) in v.reduce(0, +) / Double(max(v.count, 1)) }
+        #expect(mean(coverage[.large] ?? []) > 2 * mean(coverage[.small] ?? []), "coverage \(coverage.mapValues(mean))")
+    }
+
     /// `holdOut`: no scene pairs a held-out background and style; without it
     /// they occur (one context in six), and the evaluation prompts only with them.
     @Test func heldOutPairsStayOutOfAdapterData() throws {

@@ -52,6 +52,26 @@ extension Tensor {
 
 extension F {
     /// mean((a - b)²)
+    /// Σ w·(a − b)² / Σ w for constant weights `w` (same shape): a squared
+    /// error where some elements count more, on the same scale as `mseLoss`
+    /// (equal to it when every weight is equal).
+    public static func weightedMSELoss(_ a: Tensor, _ b: Tensor, weights w: Tensor) -> Tensor {
+        precondition(a.shape == b.shape && a.shape == w.shape, "weightedMSELoss: shapes \(a.shape), \(b.shape), \(w.shape) differ")
+        let diff = Autograd.noGrad { a - b }
+        var total: Double = 0, weight: Double = 0
+        for i in 0..<diff.count {
+            let d = Double(diff.data[i]), wi = Double(w.data[i])
+            total += wi * d * d; weight += wi
+        }
+        let norm = Float(1 / Swift.max(weight, 1e-12))
+        return Tensor(scalar: Float(total) * norm).recorded("weighted_mse", [a, b]) { g in
+            let ga = Tensor(uninitialized: diff.shape)
+            let k = 2 * g.item * norm
+            for i in 0..<diff.count { ga.data[i] = k * w.data[i] * diff.data[i] }
+            return [a.needsGrad ? ga : nil, b.needsGrad ? ga.scaled(-1) : nil]
+        }
+    }
+
     public static func mseLoss(_ a: Tensor, _ b: Tensor) -> Tensor {
         precondition(a.shape == b.shape, "mseLoss: shapes \(a.shape) and \(b.shape) differ")
         let diff = Autograd.noGrad { a - b }
