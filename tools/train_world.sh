@@ -117,14 +117,17 @@ MODEL=model3
 #    baselines (single-token, IP-Adapter-style). Every adapter sees its
 #    subject through portraits (centre, large, flat: the world's aligned
 #    crops) and trains its own copy of the image encoder: the world's CLIP
-#    learned from captions that never name an individual's traits.
+#    learned from captions that never name an individual's traits. The
+#    subject's pixels count 8x in the loss (masks from the renderer): with a
+#    plain loss the adapters' loss curves matched to four decimals and the
+#    trained adapters changed generations by 2/255 on average.
 adapter_config() { # DOMAIN KIND NAME
   cat > "$WORK/$3.json" <<JSON
-{"model": "$MODEL", "data": "data-$1-p/manifest.jsonl", "output": "$3",
+{"model": "$MODEL", "data": "data-$1-pm/manifest.jsonl", "output": "$3",
  "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2", "train_image_encoder": true,
              "resampler": {"width": 128, "depth": 2, "heads": 4, "head_dim": 32, "queries": 16, "ff_mult": 2}},
- "training": {"steps": 2000, "batch_size": 8, "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine",
-              "flip_targets": false, "seed": 4},
+ "training": {"steps": 2000, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 50, "schedule": "cosine",
+              "flip_targets": false, "seed": 4, "subject_loss_weight": 8},
  "checkpoint_every": 100, "log_every": 10, "sample_every": 500}
 JSON
 }
@@ -134,8 +137,8 @@ install_adapter() { # RUN NAME
   cp "$WORK/$1/adapter.safetensors" "$WORK/$MODEL/adapters/$2.safetensors"
 }
 for domain in critter bot; do
-  [ -d "$WORK/data-$domain-p" ] || "$NEST" world dataset -o "$WORK/data-$domain-p" --domain $domain \
-      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" --portraits 4 --hold-out > /dev/null
+  [ -d "$WORK/data-$domain-pm" ] || "$NEST" world dataset -o "$WORK/data-$domain-pm" --domain $domain \
+      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" --portraits 4 --hold-out --masks > /dev/null
 done
 for kind in nested single-token ip-adapter; do
   suffix=$([ $kind = nested ] && echo "" || echo "-$kind")

@@ -80,7 +80,10 @@ public enum WorldModel {
         try write(["_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
                    "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
                    "timestep_spacing": "leading", "steps_offset": 1, "interpolation_type": "linear",
-                   "use_karras_sigmas": false], "scheduler/scheduler_config.json")
+                   "use_karras_sigmas": false,
+                   // As SD 1.5's own config has them: a DDIM loaded from this
+                   // config must not clamp x̂₀ to ±1 (latents are wider than that).
+                   "clip_sample": false, "set_alpha_to_one": false], "scheduler/scheduler_config.json")
     }
 
     static let floatMark = "__whole_float__"

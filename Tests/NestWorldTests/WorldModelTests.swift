@@ -1,5 +1,6 @@
 import Foundation
 import NestDiffusion
+import NestEngine
 import NestModels
 import Testing
 @testable import NestWorld
@@ -26,6 +27,15 @@ import Testing
             #expect(json.contains("\"initializer_factor\" : 1.0,") && json.contains("\"attention_dropout\" : 0.0,"), "\(json)")
             #expect(json.contains("\"num_hidden_layers\" : 4,"), "ints stay ints")
         }
+
+        // A DDIM made from the world's scheduler config leaves x̂₀ unclamped (as
+        // SD 1.5's does): with ε = 0 the last step returns the sample / √ᾱ_t, here
+        // well past ±1 (clip_sample, diffusers' DDIM default, would cut it to 1).
+        let schedulerConfig = try SchedulerConfig.load(from: dir.appendingPathComponent("scheduler/scheduler_config.json"))
+        var ddim = try makeScheduler(kind: .ddim, config: schedulerConfig, stepCount: 4)
+        let sample = Tensor(Array(repeating: 3, count: 4), shape: [1, 1, 1, 4])
+        let last = ddim.step(modelOutput: Tensor(zeros: [1, 1, 1, 4]), step: 3, sample: sample)
+        #expect(last.array.allSatisfy { $0 > 3 }, "DDIM clamped x̂₀: \(last.array)")
 
         var longest = 0
         for caption in WorldModel.captionCorpus().prefix(2000) {
