@@ -55,17 +55,14 @@ import Glibc
     @Test func threadCountDoesNotChangeResults() {
         let x = Tensor.randn([2, 17, 13, 8], seed: 3), w = Tensor.randn([6, 3, 3, 8], seed: 4)
         let q = Tensor.randn([2, 300, 16], seed: 5), k = Tensor.randn([2, 520, 16], seed: 6)
-        let saved = Threads.count
-        defer { Threads.count = saved }
         func run() -> [Float] {
             F.conv2d(x, weight: w, stride: 1, padding: 1).array
                 + F.groupNorm(x, groups: 4, weight: nil, bias: nil).array
                 + F.attention(query: q, key: k, value: k, heads: 2).array
         }
-        Threads.count = 1
-        let one = run()
-        Threads.count = 3
-        let three = run()
+        // Task-local: other tests running beside this one keep their worker count.
+        let one = Threads.$taskOverride.withValue(1) { run() }
+        let three = Threads.$taskOverride.withValue(3) { run() }
         // Tiles differ with the worker count, so BLAS may round differently; values must agree closely.
         let worst = zip(one, three).map { abs($0 - $1) / max(1, abs($0)) }.max() ?? 0
         #expect(one.count == three.count && worst < 1e-5, "results differ by \(worst) between 1 and 3 threads")

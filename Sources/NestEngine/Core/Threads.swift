@@ -15,8 +15,13 @@ import Darwin
 public enum Threads {
     static let configured = Atomic<Int>(Threads.defaultCount())
 
+    /// A worker count for the current task only (tests run in parallel: a
+    /// change to the global count would leak into every other test's kernels,
+    /// and bit-exact comparisons there would fail at random).
+    @TaskLocal public static var taskOverride: Int? = nil
+
     public static var count: Int {
-        get { configured.load(ordering: .relaxed) }
+        get { taskOverride.map { max(1, $0) } ?? configured.load(ordering: .relaxed) }
         set { configured.store(max(1, newValue), ordering: .relaxed) }
     }
 
