@@ -256,6 +256,23 @@ public final class AdapterTrainer {
         }
     }
 
+    /// How much the adapter moves the UNet on a prepared batch: the loss with
+    /// it and with the base model alone (the prompt's placeholder read as the
+    /// class word, no adapter bound), and the RMS of the prediction's shift
+    /// against the RMS of the base model's error. An adapter whose shift is a
+    /// small fraction of that error cannot lower the loss, whatever it learns.
+    public func effect(_ batch: PreparedBatch) throws -> (loss: Float, baseLoss: Float, shift: Float, baseError: Float) {
+        try Autograd.noGrad {
+            let with = try predict(batch)
+            let base = pipeline.base.unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init),
+                                          encoderHiddenStates: batch.context, added: batch.added)
+            func loss(_ p: Tensor) -> Float {
+                (batch.lossWeights.map { F.weightedMSELoss(p, batch.target, weights: $0) } ?? F.mseLoss(p, batch.target)).item
+            }
+            return (loss(with), loss(base), F.mseLoss(with, base).item.squareRoot(), F.mseLoss(base, batch.target).item.squareRoot())
+        }
+    }
+
     /// Forward, backward and (every `gradient_accumulation` calls) an optimizer update; returns the loss.
     @discardableResult
     public func optimize(_ batch: PreparedBatch) throws -> Float {

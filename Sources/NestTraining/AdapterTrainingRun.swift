@@ -79,19 +79,21 @@ public final class AdapterTrainingRun {
     public var checkpointURL: URL { output.appendingPathComponent("checkpoint.safetensors") }
     public var logURL: URL { output.appendingPathComponent("log.jsonl") }
 
-    public init(configFile: URL, resume: Bool) throws {
+    /// `measuring`: only `measureEffect` will be called — an existing run is
+    /// read, never refused or written.
+    public init(configFile: URL, resume: Bool, measuring: Bool = false) throws {
         let base = configFile.deletingLastPathComponent()
         func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
         config = try decodeConfig(AdapterRunConfig.self, from: configFile)
         output = resolve(config.output)
         let checkpoint = output.appendingPathComponent("checkpoint.safetensors")
-        if FileManager.default.fileExists(atPath: checkpoint.path) && !resume {
+        if FileManager.default.fileExists(atPath: checkpoint.path) && !resume && !measuring {
             throw ModelConfigError("\(output.path) already holds a run; pass --resume to continue it (or choose another output)")
         }
         if resume && !FileManager.default.fileExists(atPath: checkpoint.path) {
             throw ModelConfigError("--resume: no checkpoint at \(checkpoint.path)")
         }
-        try FileManager.default.createDirectory(at: output.appendingPathComponent("samples"), withIntermediateDirectories: true)
+        if !measuring { try FileManager.default.createDirectory(at: output.appendingPathComponent("samples"), withIntermediateDirectories: true) }
         manifest = try TrainingManifest(url: resolve(config.data), placeholder: config.adapter.placeholderToken,
                                         requireReferences: true, checkImages: true, policy: config.badRecords ?? .skip)
         if config.training.subjectLossWeight != 1, let bare = manifest.samples.first(where: { $0.mask == nil }) {
@@ -121,6 +123,27 @@ public final class AdapterTrainingRun {
             trainer.state = try TrainingCheckpoint.load(into: adapter.trainableParameters, optimizer: trainer.optimizer,
                                                         from: checkpoint.path)
         }
+    }
+
+    /// The adapter's reach (see `AdapterTrainer.effect`), averaged over the
+    /// first `batches` batches of the data in the run's order; trains nothing.
+    public func measureEffect(batches: Int) throws -> (loss: Float, baseLoss: Float, shift: Float, baseError: Float) {
+        let options = config.training
+        let order = SampleOrder(count: manifest.samples.count, seed: options.seed &+ 1)
+        var state = TrainingState()
+        var sum: (Float, Float, Float, Float) = (0, 0, 0, 0)
+        for _ in 0..<batches {
+            let examples = try order.next(options.batchSize, state: &state).map { i -> AdapterExample in
+                let s = manifest.samples[i]
+                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image),
+                                      mask: try s.mask.map(image))
+            }
+            let e = try trainer.effect(try trainer.prepare(examples))
+            sum = (sum.0 + e.loss, sum.1 + e.baseLoss, sum.2 + e.shift * e.shift, sum.3 + e.baseError * e.baseError)
+            trainer.state.step += 1  // fresh noise and timesteps for the next batch
+        }
+        let n = Float(batches)
+        return (sum.0 / n, sum.1 / n, (sum.2 / n).squareRoot(), (sum.3 / n).squareRoot())
     }
 
     func image(_ url: URL) throws -> RGBImage {

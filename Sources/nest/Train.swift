@@ -22,13 +22,28 @@ struct TrainAdapter: ParsableCommand {
     @Flag(help: "Continue the run in the config's output folder from its checkpoint.")
     var resume = false
 
+    @Option(help: "Train nothing: report, over this many batches of the data, the loss with the adapter (the checkpoint's, with --resume) and with the base model alone, and how far the adapter moves the prediction against the base model's error.")
+    var measure: Int?
+
     @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        if let measure, measure <= 0 { throw ValidationError("--measure must be positive, got \(measure)") }
+    }
 
     func run() throws {
         try engine.apply()
         let run: AdapterTrainingRun
-        do { run = try AdapterTrainingRun(configFile: URL(fileURLWithPath: config), resume: resume) } catch {
+        do { run = try AdapterTrainingRun(configFile: URL(fileURLWithPath: config), resume: resume, measuring: measure != nil) } catch {
             fail(String(describing: error))
+        }
+        if let measure {
+            do {
+                let m = try run.measureEffect(batches: measure)
+                print(String(format: "%d batches: loss %.5f with the adapter, %.5f base model alone; prediction shift %.4f RMS against the base model's error %.4f RMS (%.1f%%)",
+                             measure, m.loss, m.baseLoss, m.shift, m.baseError, 100 * m.shift / max(m.baseError, 1e-12)))
+            } catch { fail(String(describing: error)) }
+            return
         }
         for problem in run.manifest.problems { warn("\(run.manifest.url.lastPathComponent) \(problem)") }
         note("training \(run.trainer.adapter.config.placeholderToken) on \(run.manifest.samples.count) samples, "

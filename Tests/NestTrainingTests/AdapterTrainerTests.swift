@@ -106,6 +106,17 @@ import Testing
         #expect(F.weightedMSELoss(prediction, batch.target, weights: w).item != F.mseLoss(prediction, batch.target).item)
         var bare = example; bare.mask = nil
         #expect(throws: ModelConfigError.self) { try trainer.prepare([bare]) }
+
+        // `effect`: the base model's loss is the UNet's alone (weighted like training),
+        // its error the plain RMS, and the adapter moves the prediction.
+        let e = try trainer.effect(batch)
+        let alone = try Autograd.noGrad {
+            base.unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init), encoderHiddenStates: batch.context, added: batch.added)
+        }
+        #expect(abs(e.baseLoss - F.weightedMSELoss(alone, batch.target, weights: w).item) < 1e-6)
+        #expect(abs(e.baseError - F.mseLoss(alone, batch.target).item.squareRoot()) < 1e-6)
+        #expect(abs(e.loss - F.weightedMSELoss(prediction, batch.target, weights: w).item) < 1e-6)
+        #expect(e.shift > 0 && e.loss != e.baseLoss)
     }
 
     /// `train_image_encoder`: the adapter's own copy of the image encoder trains
