@@ -12,18 +12,34 @@ import Testing
         #endif
     }
 
+    /// A task's kernel switches reach the pool's worker threads (the inner
+    /// loops run there), and leave other tasks alone.
+    @Test func switchesReachTheWorkerThreads() {
+        var seen = [Bool](repeating: true, count: 64)
+        seen.withUnsafeMutableBufferPointer { buffer in
+            Threads.$taskOverride.withValue(4) {
+                VectorKernels.with(false) {
+                    ConvolutionAlgorithm.with(winograd: false) {
+                        parallelRanges(64) { r in for i in r { buffer[i] = VectorKernels.useAVX512 || ConvolutionAlgorithm.useWinograd } }
+                    }
+                }
+            }
+        }
+        #expect(!seen.contains(true), "a worker saw the global switches")
+        #expect(VectorKernels.with(false) { !VectorKernels.useAVX512 })
+        #expect(VectorKernels.taskOverride == nil && ConvolutionAlgorithm.taskOverride == nil)
+    }
+
     @Test func avx512AndPortableKernelsAgree() {
         // Lengths that exercise the 32-wide loop, the 16-wide masked tail and tiny rows.
         for n in [1, 7, 16, 31, 32, 33, 77, 256, 1000] {
             let values = Tensor.randn([n], seed: UInt64(n), std: 30)
             let shift = values.array.max()! - 5
-            func run(_ avx: Bool) -> (exp: [Float], sum: Float, max: Float, silu: [Float]) {
-                VectorKernels.useAVX512 = avx
-                defer { VectorKernels.useAVX512 = true }
+            func run(_ avx: Bool) -> (exp: [Float], sum: Float, max: Float, silu: [Float]) { VectorKernels.with(avx) {
                 let copy = Tensor(values.array, shape: [n])
                 let sum = expShiftedInPlace(copy.data, n, shift: shift)
                 return (copy.array, sum, rowMax(values.data, n), F.silu(values).array)
-            }
+            } }
             let fast = run(true), portable = run(false)
             #expect(fast.max == portable.max && fast.max == values.array.max()!)
             #expect(abs(fast.sum - portable.sum) <= 1e-5 * portable.sum, "n=\(n)")
@@ -43,14 +59,12 @@ import Testing
     @Test func gegluIsTheSameWithEitherKernel() {
         for width in [5, 16, 40, 77] {
             let x = Tensor.randn([3, 2 * width], seed: UInt64(width), std: 2)
-            func run(_ avx: Bool) -> (y: [Float], grad: [Float]) {
-                VectorKernels.useAVX512 = avx
-                defer { VectorKernels.useAVX512 = true }
+            func run(_ avx: Bool) -> (y: [Float], grad: [Float]) { VectorKernels.with(avx) {
                 let input = Tensor(x.array, shape: x.shape, requiresGrad: true)
                 let y = F.geglu(input)
                 (y * Tensor.randn(y.shape, seed: 9)).sum().backward()
                 return (y.array, input.grad!.array)
-            }
+            } }
             let fast = run(true), portable = run(false)
             for (a, b) in zip(fast.y + fast.grad, portable.y + portable.grad) {
                 #expect(abs(a - b) <= 2e-6 * max(1, abs(b)), "width \(width): \(a) vs \(b)")
@@ -63,14 +77,12 @@ import Testing
             let x = Tensor.randn(shape, seed: UInt64(shape[1]), std: 3) + Tensor(scalar: 1.5)
             let c = shape.last!
             let w = Tensor.randn([c], seed: 2), b = Tensor.randn([c], seed: 3)
-            for avx in [true, false] {
-                VectorKernels.useAVX512 = avx
-                defer { VectorKernels.useAVX512 = true }
+            for avx in [true, false] { VectorKernels.with(avx) {
                 let fused = F.groupNormSiLU(x, groups: groups, weight: w, bias: b).array
                 let twoSteps = F.silu(F.groupNorm(x, groups: groups, weight: w, bias: b)).array
                 let worst = zip(fused, twoSteps).map { abs($0 - $1) }.max()!
                 #expect(worst <= 1e-6, "\(shape) avx \(avx): \(worst)")
-            }
+            } }
         }
         // With gradients recorded it is the two recorded steps.
         let x = Tensor.randn([2, 4, 4, 32], seed: 5, std: 1)
@@ -81,14 +93,12 @@ import Testing
 
     @Test func attentionIsTheSameWithEitherKernel() {
         let q = Tensor.randn([2, 300, 32], seed: 1), k = Tensor.randn([2, 600, 32], seed: 2), v = Tensor.randn([2, 600, 32], seed: 3)
-        func run(_ avx: Bool) -> [Float] {
-            VectorKernels.useAVX512 = avx
-            defer { VectorKernels.useAVX512 = true }
+        func run(_ avx: Bool) -> [Float] { VectorKernels.with(avx) {
             let inputs = [q, k, v].map { Tensor($0.array, shape: $0.shape, requiresGrad: true) }
             let y = F.attention(query: inputs[0], key: inputs[1], value: inputs[2], heads: 4)
             (y * Tensor.randn(y.shape, seed: 4)).sum().backward()
             return y.array + inputs.flatMap { $0.grad!.array }
-        }
+        } }
         let portable = run(false), fast = run(true)
         let worst = zip(fast, portable).map { abs($0 - $1) }.max()!
         #expect(worst < 1e-5, "largest difference \(worst)")

@@ -5,11 +5,9 @@ import Testing
 /// rules, odd sizes, partial tiles, bias or none) and its gradients.
 @Suite(.serialized) struct WinogradTests {
     func both<T>(_ body: () -> T) -> (winograd: T, direct: T) {
-        ConvolutionAlgorithm.useWinograd = true
-        let w = body()
-        ConvolutionAlgorithm.useWinograd = false
-        defer { ConvolutionAlgorithm.useWinograd = true }
-        return (w, body())
+        // Task-local: tests running beside these keep their own algorithm.
+        (ConvolutionAlgorithm.with(winograd: true) { body() },
+         ConvolutionAlgorithm.with(winograd: false) { body() })
     }
 
     @Test func matchesDirectConvolution() {

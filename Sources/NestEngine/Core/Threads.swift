@@ -41,10 +41,11 @@ public func parallelRanges(_ total: Int, grain: Int = 1, _ body: (Range<Int>) ->
     if workers <= 1 { body(0..<total); return }
     let chunk = (total + workers - 1) / workers
     withoutActuallyEscaping(body) { body in
+        let switches = KernelSwitches.current
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let start = w * chunk
             let end = min(total, start + chunk)
-            if start < end { body(start..<end) }
+            if start < end { switches.bound { body(start..<end) } }
         }
     }
 }
@@ -57,10 +58,11 @@ public func parallelWorkers(_ total: Int, grain: Int = 1, _ body: (Int, Range<In
     if workers <= 1 { body(0, 0..<total); return 1 }
     let chunk = (total + workers - 1) / workers
     withoutActuallyEscaping(body) { body in
+        let switches = KernelSwitches.current
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let start = w * chunk
             let end = min(total, start + chunk)
-            if start < end { body(w, start..<end) }
+            if start < end { switches.bound { body(w, start..<end) } }
         }
     }
     return workers
@@ -81,13 +83,34 @@ public func parallelTasks(_ tasks: Int, _ body: (Int, Int) -> Void) {
     let workers = min(Threads.count, tasks)
     if workers <= 1 { for t in 0..<tasks { body(0, t) }; return }
     let next = Atomic<Int>(0)
+    let switches = KernelSwitches.current
     withoutActuallyEscaping(body) { body in
         DispatchQueue.concurrentPerform(iterations: workers) { w in
-            while true {
-                let t = next.wrappingAdd(1, ordering: .relaxed).oldValue
-                if t >= tasks { break }
-                body(w, t)
+            switches.bound {
+                while true {
+                    let t = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                    if t >= tasks { break }
+                    body(w, t)
+                }
             }
         }
+    }
+}
+
+/// The caller's task-local kernel switches (vector kernels, Winograd),
+/// bound again on each worker thread, so the inner loops a kernel runs on
+/// the pool see what its caller chose. Tests flip these per task: a global
+/// flip would change the arithmetic of every test running beside them.
+struct KernelSwitches {
+    let avx512: Bool?, winograd: Bool?
+
+    static var current: KernelSwitches {
+        KernelSwitches(avx512: VectorKernels.openScopes.load(ordering: .relaxed) != 0 ? VectorKernels.taskOverride : nil,
+                       winograd: ConvolutionAlgorithm.openScopes.load(ordering: .relaxed) != 0 ? ConvolutionAlgorithm.taskOverride : nil)
+    }
+
+    @inline(__always) func bound(_ body: () -> Void) {
+        if avx512 == nil && winograd == nil { body(); return }
+        VectorKernels.$taskOverride.withValue(avx512) { ConvolutionAlgorithm.$taskOverride.withValue(winograd) { body() } }
     }
 }

@@ -14,8 +14,25 @@ public typealias Vec16 = SIMD16<Float>
 public enum VectorKernels {
     static let available = nest_kernels_avx512() != 0
     static let enabled = Atomic<Bool>(VectorKernels.available)
+    /// A choice for the current task only (see `KernelSwitches`); nil: the global one.
+    @TaskLocal static var taskOverride: Bool? = nil
+    /// How many `with` scopes are open anywhere: while none is, the hot
+    /// loops (a read per softmax row) skip the task-local lookup (~40 ns).
+    static let openScopes = Atomic<Int>(0)
+
+    /// Runs `body` with the vector kernels on or off for this task only
+    /// (tests compare both paths while others run beside them).
+    public static func with<T>(_ on: Bool, _ body: () throws -> T) rethrows -> T {
+        openScopes.wrappingAdd(1, ordering: .relaxed)
+        defer { openScopes.wrappingSubtract(1, ordering: .relaxed) }
+        return try $taskOverride.withValue(on, operation: body)
+    }
+
     public static var useAVX512: Bool {
-        get { enabled.load(ordering: .relaxed) }
+        get {
+            if openScopes.load(ordering: .relaxed) != 0, let on = taskOverride { return on && available }
+            return enabled.load(ordering: .relaxed)
+        }
         set { enabled.store(newValue && available, ordering: .relaxed) }
     }
 }

@@ -22,8 +22,22 @@ public enum ConvolutionAlgorithm {
     static let winogradEnabled = Atomic<Bool>(getenv("NEST_WINOGRAD").map { String(cString: $0) != "0" } ?? true)
     /// Whether eligible convolutions use Winograd (tests switch it off to
     /// compare against the direct path).
+    /// A choice for the current task only (see `KernelSwitches`); nil: the global one.
+    @TaskLocal static var taskOverride: Bool? = nil
+    static let openScopes = Atomic<Int>(0)
+
+    /// Runs `body` with Winograd on or off for this task only.
+    public static func with<T>(winograd on: Bool, _ body: () throws -> T) rethrows -> T {
+        openScopes.wrappingAdd(1, ordering: .relaxed)
+        defer { openScopes.wrappingSubtract(1, ordering: .relaxed) }
+        return try $taskOverride.withValue(on, operation: body)
+    }
+
     public static var useWinograd: Bool {
-        get { winogradEnabled.load(ordering: .relaxed) }
+        get {
+            if openScopes.load(ordering: .relaxed) != 0, let on = taskOverride { return on }
+            return winogradEnabled.load(ordering: .relaxed)
+        }
         set { winogradEnabled.store(newValue, ordering: .relaxed) }
     }
 
