@@ -5,13 +5,14 @@
 # skipped). Usage: tools/train_world.sh [WORK_DIR]   (default: runs/world)
 #
 #   1. data:    nest world model + nest world dataset (base and adapter sets)
-#   2. vae, clip (in parallel)   3. unet   4. vae2: the VAE continued with a
-#   1000x weaker KL term   5. unet2: the UNet continued on vae2's latents
-#   6. unet3: the UNet continued once more, in model3
-#   7. adapters per domain: nested, then the single-token and IP-Adapter-style
+#   2. vae, clip (in parallel)   3. vae2: the VAE continued with a 1000x
+#   weaker KL term   4. unet: the text-to-image UNet on vae2's latents
+#   5. adapters per domain: nested, then the single-token and IP-Adapter-style
 #   baselines, each with its own trained copy of the image encoder; each lands
-#   in WORK_DIR/model3/adapters when done.
-#   Pack it: nest world pack --model WORK_DIR/model3
+#   in WORK_DIR/model/adapters when done.
+#   Pack it: nest world pack --model WORK_DIR/model
+# UNET_STEPS (default 3000) sets the UNet's length; a run resumed with
+# another value stretches its cosine schedule.
 set -euo pipefail
 WORK=${1:-runs/world}
 NEST=${NEST:-.build/release/nest}
@@ -32,7 +33,7 @@ stage() { # NAME COMPONENT THREADS: run or resume `nest train COMPONENT`
 
 # 1. Untrained model folder and data (deterministic from the seeds).
 [ -d "$WORK/base" ] || "$NEST" world model -o "$WORK/base"
-[ -d "$WORK/data" ] || "$NEST" world dataset -o "$WORK/data" --identities 1000 --contexts 8 --seed 1
+[ -d "$WORK/data" ] || "$NEST" world dataset -o "$WORK/data" --identities 1000 --contexts 8 --seed 1 --describe 0.5
 
 # 2. Autoencoder and CLIP, side by side.
 cat > "$WORK/vae.json" <<JSON
@@ -45,75 +46,52 @@ cat > "$WORK/clip.json" <<JSON
  "learning_rate": 5e-4, "warmup_steps": 30, "schedule": "cosine", "flip": false,
  "checkpoint_every": 50, "log_every": 10, "seed": 2}
 JSON
-stage vae vae 2 & VAE=$!
-stage clip clip 1 & CLIP=$!
-wait $VAE; wait $CLIP
-
-# 3. The text-to-image UNet on the trained VAE and text encoder: 2,400 steps,
-#    then the same run resumed with its cosine schedule stretched to 4,400
-#    (a warm restart; the second half gave visibly sharper subjects).
-#    Adapters trained on an older UNet are stale: they are retrained.
-if [ ! -e "$WORK/unet/done-4400" ]; then
-  rm -rf "$WORK/model.partial" && cp -r "$WORK/base" "$WORK/model.partial"
-  cp "$WORK"/vae/vae/* "$WORK/model.partial/vae/"
-  cp "$WORK"/clip/text_encoder/* "$WORK/model.partial/text_encoder/"
-  cp "$WORK"/clip/image_encoder/* "$WORK/model.partial/image_encoder/"
-  [ -e "$WORK/unet.json" ] || cat > "$WORK/unet.json" <<JSON
-{"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
- "steps": 2400, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
- "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 400, "seed": 3}
-JSON
-  stage unet unet 2
-  sed -i 's/"steps": 2400/"steps": 4400/' "$WORK/unet.json"
-  rm -f "$WORK/unet/done"
-  stage unet unet 2 && touch "$WORK/unet/done-4400"
-  cp "$WORK"/unet/unet/* "$WORK/model.partial/unet/"
-  rm -rf "$WORK/model" "$WORK"/adapter-* && mv "$WORK/model.partial" "$WORK/model"
+if [ -e "$WORK/vae/done" ]; then stage clip clip 2  # resumed after the VAE finished
+else
+  stage vae vae 2 & VAE=$!
+  stage clip clip 1 & CLIP=$!
+  wait $VAE; wait $CLIP
 fi
 
-# 4. The VAE again. Its KL weight above (1e-5 on a per-pixel mean loss) is
-#    about 10^5 times Stable Diffusion's: the posterior stayed nearly as wide
-#    as the latents (std 0.64 against 0.69), so a sample carried little more
-#    than a blurred image, and so did everything the UNet learned. Continue it
-#    with its posterior narrowed (log-variance - 6) and KL weight 1e-8.
+# 3. The VAE again, with its posterior narrowed (log-variance - 6) and a KL
+#    weight of 1e-8. The KL weight above (1e-5 on a per-pixel mean loss) is
+#    about 10^5 times Stable Diffusion's: its posterior stayed nearly as wide
+#    as the latents (std 0.64 against 0.69), so a latent sample carried little
+#    more than a blurred image. (Training the first stage with these settings
+#    directly would save half an hour but is untested.)
 if [ ! -e "$WORK/vae2/done" ]; then
+  rm -rf "$WORK/model.vae" && cp -r "$WORK/base" "$WORK/model.vae" && cp "$WORK"/vae/vae/* "$WORK/model.vae/vae/"
   cat > "$WORK/vae2.json" <<JSON
-{"model": "model", "data": "data/manifest.jsonl", "output": "vae2", "resolution": 64, "batch_size": 8, "steps": 2500,
+{"model": "model.vae", "data": "data/manifest.jsonl", "output": "vae2", "resolution": 64, "batch_size": 8, "steps": 2500,
  "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine", "kl_weight": 1e-8, "logvar_shift": -6, "flip": false,
  "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 11}
 JSON
   stage vae2 vae 2
 fi
 
-# 5. The UNet continued on the new latents (same captions), in model2.
-if [ ! -e "$WORK/unet2/done" ]; then
-  rm -rf "$WORK/model2" "$WORK"/adapter-* && cp -r "$WORK/model" "$WORK/model2" && rm -rf "$WORK/model2/adapters"
-  cp "$WORK"/vae2/vae/* "$WORK/model2/vae/"
-  cat > "$WORK/unet2.json" <<JSON
-{"model": "model2", "data": "data/manifest.jsonl", "output": "unet2", "resolution": 64, "batch_size": 32,
- "steps": 2000, "learning_rate": 2e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
- "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 5}
+# 4. The text-to-image UNet from scratch on vae2's latents and the trained
+#    text encoder. Half the captions name the subject's visible traits before
+#    its noun (data step 1, --describe 0.5), so the model learns to read the
+#    subject's looks from the words at the subject's pixels — the attention
+#    Nested Attention works through. Adapters trained on an older UNet are
+#    stale: they are retrained.
+if [ ! -e "$WORK/unet/done" ]; then
+  rm -rf "$WORK/model.partial" && cp -r "$WORK/base" "$WORK/model.partial"
+  cp "$WORK"/vae2/vae/* "$WORK/model.partial/vae/"
+  cp "$WORK"/clip/text_encoder/* "$WORK/model.partial/text_encoder/"
+  cp "$WORK"/clip/image_encoder/* "$WORK/model.partial/image_encoder/"
+  cat > "$WORK/unet.json" <<JSON
+{"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
+ "steps": ${UNET_STEPS:-3000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 3}
 JSON
-  stage unet2 unet 2
+  stage unet unet 2
+  cp "$WORK"/unet/unet/* "$WORK/model.partial/unet/"
+  rm -rf "$WORK/model" "$WORK"/critter* "$WORK"/bot* && mv "$WORK/model.partial" "$WORK/model"
 fi
-cp "$WORK"/unet2/unet/* "$WORK/model2/unet/"
+MODEL=model
 
-# 6. The UNet once more (a warm restart of its cosine schedule, 2,400 steps),
-#    in model3: unet2's samples were still smeared and its prompted
-#    positions at chance.
-if [ ! -e "$WORK/unet3/done" ]; then
-  rm -rf "$WORK/model3" && cp -r "$WORK/model2" "$WORK/model3" && rm -rf "$WORK/model3/adapters"
-  cat > "$WORK/unet3.json" <<JSON
-{"model": "model3", "data": "data/manifest.jsonl", "output": "unet3", "resolution": 64, "batch_size": 32,
- "steps": 2400, "learning_rate": 2e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
- "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 600, "seed": 6}
-JSON
-  stage unet3 unet 2
-fi
-cp "$WORK"/unet3/unet/* "$WORK/model3/unet/"
-MODEL=model3
-
-# 7. One Nested Attention adapter per domain, side by side; then the
+# 5. One Nested Attention adapter per domain, side by side; then the
 #    baselines (single-token, IP-Adapter-style). Every adapter sees its
 #    subject through portraits (centre, large, flat: the world's aligned
 #    crops) and trains its own copy of the image encoder: the world's CLIP
@@ -142,12 +120,12 @@ for domain in critter bot; do
 done
 for kind in nested single-token ip-adapter; do
   suffix=$([ $kind = nested ] && echo "" || echo "-$kind")
-  for domain in critter bot; do adapter_config $domain $kind $MODEL-$domain$suffix; done
-  stage $MODEL-critter$suffix adapter 1 & A=$!
-  stage $MODEL-bot$suffix adapter 1 & B=$!
+  for domain in critter bot; do adapter_config $domain $kind $domain$suffix; done
+  stage critter$suffix adapter 1 & A=$!
+  stage bot$suffix adapter 1 & B=$!
   wait $A; wait $B
   # The model folder gains each adapter as soon as it is trained.
-  for domain in critter bot; do install_adapter $MODEL-$domain$suffix $domain$suffix; done
+  for domain in critter bot; do install_adapter $domain$suffix $domain$suffix; done
   echo "trained $kind adapters: $WORK/$MODEL/adapters"
 done
 echo "trained world: $WORK/$MODEL"

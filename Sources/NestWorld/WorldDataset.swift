@@ -27,11 +27,16 @@ public enum WorldDataset {
         public var context: Context
     }
 
+    /// `describe` is the fraction of captions that name the subject's traits
+    /// (`WorldCaption.traitWords`; never with a placeholder, which stands for
+    /// the whole individual); which ones is drawn per scene from its own
+    /// stream, so the images and other captions do not change with it.
     /// Returns the records written (one per image, in manifest order).
     @discardableResult
     public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
                              placeholder: String? = nil, domains: [Domain] = Domain.allCases,
-                             portraits: Int = 0, holdOut: Bool = false, masks: Bool = false) throws -> [Record] {
+                             portraits: Int = 0, holdOut: Bool = false, masks: Bool = false,
+                             describe: Float = 0) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         let fm = FileManager.default
         try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
@@ -64,8 +69,10 @@ public enum WorldDataset {
                 let context = Context.random(seed: sceneSeed)
                 let image = WorldRenderer.render(identity: identity, context: context, seed: sceneSeed)
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(paths[k]).path, overwrite: true)
+                var describeRNG = WorldRandom(seed: sceneSeed, stream: "describe")
+                let described = placeholder == nil && describeRNG.unit() < describe
                 let caption = WorldCaption.caption(for: Scene(identity: identity, context: context, seed: sceneSeed),
-                                                   placeholder: placeholder, seed: sceneSeed)
+                                                   placeholder: placeholder, describe: described, seed: sceneSeed)
                 var mask: String? = nil
                 if masks {
                     mask = paths[k].replacingOccurrences(of: ".png", with: "-mask.png")

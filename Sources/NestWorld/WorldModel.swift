@@ -100,7 +100,7 @@ public enum WorldModel {
     }
 
     /// Captions of many random scenes of both domains, with class words and
-    /// the placeholder tokens: the words the tokenizer must spell whole.
+    /// trait words: the words the tokenizer must spell whole.
     static func captionCorpus() -> [String] {
         var texts: [String] = []
         var rng = WorldRandom(seed: 7, stream: "vocabulary")
@@ -108,7 +108,7 @@ public enum WorldModel {
             for domain in Domain.allCases {
                 let seed = rng.next()
                 let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: .random(seed: seed), seed: seed)
-                texts.append(WorldCaption.caption(for: scene, seed: seed))
+                texts.append(WorldCaption.caption(for: scene, describe: true, seed: seed))
             }
         }
         return texts

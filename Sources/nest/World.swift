@@ -43,10 +43,14 @@ struct WorldDatasetCommand: ParsableCommand {
     @Flag(help: "Also write each scene's subject mask (white where the named subject is drawn) as NN-mask.png, named by the records' \"mask\" key (for subject_loss_weight).")
     var masks = false
 
+    @Option(help: "Fraction of captions (0...1) that name the subject's visible traits before its noun (\"a small dark golden spotted critter\"); ignored with --placeholder.")
+    var describe: Float = 0
+
     @Flag(help: "Also write preview.png, a contact sheet of the first images.")
     var preview = false
 
     func validate() throws {
+        guard (0...1).contains(describe) else { throw ValidationError("--describe must be between 0 and 1, got \(describe)") }
         guard identities > 0 else { throw ValidationError("--identities must be positive, got \(identities)") }
         guard contexts >= 2 else { throw ValidationError("--contexts must be at least 2, got \(contexts)") }
         guard portraits >= 0 else { throw ValidationError("--portraits must not be negative, got \(portraits)") }
@@ -66,7 +70,8 @@ struct WorldDatasetCommand: ParsableCommand {
         do {
             records = try WorldDataset.write(to: folder, identitiesPerDomain: identities, contextsPerIdentity: contexts,
                                              seed: seed, placeholder: placeholder, domains: domains,
-                                             portraits: portraits, holdOut: holdOut, masks: masks)
+                                             portraits: portraits, holdOut: holdOut, masks: masks,
+                                             describe: describe)
         } catch { fail(String(describing: error)) }
         if preview {
             let images = try records.prefix(48).map { try ImageFile.decode(path: folder.appendingPathComponent($0.image).path) }

@@ -47,4 +47,28 @@ import Testing
         #expect(captions.count >= 10)
         #expect(captions.allSatisfy { $0.contains("bot") && !$0.contains("<") })
     }
+
+    /// Trait words follow the individual, not the scene, and every word is
+    /// reached: identities drawn at random cover each domain's four hues and
+    /// the three markings.
+    @Test func traitWordsNameLightnessHueAndMarking() {
+        var seen = Set<String>()
+        for seed in 0..<400 as Range<UInt64> {
+            for domain in Domain.allCases {
+                let id = Identity.random(domain: domain, seed: seed)
+                let words = WorldCaption.traitWords(id)
+                #expect((1...3).contains(words.count))
+                #expect(words.contains("spotted") == (id.marking == .spots))
+                #expect(words.contains("dark") == (id.bodyLightness < 0.45))
+                seen.formUnion(words)
+                let scene = Scene(identity: id, context: Context(background: .forest), seed: 0)
+                let plainCaption = WorldCaption.caption(for: scene, seed: seed)
+                let described = WorldCaption.caption(for: scene, describe: true, seed: seed)
+                #expect(described == plainCaption.replacingOccurrences(
+                    of: " \(domain.classWord)", with: " " + words.joined(separator: " ") + " \(domain.classWord)"))
+            }
+        }
+        #expect(seen == ["dark", "pale", "crimson", "orange", "golden", "olive", "teal", "azure", "cobalt", "indigo",
+                         "spotted", "striped", "patched"])
+    }
 }

@@ -59,6 +59,30 @@ import Testing
         #expect(portraits.allSatisfy { $0.width == 64 && $0.height == 64 } && portraits[0].pixels != portraits[1].pixels)
     }
 
+    /// `describe`: about that fraction of captions gain the subject's trait
+    /// words before its noun and nothing else changes — same images, same
+    /// wording otherwise; a placeholder caption is never described.
+    @Test func describedCaptionsOnlyAddTraitWords() throws {
+        let plain = temporaryFolder("plain"), described = temporaryFolder("described"), tokens = temporaryFolder("tokens")
+        defer { for f in [plain, described, tokens] { try? FileManager.default.removeItem(at: f) } }
+        let a = try WorldDataset.write(to: plain, identitiesPerDomain: 6, contextsPerIdentity: 4, seed: 9)
+        let b = try WorldDataset.write(to: described, identitiesPerDomain: 6, contextsPerIdentity: 4, seed: 9, describe: 0.5)
+        let c = try WorldDataset.write(to: tokens, identitiesPerDomain: 1, contextsPerIdentity: 4, seed: 9,
+                                       placeholder: "<critter>", domains: [.critter], describe: 1)
+        var changed = 0
+        for (x, y) in zip(a, b) {
+            #expect(x.image == y.image)
+            #expect(try Data(contentsOf: plain.appendingPathComponent(x.image)) == Data(contentsOf: described.appendingPathComponent(y.image)))
+            guard x.caption != y.caption else { continue }
+            changed += 1
+            let noun = x.domain.classWord
+            let traits = y.caption.components(separatedBy: " ").filter { !x.caption.components(separatedBy: " ").contains($0) }
+            #expect(!traits.isEmpty && y.caption.contains(traits.joined(separator: " ") + " " + noun), "\(x.caption) → \(y.caption)")
+        }
+        #expect((14...34).contains(changed), "about half of 48 captions described, got \(changed)")
+        #expect(c.allSatisfy { !$0.caption.contains("critter ") && $0.caption.contains("<critter>") })
+    }
+
     /// `masks`: each record names a mask, white over its own subject only — a
     /// large subject covers more than a small one, and the companion (drawn
     /// on the other side) is left out.
