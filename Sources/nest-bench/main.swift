@@ -30,6 +30,7 @@ func report(_ name: String, flops: Double, time: Double, extra: String = "") {
 let args = CommandLine.arguments
 if args.count > 1 && args[1] == "compare" { compare(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "nested-overhead" { nestedOverhead(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "conv-thresholds" { convThresholds(arguments: args); exit(0) }
 if args.count > 2 && args[1] == "case" {
     guard (compareCases + extraCases).contains(args[2]) else {
         FileHandle.standardError.write(Data("nest-bench: unknown case '\(args[2])' (known: \((compareCases + extraCases).joined(separator: ", ")))\n".utf8))
@@ -55,8 +56,10 @@ var gemmRate = gemmFlops / gemmTime
 // Convolutions at SD 1.5's first resolution level (64×64 latents, 320 channels).
 // The machine's speed drifts, so sgemm is re-measured before each convolution
 // and the ratio uses the best sgemm seen so far (the conservative choice).
-for (batch, size, cin, cout, k) in [(1, 64, 320, 320, 3), (2, 64, 320, 320, 3), (2, 32, 640, 640, 3), (1, 64, 320, 320, 1),
-                                    (8, 16, 64, 64, 3), (8, 8, 192, 192, 3), (8, 16, 128, 64, 3)] {
+let convShapes = args.contains("--small-convs") ? [(8, 8, 128, 128, 3), (8, 8, 192, 192, 3), (8, 8, 320, 128, 3), (8, 4, 192, 192, 3), (8, 4, 384, 192, 3), (8, 16, 4, 64, 3), (2, 16, 640, 640, 3), (2, 16, 128, 128, 3), (1, 32, 320, 320, 3), (1, 32, 64, 64, 3)]
+    : [(1, 64, 320, 320, 3), (2, 64, 320, 320, 3), (2, 32, 640, 640, 3), (1, 64, 320, 320, 1),
+                                    (8, 16, 64, 64, 3), (8, 8, 192, 192, 3), (8, 16, 128, 64, 3)]
+for (batch, size, cin, cout, k) in convShapes {
     let x = Tensor.randn([batch, size, size, cin], seed: 3)
     let w = Tensor.randn([cout, k, k, cin], seed: 4, std: 0.02)
     let bias = Tensor.randn([cout], seed: 5)

@@ -77,11 +77,12 @@ func conv2dForwardKernel(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
         BLAS.gemm(transB: true, m: rows, n: g.o, k: g.c, a: x, lda: g.c, b: weight, ldb: g.c, beta: beta, c: out, ldc: g.o)
         return
     }
-    if g.stride == 1 && g.kh > 1 {
+    let (tileRows, tiles) = convTiling(rows: rows, k: g.k)
+    if g.stride == 1 && g.kh > 1
+        && (g.ho * g.wo >= ConvolutionAlgorithm.rowUnfoldMinimumPixels.load(ordering: .relaxed) || tileRows < 2 * g.ho * g.wo) {
         conv2dRowUnfoldForward(x, weight, g, beta: beta, out)
         return
     }
-    let (tileRows, tiles) = convTiling(rows: rows, k: g.k)
     let buffers = ScratchBuffers(count: workerCount(tiles), floats: tileRows * g.k)
     _ = parallelWorkers(tiles) { worker, tileRange in
         let col = buffers[worker]

@@ -48,9 +48,22 @@ public enum ConvolutionAlgorithm {
     /// more than the multiplications it saves.
     static func winogradApplies(_ g: ConvGeometry) -> Bool {
         useWinograd && g.kh == 3 && g.kw == 3 && g.stride == 1 && g.c >= 32 && g.o >= 32
-            && g.ho >= 4 && g.wo >= 4 && g.n * ((g.ho + 1) / 2) * ((g.wo + 1) / 2) >= minimumTiles
+            && g.ho >= 4 && g.wo >= 4 && g.n * ((g.ho + 1) / 2) * ((g.wo + 1) / 2) >= winogradMinimumTiles.load(ordering: .relaxed)
     }
-    static let minimumTiles = 512
+
+    /// Output tiles (2×2 pixels, over the batch) below which Winograd is not used.
+    public static let winogradMinimumTiles = Atomic<Int>(512)
+    /// Output pixels per image below which a stride-1 convolution may unfold
+    /// whole kernels across the batch (one GEMM per tile of several images)
+    /// rather than rows within one image (kh GEMMs of one image's rows each):
+    /// at 8×8 and 4×4 with a batch of 8 the per-image GEMMs are too small for
+    /// the BLAS (16 rows at 4×4) and packing dominates. It does so only where
+    /// its tiles hold at least twice the rows: with batch 2 and wide layers
+    /// (SD 1.5's 8×8 level) both are one image per tile, and unfolding whole
+    /// kernels would only copy three times as much.
+    /// Both thresholds are global tuning knobs for benchmarks that sweep
+    /// them; everything else leaves them alone.
+    public static let rowUnfoldMinimumPixels = Atomic<Int>(256)
 }
 
 /// Tiles handled together: their transformed inputs (16·T·C floats) and
