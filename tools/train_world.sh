@@ -11,7 +11,7 @@
 #   baselines, each with its own trained copy of the image encoder; each lands
 #   in WORK_DIR/model/adapters when done.
 #   Pack it: nest world pack --model WORK_DIR/model
-# UNET_STEPS (default 3000) sets the UNet's length; a run resumed with
+# UNET_STEPS (default 3500) sets the UNet's length; a run resumed with
 # another value stretches its cosine schedule.
 set -euo pipefail
 WORK=${1:-runs/world}
@@ -33,7 +33,7 @@ stage() { # NAME COMPONENT THREADS: run or resume `nest train COMPONENT`
 
 # 1. Untrained model folder and data (deterministic from the seeds).
 [ -d "$WORK/base" ] || "$NEST" world model -o "$WORK/base"
-[ -d "$WORK/data" ] || "$NEST" world dataset -o "$WORK/data" --identities 1000 --contexts 8 --seed 1 --describe 0.5
+[ -d "$WORK/data" ] || "$NEST" world dataset -o "$WORK/data" --identities 1000 --contexts 8 --seed 1 --describe 0.5 --masks
 
 # 2. Autoencoder and CLIP, side by side.
 cat > "$WORK/vae.json" <<JSON
@@ -70,11 +70,15 @@ JSON
 fi
 
 # 4. The text-to-image UNet from scratch on vae2's latents and the trained
-#    text encoder. Half the captions name the subject's visible traits before
-#    its noun (data step 1, --describe 0.5), so the model learns to read the
-#    subject's looks from the words at the subject's pixels — the attention
-#    Nested Attention works through. Adapters trained on an older UNet are
-#    stale: they are retrained.
+#    text encoder. Nested Attention works through the model's attention to
+#    the subject's noun at the subject's pixels; trained on the diffusion loss
+#    alone, the world's UNets attended every word alike everywhere (inside /
+#    outside the subject 0.9-1.1 in every layer, tools/probe_attention.py),
+#    so the renderer's masks supervise the noun's cross-attention
+#    (attention_localization, as FastComposer does with segmentation masks),
+#    and half the captions name the subject's visible traits before its noun
+#    (data step 1, --describe 0.5) so the noun carries looks, not only a
+#    class. Adapters trained on an older UNet are stale: they are retrained.
 if [ ! -e "$WORK/unet/done" ]; then
   rm -rf "$WORK/model.partial" && cp -r "$WORK/base" "$WORK/model.partial"
   cp "$WORK"/vae2/vae/* "$WORK/model.partial/vae/"
@@ -82,8 +86,9 @@ if [ ! -e "$WORK/unet/done" ]; then
   cp "$WORK"/clip/image_encoder/* "$WORK/model.partial/image_encoder/"
   cat > "$WORK/unet.json" <<JSON
 {"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
- "steps": ${UNET_STEPS:-3000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
- "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 3}
+ "steps": ${UNET_STEPS:-3500}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 3,
+ "attention_localization": {"weight": 0.05, "words": ["critter", "bot"]}}
 JSON
   stage unet unet 2
   cp "$WORK"/unet/unet/* "$WORK/model.partial/unet/"

@@ -51,11 +51,15 @@ public struct BaseRunConfig: Codable {
     /// Write `samples/step-N.png` every N steps: VAE reconstructions under their
     /// originals, or UNet generations of the first captions (clip: none).
     public var sampleEvery: Int?
+    /// UNet only: supervise the subject noun's cross-attention with the
+    /// records' `"mask"` images, `{"weight": 0.02, "words": ["critter", "bot"]}`.
+    public var attentionLocalization: AttentionLocalization?
 
     enum CodingKeys: String, CodingKey {
         case model, data, output, resolution, batchSize = "batch_size", steps, learningRate = "learning_rate"
         case weightDecay = "weight_decay", warmupSteps = "warmup_steps", schedule, gradientClip = "gradient_clip", seed
         case klWeight = "kl_weight", logvarShift = "logvar_shift", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip, sampleEvery = "sample_every"
+        case attentionLocalization = "attention_localization"
     }
 
     var optimization: OptimizationOptions {
@@ -132,9 +136,13 @@ public final class BaseTrainingRun {
                 : UNet2DConditionModel(config: try UNet2DConditionConfig.load(from: unetURL.appendingPathComponent("config.json")),
                                        seed: options.seed &+ 2)
             let schedulerConfig = try SchedulerConfig.load(from: try model.component("scheduler").appendingPathComponent("scheduler_config.json"))
+            if config.attentionLocalization != nil && config.flip ?? true {
+                throw ModelConfigError("attention_localization needs \"flip\": false (the masks are not mirrored with the images)")
+            }
             unetTrainer = try UNetTrainer(unet: unet, vae: try vae(), prompts: try PromptEncoder.load(folder: model),
                                           schedulerConfig: schedulerConfig, options: options,
-                                          captionDropout: config.captionDropout ?? 0.1)
+                                          captionDropout: config.captionDropout ?? 0.1,
+                                          localization: config.attentionLocalization)
         }
         if resume {
             state = try TrainingCheckpoint.load(into: optimizer.parameters, optimizer: optimizer, from: checkpoint.path)
@@ -178,8 +186,22 @@ public final class BaseTrainingRun {
                 if let trainer = vaeTrainer {
                     loss = trainer.step(images: pixels)
                 } else {
+                    var masks: Tensor? = nil
+                    if config.attentionLocalization != nil {
+                        masks = F.concat(try samples.map { sample -> Tensor in
+                            guard let url = sample.mask else {
+                                throw ManifestError(description: "attention_localization needs a \"mask\" in every record; line \(sample.line) has none")
+                            }
+                            let mask = try image(url)
+                            guard mask.width == resolution, mask.height == resolution else {
+                                throw ManifestError(description: "line \(sample.line): mask is \(mask.width)×\(mask.height), the images are trained at \(resolution)×\(resolution)")
+                            }
+                            return Tensor(stride(from: 0, to: mask.pixels.count, by: 3).map { Float(mask.pixels[$0]) / 255 },
+                                          shape: [1, resolution, resolution, 1])
+                        }, axis: 0)
+                    }
                     loss = unetTrainer!.step(images: pixels, captions: samples.map(\.caption),
-                                             cacheKeys: config.flip ?? true ? nil : samples.map(\.image.path))
+                                             cacheKeys: config.flip ?? true ? nil : samples.map(\.image.path), masks: masks)
                 }
             }
             state.epoch = s.epoch; state.position = s.position
@@ -187,7 +209,9 @@ public final class BaseTrainingRun {
             let rate = Double((step - first) * batchSize) / max(Date().timeIntervalSince(start), 1e-9)
             progress(step, loss, rate)
             if step % (config.logEvery ?? 20) == 0 || step == total {
-                log.write(Data(String(format: #"{"step": %d, "loss": %.6f, "samples_per_s": %.3f, "epoch": %d}"#, step, loss, rate, state.epoch).utf8 + [10]))
+                let localization = unetTrainer?.lastLocalizationLoss.map { String(format: #", "localization": %.5f"#, $0) } ?? ""
+                log.write(Data((String(format: #"{"step": %d, "loss": %.6f, "samples_per_s": %.3f, "epoch": %d"#, step, loss, rate, state.epoch)
+                                + localization + "}").utf8 + [10]))
             }
             if let every = config.sampleEvery, every > 0, step % every == 0 { try writeSample(step: step) }
             if step % (config.checkpointEvery ?? 500) == 0 || step == total {

@@ -27,12 +27,18 @@ public final class UNetTrainer {
     var posteriors: [String: Tensor] = [:]
     /// The captions the last step trained on, dropped ones empty (for logging and tests).
     public private(set) var lastCaptions: [String] = []
+    /// Mask supervision of the subject noun's cross-attention (see `AttentionLocalization`).
+    public let localization: AttentionLocalization?
+    let localizedTokenIds: Set<Int>
+    /// The last step's localization term (before weighting), when it had one.
+    public private(set) var lastLocalizationLoss: Float?
 
     /// Every trained tensor by checkpoint name (for `TrainingCheckpoint`).
     public var parameters: [(path: String, tensor: Tensor)] { optimizer.parameters }
 
     public init(unet: UNet2DConditionModel, vae: AutoencoderKL, prompts: PromptEncoder, schedulerConfig: SchedulerConfig,
-                options: OptimizationOptions = .init(), captionDropout: Float = 0.1, useLatentMean: Bool = false) throws {
+                options: OptimizationOptions = .init(), captionDropout: Float = 0.1, useLatentMean: Bool = false,
+                localization: AttentionLocalization? = nil) throws {
         guard unet.config.inChannels == vae.config.latentChannels else {
             throw ModelConfigError("the UNet takes \(unet.config.inChannels) channels but the VAE's latents have \(vae.config.latentChannels)")
         }
@@ -46,6 +52,16 @@ public final class UNetTrainer {
         self.options = options
         self.captionDropout = captionDropout
         self.useLatentMean = useLatentMean
+        self.localization = localization
+        var ids = Set<Int>()
+        for word in localization?.words ?? [] {
+            let tokens = prompts.tokenizers[0].encodeWithoutSpecialTokens(word)
+            guard tokens.count == 1 else {
+                throw ModelConfigError("attention_localization: '\(word)' is \(tokens.count) tokens for this tokenizer; each word must be one")
+            }
+            ids.insert(tokens[0])
+        }
+        localizedTokenIds = ids
         vae.freeze()
         for encoder in prompts.encoders { encoder.freeze() }
         unet.unfreeze()
@@ -63,7 +79,10 @@ public final class UNetTrainer {
     /// `cacheKeys` (one per image, e.g. its path) lets the trainer reuse the
     /// frozen VAE's encoding of an image it has seen; pass them only when the
     /// same key always means the same pixels (no random augmentation).
-    public func step(images: Tensor, captions: [String], fixedNoise: Bool = false, cacheKeys: [String]? = nil) -> Float {
+    /// `masks` [B, H, W, 1] (1 on the subject) feed the localization term
+    /// when the trainer has one.
+    public func step(images: Tensor, captions: [String], fixedNoise: Bool = false, cacheKeys: [String]? = nil,
+                     masks: Tensor? = nil) -> Float {
         let b = images.shape[0]
         precondition(captions.count == b, "UNetTrainer: \(captions.count) captions for \(b) images")
         let stepSeed = fixedNoise ? options.seed : options.seed &+ UInt64(state.step) &* 7919
@@ -88,9 +107,29 @@ public final class UNetTrainer {
             let h = Float(images.shape[1]), w = Float(images.shape[2])
             added = (pooled, Tensor((0..<b).flatMap { _ in [h, w, 0, 0, h, w] }, shape: [b, 6]))
         }
+        // With localization: record the subject noun's attention in every cross-attention layer.
+        var recorders: [(layer: Attention, previous: AttentionProcessor, recorder: LocalizingAttentionProcessor)] = []
+        var tokens: [Int?] = []
+        if localization != nil, masks != nil {
+            tokens = (0..<b).map { i in kept[i].isEmpty ? nil : encoded.ids[0][i].firstIndex(where: localizedTokenIds.contains) }
+            for (_, layer) in unet.crossAttentionLayers {
+                let recorder = LocalizingAttentionProcessor()
+                recorder.tokens = tokens
+                recorders.append((layer, layer.processor, recorder))
+                layer.processor = recorder
+            }
+        }
         let prediction = unet(sample: noisy, timestep: timesteps.map(Float.init), encoderHiddenStates: encoded.hidden, added: added)
+        for r in recorders { r.layer.processor = r.previous }
         let loss = F.mseLoss(prediction, target)
-        loss.backward()
+        lastLocalizationLoss = nil
+        if let localization, let masks,
+           let term = AttentionLocalization.loss(maps: recorders.flatMap(\.recorder.maps), tokens: tokens, masks: masks) {
+            lastLocalizationLoss = term.item
+            (loss + term.scaled(localization.weight)).backward()
+        } else {
+            loss.backward()
+        }
         applyUpdate(optimizer, schedule: schedule, options: options, step: state.step)
         state.step += 1
         return loss.item
