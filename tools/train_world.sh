@@ -11,7 +11,7 @@
 #   baselines, each with its own trained copy of the image encoder; each lands
 #   in WORK_DIR/model/adapters when done.
 #   Pack it: nest world pack --model WORK_DIR/model
-# UNET_STEPS (default 3500) sets the UNet's length; a run resumed with
+# UNET_STEPS (default 3000) sets the UNet's length; a run resumed with
 # another value stretches its cosine schedule.
 set -euo pipefail
 WORK=${1:-runs/world}
@@ -86,7 +86,7 @@ if [ ! -e "$WORK/unet/done" ]; then
   cp "$WORK"/clip/image_encoder/* "$WORK/model.partial/image_encoder/"
   cat > "$WORK/unet.json" <<JSON
 {"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
- "steps": ${UNET_STEPS:-3500}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "steps": ${UNET_STEPS:-3000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
  "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 3,
  "attention_localization": {"weight": 0.05, "words": ["critter", "bot"]}}
 JSON
