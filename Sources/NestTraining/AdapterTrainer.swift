@@ -31,6 +31,11 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
     /// Break-A-Scene: a small model's loss is mostly background, and an
     /// encoder learns little of who the subject is from it.
     public var subjectLossWeight: Float = 1
+    /// Training timesteps are drawn uniformly from `lower..<upper` (nil: all
+    /// of the scheduler's). At low noise the noisy latent already shows who
+    /// the subject is, so an encoder's signal there is nearly nil; a range
+    /// that leaves them out spends the steps where identity is decided.
+    public var timestepRange: [Int]? = nil
 
     public init() {}
 
@@ -53,6 +58,10 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
         flipTargets = try c.decodeIfPresent(Bool.self, forKey: .flipTargets) ?? flipTargets
         subjectLossWeight = try c.decodeIfPresent(Float.self, forKey: .subjectLossWeight) ?? subjectLossWeight
+        timestepRange = try c.decodeIfPresent([Int].self, forKey: .timestepRange)
+        if let r = timestepRange, r.count != 2 || r[0] < 0 || r[0] >= r[1] {
+            throw ModelConfigError("training: timestep_range must be [lower, upper] with 0 <= lower < upper, got \(r)")
+        }
         guard resolution > 0, batchSize > 0, totalSteps > 0, gradientAccumulation > 0 else {
             throw ModelConfigError("training: resolution, batch_size, steps and gradient_accumulation must be positive")
         }
@@ -64,6 +73,7 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         case warmupSteps = "warmup_steps", totalSteps = "steps", schedule, gradientClip = "gradient_clip"
         case gradientAccumulation = "gradient_accumulation", ema, dropImage = "drop_image", dropText = "drop_text"
         case dropBoth = "drop_both", seed, flipTargets = "flip_targets", subjectLossWeight = "subject_loss_weight"
+        case timestepRange = "timestep_range"
     }
 }
 
@@ -190,7 +200,10 @@ public final class AdapterTrainer {
         let z0 = F.concat(latents, axis: 0)
         let b = examples.count
         let eps = fixedNoise ? Tensor.randn(z0.shape, seed: 77) : Tensor.randn(z0.shape, seed: options.seed &+ UInt64(state.step) &+ 5)
-        let timesteps = (0..<b).map { i in fixedNoise ? (137 + 311 * i) % noise.trainStepCount : rng.nextInt(below: noise.trainStepCount) }
+        let (lower, upper) = try timestepBounds()
+        let timesteps = (0..<b).map { i in
+            lower + (fixedNoise ? (137 + 311 * i) % (upper - lower) : rng.nextInt(below: upper - lower))
+        }
         let noisy = noise.addNoise(original: z0, noise: eps, timesteps: timesteps)
         let target = predictsVelocity ? noise.velocity(sample: z0, noise: eps, timesteps: timesteps) : eps
 
@@ -208,6 +221,15 @@ public final class AdapterTrainer {
         return PreparedBatch(noisy: noisy, timesteps: timesteps, context: prompts.hidden, added: added,
                              tokenIndex: tokenIndex, features: features, pixels: referencePixels, imageKept: keep, target: target,
                              lossWeights: weights.isEmpty ? nil : F.concat(weights, axis: 0))
+    }
+
+    /// The half-open range training timesteps are drawn from.
+    func timestepBounds() throws -> (Int, Int) {
+        guard let r = options.timestepRange else { return (0, noise.trainStepCount) }
+        guard r[1] <= noise.trainStepCount else {
+            throw ModelConfigError("training: timestep_range \(r) goes past the scheduler's \(noise.trainStepCount) training steps")
+        }
+        return (r[0], r[1])
     }
 
     /// 1 + (subject_loss_weight − 1)·coverage per latent element, where

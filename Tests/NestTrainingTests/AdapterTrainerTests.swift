@@ -73,6 +73,39 @@ import Testing
                 "the step must leave plain processors behind")
     }
 
+    /// `timestep_range`: every drawn timestep falls in [lower, upper); a range
+    /// past the scheduler's training steps, or an empty one, is refused.
+    @Test func timestepRangeBoundsTheDrawnTimesteps() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                                   resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
+                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers),
+                                   contextWidth: base.unet.config.levels[0].crossAttentionDim)
+        let examples = (0..<6).map { i in
+            AdapterExample(target: Self.image(UInt64(i)), caption: "a <critter> on the beach", references: [Self.image(UInt64(i) + 100)])
+        }
+        let options = try JSONDecoder().decode(AdapterTrainingOptions.self,
+                                               from: Data(#"{"resolution": 32, "timestep_range": [700, 760]}"#.utf8))
+        let trainer = try AdapterTrainer(pipeline: pipe, adapter: PersonalizationAdapter(config: config, seed: 1), options: options)
+        var drawn: [Int] = []
+        for step in 0..<4 {
+            trainer.state.step = step
+            drawn += try trainer.prepare(examples).timesteps
+        }
+        #expect(drawn.allSatisfy { (700..<760).contains($0) }, "\(drawn)")
+        #expect(Set(drawn).count > 5, "timesteps must still vary: \(drawn)")
+        #expect(try trainer.prepare(examples, fixedNoise: true).timesteps.allSatisfy { (700..<760).contains($0) })
+
+        var past = options; past.timestepRange = [500, 5000]
+        let refused = try AdapterTrainer(pipeline: try PersonalizedPipeline(base: base), adapter: PersonalizationAdapter(config: config, seed: 1), options: past)
+        #expect(throws: ModelConfigError.self) { try refused.prepare(examples) }
+        #expect(throws: ModelConfigError.self) {
+            try JSONDecoder().decode(AdapterTrainingOptions.self, from: Data(#"{"timestep_range": [300, 300]}"#.utf8))
+        }
+    }
+
     /// `subject_loss_weight`: the loss weights follow the mask (the weight
     /// where it is white, 1 where black, averaged over each latent cell), the
     /// weighted loss differs from the plain one, and a record without a mask
