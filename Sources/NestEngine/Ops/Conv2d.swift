@@ -194,17 +194,23 @@ func conv2dInputGrad(_ gy: Tensor, weight: Tensor, _ g: ConvGeometry) -> Tensor 
                  "conv2d backward supports padding up to kernel size - 1")
     // Flipped kernel: W'[c, ky, kx, o] = W[o, kh-1-ky, kw-1-kx, c].
     let wt = Tensor(uninitialized: [g.c, g.kh, g.kw, g.o])
-    // A transpose per kernel tap, in blocks of 16 input channels so the
-    // strided writes stay within a few cache lines (a plain loop here cost
-    // 4% of a training step).
+    // A transpose per kernel tap in 16×16 tiles of (input, output) channels:
+    // each tile reads 16 cache lines and writes 16 whole ones (a plain loop
+    // here cost 4% of a training step, a 16-channel-block one 3.9%).
     let src = UnsafePointer(weight.data), dst = wt.data, taps = g.kh * g.kw
     parallelRanges((g.c + 15) / 16) { blocks in
         for block in blocks {
             let c0 = block * 16, c1 = min(g.c, c0 + 16)
-            for o in 0..<g.o { for t in 0..<taps {
-                let from = src + (o * taps + (taps - 1 - t)) * g.c
-                for c in c0..<c1 { dst[(c * taps + t) * g.o + o] = from[c] }
-            } }
+            for o0 in stride(from: 0, to: g.o, by: 16) {
+                let o1 = min(g.o, o0 + 16)
+                for t in 0..<taps {
+                    let from = src + (taps - 1 - t) * g.c
+                    for c in c0..<c1 {
+                        let row = dst + (c * taps + t) * g.o
+                        for o in o0..<o1 { row[o] = from[o * taps * g.c + c] }
+                    }
+                }
+            }
         }
     }
     var grad = gy

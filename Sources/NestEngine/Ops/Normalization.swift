@@ -54,40 +54,7 @@ extension F {
         if let weight { inputs.append(weight) }
         if let bias { inputs.append(bias) }
         return out.recorded("group_norm", inputs) { gy in
-            // Re-derive pointers here so the closure keeps the statistics alive.
-            let xs = UnsafePointer(x.data), mp = UnsafePointer(mean.data), rp = UnsafePointer(rstd.data)
-            let gx = Tensor(uninitialized: x.shape)
-            let gGamma = Tensor(zeros: [n, c]), gBeta = Tensor(zeros: [n, c])
-            let gyp = UnsafePointer(gy.data), gxp = gx.data, ggp = gGamma.data, gbp = gBeta.data
-            let w = weight.map { UnsafePointer($0.data) }
-            parallelRanges(n * groups) { tasks in
-                for t in tasks {
-                    let img = t / groups, grp = t % groups
-                    let m = mp[t], rs = rp[t]
-                    let off = img * p * c + grp * cg
-                    var a1: Double = 0, a2: Double = 0
-                    for i in 0..<p {
-                        for j in 0..<cg {
-                            let idx = off + i * c + j
-                            let xh = (xs[idx] - m) * rs
-                            let dy = gyp[idx]
-                            let dyg = dy * (w?[grp * cg + j] ?? 1)
-                            a1 += Double(dyg); a2 += Double(dyg * xh)
-                            ggp[img * c + grp * cg + j] += dy * xh
-                            gbp[img * c + grp * cg + j] += dy
-                        }
-                    }
-                    let m1 = Float(a1 / count), m2 = Float(a2 / count)
-                    for i in 0..<p {
-                        for j in 0..<cg {
-                            let idx = off + i * c + j
-                            let xh = (xs[idx] - m) * rs
-                            let dyg = gyp[idx] * (w?[grp * cg + j] ?? 1)
-                            gxp[idx] = rs * (dyg - m1 - xh * m2)
-                        }
-                    }
-                }
-            }
+            let (gx, gGamma, gBeta) = groupNormBackward(gy, x: x, mean: mean, rstd: rstd, weight: weight, groups: groups)
             var grads: [Tensor?] = [x.needsGrad ? gx : nil]
             if let weight { grads.append(weight.needsGrad ? gGamma.sumToShape([c]).reshaped(weight.shape) : nil) }
             if let bias { grads.append(bias.needsGrad ? gBeta.sumToShape([c]).reshaped(bias.shape) : nil) }
@@ -250,6 +217,91 @@ func groupStatistics(_ x: Tensor, groups: Int, eps: Float) -> (mean: Tensor, rst
     pass(true)
     reduce(into: rp) { _, v in Float(1 / (v / count + Double(eps)).squareRoot()) }
     return (mean, rstd)
+}
+
+/// Group normalization's gradients: dx, and per sample dγ and dβ ([n, c]).
+/// With x̂ = (x − μ)·r and g = dy·γ, per (sample, group)
+/// dx = r·(g − mean(g) − x̂·mean(g·x̂)). Both means follow from two
+/// per-channel sums, Σdy and Σdy·x̂ (which are also dβ and dγ), so one pass
+/// over chunks of positions accumulates them channel-contiguously (it
+/// vectorizes, as the statistics do), the chunks are summed in Double, and a
+/// second pass writes dx = a·dy − b·(x − μ) − e with per-channel a, b, e.
+func groupNormBackward(_ gy: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, weight: Tensor?, groups: Int)
+    -> (gx: Tensor, gGamma: Tensor, gBeta: Tensor) {
+    let n = x.shape[0], c = x.shape[x.rank - 1]
+    let p = x.count / max(n * c, 1), cg = c / groups
+    let count = Double(p * cg)
+    // Per channel: the group's mean and 1/std, and γ.
+    let perChannel = Tensor(uninitialized: [n, 3, c])
+    let pc = perChannel.data
+    for img in 0..<n {
+        for ch in 0..<c {
+            let t = img * groups + ch / cg
+            pc[(img * 3) * c + ch] = mean.data[t]
+            pc[(img * 3 + 1) * c + ch] = rstd.data[t]
+            pc[(img * 3 + 2) * c + ch] = weight?.data[ch] ?? 1
+        }
+    }
+    let chunkRows = 64
+    let chunks = (p + chunkRows - 1) / chunkRows
+    let partial = Tensor(uninitialized: [n * chunks, 2, c])
+    let xs = UnsafePointer(x.data), gys = UnsafePointer(gy.data), pp = partial.data
+    parallelRanges(n * chunks) { tasks in
+        for t in tasks {
+            let img = t / chunks, chunk = t % chunks
+            let sdy = pp + t * 2 * c, sdyx = sdy + c
+            sdy.update(repeating: 0, count: 2 * c)
+            let m = UnsafePointer(pc + img * 3 * c), r = UnsafePointer(pc + (img * 3 + 1) * c)
+            for row in (chunk * chunkRows)..<min(p, (chunk + 1) * chunkRows) {
+                let xr = xs + (img * p + row) * c, dr = gys + (img * p + row) * c
+                for j in 0..<c {
+                    let d = dr[j]
+                    sdy[j] += d
+                    sdyx[j] += d * ((xr[j] - m[j]) * r[j])
+                }
+            }
+        }
+    }
+    let gGamma = Tensor(uninitialized: [n, c]), gBeta = Tensor(uninitialized: [n, c])
+    // Per channel for the second pass: a = r·γ, b = r·mean(g·x̂)·r, e = r·mean(g).
+    let coefficients = Tensor(uninitialized: [n, 3, c])
+    let cf = coefficients.data
+    var sumDy = [Double](repeating: 0, count: c), sumDyX = [Double](repeating: 0, count: c)
+    for img in 0..<n {
+        for ch in 0..<c { sumDy[ch] = 0; sumDyX[ch] = 0 }
+        for chunk in 0..<chunks {
+            let sdy = pp + (img * chunks + chunk) * 2 * c, sdyx = sdy + c
+            for ch in 0..<c { sumDy[ch] += Double(sdy[ch]); sumDyX[ch] += Double(sdyx[ch]) }
+        }
+        for grp in 0..<groups {
+            var a1: Double = 0, a2: Double = 0
+            for ch in (grp * cg)..<((grp + 1) * cg) {
+                let gamma = Double(pc[(img * 3 + 2) * c + ch])
+                a1 += gamma * sumDy[ch]; a2 += gamma * sumDyX[ch]
+            }
+            let m1 = a1 / count, m2 = a2 / count
+            for ch in (grp * cg)..<((grp + 1) * cg) {
+                let r = Double(pc[(img * 3 + 1) * c + ch]), gamma = Double(pc[(img * 3 + 2) * c + ch])
+                gBeta.data[img * c + ch] = Float(sumDy[ch])
+                gGamma.data[img * c + ch] = Float(sumDyX[ch])
+                cf[(img * 3) * c + ch] = Float(r * gamma)
+                cf[(img * 3 + 1) * c + ch] = Float(r * m2 * r)
+                cf[(img * 3 + 2) * c + ch] = Float(r * m1)
+            }
+        }
+    }
+    let gx = Tensor(uninitialized: x.shape)
+    let gxp = gx.data
+    parallelRanges(n * p, grain: max(1, 8192 / max(c, 1))) { rows in
+        for row in rows {
+            let img = row / p
+            let m = UnsafePointer(pc + img * 3 * c)
+            let a = UnsafePointer(cf + img * 3 * c), b = a + c, e = a + 2 * c
+            let xr = xs + row * c, dr = gys + row * c, o = gxp + row * c
+            for j in 0..<c { o[j] = a[j] * dr[j] - b[j] * (xr[j] - m[j]) - e[j] }
+        }
+    }
+    return (gx, gGamma, gBeta)
 }
 
 /// Numerically stable softmax of one row.
