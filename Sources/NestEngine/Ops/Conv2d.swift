@@ -65,7 +65,11 @@ func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, col:
 func conv2dForwardKernel(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                          _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
     if ConvolutionAlgorithm.winogradApplies(g) {
-        conv2dWinogradForward(x, weight, bias, g, out)
+        if ConvolutionAlgorithm.winogradTileSize(g) == 4 {
+            conv2dWinograd4Forward(x, weight, bias, g, out)
+        } else {
+            conv2dWinogradForward(x, weight, bias, g, out)
+        }
         return
     }
     let rows = g.n * g.ho * g.wo

@@ -51,6 +51,28 @@ public enum ConvolutionAlgorithm {
             && g.ho >= 4 && g.wo >= 4 && g.n * ((g.ho + 1) / 2) * ((g.wo + 1) / 2) >= winogradMinimumTiles.load(ordering: .relaxed)
     }
 
+    /// The Winograd variant an eligible convolution uses: F(4×4, 3×3) where
+    /// the output holds at least `winograd4MinimumTiles` 4×4 tiles (over the
+    /// batch) and is at least 8 pixels on each side, F(2×2, 3×3) otherwise.
+    static func winogradTileSize(_ g: ConvGeometry) -> Int {
+        if let forced = tileOverride, openScopes.load(ordering: .relaxed) != 0 { return forced }
+        let tiles4 = g.n * ((g.ho + 3) / 4) * ((g.wo + 3) / 4)
+        return g.ho >= 8 && g.wo >= 8 && tiles4 >= winograd4MinimumTiles.load(ordering: .relaxed) ? 4 : 2
+    }
+
+    @TaskLocal static var tileOverride: Int? = nil
+
+    /// Runs `body` with eligible convolutions on F(`tile`×`tile`, 3×3) (2 or 4) for this task only.
+    public static func with<T>(winogradTile tile: Int, _ body: () throws -> T) rethrows -> T {
+        precondition(tile == 2 || tile == 4, "Winograd tiles are 2×2 or 4×4, not \(tile)")
+        openScopes.wrappingAdd(1, ordering: .relaxed)
+        defer { openScopes.wrappingSubtract(1, ordering: .relaxed) }
+        return try $tileOverride.withValue(tile, operation: body)
+    }
+
+    /// 4×4 output tiles (over the batch) below which F(2×2) is used instead of F(4×4).
+    public static let winograd4MinimumTiles = Atomic<Int>(128)
+
     /// Output tiles (2×2 pixels, over the batch) below which Winograd is not used.
     public static let winogradMinimumTiles = Atomic<Int>(512)
     /// Output pixels per image below which a stride-1 convolution may unfold

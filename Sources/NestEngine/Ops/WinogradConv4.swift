@@ -1,0 +1,159 @@
+/// 3×3 stride-1 convolution by Winograd's F(4×4, 3×3) (Lavin & Gray's
+/// interpolation points 0, ±1, ±2, ∞).
+///
+/// Each 4×4 block of output pixels comes from a 6×6 input tile with 36
+/// products per (input, output) channel pair instead of 144 — four times
+/// fewer, against F(2×2, 3×3)'s 2.25 — at the price of transforms with
+/// coefficients up to 8 (a few float32 ulps more rounding, relative error
+/// around 1e-6 of the output's scale at SD's channel counts, which the tests
+/// bound). Used where the output has enough 4×4 tiles to pay for the larger
+/// transformed weights (36/9 of their size, rebuilt per call); smaller
+/// convolutions keep F(2×2) (see `ConvolutionAlgorithm.winogradTileSize`).
+///
+///     Bᵀ = [4  0 -5  0  1  0]    G = [ 1/4    0     0  ]    Aᵀ = [1 1  1 1  1 0]
+///          [0 -4 -4  1  1  0]        [-1/6 -1/6  -1/6 ]         [0 1 -1 2 -2 0]
+///          [0  4 -4 -1  1  0]        [-1/6  1/6  -1/6 ]         [0 1  1 4  4 0]
+///          [0 -2 -1  2  1  0]        [1/24 1/12  1/6  ]         [0 1 -1 8 -8 1]
+///          [0  2 -1 -2  1  0]        [1/24 -1/12 1/6  ]
+///          [0  4  0 -5  0  1]        [  0    0     1  ]
+
+/// Tiles handled together: their transformed inputs (36·T·C floats) and
+/// products (36·T·O floats) live in a per-worker scratch buffer.
+let winograd4TileBlock = 64
+
+/// U = G g Gᵀ for every (output, input) channel pair, laid out [36][O][C].
+func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int) -> Storage {
+    let u = Storage(count: 36 * o * c)
+    let up = u.pointer, plane = o * c
+    let scratch = ScratchBuffers(count: Threads.count, floats: 18 * c)
+    @inline(__always) func g6(_ a: Float, _ b: Float, _ d: Float) -> (Float, Float, Float, Float, Float, Float) {
+        let s = a + d
+        return (0.25 * a, -(s + b) / 6, -(s - b) / 6, a / 24 + b / 12 + d / 6, a / 24 - b / 12 + d / 6, d)
+    }
+    _ = parallelWorkers(o) { worker, range in
+        let tmp = scratch[worker]
+        for oc in range {
+            let base = weight + oc * 9 * c
+            // G·g over ky, for each kx: tmp[row][kx][:], row 0..<6.
+            for kx in 0..<3 {
+                let g0 = base + kx * c, g1 = base + (3 + kx) * c, g2 = base + (6 + kx) * c
+                for ch in 0..<c {
+                    let r = g6(g0[ch], g1[ch], g2[ch])
+                    tmp[(0 * 3 + kx) * c + ch] = r.0; tmp[(1 * 3 + kx) * c + ch] = r.1
+                    tmp[(2 * 3 + kx) * c + ch] = r.2; tmp[(3 * 3 + kx) * c + ch] = r.3
+                    tmp[(4 * 3 + kx) * c + ch] = r.4; tmp[(5 * 3 + kx) * c + ch] = r.5
+                }
+            }
+            // (G·g)·Gᵀ over kx.
+            for row in 0..<6 {
+                let t0 = tmp + (row * 3) * c, t1 = t0 + c, t2 = t1 + c
+                let u0 = up + (row * 6) * plane + oc * c
+                for ch in 0..<c {
+                    let r = g6(t0[ch], t1[ch], t2[ch])
+                    u0[ch] = r.0; u0[plane + ch] = r.1; u0[2 * plane + ch] = r.2
+                    u0[3 * plane + ch] = r.3; u0[4 * plane + ch] = r.4; u0[5 * plane + ch] = r.5
+                }
+            }
+        }
+    }
+    return u
+}
+
+func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                            _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
+    let c = g.c, o = g.o
+    FLOPCounter.add(2 * g.n * g.ho * g.wo * o * 9 * c)
+    let u = winograd4Weights(weight, o: o, c: c)
+    let up = UnsafePointer(u.pointer)
+    let tilesY = (g.ho + 3) / 4, tilesX = (g.wo + 3) / 4
+    let tilesPerImage = tilesY * tilesX, total = g.n * tilesPerImage
+    let tb = winograd4TileBlock
+    let blocks = (total + tb - 1) / tb
+    // Per worker: V (36·tb·C), M (36·tb·O), a zero row, 36 rows of a tile being transformed.
+    let scratch = ScratchBuffers(count: min(Threads.count, blocks), floats: 36 * tb * (c + o) + c + 36 * max(c, o))
+    parallelTasks(blocks) { worker, block in
+        let v = scratch[worker], m = v + 36 * tb * c, zero = m + 36 * tb * o, tmp = zero + c
+        zero.update(repeating: 0, count: c)
+        let t0 = block * tb, count = min(tb, total - t0)
+        let vPlane = tb * c
+        for t in 0..<count {
+            let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
+            let iy0 = (rem / tilesX) * 4 - g.padTop, ix0 = (rem % tilesX) * 4 - g.padLeft
+            let image = x + img * g.h * g.w * c
+            @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> {
+                let iy = iy0 + i, ix = ix0 + j
+                return iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? image + (iy * g.w + ix) * c : UnsafePointer(zero)
+            }
+            // Along each input row: tmp[i][j] = (d B)[i][j].
+            for i in 0..<6 {
+                let d0 = pixel(i, 0), d1 = pixel(i, 1), d2 = pixel(i, 2), d3 = pixel(i, 3), d4 = pixel(i, 4), d5 = pixel(i, 5)
+                let r = tmp + (i * 6) * c
+                for ch in 0..<c {
+                    let a0 = d0[ch], a1 = d1[ch], a2 = d2[ch], a3 = d3[ch], a4 = d4[ch], a5 = d5[ch]
+                    r[ch] = 4 * a0 - 5 * a2 + a4
+                    r[c + ch] = a4 + a3 - 4 * (a1 + a2)
+                    r[2 * c + ch] = a4 - a3 + 4 * (a1 - a2)
+                    r[3 * c + ch] = a4 - a2 + 2 * (a3 - a1)
+                    r[4 * c + ch] = a4 - a2 - 2 * (a3 - a1)
+                    r[5 * c + ch] = 4 * a1 - 5 * a3 + a5
+                }
+            }
+            // Down each column: V[i][j] = (Bᵀ tmp)[i][j], stored at plane i·6 + j.
+            for j in 0..<6 {
+                let b0 = tmp + j * c, b1 = b0 + 6 * c, b2 = b1 + 6 * c, b3 = b2 + 6 * c, b4 = b3 + 6 * c, b5 = b4 + 6 * c
+                let o0 = v + j * vPlane + t * c, step = 6 * vPlane
+                for ch in 0..<c {
+                    let a0 = b0[ch], a1 = b1[ch], a2 = b2[ch], a3 = b3[ch], a4 = b4[ch], a5 = b5[ch]
+                    o0[ch] = 4 * a0 - 5 * a2 + a4
+                    o0[step + ch] = a4 + a3 - 4 * (a1 + a2)
+                    o0[2 * step + ch] = a4 - a3 + 4 * (a1 - a2)
+                    o0[3 * step + ch] = a4 - a2 + 2 * (a3 - a1)
+                    o0[4 * step + ch] = a4 - a2 - 2 * (a3 - a1)
+                    o0[5 * step + ch] = 4 * a1 - 5 * a3 + a5
+                }
+            }
+        }
+        // 36 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
+        for xi in 0..<36 {
+            BLAS.gemmSerial(transB: true, m: count, n: o, k: c, a: v + xi * vPlane, lda: c,
+                            b: up + xi * o * c, ldb: c, c: m + xi * tb * o, ldc: o, counted: false)
+        }
+        // Output transform Y = Aᵀ M A, plus bias.
+        let mPlane = tb * o
+        for t in 0..<count {
+            let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
+            let oy0 = (rem / tilesX) * 4, ox0 = (rem % tilesX) * 4
+            let src = m + t * o
+            // Down each column j: tmp[r][j] = (Aᵀ M)[r][j], r 0..<4.
+            for j in 0..<6 {
+                let m0 = src + j * mPlane, step = 6 * mPlane
+                let s = tmp + j * o
+                for oc in 0..<o {
+                    let a0 = m0[oc], a1 = m0[step + oc], a2 = m0[2 * step + oc]
+                    let a3 = m0[3 * step + oc], a4 = m0[4 * step + oc], a5 = m0[5 * step + oc]
+                    let p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4
+                    s[oc] = a0 + p12 + p34
+                    s[6 * o + oc] = m12 + 2 * m34
+                    s[12 * o + oc] = p12 + 4 * p34
+                    s[18 * o + oc] = m12 + 8 * m34 + a5
+                }
+            }
+            // Along each row r, into the (up to) 4×4 output pixels.
+            for r in 0..<4 where oy0 + r < g.ho {
+                let s0 = tmp + (r * 6) * o, s1 = s0 + o, s2 = s1 + o, s3 = s2 + o, s4 = s3 + o, s5 = s4 + o
+                let row = out + ((img * g.ho + oy0 + r) * g.wo + ox0) * o
+                let width = min(4, g.wo - ox0)
+                let b = bias
+                for oc in 0..<o {
+                    let a0 = s0[oc], a1 = s1[oc], a2 = s2[oc], a3 = s3[oc], a4 = s4[oc], a5 = s5[oc]
+                    let p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4
+                    let bb = b?[oc] ?? 0
+                    row[oc] = a0 + p12 + p34 + bb
+                    if width > 1 { row[o + oc] = m12 + 2 * m34 + bb }
+                    if width > 2 { row[2 * o + oc] = p12 + 4 * p34 + bb }
+                    if width > 3 { row[3 * o + oc] = m12 + 8 * m34 + a5 + bb }
+                }
+            }
+        }
+    }
+}
