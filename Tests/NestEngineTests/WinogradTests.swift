@@ -38,6 +38,19 @@ import Testing
         }
     }
 
+    /// Wide F(4×4) convolutions run in passes over output channels (bounded
+    /// transformed weights); the passes together must equal the direct result.
+    @Test func winograd4OutputPassesMatchDirectConvolution() {
+        let (n, h, w, c, o) = (2, 9, 10, 256, 480)
+        #expect(winograd4OutputChunk(o: o, c: c) < o, "this case must take several passes")
+        let x = Tensor.randn([n, h, w, c], seed: 5)
+        let weight = Tensor.randn([o, 3, 3, c], seed: 6, std: 0.05), bias = Tensor.randn([o], seed: 7)
+        let r = both(tile: 4) { F.conv2d(x, weight: weight, bias: bias, stride: 1, padding: 1).array }
+        let scale = r.direct.map { abs($0) }.max()!
+        let worst = zip(r.winograd, r.direct).map { abs($0 - $1) }.max()!
+        #expect(worst <= 3e-6 * scale * Float(c).squareRoot(), "worst \(worst) of \(scale)")
+    }
+
     @Test(arguments: [2, 4]) func gradientsMatchDirectConvolution(tile: Int) {
         let x = Tensor.randn([24, 9, 10, 32], seed: 1), weight = Tensor.randn([40, 3, 3, 32], seed: 2, std: 0.1)
         let seed = Tensor.randn([24, 9, 10, 40], seed: 3)

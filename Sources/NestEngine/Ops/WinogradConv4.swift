@@ -22,6 +22,7 @@
 let winograd4TileBlock = 64
 
 /// U = G g Gᵀ for every (output, input) channel pair, laid out [36][O][C].
+/// `weight` points at the first of the `o` output channels wanted.
 func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int) -> Storage {
     let u = Storage(count: 36 * o * c)
     let up = u.pointer, plane = o * c
@@ -59,10 +60,31 @@ func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int) -> Storage
     return u
 }
 
+/// Output channels per pass, so the transformed weights (36·O·C floats, four
+/// times the weight) stay under 4 Mi floats: SD 1.5's 960→640 convolution
+/// would otherwise hold 88 MB of them, more than the UNet's peak memory can
+/// spare against PyTorch's. Each pass repeats the input transform, which costs
+/// about 12 operations per input value against 2·O per value in the GEMMs.
+func winograd4OutputChunk(o: Int, c: Int) -> Int {
+    let fit = (4 << 20) / (36 * max(c, 1))
+    return fit >= o ? o : max(16, fit / 16 * 16)
+}
+
 func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                             _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
-    let c = g.c, o = g.o
-    FLOPCounter.add(2 * g.n * g.ho * g.wo * o * 9 * c)
+    FLOPCounter.add(2 * g.n * g.ho * g.wo * g.o * 9 * g.c)
+    let chunk = winograd4OutputChunk(o: g.o, c: g.c)
+    for o0 in stride(from: 0, to: g.o, by: chunk) {
+        let count = min(chunk, g.o - o0)
+        conv2dWinograd4Pass(x, weight + o0 * 9 * g.c, bias.map { $0 + o0 }, g, outputs: count, out + o0)
+    }
+}
+
+/// One pass over every tile for `outputs` output channels; `out` points at
+/// the first of them in the [N, Ho, Wo, O] output.
+func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                         _ g: ConvGeometry, outputs o: Int, _ out: UnsafeMutablePointer<Float>) {
+    let c = g.c, rowStride = g.o
     let u = winograd4Weights(weight, o: o, c: c)
     let up = UnsafePointer(u.pointer)
     let tilesY = (g.ho + 3) / 4, tilesX = (g.wo + 3) / 4
@@ -141,7 +163,7 @@ func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<F
             // Along each row r, into the (up to) 4×4 output pixels.
             for r in 0..<4 where oy0 + r < g.ho {
                 let s0 = tmp + (r * 6) * o, s1 = s0 + o, s2 = s1 + o, s3 = s2 + o, s4 = s3 + o, s5 = s4 + o
-                let row = out + ((img * g.ho + oy0 + r) * g.wo + ox0) * o
+                let row = out + ((img * g.ho + oy0 + r) * g.wo + ox0) * rowStride
                 let width = min(4, g.wo - ox0)
                 let b = bias
                 for oc in 0..<o {
@@ -149,9 +171,9 @@ func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<F
                     let p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4
                     let bb = b?[oc] ?? 0
                     row[oc] = a0 + p12 + p34 + bb
-                    if width > 1 { row[o + oc] = m12 + 2 * m34 + bb }
-                    if width > 2 { row[2 * o + oc] = p12 + 4 * p34 + bb }
-                    if width > 3 { row[3 * o + oc] = m12 + 8 * m34 + a5 + bb }
+                    if width > 1 { row[rowStride + oc] = m12 + 2 * m34 + bb }
+                    if width > 2 { row[2 * rowStride + oc] = p12 + 4 * p34 + bb }
+                    if width > 3 { row[3 * rowStride + oc] = m12 + 8 * m34 + a5 + bb }
                 }
             }
         }
