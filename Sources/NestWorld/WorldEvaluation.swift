@@ -59,6 +59,9 @@ public struct WorldEvaluation {
         /// Mean over prompt aspects of recognizing the prompted value.
         public var prompt: Double
         public var aspects: [String: Double]
+        /// Per scored subject, in case order, whether identity (any placement) was a hit:
+        /// rows scored on the same cases can be compared case by case.
+        public var identityHits: [Bool] = []
     }
 
     public let options: Options
@@ -101,6 +104,7 @@ public struct WorldEvaluation {
     /// Scores `images` (one per case) against the cases' scenes.
     public func score(_ method: String, cases: [Case], images: [RGBImage]) -> Row {
         var identity = 0, inPlace = 0, identityCount = 0
+        var hits: [Bool] = []
         var aspectHits: [PromptAspect: Int] = [:]
         for (c, image) in zip(cases, images) {
             let scene = c.scene
@@ -108,7 +112,9 @@ public struct WorldEvaluation {
             var subjects = [(main, c.distractors)]
             if let companion = c.companion { subjects.append((0, companion.distractors)) }
             for (index, distractors) in subjects {
-                identity += WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors) ? 1 : 0
+                let hit = WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors)
+                hits.append(hit)
+                identity += hit ? 1 : 0
                 inPlace += WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors, anywhere: false) ? 1 : 0
                 identityCount += 1
             }
@@ -120,7 +126,21 @@ public struct WorldEvaluation {
         var aspects: [String: Double] = [:]
         for aspect in PromptAspect.allCases { aspects[aspect.rawValue] = Double(aspectHits[aspect] ?? 0) / n }
         return Row(method: method, images: images.count, identity: Double(identity) / Double(identityCount),
-                   identityInPlace: Double(inPlace) / Double(identityCount), prompt: aspects.values.reduce(0, +) / Double(aspects.count), aspects: aspects)
+                   identityInPlace: Double(inPlace) / Double(identityCount), prompt: aspects.values.reduce(0, +) / Double(aspects.count),
+                   aspects: aspects, identityHits: hits)
+    }
+
+    /// Each row's identity against `base` case by case (same cases, same seeds):
+    /// the mean difference and its standard error, which is smaller than
+    /// either row's own because the cases' difficulty cancels.
+    public static func pairedIdentity(_ rows: [Row], against base: Row) -> [(method: String, difference: Double, standardError: Double, cases: Int)] {
+        rows.compactMap { r in
+            guard r.identityHits.count == base.identityHits.count, !r.identityHits.isEmpty else { return nil }
+            let d = zip(r.identityHits, base.identityHits).map { Double($0 ? 1 : 0) - Double($1 ? 1 : 0) }
+            let n = Double(d.count), mean = d.reduce(0, +) / n
+            let variance = n > 1 ? d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / (n - 1) : 0
+            return (r.method, mean, (variance / n).squareRoot(), d.count)
+        }
     }
 
     /// Generates one image per case. `adapters` false: the class word, no

@@ -123,14 +123,14 @@ struct Eval: ParsableCommand {
         let pairNested = try evaluation.generate(pipe, cases: pairs, adapters: true, progress: tick)
         bar.finish()
 
-        let rows = validation + [
-            evaluation.score("base model, class word", cases: single, images: base),
-        ] + zip(baselines, baselineImages).map { evaluation.score($0.name, cases: single, images: $1) } + [
+        let baseRow = evaluation.score("base model, class word", cases: single, images: base)
+        let methodRows = zip(baselines, baselineImages).map { evaluation.score($0.name, cases: single, images: $1) } + [
             evaluation.score("Nested Attention", cases: single, images: nested),
             evaluation.score(String(format: "Nested Attention, value normalization λ=%g", valueNorm), cases: single, images: normalized),
-            evaluation.score("two subjects: base model, class words", cases: pairs, images: pairBase),
-            evaluation.score("two subjects: Nested Attention (both adapters)", cases: pairs, images: pairNested),
         ]
+        let pairBaseRow = evaluation.score("two subjects: base model, class words", cases: pairs, images: pairBase)
+        let pairNestedRow = evaluation.score("two subjects: Nested Attention (both adapters)", cases: pairs, images: pairNested)
+        let rows = validation + [baseRow] + methodRows + [pairBaseRow, pairNestedRow]
         var report = "# Miniature world evaluation\n\n"
         report += "\(single.count) single-subject prompts (\(identities) held-out identities per domain × \(prompts) contexts) and "
         report += "\(pairs.count) two-subject prompts; \(steps) steps, guidance \(guidance), model \(URL(fileURLWithPath: modelPath).lastPathComponent). "
@@ -141,6 +141,12 @@ struct Eval: ParsableCommand {
         report += "each rendered at every position and size (in place: at the prompted placement only) "
         report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"
         report += WorldEvaluation.table(rows, chance: chance)
+        let paired = WorldEvaluation.pairedIdentity(methodRows, against: baseRow)
+            + WorldEvaluation.pairedIdentity([pairNestedRow], against: pairBaseRow)
+        report += "\nIdentity against the base model on the same cases (mean difference ± its standard error):\n\n"
+        for p in paired {
+            report += String(format: "- %@: %+.3f ± %.3f (%d subjects)\n", p.method, p.difference, p.standardError, p.cases)
+        }
         report += "\nPrompts (first of each identity):\n\n"
         for c in stride(from: 0, to: single.count, by: prompts).map({ single[$0] }) { report += "- \(c.prompt(placeholders: true))\n" }
         try Data(report.utf8).write(to: folder.appendingPathComponent("results.md"))

@@ -71,11 +71,14 @@ import Testing
         #expect(r.status == 0, "\(r.stderr)")
         let table = try String(contentsOf: dir.appendingPathComponent("eval/results.md"), encoding: .utf8)
         for row in ["ground truth (render at an unseen seed)", "ground truth through the VAE", "base model, class word",
-                    "Nested Attention", "two subjects: Nested Attention", "no adapter saw in training"] {
+                    "Nested Attention", "two subjects: Nested Attention", "no adapter saw in training",
+                    "Identity against the base model on the same cases", "- Nested Attention: "] {
             #expect(table.contains(row), "missing: \(row)")
         }
         let rows = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("eval/results.json"))) as! [[String: Any]]
         #expect(rows.count >= 7 && rows.allSatisfy { ($0["identity"] as! Double) >= 0 && ($0["identity"] as! Double) <= 1 })
+        // Per-case identity hits travel with every row (one per scored subject).
+        #expect(rows.allSatisfy { ($0["identityHits"] as? [Bool])?.isEmpty == false })
         #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("eval/samples.png").path))
         let again = try CLI.run(["eval", "--output", "eval", "--identities", "1"], in: dir)
         #expect(again.status != 0 && again.stderr.contains("already exists"))
