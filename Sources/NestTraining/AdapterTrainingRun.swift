@@ -61,10 +61,16 @@ public struct AdapterRunConfig: Codable {
     public var logEvery: Int?
     public var sampleEvery: Int?
     public var badRecords: BadRecordPolicy?
+    /// At every checkpoint, the loss with the adapter and with the base model
+    /// alone over this many fixed batches (the data's first records, the same
+    /// noise, timesteps and dropout each time), logged as "validation_loss" and
+    /// "validation_base_loss": the training loss at batch 8 is mostly the noise
+    /// draw, so only a fixed set shows whether the adapter still improves.
+    public var validationBatches: Int?
 
     enum CodingKeys: String, CodingKey {
         case model, data, output, adapter, training, checkpointEvery = "checkpoint_every", logEvery = "log_every"
-        case sampleEvery = "sample_every", badRecords = "bad_records"
+        case sampleEvery = "sample_every", badRecords = "bad_records", validationBatches = "validation_batches"
     }
 }
 
@@ -184,10 +190,41 @@ public final class AdapterTrainingRun {
             if step % (config.checkpointEvery ?? 200) == 0 || step == options.totalSteps {
                 try TrainingCheckpoint.save(parameters: trainer.adapter.trainableParameters, optimizer: trainer.optimizer,
                                             state: trainer.state, to: checkpointURL.path)
+                if let batches = config.validationBatches {
+                    let v = try validate(batches: batches)
+                    let line = String(format: #"{"step": %d, "validation_loss": %.6f, "validation_base_loss": %.6f}"#,
+                                      step, v.loss, v.baseLoss) + "\n"
+                    log.write(Data(line.utf8))
+                }
             }
             if let every = config.sampleEvery, step % every == 0 { try writeSample(step: step) }
         }
         try trainer.adapter.save(path: output.appendingPathComponent("adapter.json").path, overwrite: true)
+    }
+
+    /// Mean loss with the adapter and with the base model over `batches` fixed
+    /// batches: the first records in order, fixed noise and timesteps, and the
+    /// dropout and reference draws of step 0 (the trainer's step is restored).
+    public func validate(batches: Int) throws -> (loss: Float, baseLoss: Float) {
+        let size = config.training.batchSize
+        let step = trainer.state.step
+        defer { trainer.state.step = step }
+        trainer.state.step = 0
+        var sum: (Float, Float) = (0, 0)
+        var count = 0
+        for b in 0..<batches {
+            let indices = (b * size)..<min(manifest.samples.count, (b + 1) * size)
+            guard !indices.isEmpty else { break }
+            let examples = try indices.map { i -> AdapterExample in
+                let s = manifest.samples[i]
+                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image),
+                                      mask: try s.mask.map(image))
+            }
+            let e = try trainer.effect(try trainer.prepare(examples, fixedNoise: true))
+            sum = (sum.0 + e.loss, sum.1 + e.baseLoss)
+            count += 1
+        }
+        return (sum.0 / Float(max(count, 1)), sum.1 / Float(max(count, 1)))
     }
 
     /// One image from the first sample's caption and reference, with the current adapter.

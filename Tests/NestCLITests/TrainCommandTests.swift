@@ -27,7 +27,7 @@ import Testing
              "adapter": {"placeholder_token": "<critter>", "class_word": "cat",
                          "resampler": {"width": 16, "depth": 1, "heads": 2, "head_dim": 8, "queries": 4}},
              "training": {"steps": \(steps), "batch_size": 2, "resolution": 32, "learning_rate": 0.001},
-             "checkpoint_every": 1, "log_every": 1}
+             "checkpoint_every": 1, "log_every": 1, "validation_batches": 1}
             """
             let path = dir.appendingPathComponent("config.json").path
             try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -45,11 +45,20 @@ import Testing
         let resumed = try CLI.run(["train", "adapter", "--config", try config(steps: 4), "--resume"])
         #expect(resumed.status == 0, "\(resumed.stderr)")
         let log = try String(contentsOf: run.appendingPathComponent("log.jsonl"), encoding: .utf8)
-        let steps = log.split(separator: "\n").compactMap { line -> Int? in
-            guard let data = line.data(using: .utf8), let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return nil }
-            return object["step"] as? Int
+        let entries = log.split(separator: "\n").compactMap { line -> [String: Any]? in
+            guard let data = line.data(using: .utf8) else { return nil }
+            return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         }
+        let steps = entries.filter { $0["loss"] != nil }.compactMap { $0["step"] as? Int }
         #expect(steps == [1, 2, 3, 4], "log steps \(steps)")
+        // A fixed validation set at every checkpoint: the base model's loss on it never
+        // changes (same batches, noise and timesteps; frozen base), the adapter's does.
+        let validation = entries.filter { $0["validation_loss"] != nil }
+        #expect(validation.compactMap { $0["step"] as? Int } == [1, 2, 3, 4])
+        let baseLosses = Set(validation.compactMap { $0["validation_base_loss"] as? Double })
+        let adapterLosses = Set(validation.compactMap { $0["validation_loss"] as? Double })
+        #expect(baseLosses.count == 1 && baseLosses.first!.isFinite && baseLosses.first! > 0, "\(baseLosses)")
+        #expect(adapterLosses.count > 1, "\(adapterLosses)")
         // The trained adapter generates.
         let out = dir.appendingPathComponent("out.png").path
         let generate = try CLI.run(["generate", "--model", SubjectCommandTests.setup.folder.path, "--prompt", "a <critter>",
