@@ -103,6 +103,37 @@ import Testing
         let worst = zip(fast, portable).map { abs($0 - $1) }.max()!
         #expect(worst < 1e-5, "largest difference \(worst)")
     }
+
+    /// The transposed block kernel against GEMM tiles at shapes that leave
+    /// partial blocks everywhere: 100 queries (48 + 48 + 4), 333 keys (not a
+    /// multiple of 8 or 128), value width 12 (a partial tile of 8), and scores
+    /// spread over ±80 so most probabilities underflow. The log-sum-exp it saves
+    /// for the backward pass is checked through the gradients.
+    @Test(arguments: [(40, 12, Float(0.3)), (24, 40, Float(12))])
+    func attentionBlockKernelMatchesGEMMTiles(d: Int, dv: Int, spread: Float) {
+        let heads = 3
+        let q = Tensor.randn([2, 100, heads * d], seed: 11, std: spread), k = Tensor.randn([2, 333, heads * d], seed: 12)
+        let v = Tensor.randn([2, 333, heads * dv], seed: 13)
+        let weights = Tensor.randn([2, 100, heads * dv], seed: 14)
+        func run(_ blocked: Bool) -> [Float] { AttentionKernel.with(blocked: blocked) {
+            let inputs = [q, k, v].map { Tensor($0.array, shape: $0.shape, requiresGrad: true) }
+            let y = F.attention(query: inputs[0], key: inputs[1], value: inputs[2], heads: heads)
+            (y * weights).sum().backward()
+            return y.array + inputs.flatMap { $0.grad!.array }
+        } }
+        let tiles = run(false), block = run(true)
+        #expect(block.allSatisfy { $0.isFinite })
+        // Outputs, then the gradients of q, k and v: each compared relative to its largest value.
+        let sizes = [2 * 100 * heads * dv, q.count, k.count, v.count]
+        var start = 0
+        for (part, size) in sizes.enumerated() {
+            let a = block[start..<start + size], b = tiles[start..<start + size]
+            let scale = b.map { abs($0) }.max()!
+            let worst = zip(a, b).map { abs($0 - $1) }.max()! / scale
+            #expect(worst < 1e-5, "part \(part): largest difference \(worst) of \(scale)")
+            start += size
+        }
+    }
 }
 
 /// Large tensors come from the reuse pool: a freed buffer of the same size

@@ -34,4 +34,16 @@ void nest_affine_silu(const float *x, const float *scale, const float *shift, fl
 void nest_f16_to_f32(const unsigned short *src, float *dst, ptrdiff_t n);
 void nest_f32_to_f16(const float *src, unsigned short *dst, ptrdiff_t n);
 
+/* Non-causal softmax(scale·q·kᵀ)·v for one block of at most
+ * nest_attention_block_queries() queries of one head, over nk keys; rows are
+ * strided (heads side by side). Writes rows × dv outputs and, when lse is not
+ * NULL, each query's log-sum-exp of its scaled scores. scratch: 64-byte
+ * aligned, nest_attention_scratch_floats(d, dv) floats. AVX-512 only. */
+ptrdiff_t nest_attention_block_queries(void);
+ptrdiff_t nest_attention_scratch_floats(ptrdiff_t d, ptrdiff_t dv);
+void nest_attention_block(const float *q, ptrdiff_t qStride, const float *k, ptrdiff_t kStride,
+                          const float *v, ptrdiff_t vStride, float *out, ptrdiff_t outStride,
+                          float *lse, ptrdiff_t rows, ptrdiff_t nk, ptrdiff_t d, ptrdiff_t dv,
+                          float scale, float *scratch);
+
 #endif

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import CKernels
 
 /// Multi-head scaled dot-product attention with an online (tiled) softmax.
 ///
@@ -18,6 +19,17 @@ import Darwin
 let attentionQueryBlock = 128
 // 128×256 score tiles (128 KiB) stay in L2; measured best of 32–256 × 256–2048 at SD 1.5 shapes.
 let attentionKeyBlock = 256
+
+/// Which forward kernel attention uses where AVX-512 is available: the
+/// transposed block kernel (default) or tiles through the general GEMM.
+/// The choice is read on the calling thread only, so a task-local suffices.
+public enum AttentionKernel {
+    @TaskLocal static var blocked = true
+    /// Runs `body` with the block kernel on or off for this task (benchmarks compare both).
+    public static func with<T>(blocked on: Bool, _ body: () throws -> T) rethrows -> T {
+        try $blocked.withValue(on, operation: body)
+    }
+}
 
 struct AttentionShape {
     let b, nq, nk, heads, d, dv: Int
@@ -53,6 +65,7 @@ extension F {
 
 func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                       _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>?, _ s: AttentionShape) {
+    if VectorKernels.useAVX512 && !s.causal && AttentionKernel.blocked { return attentionForwardAVX512(q, k, v, out, lse, s) }
     let qb = attentionQueryBlock, kb = min(attentionKeyBlock, s.nk)
     let tasks = s.b * s.heads * s.queryBlocks
     let workers = workerCount(tasks)
@@ -102,6 +115,29 @@ func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v:
                 for c in 0..<s.dv { dst[c] = src[c] * inv }
                 lse?[(batch * s.heads + head) * s.nq + q0 + i] = runningMax[i] + logf(runningSum[i])
             }
+        }
+    }
+}
+
+/// The same attention through CKernels' transposed block kernel (see
+/// attention_avx512.c): blocks of 48 queries of one head are the unit of work.
+func attentionForwardAVX512(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                            _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>?, _ s: AttentionShape) {
+    let qb = nest_attention_block_queries()
+    let blocks = (s.nq + qb - 1) / qb
+    let tasks = s.b * s.heads * blocks
+    let scratch = ScratchBuffers(count: min(Threads.count, tasks), floats: nest_attention_scratch_floats(s.d, s.dv))
+    parallelTasks(tasks) { worker, task in
+        do {
+            let blk = task % blocks, bh = task / blocks
+            let head = bh % s.heads, batch = bh / s.heads
+            let q0 = blk * qb, rows = min(qb, s.nq - q0)
+            nest_attention_block(q + (batch * s.nq + q0) * s.qStride + head * s.d, s.qStride,
+                                 k + batch * s.nk * s.qStride + head * s.d, s.qStride,
+                                 v + batch * s.nk * s.vStride + head * s.dv, s.vStride,
+                                 out + (batch * s.nq + q0) * s.vStride + head * s.dv, s.vStride,
+                                 lse.map { $0 + (batch * s.heads + head) * s.nq + q0 },
+                                 rows, s.nk, s.d, s.dv, s.scale, scratch[worker])
         }
     }
 }
