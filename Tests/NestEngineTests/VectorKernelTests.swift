@@ -140,19 +140,39 @@ import Testing
 /// is handed out again, and its contents are whatever the last user left
 /// (so `zeroed` must still zero it).
 @Suite struct LargeBufferPoolTests {
-    @Test func freedBuffersAreReusedAndZeroedOnRequest() {
+    @Test func zeroedStorageIsZeroEvenWhenReused() {
         let count = (LargeBufferPool.threshold / 4) * 3 + 123
-        var first: Storage? = Storage(count: count)
-        let address = first!.pointer
-        first!.pointer.update(repeating: 7, count: count)
-        first = nil
-        // Other tests allocate concurrently; the pool is a stack per size, so
-        // ask a few times and accept any of our own buffers coming back.
-        let again = (0..<4).map { _ in Storage(count: count, zeroed: true) }
-        #expect(again.contains { $0.pointer == address })
-        for s in again { #expect(s.pointer[0] == 0 && s.pointer[count - 1] == 0) }
+        for _ in 0..<3 {
+            let s = Storage(count: count, zeroed: true)
+            #expect(s.pointer[0] == 0 && s.pointer[count / 2] == 0 && s.pointer[count - 1] == 0)
+            s.pointer.update(repeating: 7, count: count)
+        }
         let small = Storage(count: 10)
         small.pointer[9] = 1
         #expect(small.pointer[9] == 1)
+    }
+
+    /// The bookkeeping on its own (the shared pool is busy with other tests):
+    /// same size → the same buffer; a miss gives back idle buffers, largest
+    /// first, until it has returned at least what it is about to map.
+    @Test func aMissReturnsIdleBuffersBeforeMapping() {
+        func fake(_ n: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: n << 12)! }
+        var pool = LargeBufferPool.State(capacity: 100)
+        let kept = [pool.put(fake(1), 10), pool.put(fake(2), 30), pool.put(fake(3), 30), pool.put(fake(4), 20),
+                    pool.put(fake(5), 20)]
+        #expect(kept == [true, true, true, true, false], "the last one is past the capacity")
+        let idle = pool.idleBytes
+        #expect(idle == 90)
+        let (hit, none) = pool.take(20)
+        let afterHit = pool.idleBytes
+        #expect(hit == fake(4) && none.isEmpty && afterHit == 70)
+        let (miss, victims) = pool.take(40)
+        let afterMiss = pool.idleBytes
+        #expect(miss == nil)
+        #expect(victims.map(\.1) == [30, 30], "largest first, until 40 bytes are returned")
+        #expect(afterMiss == 10)
+        let (_, rest) = pool.take(50)
+        let empty = pool.idleBytes
+        #expect(rest.map(\.0) == [fake(1)] && empty == 0)
     }
 }
