@@ -154,25 +154,33 @@ import Testing
 
     /// The bookkeeping on its own (the shared pool is busy with other tests):
     /// same size → the same buffer; a miss gives back idle buffers, largest
-    /// first, until it has returned at least what it is about to map.
+    /// first, until live + idle fits within the peak of live memory.
     @Test func aMissReturnsIdleBuffersBeforeMapping() {
         func fake(_ n: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(bitPattern: n << 12)! }
         var pool = LargeBufferPool.State(capacity: 100)
-        let kept = [pool.put(fake(1), 10), pool.put(fake(2), 30), pool.put(fake(3), 30), pool.put(fake(4), 20),
-                    pool.put(fake(5), 20)]
+        let sizes = [10, 30, 30, 20, 20]
+        let first = sizes.map { pool.take($0) }
+        #expect(first.allSatisfy { $0.0 == nil && $0.1.isEmpty }, "an empty pool maps everything")
+        let kept = sizes.enumerated().map { pool.put(fake($0.offset + 1), $0.element) }
         #expect(kept == [true, true, true, true, false], "the last one is past the capacity")
-        let idle = pool.idleBytes
-        #expect(idle == 90)
         let (hit, none) = pool.take(20)
         let afterHit = pool.idleBytes
         #expect(hit == fake(4) && none.isEmpty && afterHit == 70)
+        // Live 20 + 40, idle 70, peak 110: one idle 30 must go.
         let (miss, victims) = pool.take(40)
         let afterMiss = pool.idleBytes
-        #expect(miss == nil)
-        #expect(victims.map(\.1) == [30, 30], "largest first, until 40 bytes are returned")
-        #expect(afterMiss == 10)
+        #expect(miss == nil && victims.map(\.1) == [30] && afterMiss == 40)
+        // Live 110 = the peak: every idle buffer goes, largest first.
         let (_, rest) = pool.take(50)
         let empty = pool.idleBytes
-        #expect(rest.map(\.0) == [fake(1)] && empty == 0)
+        #expect(rest.map(\.1) == [30, 10] && empty == 0)
+
+        // With a slack, a miss keeps idle buffers while live + idle stays within peak + slack.
+        var roomy = LargeBufferPool.State(capacity: 1000, slack: 40)
+        _ = roomy.take(50)  // peak live 50
+        _ = roomy.put(fake(6), 50)
+        let (_, keptIdle) = roomy.take(30)  // 30 live + 50 idle = 80 ≤ 50 + 40
+        let (_, evicted) = roomy.take(20)  // 50 live + 50 idle = 100 > 90: the idle 50 goes
+        #expect(keptIdle.isEmpty && evicted.map(\.1) == [50])
     }
 }

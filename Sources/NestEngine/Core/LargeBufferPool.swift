@@ -16,12 +16,14 @@ import Darwin
 /// step, the step loop gets its memory from this pool.
 ///
 /// Idle buffers cost resident memory, so a request that finds no buffer of
-/// its size first returns idle ones (largest first) to the OS, at least as
-/// many bytes as it maps: live + idle memory then never grows past the most
-/// memory that was live at once. (The earlier rule, a fixed 512 MiB of idle
-/// buffers, held idle memory at the peak: SD 1.5's UNet at 64×64 latents,
-/// 4,055 → 3,542 MiB peak RSS and 0.92 M → 0.57 M page faults for build
-/// plus four calls.)
+/// its size first returns idle ones (largest first) to the OS until live +
+/// idle + the new buffer fit within the most memory ever live at once plus a
+/// slack (NEST_POOL_SLACK_MB, default 256). Measured, build plus four calls:
+/// the earlier rule (at most 512 MiB idle, whatever was live) kept SD 1.5's
+/// UNet at 64×64 latents at 4,055 MiB peak RSS with 0.92 M page faults; this
+/// one 3,801 MiB and 0.21 M. Without the slack (3,544 MiB) a training step,
+/// whose backward pass asks for other sizes than its forward, evicted and
+/// re-mapped buffers every step (736 k faults for 41 steps; 128 k with it).
 enum LargeBufferPool {
     static let threshold = 1 << 20
     /// Sizes are rounded to 64 KiB, so near-equal requests share buffers.
@@ -48,22 +50,29 @@ enum LargeBufferPool {
     struct State: ~Copyable {
         var idle: [Int: [UnsafeMutableRawPointer]] = [:]
         var idleBytes = 0
+        /// Bytes handed out and not yet released, and the most there has been.
+        var liveBytes = 0, peakLive = 0
         let capacity: Int
+        /// Idle bytes allowed beyond the peak of live bytes.
+        var slack = 0
 
-        /// An idle buffer of exactly `size` bytes, or nil and the idle
-        /// buffers to unmap (largest first, at least `size` bytes in all).
+        /// An idle buffer of exactly `size` bytes, or nil and the idle buffers
+        /// to unmap first (largest first) so that live + idle + the new
+        /// buffer stays within the peak of live memory (plus the slack).
         mutating func take(_ size: Int) -> (UnsafeMutableRawPointer?, [(UnsafeMutableRawPointer, Int)]) {
+            liveBytes += size
+            peakLive = max(peakLive, liveBytes)
             if var list = idle[size], let p = list.popLast() {
                 idle[size] = list.isEmpty ? nil : list
                 idleBytes -= size
                 return (p, [])
             }
-            var victims: [(UnsafeMutableRawPointer, Int)] = [], freed = 0
-            for key in idle.keys.sorted(by: >) where freed < size {
-                while freed < size, var list = idle[key], let v = list.popLast() {
+            let allowed = peakLive + slack
+            var victims: [(UnsafeMutableRawPointer, Int)] = []
+            for key in idle.keys.sorted(by: >) where liveBytes + idleBytes > allowed {
+                while liveBytes + idleBytes > allowed, var list = idle[key], let v = list.popLast() {
                     idle[key] = list.isEmpty ? nil : list
                     idleBytes -= key
-                    freed += key
                     victims.append((v, key))
                 }
             }
@@ -72,13 +81,17 @@ enum LargeBufferPool {
 
         /// Keeps a freed buffer for reuse; false when that would pass the capacity.
         mutating func put(_ p: UnsafeMutableRawPointer, _ size: Int) -> Bool {
+            liveBytes -= size
             guard idleBytes + size <= capacity else { return false }
             idle[size, default: []].append(p)
             idleBytes += size
             return true
         }
     }
-    static let state = Mutex(State(capacity: idleCapacity))
+    static let state = Mutex(State(capacity: idleCapacity, slack: {
+        if let value = getenv("NEST_POOL_SLACK_MB"), let mb = Int(String(cString: value)), mb >= 0 { return mb << 20 }
+        return 256 << 20
+    }()))
 
     static func roundedSize(_ bytes: Int) -> Int { (bytes + granule - 1) / granule * granule }
 

@@ -123,6 +123,7 @@ func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v:
 /// attention_avx512.c): blocks of 48 queries of one head are the unit of work.
 func attentionForwardAVX512(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                             _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>?, _ s: AttentionShape) {
+    FLOPCounter.add(2 * s.b * s.heads * s.nq * s.nk * (s.d + s.dv))
     let qb = nest_attention_block_queries()
     let blocks = (s.nq + qb - 1) / qb
     let tasks = s.b * s.heads * blocks
