@@ -5,6 +5,14 @@
  * ask nest_kernels_avx512() once and pick these or their Swift versions. */
 #include <stddef.h>
 
+/* A spin-wait hint (x86 PAUSE): lets a spinning thread yield the core's
+ * pipeline to its sibling and saves power; a no-op elsewhere. */
+static inline void nest_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
 /* 1 when the CPU (and OS) support AVX-512F, else 0. */
 int nest_kernels_avx512(void);
 

@@ -42,7 +42,7 @@ public func parallelRanges(_ total: Int, grain: Int = 1, _ body: (Range<Int>) ->
     let chunk = (total + workers - 1) / workers
     withoutActuallyEscaping(body) { body in
         let switches = KernelSwitches.current
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        forkJoin(workers) { w in
             let start = w * chunk
             let end = min(total, start + chunk)
             if start < end { switches.bound { body(start..<end) } }
@@ -59,7 +59,7 @@ public func parallelWorkers(_ total: Int, grain: Int = 1, _ body: (Int, Range<In
     let chunk = (total + workers - 1) / workers
     withoutActuallyEscaping(body) { body in
         let switches = KernelSwitches.current
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        forkJoin(workers) { w in
             let start = w * chunk
             let end = min(total, start + chunk)
             if start < end { switches.bound { body(w, start..<end) } }
@@ -85,7 +85,7 @@ public func parallelTasks(_ tasks: Int, _ body: (Int, Int) -> Void) {
     let next = Atomic<Int>(0)
     let switches = KernelSwitches.current
     withoutActuallyEscaping(body) { body in
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
+        forkJoin(workers) { w in
             switches.bound {
                 while true {
                     let t = next.wrappingAdd(1, ordering: .relaxed).oldValue
