@@ -28,26 +28,15 @@ ptrdiff_t nest_attention_scratch_floats(ptrdiff_t d, ptrdiff_t dv) {
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "exp_avx512.h"
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
-// e^x for x ≤ 0 (a score minus its running max). Same reduction and polynomial
-// as exp16 in kernels_avx512.c; below -87.33 it gives e^-87.33 (~1e-38)
-// instead of 0, which no softmax sum (≥ 1) can tell apart. NaN stays NaN.
+// e^x for x ≤ 0 (a score minus its running max), as exp16 in kernels_avx512.c
+// except below -87.33, where it gives e^-87.33 (~1e-38) instead of 0, which no
+// softmax sum (≥ 1) can tell apart. NaN stays NaN (max keeps its second operand).
 AVX512 INLINE __m512 exp_nonpositive(__m512 x) {
-    __m512 c = _mm512_max_ps(_mm512_set1_ps(-87.33f), x);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), c);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+    return nest_exp_core16(_mm512_max_ps(_mm512_set1_ps(-87.33f), x));
 }
 
 // Sᵀ rows for 8 keys: st[j][i] = Σ_c k_j[c]·qt[c][i]. Keys past `valid` read a

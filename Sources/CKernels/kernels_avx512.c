@@ -6,6 +6,7 @@
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "exp_avx512.h"
 #define AVX512 __attribute__((target("avx512f,fma")))
 
 int nest_kernels_avx512(void) {
@@ -18,25 +19,11 @@ int nest_kernels_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
 }
 
-// e^x for 16 lanes: n = round(x / ln 2), r = x - n ln 2 (two-part constant),
-// a degree-6 polynomial for e^r, then scalef multiplies by 2^n. Inputs are
-// clamped as the Swift version: below -87.33 gives 0, above 88.376 gives +inf,
-// NaN stays NaN.
+// e^x for 16 lanes (nest_exp_core16 in exp_avx512.h). Inputs are clamped as
+// the Swift version: below -87.33 gives 0, above 88.376 gives +inf, NaN stays NaN.
 AVX512 static inline __m512 exp16(__m512 x) {
     const __m512 hi = _mm512_set1_ps(88.376f), lo = _mm512_set1_ps(-87.33f);
-    __m512 c = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(c, _mm512_set1_ps(1.44269504f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), c);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512 e = _mm512_scalef_ps(p, n);
+    __m512 e = nest_exp_core16(_mm512_min_ps(_mm512_max_ps(x, lo), hi));
     e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ), _mm512_set1_ps(INFINITY));
     e = _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), _mm512_setzero_ps());
     return _mm512_mask_mov_ps(e, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
