@@ -68,6 +68,9 @@ final class WorkerPool: @unchecked Sendable {
 
     private func work(index: Int) {
         var seen = 0
+        // A worker the last job did not need (fewer shares than threads, e.g.
+        // `--threads 4` on 16 cores) sleeps at once instead of spinning.
+        var spinBudget = Self.spinNanoseconds
         while true {
             var current = generation.load(ordering: .acquiring)
             if current == seen {
@@ -76,7 +79,7 @@ final class WorkerPool: @unchecked Sendable {
                 while current == seen {
                     nest_cpu_relax()
                     spins += 1
-                    if spins & 255 == 0 && DispatchTime.now().uptimeNanoseconds - start > Self.spinNanoseconds {
+                    if (spins & 255 == 0 || spinBudget == 0) && DispatchTime.now().uptimeNanoseconds - start >= spinBudget {
                         pthread_mutex_lock(sleepLock)
                         while generation.load(ordering: .acquiring) == seen { pthread_cond_wait(wake, sleepLock) }
                         pthread_mutex_unlock(sleepLock)
@@ -85,7 +88,9 @@ final class WorkerPool: @unchecked Sendable {
                 }
             }
             seen = current
-            if index < participants, let job { job(index) }
+            let needed = index < participants
+            if needed, let job { job(index) }
+            spinBudget = needed ? Self.spinNanoseconds : 0
             pending.wrappingSubtract(1, ordering: .releasing)
         }
     }
