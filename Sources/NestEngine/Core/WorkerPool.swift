@@ -7,8 +7,9 @@ import Glibc
 import Darwin
 #endif
 
-/// The engine's own worker threads: `Threads.count - 1` of them, started on
-/// first use, each spinning for a short while after a job before it sleeps.
+/// The engine's own worker threads: one fewer than the cores (or than
+/// NEST_THREADS), started on first use, each spinning for a short while after
+/// a job before it sleeps. Linux only; elsewhere every job goes to dispatch.
 ///
 /// Why not `DispatchQueue.concurrentPerform` alone: a training step of the
 /// miniature world's UNet runs ~2,000 parallel kernels of 10–200 µs each;
@@ -19,8 +20,14 @@ import Darwin
 /// side by side; a kernel inside a kernel) falls back to dispatch.
 final class WorkerPool: @unchecked Sendable {
     /// NEST_DISPATCH=1 leaves every job to dispatch (to measure what the pool buys).
-    static let shared = WorkerPool(threads: getenv("NEST_DISPATCH").map { String(cString: $0) == "1" } == true
-                                   ? 0 : max(0, Threads.defaultCount() - 1))
+    static let shared: WorkerPool = {
+        #if canImport(Glibc)
+        let off = getenv("NEST_DISPATCH").map { String(cString: $0) == "1" } ?? false
+        return WorkerPool(threads: off ? 0 : max(0, Threads.defaultCount() - 1))
+        #else
+        return WorkerPool(threads: 0)
+        #endif
+    }()
 
     /// How long an idle worker spins before it sleeps (NEST_SPIN_US, default 200 µs).
     static let spinNanoseconds: UInt64 = {
@@ -41,13 +48,18 @@ final class WorkerPool: @unchecked Sendable {
     private let started = Atomic<Bool>(false)
 
     init(threads: Int) {
+        #if canImport(Glibc)
         self.threads = threads
+        #else
+        self.threads = 0
+        #endif
         pthread_mutex_init(sleepLock, nil)
         pthread_cond_init(wake, nil)
     }
 
     private func start() {
         guard !started.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        #if canImport(Glibc)
         for index in 1...max(1, threads) where threads > 0 {
             let context = Unmanaged.passRetained(Box(pool: self, index: index)).toOpaque()
             var thread = pthread_t()
@@ -59,6 +71,7 @@ final class WorkerPool: @unchecked Sendable {
             precondition(status == 0, "cannot start engine worker thread (\(status))")
             pthread_detach(thread)
         }
+        #endif
     }
 
     private final class Box {
