@@ -79,7 +79,7 @@ let package = Package(
         .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                           path: "Sources/nest-bench", swiftSettings: optimize),
 
-        .testTarget(name: "NestEngineTests", dependencies: ["NestEngine", "NestIO"],
+        .testTarget(name: "NestEngineTests", dependencies: ["NestEngine", "NestIO", "CKernels"],
                     path: "Tests/NestEngineTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestIOTests", dependencies: ["NestEngine", "NestIO"],
                     path: "Tests/NestIOTests"),

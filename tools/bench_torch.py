@@ -81,12 +81,17 @@ def case(name):
     if name.startswith("sd15-unet-") or name.startswith("sdxl-unet-"):
         xl = name.startswith("sdxl")
         parts = name.split("-")
+        bf16 = parts[-1] == "bf16"  # the whole UNet in bfloat16 (oneDNN's bf16 kernels where the CPU has them)
+        if bf16:
+            parts = parts[:-1]
         size = int(parts[2])
         model = unet("sdxl_unet.json" if xl else "sd15_unet.json")
         if len(parts) > 3:  # nested1 / nested2
             bind_nested(model, subjects=[5, 9][:int(parts[3][-1])], gen=g)
         x = torch.randn(2, 4, size, size, generator=g)
         ctx = torch.randn(2, 77, 2048 if xl else 768, generator=g)
+        if bf16:
+            model, x, ctx = model.to(torch.bfloat16), x.to(torch.bfloat16), ctx.to(torch.bfloat16)
         kwargs = {}
         if xl:
             kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(2, 1280, generator=g),

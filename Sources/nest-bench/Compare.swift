@@ -15,7 +15,7 @@ import NestPersonalization
 ///       .build/release/nest-bench compare [--cases a,b,…] [--repeats N] [--generate-repeats N] [--python python3]
 /// Each side runs one warm-up call and reports the best of N more (N = 0: the
 /// warm-up itself, the default for the whole-generation case).
-let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sdxl-unet-64",
+let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sd15-unet-64-bf16", "sdxl-unet-64",
                     "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20"]
 /// Cases `nest-bench case` runs that `compare` does not (no PyTorch side).
 let extraCases = ["sdxl-generate-1024", "vae-decode-1024", "sdxl-unet-128"]
@@ -51,12 +51,21 @@ func runSwiftCase(_ name: String, repeats: Int) {
 }
 
 func makeSwiftCase(_ name: String) -> () -> Void {
-    let parts = name.split(separator: "-").map(String.init)
+    var parts = name.split(separator: "-").map(String.init)
+    // A "-bf16" suffix: the UNet's linear layers in bfloat16 (`storeWeightsAsBFloat16`).
+    let bf16 = parts.last == "bf16"
+    if bf16 { parts.removeLast() }
     if (parts[0] == "sd15" || parts[0] == "sdxl") && parts[1] == "unet" {
         let xl = parts[0] == "sdxl", size = Int(parts[2])!
         let config = try! UNet2DConditionConfig.decode(benchConfig(xl ? "sdxl_unet.json" : "sd15_unet.json"), name: name)
         let unet = UNet2DConditionModel(config: config, seed: 1)
-        if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" { unet.storeWeightsAsHalf() }
+        // Weights are stored narrower only once frozen (inference).
+        if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" { unet.freeze(); unet.storeWeightsAsHalf() }
+        if bf16 || ProcessInfo.processInfo.environment["NEST_BF16"] == "1" {
+            unet.freeze()
+            let saved = unet.storeWeightsAsBFloat16()
+            FileHandle.standardError.write(Data("bfloat16 weights: \(saved >> 20) MiB of float32 given back (BF16 hardware: \(BFloat16Weights.hardware))\n".utf8))
+        }
         let x = Tensor.randn([2, size, size, 4], seed: 2)
         let context = Tensor.randn([2, 77, xl ? 2048 : 768], seed: 3)
         let added = xl ? (Tensor.randn([2, 1280], seed: 4), Tensor([1024, 1024, 0, 0, 1024, 1024, 1024, 1024, 0, 0, 1024, 1024], shape: [2, 6])) : nil
@@ -216,4 +225,39 @@ func compare(arguments: [String]) {
         print(line)
         fflush(stdout)
     }
+}
+
+/// `nest-bench bf16 [--size S] [--rounds N]`: the SD 1.5 UNet with float32
+/// weights and the same UNet with bfloat16 weights (`storeWeightsAsBFloat16`),
+/// called alternately in one process (the VM's speed drifts between
+/// processes), and how far the bfloat16 output is from the float32 one.
+func bf16Bench(arguments args: [String]) {
+    func value(_ flag: String) -> Int? { args.firstIndex(of: flag).flatMap { Int(args[$0 + 1]) } }
+    let size = value("--size") ?? 64, rounds = value("--rounds") ?? 3
+    let config = try! UNet2DConditionConfig.decode(benchConfig("sd15_unet.json"), name: "sd15")
+    let full = UNet2DConditionModel(config: config, seed: 1), narrow = UNet2DConditionModel(config: config, seed: 1)
+    try! narrow.load(from: TensorDictionary(Dictionary(uniqueKeysWithValues: full.checkpointTensors().map { ($0.name, $0.tensor) })))
+    full.freeze()
+    narrow.freeze()
+    if args.contains("--half") { narrow.storeWeightsAsHalf() } else if !args.contains("--same") { narrow.storeWeightsAsBFloat16() }
+    let x = Tensor.randn([2, size, size, 4], seed: 2), context = Tensor.randn([2, 77, 768], seed: 3)
+    var outputs: [Tensor] = []
+    var times: [[Double]] = [[], []]
+    for round in 0...rounds {
+        for (i, unet) in [full, narrow].enumerated() {
+            var y: Tensor? = nil
+            let t = seconds { y = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context) }
+            if round == 0 { outputs.append(y!) } else { times[i].append(t) }
+        }
+    }
+    let (a, b) = (outputs[0].array, outputs[1].array)
+    var diff = 0.0, norm = 0.0
+    for i in a.indices {
+        let d = Double(a[i]) - Double(b[i])
+        diff += d * d
+        norm += Double(a[i]) * Double(a[i])
+    }
+    let (f, n) = (times[0].min()!, times[1].min()!)
+    print(String(format: "SD 1.5 UNet %d²: float32 %.3f s, bfloat16 %.3f s (%.2f×); relative L2 difference %.2e",
+                 size, f, n, n / f, (diff / norm).squareRoot()))
 }

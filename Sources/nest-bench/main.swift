@@ -31,6 +31,7 @@ let args = CommandLine.arguments
 if args.count > 1 && args[1] == "compare" { compare(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "nested-overhead" { nestedOverhead(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "conv-thresholds" { convThresholds(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "bf16" { bf16Bench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "attention" { attentionBench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "winograd4" { winograd4(arguments: args); exit(0) }
 if args.count > 2 && args[1] == "case" {

@@ -61,6 +61,9 @@ struct Generate: ParsableCommand {
     @Flag(help: "Hold the UNet, text encoder and VAE weights as float16 in memory (half the memory, a few percent slower; lossless with fp16 weights).")
     var halfWeights = false
 
+    @Flag(name: .customLong("bf16"), help: "Hold linear-layer weights as bfloat16 and multiply them in bfloat16 with float32 sums where the CPU has AVX512_BF16 (half the memory, faster; output differs by a fraction of a percent); 3×3 convolutions keep float32 products on float16 weights.")
+    var bfloat16 = false
+
     @Option(name: .customLong("adapter"), help: "A subject adapter (NAME.json + NAME.safetensors); repeatable.")
     var adapters: [String] = []
 
@@ -115,8 +118,12 @@ struct Generate: ParsableCommand {
         do { pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant) } catch {
             fail(String(describing: error))
         }
+        if halfWeights && bfloat16 { fail("--half-weights and --bf16 both narrow the weights: choose one") }
         if halfWeights {
             for module in [pipeline.unet, pipeline.vae] + pipeline.prompts.encoders as [Module] { module.storeWeightsAsHalf() }
+        }
+        if bfloat16 {
+            for module in [pipeline.unet, pipeline.vae] + pipeline.prompts.encoders as [Module] { module.storeWeightsAsBFloat16() }
         }
         let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
         let config = GenerationConfiguration(prompt: prompt, negativePrompt: negativePrompt, steps: steps,

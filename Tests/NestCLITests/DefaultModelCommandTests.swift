@@ -63,6 +63,25 @@ import Testing
         #expect(a.pixels == b.pixels)
     }
 
+    /// `--bf16` rounds the weights (and, on BF16 hardware, the products'
+    /// operands): the image changes, but only a little; with --half-weights
+    /// it is refused in one line.
+    @Test func bfloat16GeneratesNearlyTheSameImage() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let common = ["generate", "--prompt", "a <critter> in the snow", "--subject", "<critter>=\(Self.critter)", "--seed", "3", "--steps", "4"]
+        let full = try CLI.run(common + ["--output", "full.png"], in: dir)
+        let narrow = try CLI.run(common + ["--output", "bf16.png", "--bf16"], in: dir)
+        #expect(full.status == 0 && narrow.status == 0, "\(full.stderr) \(narrow.stderr)")
+        let a = try ImageFile.decode(path: dir.appendingPathComponent("full.png").path)
+        let b = try ImageFile.decode(path: dir.appendingPathComponent("bf16.png").path)
+        #expect(a.pixels != b.pixels)
+        let meanDifference = zip(a.pixels, b.pixels).map { abs(Double($0) - Double($1)) }.reduce(0, +) / Double(a.pixels.count)
+        #expect(meanDifference < 3, "mean |difference| \(meanDifference) of 255")
+        let both = try CLI.run(common + ["--output", "x.png", "--bf16", "--half-weights"], in: dir)
+        #expect(both.status != 0 && both.stderr.split(separator: "\n").count == 1, "\(both.stderr)")
+    }
+
     /// `nest eval` end to end at a tiny size: the table with its validation rows.
     @Test func evalWritesTheTable() throws {
         let dir = CLI.temporaryFolder()

@@ -27,4 +27,20 @@ import Testing
         let reference = try refs.reference("out_t500", nchw: true)
         #expect(relativeError(a, reference) < 1e-2, "float16 weights stay close to the float32 model: \(relativeError(a, reference))")
     }
+
+    /// bfloat16 weights (and, with BF16 hardware, bfloat16 products) against
+    /// diffusers' float32 output: the error of rounding both operands of every
+    /// linear layer to 8 bits of mantissa, not more.
+    @Test(arguments: ["sd1", "sdxl"])
+    func unetWithBFloat16WeightsStaysCloseToDiffusers(flavour: String) throws {
+        let unet = try UNet2DConditionModel.load(folder: ModelFixtures.component(flavour, "unet"))
+        unet.freeze()
+        #expect(unet.storeWeightsAsBFloat16(minimumCount: 64) > 0)
+        let refs = try ModelFixtures.references(flavour, "unet")
+        let x = try UNetTests.inputs(refs)
+        let out = unet(sample: x.sample, timestep: [500], encoderHiddenStates: x.context, added: x.added)
+        let error = relativeError(out, try refs.reference("out_t500", nchw: true))
+        #expect(error < 2e-2, "bfloat16 stays close to the float32 model: \(error)")
+        #expect(error > 1e-6, "the weights really were rounded")
+    }
 }

@@ -54,4 +54,23 @@ void nest_attention_block(const float *q, ptrdiff_t qStride, const float *k, ptr
                           float *lse, ptrdiff_t rows, ptrdiff_t nk, ptrdiff_t d, ptrdiff_t dv,
                           float scale, float *scratch);
 
+/* bfloat16 GEMM with float32 sums (gemm_bf16.c). nest_kernels_bf16(): 1 when
+ * the CPU has AVX512F, AVX512BW and AVX512_BF16. Weights W[N][K] (row stride
+ * ldw) are packed once into nest_bf16_packed_words(n, k) words (64-byte
+ * aligned) by nest_bf16_pack_weights; nest_bf16_gemm then computes
+ * C[m × columns of blocks nb0..<nb1] (+)= A·Wᵀ, a block being
+ * nest_bf16_column_block() columns (each thread keeps its own packing buffer).
+ * Rounding: to nearest even. The conversions
+ * and packing work everywhere; nest_bf16_gemm only where the CPU has BF16. */
+int nest_kernels_bf16(void);
+ptrdiff_t nest_bf16_packed_words(ptrdiff_t n, ptrdiff_t k);
+ptrdiff_t nest_bf16_column_block(void);
+void nest_f32_to_bf16(const float *src, unsigned short *dst, ptrdiff_t n);
+void nest_bf16_to_f32(const unsigned short *src, float *dst, ptrdiff_t n);
+void nest_bf16_pack_weights(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldw, unsigned int *out);
+void nest_bf16_unpack_weights(const unsigned int *packed, ptrdiff_t n, ptrdiff_t k, float *w);
+void nest_bf16_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                    const unsigned int *packed, ptrdiff_t nb0, ptrdiff_t nb1,
+                    float *c, ptrdiff_t ldc, int accumulate);
+
 #endif

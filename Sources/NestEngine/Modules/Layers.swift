@@ -59,10 +59,17 @@ public final class Linear: Module {
     /// The weight as float16 once `storeWeightsAsHalf` ran (then `weight` keeps only its shape).
     public internal(set) var halfWeight: HalfWeights?
 
-    /// The float32 weight to compute with (widened from float16 when stored so).
-    public var computeWeight: Tensor { halfWeight?.widened() ?? weight }
+    /// The weight as packed bfloat16 once `storeWeightsAsBFloat16` ran.
+    public internal(set) var bfloat16Weight: BFloat16Weights?
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { F.linear(x, weight: computeWeight, bias: bias) }
+    /// The float32 weight to compute with (widened from float16 or bfloat16 when stored so).
+    public var computeWeight: Tensor { halfWeight?.widened() ?? bfloat16Weight?.widened() ?? weight }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        // The bfloat16 product records no gradient: an input that needs one takes the float32 path.
+        if let bfloat16Weight, !x.needsGrad { return F.linear(x, bfloat16: bfloat16Weight, bias: bias) }
+        return F.linear(x, weight: computeWeight, bias: bias)
+    }
 }
 
 public final class Conv2d: Module {
@@ -88,11 +95,18 @@ public final class Conv2d: Module {
     /// The weight as float16 once `storeWeightsAsHalf` ran (then `weight` keeps only its shape).
     public internal(set) var halfWeight: HalfWeights?
 
-    /// The float32 weight to compute with (widened from float16 when stored so).
-    public var computeWeight: Tensor { halfWeight?.widened() ?? weight }
+    /// A 1×1 weight as packed bfloat16 once `storeWeightsAsBFloat16` ran.
+    public internal(set) var bfloat16Weight: BFloat16Weights?
+
+    /// The float32 weight to compute with (widened from float16 or bfloat16 when stored so).
+    public var computeWeight: Tensor { halfWeight?.widened() ?? bfloat16Weight?.widened() ?? weight }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        F.conv2d(x, weight: computeWeight, bias: bias, stride: stride, padding: padding)
+        // A 1×1, stride-1, unpadded convolution over NHWC is a linear layer over channels.
+        if let bfloat16Weight, stride == 1, padding == 0, !x.needsGrad {
+            return F.linear(x, bfloat16: bfloat16Weight, bias: bias)
+        }
+        return F.conv2d(x, weight: computeWeight, bias: bias, stride: stride, padding: padding)
     }
 }
 

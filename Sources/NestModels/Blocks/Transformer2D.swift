@@ -123,6 +123,7 @@ private enum PointwiseProjection {
         switch self {
         case .linear(let l): return l(x)
         case .conv(let c):
+            if let b = c.bfloat16Weight, !x.needsGrad { return F.linear(x, bfloat16: b, bias: c.bias) }
             // The engine stores the kernel [O, 1, 1, I]; as [O, I] it is a Linear weight.
             let w = c.computeWeight
             return F.linear(x, weight: w.reshaped([w.shape[0], w.shape[3]]), bias: c.bias)

@@ -1,0 +1,87 @@
+// float32 GEMM against a pre-packed right-hand side, AVX-512: C = A·Wᵀ.
+//
+// Why: Winograd convolutions run 36 GEMMs per block of 64 tiles, each only
+// 64 rows tall. A general sgemm packs both operands for every one of them:
+// the weights (O×C values for 64 rows of work) and the tiles. Here the
+// transformed weights are packed once per call into 32-column panels and the
+// tile rows are read where they lie (one broadcast per row and k), so neither
+// operand is copied per GEMM. The micro-kernel keeps 12×32 of C in 24
+// registers.
+//
+// Packed layout: [N/32 column blocks][K][32 columns] floats, zero-padded.
+#include "CKernels.h"
+#include <string.h>
+
+#define F32_MR 12
+#define F32_NR 32
+
+ptrdiff_t nest_f32_packed_floats(ptrdiff_t n, ptrdiff_t k) { return (n + F32_NR - 1) / F32_NR * k * F32_NR; }
+
+void nest_f32_pack_panels(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldw, float *out) {
+    ptrdiff_t blocks = (n + F32_NR - 1) / F32_NR;
+    for (ptrdiff_t nb = 0; nb < blocks; nb++) {
+        float *panel = out + nb * k * F32_NR;
+        for (ptrdiff_t j = 0; j < F32_NR; j++) {
+            ptrdiff_t col = nb * F32_NR + j;
+            for (ptrdiff_t p = 0; p < k; p++) panel[p * F32_NR + j] = col < n ? w[col * ldw + p] : 0;
+        }
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f,fma")))
+
+// C[rows × 32] = A[rows × k] · panel; rows of A at stride lda (rows past
+// `rows` repeat the last one and are not stored).
+AVX512 static void kernel_12x32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *b, float *c,
+                                ptrdiff_t ldc, ptrdiff_t rows, __mmask16 m0, __mmask16 m1) {
+    const float *r[F32_MR];
+    for (int i = 0; i < F32_MR; i++) r[i] = a + (i < rows ? i : rows - 1) * lda;
+    __m512 acc[F32_MR][2];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < F32_MR; i++) { acc[i][0] = _mm512_setzero_ps(); acc[i][1] = _mm512_setzero_ps(); }
+    for (ptrdiff_t p = 0; p < k; p++) {
+        __m512 b0 = _mm512_load_ps(b + p * F32_NR), b1 = _mm512_load_ps(b + p * F32_NR + 16);
+#pragma clang loop unroll(full)
+        for (int i = 0; i < F32_MR; i++) {
+            __m512 x = _mm512_set1_ps(r[i][p]);
+            acc[i][0] = _mm512_fmadd_ps(x, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(x, b1, acc[i][1]);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < F32_MR; i++) {
+        if (i < rows) {
+            _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
+            _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
+        }
+    }
+}
+
+AVX512 void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                                 const float *packed, float *c, ptrdiff_t ldc) {
+    ptrdiff_t blocks = (n + F32_NR - 1) / F32_NR;
+    for (ptrdiff_t nb = 0; nb < blocks; nb++) {
+        const float *panel = packed + nb * k * F32_NR;
+        ptrdiff_t cols = n - nb * F32_NR;
+        __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+        __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+        for (ptrdiff_t t = 0; t < m; t += F32_MR) {
+            ptrdiff_t rows = m - t < F32_MR ? m - t : F32_MR;
+            kernel_12x32(k, a + t * lda, lda, panel, c + t * ldc + nb * F32_NR, ldc, rows, m0, m1);
+        }
+    }
+}
+#else
+void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                          const float *packed, float *c, ptrdiff_t ldc) {
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = 0; j < n; j++) {
+            const float *panel = packed + (j / F32_NR) * k * F32_NR + j % F32_NR;
+            float s = 0;
+            for (ptrdiff_t p = 0; p < k; p++) s += a[i * lda + p] * panel[p * F32_NR];
+            c[i * ldc + j] = s;
+        }
+}
+#endif
