@@ -21,6 +21,7 @@ import Testing
             (25, 11, 4, 64, 32, (2, 2, 2, 2), true),
             (32, 9, 9, 32, 32, (0, 0, 1, 1), false),
             (3, 40, 24, 96, 64, (1, 1, 1, 1), true),   // more tiles than one block
+            (4, 33, 30, 48, 70, (1, 1, 1, 1), true),   // ≥ 256 tiles: F(4×4) on packed weight panels, partial panel
         ]
         for (n, h, w, c, o, pad, hasBias) in cases {
             let x = Tensor.randn([n, h, w, c], seed: UInt64(h * 100 + w))

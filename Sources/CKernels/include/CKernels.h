@@ -73,4 +73,12 @@ void nest_bf16_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdi
                     const unsigned int *packed, ptrdiff_t nb0, ptrdiff_t nb1,
                     float *c, ptrdiff_t ldc, int accumulate);
 
+/* float32 C[m × n] = A[m × k] (rows at stride lda) · Wᵀ with W pre-packed by
+ * nest_f32_pack_panels into nest_f32_packed_floats(n, k) floats (64-byte
+ * aligned): 32-column panels [n/32][k][32], zero-padded (gemm_f32.c). */
+ptrdiff_t nest_f32_packed_floats(ptrdiff_t n, ptrdiff_t k);
+void nest_f32_pack_panels(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldw, float *out);
+void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                          const float *packed, float *c, ptrdiff_t ldc);
+
 #endif

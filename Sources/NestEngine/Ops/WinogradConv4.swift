@@ -1,3 +1,10 @@
+import CKernels
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// 3×3 stride-1 convolution by Winograd's F(4×4, 3×3) (Lavin & Gray's
 /// interpolation points 0, ±1, ±2, ∞).
 ///
@@ -21,11 +28,18 @@
 /// products (36·T·O floats) live in a per-worker scratch buffer.
 let winograd4TileBlock = 64
 
-/// U = G g Gᵀ for every (output, input) channel pair, laid out [36][O][C].
-/// `weight` points at the first of the `o` output channels wanted.
-func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int) -> Storage {
-    let u = Storage(count: 36 * o * c)
-    let up = u.pointer, plane = o * c
+/// U = G g Gᵀ for every (output, input) channel pair: 36 planes, each
+/// [O][C] or, with `packed`, in the 32-column panels of gemm_f32.c
+/// ([O/32][C][32], so the GEMMs read it without copying). `weight` points at
+/// the first of the `o` output channels wanted.
+func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int, packed: Bool = false) -> Storage {
+    let plane = packed ? nest_f32_packed_floats(o, c) : o * c
+    let u = Storage(count: 36 * plane)
+    let up = u.pointer
+    if packed && o % 32 != 0 { u.pointer.update(repeating: 0, count: 36 * plane) }  // padding columns
+    // Where (output oc, input ch) of a plane lives: oc·C + ch, or panel oc/32, row ch, column oc%32.
+    let chStride = packed ? 32 : 1
+    @inline(__always) func at(_ oc: Int) -> Int { packed ? (oc / 32) * c * 32 + oc % 32 : oc * c }
     let scratch = ScratchBuffers(count: Threads.count, floats: 18 * c)
     @inline(__always) func g6(_ a: Float, _ b: Float, _ d: Float) -> (Float, Float, Float, Float, Float, Float) {
         let s = a + d
@@ -48,11 +62,12 @@ func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int) -> Storage
             // (G·g)·Gᵀ over kx.
             for row in 0..<6 {
                 let t0 = tmp + (row * 3) * c, t1 = t0 + c, t2 = t1 + c
-                let u0 = up + (row * 6) * plane + oc * c
+                let u0 = up + (row * 6) * plane + at(oc)
                 for ch in 0..<c {
                     let r = g6(t0[ch], t1[ch], t2[ch])
-                    u0[ch] = r.0; u0[plane + ch] = r.1; u0[2 * plane + ch] = r.2
-                    u0[3 * plane + ch] = r.3; u0[4 * plane + ch] = r.4; u0[5 * plane + ch] = r.5
+                    let e = ch * chStride
+                    u0[e] = r.0; u0[plane + e] = r.1; u0[2 * plane + e] = r.2
+                    u0[3 * plane + e] = r.3; u0[4 * plane + e] = r.4; u0[5 * plane + e] = r.5
                 }
             }
         }
@@ -70,6 +85,9 @@ func winograd4OutputChunk(o: Int, c: Int) -> Int {
     return fit >= o ? o : max(16, fit / 16 * 16)
 }
 
+/// NEST_WINOGRAD_BLAS=1 sends the Winograd products through sgemm instead (for A/B timing).
+let winograd4PackedGEMM = getenv("NEST_WINOGRAD_BLAS").map { String(cString: $0) != "1" } ?? true
+
 func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                             _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
     FLOPCounter.add(2 * g.n * g.ho * g.wo * g.o * 9 * g.c)
@@ -85,10 +103,15 @@ func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<F
 func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                          _ g: ConvGeometry, outputs o: Int, _ out: UnsafeMutablePointer<Float>) {
     let c = g.c, rowStride = g.o
-    let u = winograd4Weights(weight, o: o, c: c)
-    let up = UnsafePointer(u.pointer)
     let tilesY = (g.ho + 3) / 4, tilesX = (g.wo + 3) / 4
     let tilesPerImage = tilesY * tilesX, total = g.n * tilesPerImage
+    // With AVX-512 and enough tiles the GEMMs read pre-packed weight panels
+    // (gemm_f32.c): no per-GEMM packing. Packing scatters the transformed
+    // weights, which costs more than it saves below ~256 tiles (measured:
+    // 2×64²×320² 17.5 → 14.5 ms; 2×32²×640² 22 → 27 ms).
+    let packed = VectorKernels.useAVX512 && winograd4PackedGEMM && total >= 256
+    let u = winograd4Weights(weight, o: o, c: c, packed: packed)
+    let up = UnsafePointer(u.pointer), uPlane = packed ? nest_f32_packed_floats(o, c) : o * c
     let tb = winograd4TileBlock
     let blocks = (total + tb - 1) / tb
     // Per worker: V (36·tb·C), M (36·tb·O), a zero row, 36 rows of a tile being transformed.
@@ -137,8 +160,12 @@ func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
         }
         // 36 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
         for xi in 0..<36 {
-            BLAS.gemmSerial(transB: true, m: count, n: o, k: c, a: v + xi * vPlane, lda: c,
-                            b: up + xi * o * c, ldb: c, c: m + xi * tb * o, ldc: o, counted: false)
+            if packed {
+                nest_f32_gemm_packed(count, o, c, v + xi * vPlane, c, up + xi * uPlane, m + xi * tb * o, o)
+            } else {
+                BLAS.gemmSerial(transB: true, m: count, n: o, k: c, a: v + xi * vPlane, lda: c,
+                                b: up + xi * uPlane, ldb: c, c: m + xi * tb * o, ldc: o, counted: false)
+            }
         }
         // Output transform Y = Aᵀ M A, plus bias.
         let mPlane = tb * o
