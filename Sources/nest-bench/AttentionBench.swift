@@ -4,9 +4,11 @@ import NestEngine
 /// `nest-bench attention [--rounds N] [--whole CASE]`: the attention kernels
 /// at the Stable Diffusion UNets' shapes, block kernel against GEMM tiles,
 /// interleaved in one process (this VM's speed drifts between processes).
-/// With --whole, also a whole case from `compare` with either kernel.
+/// With --whole, also a whole case from `compare` with either kernel. With
+/// --bf16, the float32 block kernel against the bfloat16 one instead.
 func attentionBench(arguments: [String]) {
     let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 6
+    let bf16 = arguments.contains("--bf16")
     print("nest-bench attention: \(Threads.count) thread(s); GEMM tiles vs block kernel, best of \(rounds) interleaved rounds")
     // (batch, queries, keys, heads, head width): SD 1.5 at 64² latents, its cross-attention, SDXL's levels.
     let shapes = [(2, 4096, 4096, 8, 40), (2, 1024, 1024, 8, 80), (2, 256, 256, 8, 160), (2, 4096, 77, 8, 40),
@@ -20,7 +22,9 @@ func attentionBench(arguments: [String]) {
             for blocked in [false, true] {
                 let i = blocked ? 1 : 0
                 var y: Tensor?
-                let t = seconds { y = AttentionKernel.with(blocked: blocked) { F.attention(query: q, key: k, value: v, heads: h) } }
+                // --bf16: the float32 block kernel (first) against the bfloat16 one (second).
+                let t = bf16 ? seconds { y = F.attention(query: q, key: k, value: v, heads: h, bfloat16: blocked) }
+                    : seconds { y = AttentionKernel.with(blocked: blocked) { F.attention(query: q, key: k, value: v, heads: h) } }
                 if round > 0 { best[i] = min(best[i], t) } else { outputs[i] = y!.array }
             }
         }

@@ -133,3 +133,48 @@ import CKernels
         #expect(small.storeWeightsAsBFloat16() == 0 && trainable.storeWeightsAsBFloat16() == 0)
     }
 }
+
+/// Attention with bfloat16 products: against float64 attention over the
+/// bfloat16-rounded (scaled) queries, keys and values, the only further
+/// rounding is of the probabilities (8 bits), so the outputs agree to a few
+/// thousandths of the values' scale; odd key counts and head widths, key
+/// counts across several softmax steps and partial query blocks included.
+@Suite struct BFloat16AttentionTests {
+    @Test(arguments: [(100, 77, 2, 40), (50, 300, 3, 33), (7, 129, 1, 64)])
+    func matchesRoundedReference(nq: Int, nk: Int, heads: Int, d: Int) {
+        let b = 2, scale = 1 / Float(d).squareRoot()
+        let q = Tensor.randn([b, nq, heads * d], seed: 1, std: 2), k = Tensor.randn([b, nk, heads * d], seed: 2, std: 2)
+        let v = Tensor.randn([b, nk, heads * d], seed: 3)
+        let out = F.attention(query: q, key: k, value: v, heads: heads, bfloat16: true).array
+        let plain = F.attention(query: q, key: k, value: v, heads: heads).array
+        // Without BF16 hardware (or with it switched off) the float32 path runs, bit for bit.
+        let widened = BFloat16Weights.$widenOnly.withValue(true) {
+            F.attention(query: q, key: k, value: v, heads: heads, bfloat16: true).array
+        }
+        #expect(widened == plain)
+        guard BFloat16Weights.multiplies else { #expect(out == plain); return }
+        let r = BFloat16WeightsTests.roundedBF16
+        let (qa, ka, va) = (q.array, k.array, v.array)
+        var worst = 0.0
+        for batch in 0..<b {
+            for h in 0..<heads {
+                for i in 0..<nq {
+                    let qi = (0..<d).map { Double(r(qa[(batch * nq + i) * heads * d + h * d + $0] * scale)) }
+                    let scores = (0..<nk).map { j in
+                        (0..<d).reduce(0.0) { $0 + qi[$1] * Double(r(ka[(batch * nk + j) * heads * d + h * d + $1])) }
+                    }
+                    let top = scores.max()!
+                    let weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
+                    for c in 0..<d {
+                        var acc = 0.0
+                        for j in 0..<nk { acc += weights[j] * Double(r(va[(batch * nk + j) * heads * d + h * d + c])) }
+                        let index = (batch * nq + i) * heads * d + h * d + c
+                        worst = max(worst, abs(acc / total - Double(out[index])))
+                    }
+                }
+            }
+        }
+        #expect(worst < 5e-3, "worst \(worst) (values ~1)")
+        #expect(out != plain, "the bfloat16 kernel ran")
+    }
+}

@@ -81,4 +81,16 @@ void nest_f32_pack_panels(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ld
 void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
                           const float *packed, float *c, ptrdiff_t ldc);
 
+/* nest_attention_block with bfloat16 products (attention_bf16.c; needs
+ * nest_kernels_bf16()): keys and values are packed once per head, keys as
+ * [nk][ceil(d/2)] words, values as [ceil(nk/2)][dv] words pairing keys 2j
+ * and 2j+1; scratch: 64-byte aligned, nest_attention_bf16_scratch_floats(d, dv). */
+ptrdiff_t nest_attention_bf16_scratch_floats(ptrdiff_t d, ptrdiff_t dv);
+void nest_attention_pack_keys_bf16(const float *k, ptrdiff_t kStride, ptrdiff_t nk, ptrdiff_t d, unsigned int *out);
+void nest_attention_pack_values_bf16(const float *v, ptrdiff_t vStride, ptrdiff_t nk, ptrdiff_t dv, unsigned int *out);
+void nest_attention_block_bf16(const float *q, ptrdiff_t qStride, const unsigned int *k,
+                               const unsigned int *v, float *out, ptrdiff_t outStride, float *lse,
+                               ptrdiff_t rows, ptrdiff_t nk, ptrdiff_t d, ptrdiff_t dv, float scale,
+                               float *scratch);
+
 #endif

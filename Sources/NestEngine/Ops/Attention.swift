@@ -29,6 +29,11 @@ public enum AttentionKernel {
     public static func with<T>(blocked on: Bool, _ body: () throws -> T) rethrows -> T {
         try $blocked.withValue(on, operation: body)
     }
+    @TaskLocal static var bfloat16 = true
+    /// Runs `body` with bfloat16 attention allowed or not for this task (benchmarks compare both).
+    public static func with<T>(bfloat16 on: Bool, _ body: () throws -> T) rethrows -> T {
+        try $bfloat16.withValue(on, operation: body)
+    }
 }
 
 struct AttentionShape {
@@ -41,8 +46,11 @@ struct AttentionShape {
 }
 
 extension F {
+    /// `bfloat16`: where the CPU has AVX512_BF16 and no gradient is recorded,
+    /// both products run in bfloat16 with float32 softmax and sums (see
+    /// attention_bf16.c; layers whose weights are bfloat16 ask for it).
     public static func attention(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
-                                 scale: Float? = nil, causal: Bool = false) -> Tensor {
+                                 scale: Float? = nil, causal: Bool = false, bfloat16: Bool = false) -> Tensor {
         precondition(q.rank == 3 && k.rank == 3 && v.rank == 3, "attention expects [B, N, H·d] tensors")
         precondition(q.shape[0] == k.shape[0] && k.shape[0] == v.shape[0], "attention batch sizes differ")
         precondition(k.shape[1] == v.shape[1], "attention: \(k.shape[1]) keys but \(v.shape[1]) values")
@@ -54,6 +62,10 @@ extension F {
         let out = Tensor(uninitialized: [s.b, s.nq, s.vStride])
         let recording = Autograd.isEnabled && (q.needsGrad || k.needsGrad || v.needsGrad)
         let lse = recording ? Tensor(uninitialized: [s.b, s.heads, s.nq]) : nil
+        if bfloat16 && !recording && !causal && BFloat16Weights.multiplies && AttentionKernel.bfloat16 {
+            attentionForwardBF16(q.data, k.data, v.data, out.data, s)
+            return out
+        }
         attentionForward(q.data, k.data, v.data, out.data, lse?.data, s)
         guard recording, let lse else { return out }
         return out.recorded("attention", [q, k, v]) { g in
@@ -141,6 +153,42 @@ func attentionForwardAVX512(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>
                                  rows, s.nk, s.d, s.dv, s.scale, scratch[worker])
         }
     }
+}
+
+/// attentionForwardAVX512's bfloat16 counterpart: keys and values of every
+/// (batch item, head) are packed to bfloat16 pairs once, then blocks of 48
+/// queries run `nest_attention_block_bf16`.
+func attentionForwardBF16(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                          _ out: UnsafeMutablePointer<Float>, _ s: AttentionShape) {
+    FLOPCounter.add(2 * s.b * s.heads * s.nq * s.nk * (s.d + s.dv))
+    let dp = (s.d + 1) / 2, pairs = (s.nk + 1) / 2
+    let keyWords = s.nk * dp, valueWords = pairs * s.dv, heads = s.b * s.heads
+    let packed = Storage(count: heads * (keyWords + valueWords))
+    let words = UnsafeMutableRawPointer(packed.pointer).bindMemory(to: UInt32.self, capacity: heads * (keyWords + valueWords))
+    parallelRanges(heads) { r in
+        for bh in r {
+            let head = bh % s.heads, batch = bh / s.heads
+            nest_attention_pack_keys_bf16(k + batch * s.nk * s.qStride + head * s.d, s.qStride, s.nk, s.d,
+                                          words + bh * keyWords)
+            nest_attention_pack_values_bf16(v + batch * s.nk * s.vStride + head * s.dv, s.vStride, s.nk, s.dv,
+                                            words + heads * keyWords + bh * valueWords)
+        }
+    }
+    let qb = nest_attention_block_queries()
+    let blocks = (s.nq + qb - 1) / qb
+    let tasks = heads * blocks
+    let scratch = ScratchBuffers(count: min(Threads.count, tasks), floats: nest_attention_bf16_scratch_floats(s.d, s.dv))
+    let keys = UnsafePointer(words), values = UnsafePointer(words + heads * keyWords)
+    parallelTasks(tasks) { worker, task in
+        let blk = task % blocks, bh = task / blocks
+        let head = bh % s.heads, batch = bh / s.heads
+        let q0 = blk * qb, rows = min(qb, s.nq - q0)
+        nest_attention_block_bf16(q + (batch * s.nq + q0) * s.qStride + head * s.d, s.qStride,
+                                  keys + bh * keyWords, values + bh * valueWords,
+                                  out + (batch * s.nq + q0) * s.vStride + head * s.dv, s.vStride, nil,
+                                  rows, s.nk, s.d, s.dv, s.scale, scratch[worker])
+    }
+    withExtendedLifetime(packed) {}
 }
 
 func attentionBackward(_ q: Tensor, _ k: Tensor, _ v: Tensor, _ out: Tensor, _ lse: Tensor, _ gOut: Tensor,

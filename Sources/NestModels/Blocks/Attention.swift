@@ -17,7 +17,9 @@ public final class PlainAttentionProcessor: AttentionProcessor {
     public func attend(_ layer: Attention, hidden: Tensor, context: Tensor?) -> Tensor {
         let q = layer.to_q(hidden)
         let (k, v) = context.map { layer.contextProjections($0) } ?? (layer.to_k(hidden), layer.to_v(hidden))
-        let out = F.attention(query: q, key: k, value: v, heads: layer.heads)
+        // Layers stored as bfloat16 (storeWeightsAsBFloat16) attend in bfloat16 too.
+        let out = F.attention(query: q, key: k, value: v, heads: layer.heads,
+                              bfloat16: layer.to_q.bfloat16Weight != nil)
         return layer.to_out[0](out)
     }
 }
