@@ -85,3 +85,56 @@ void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
         }
 }
 #endif
+
+// Winograd F(4×4, 3×3) weight transform U = G·g·Gᵀ straight into the packed
+// panels above, for the 32-column panels nb0..<nb1 of o output channels: 36
+// planes of nest_f32_packed_floats(o, c) floats. The 32 kernels of a panel
+// are first transposed to [tap][channel][32] (scratch: 9·c·32 floats), so
+// the transform then runs on vectors of 32 output channels and writes whole
+// panel rows; scattering scalars into the panels cost more than the packing
+// saved at SD's 32×32 latents. (Called only where AVX-512 is.)
+#if defined(__x86_64__)
+#define WINO_TARGET __attribute__((target("avx512f,fma")))
+#else
+#define WINO_TARGET
+#endif
+
+WINO_TARGET void nest_winograd4_pack_weights(const float *w, ptrdiff_t o, ptrdiff_t c, ptrdiff_t nb0, ptrdiff_t nb1,
+                                             float *out, float *scratch) {
+    const ptrdiff_t plane = nest_f32_packed_floats(o, c);
+    for (ptrdiff_t nb = nb0; nb < nb1; nb++) {
+        // scratch[(tap·c + ch)·32 + j] = w[nb·32 + j][tap][ch], zero past o.
+        for (ptrdiff_t j = 0; j < F32_NR; j++) {
+            ptrdiff_t oc = nb * F32_NR + j;
+            if (oc < o) {
+                const float *src = w + oc * 9 * c;
+                for (ptrdiff_t e = 0; e < 9 * c; e++) scratch[e * F32_NR + j] = src[e];
+            } else {
+                for (ptrdiff_t e = 0; e < 9 * c; e++) scratch[e * F32_NR + j] = 0;
+            }
+        }
+        float *panel = out + nb * c * F32_NR;
+        for (ptrdiff_t ch = 0; ch < c; ch++) {
+            const float *g[9];
+            for (int tap = 0; tap < 9; tap++) g[tap] = scratch + (tap * c + ch) * F32_NR;
+            float t[6][3][F32_NR];
+            // G·g down each kernel column kx ...
+            for (int kx = 0; kx < 3; kx++)
+                for (int j = 0; j < F32_NR; j++) {
+                    float a = g[kx][j], b = g[3 + kx][j], d = g[6 + kx][j], s = a + d;
+                    t[0][kx][j] = 0.25f * a; t[1][kx][j] = -(s + b) / 6; t[2][kx][j] = -(s - b) / 6;
+                    t[3][kx][j] = a / 24 + b / 12 + d / 6; t[4][kx][j] = a / 24 - b / 12 + d / 6; t[5][kx][j] = d;
+                }
+            // ... then (G·g)·Gᵀ along each row i, into planes i·6 + 0..5.
+            for (int i = 0; i < 6; i++) {
+                float *u = panel + (i * 6) * plane + ch * F32_NR;
+                for (int j = 0; j < F32_NR; j++) {
+                    float a = t[i][0][j], b = t[i][1][j], d = t[i][2][j], s = a + d;
+                    u[j] = 0.25f * a; u[plane + j] = -(s + b) / 6; u[2 * plane + j] = -(s - b) / 6;
+                    u[3 * plane + j] = a / 24 + b / 12 + d / 6; u[4 * plane + j] = a / 24 - b / 12 + d / 6;
+                    u[5 * plane + j] = d;
+                }
+            }
+        }
+    }
+}

@@ -52,6 +52,22 @@ import Testing
         #expect(worst <= 3e-6 * scale * Float(c).squareRoot(), "worst \(worst) of \(scale)")
     }
 
+    /// Without AVX-512 the F(4×4) products go through sgemm on plain [O][C]
+    /// weight planes instead of the packed panels: the same result either way.
+    @Test func winograd4PathsAgree() {
+        let x = Tensor.randn([4, 33, 30, 48], seed: 11)
+        let weight = Tensor.randn([70, 3, 3, 48], seed: 12, std: 0.1), bias = Tensor.randn([70], seed: 13)
+        func run() -> [Float] {
+            ConvolutionAlgorithm.with(winograd: true) { ConvolutionAlgorithm.with(winogradTile: 4) {
+                F.conv2d(x, weight: weight, bias: bias, stride: 1, padding: 1).array
+            } }
+        }
+        let fast = run(), portable = VectorKernels.with(false) { run() }
+        let scale = fast.map { abs($0) }.max()!
+        let worst = zip(fast, portable).map { abs($0 - $1) }.max()!
+        #expect(worst <= 1e-6 * scale, "worst \(worst) of \(scale)")
+    }
+
     @Test(arguments: [2, 4]) func gradientsMatchDirectConvolution(tile: Int) {
         let x = Tensor.randn([24, 9, 10, 32], seed: 1), weight = Tensor.randn([40, 3, 3, 32], seed: 2, std: 0.1)
         let seed = Tensor.randn([24, 9, 10, 40], seed: 3)

@@ -30,16 +30,20 @@ let winograd4TileBlock = 64
 
 /// U = G g Gᵀ for every (output, input) channel pair: 36 planes, each
 /// [O][C] or, with `packed`, in the 32-column panels of gemm_f32.c
-/// ([O/32][C][32], so the GEMMs read it without copying). `weight` points at
-/// the first of the `o` output channels wanted.
+/// ([O/32][C][32], so the GEMMs read it without copying; AVX-512 only).
+/// `weight` points at the first of the `o` output channels wanted.
 func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int, packed: Bool = false) -> Storage {
-    let plane = packed ? nest_f32_packed_floats(o, c) : o * c
-    let u = Storage(count: 36 * plane)
-    let up = u.pointer
-    if packed && o % 32 != 0 { u.pointer.update(repeating: 0, count: 36 * plane) }  // padding columns
-    // Where (output oc, input ch) of a plane lives: oc·C + ch, or panel oc/32, row ch, column oc%32.
-    let chStride = packed ? 32 : 1
-    @inline(__always) func at(_ oc: Int) -> Int { packed ? (oc / 32) * c * 32 + oc % 32 : oc * c }
+    if packed {
+        let u = Storage(count: 36 * nest_f32_packed_floats(o, c))
+        let panels = (o + 31) / 32
+        let scratch = ScratchBuffers(count: min(Threads.count, panels), floats: 9 * c * 32)
+        _ = parallelWorkers(panels) { worker, range in
+            nest_winograd4_pack_weights(weight, o, c, range.lowerBound, range.upperBound, u.pointer, scratch[worker])
+        }
+        return u
+    }
+    let u = Storage(count: 36 * o * c)
+    let up = u.pointer, plane = o * c
     let scratch = ScratchBuffers(count: Threads.count, floats: 18 * c)
     @inline(__always) func g6(_ a: Float, _ b: Float, _ d: Float) -> (Float, Float, Float, Float, Float, Float) {
         let s = a + d
@@ -62,12 +66,11 @@ func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int, packed: Bo
             // (G·g)·Gᵀ over kx.
             for row in 0..<6 {
                 let t0 = tmp + (row * 3) * c, t1 = t0 + c, t2 = t1 + c
-                let u0 = up + (row * 6) * plane + at(oc)
+                let u0 = up + (row * 6) * plane + oc * c
                 for ch in 0..<c {
                     let r = g6(t0[ch], t1[ch], t2[ch])
-                    let e = ch * chStride
-                    u0[e] = r.0; u0[plane + e] = r.1; u0[2 * plane + e] = r.2
-                    u0[3 * plane + e] = r.3; u0[4 * plane + e] = r.4; u0[5 * plane + e] = r.5
+                    u0[ch] = r.0; u0[plane + ch] = r.1; u0[2 * plane + ch] = r.2
+                    u0[3 * plane + ch] = r.3; u0[4 * plane + ch] = r.4; u0[5 * plane + ch] = r.5
                 }
             }
         }
@@ -87,6 +90,8 @@ func winograd4OutputChunk(o: Int, c: Int) -> Int {
 
 /// NEST_WINOGRAD_BLAS=1 sends the Winograd products through sgemm instead (for A/B timing).
 let winograd4PackedGEMM = getenv("NEST_WINOGRAD_BLAS").map { String(cString: $0) != "1" } ?? true
+/// Fewest tiles for the packed path (NEST_WINOGRAD_PACKED_TILES, for measuring).
+let winograd4PackedMinimumTiles = getenv("NEST_WINOGRAD_PACKED_TILES").flatMap { Int(String(cString: $0)) } ?? 0
 
 func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                             _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
@@ -106,10 +111,8 @@ func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
     let tilesY = (g.ho + 3) / 4, tilesX = (g.wo + 3) / 4
     let tilesPerImage = tilesY * tilesX, total = g.n * tilesPerImage
     // With AVX-512 and enough tiles the GEMMs read pre-packed weight panels
-    // (gemm_f32.c): no per-GEMM packing. Packing scatters the transformed
-    // weights, which costs more than it saves below ~256 tiles (measured:
-    // 2×64²×320² 17.5 → 14.5 ms; 2×32²×640² 22 → 27 ms).
-    let packed = VectorKernels.useAVX512 && winograd4PackedGEMM && total >= 256
+    // (gemm_f32.c): no per-GEMM packing.
+    let packed = VectorKernels.useAVX512 && winograd4PackedGEMM && total >= winograd4PackedMinimumTiles
     let u = winograd4Weights(weight, o: o, c: c, packed: packed)
     let up = UnsafePointer(u.pointer), uPlane = packed ? nest_f32_packed_floats(o, c) : o * c
     let tb = winograd4TileBlock
