@@ -65,7 +65,9 @@ import Testing
         let fast = run(), portable = VectorKernels.with(false) { run() }
         let scale = fast.map { abs($0) }.max()!
         let worst = zip(fast, portable).map { abs($0 - $1) }.max()!
-        #expect(worst <= 1e-6 * scale, "worst \(worst) of \(scale)")
+        // Different summation orders, magnified by the output transform: the bound of F(4×4) against direct.
+        #expect(worst <= 3e-6 * scale * Float(48).squareRoot(), "worst \(worst) of \(scale)")
+        #expect(worst > 0, "the two paths really differ in summation order")
     }
 
     @Test(arguments: [2, 4]) func gradientsMatchDirectConvolution(tile: Int) {
