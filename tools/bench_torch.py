@@ -109,7 +109,7 @@ def case(name):
         model = CLIPTextModel(CLIPTextConfig(**config("sd15_text.json"))).eval()
         ids = torch.randint(0, 49408, (2, 77), generator=g)
         return lambda: model(ids).last_hidden_state
-    if name == "generate-20":
+    if name in ("generate-20", "generate-20-bf16"):
         # A whole SD 1.5 generation at 512x512: text encoding, 20 Euler steps with
         # guidance 7.5 (batch 2 UNet calls), VAE decode. Tokenizer: a small fixture
         # vocabulary (timing does not depend on it).
@@ -123,6 +123,8 @@ def case(name):
             scheduler=EulerDiscreteScheduler.from_pretrained(os.path.join(folder, "scheduler")),
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
+        if name.endswith("bf16"):
+            pipe = pipe.to(dtype=torch.bfloat16)
         return lambda: pipe("a photo of a cat on the beach", num_inference_steps=20, guidance_scale=7.5,
                             height=512, width=512, output_type="np",
                             generator=torch.Generator().manual_seed(1)).images

@@ -16,7 +16,7 @@ import NestPersonalization
 /// Each side runs one warm-up call and reports the best of N more (N = 0: the
 /// warm-up itself, the default for the whole-generation case).
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sd15-unet-64-bf16", "sdxl-unet-64",
-                    "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20"]
+                    "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20", "generate-20-bf16"]
 /// Cases `nest-bench case` runs that `compare` does not (no PyTorch side).
 let extraCases = ["sdxl-generate-1024", "vae-decode-1024", "sdxl-unet-128"]
 
@@ -92,7 +92,7 @@ func makeSwiftCase(_ name: String) -> () -> Void {
         let ids = (0..<2).map { _ in (0..<77).map { _ in rng.nextInt(below: 49408) } }
         return { _ = text.forward(ids: ids) }
     }
-    if name == "generate-20" {
+    if parts == ["generate", "20"] {
         // A whole SD 1.5 generation at 512×512 (as tools/bench_torch.py's): text encoding,
         // 20 Euler steps at guidance 7.5, VAE decode; a small fixture tokenizer.
         let folder = benchRoot.appendingPathComponent("tools/bench_configs/sd15_pipeline")
@@ -104,6 +104,9 @@ func makeSwiftCase(_ name: String) -> () -> Void {
         let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
                                            schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
                                            forceZerosForEmptyPrompt: false)
+        if bf16 {
+            for module in [unet, vae, text] as [Module] { module.freeze(); module.storeWeightsAsBFloat16() }
+        }
         let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: 20, guidanceScale: 7.5, seed: 1,
                                              width: 512, height: 512)
         return { _ = try! pipe.generate(config) }
