@@ -9,7 +9,7 @@ import NestEngine
 func attentionBench(arguments: [String]) {
     let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 6
     let bf16 = arguments.contains("--bf16")
-    print("nest-bench attention: \(Threads.count) thread(s); GEMM tiles vs block kernel, best of \(rounds) interleaved rounds")
+    print("nest-bench attention: \(Threads.count) thread(s); \(bf16 ? "float32 vs bfloat16 block kernel" : "GEMM tiles vs block kernel"), best of \(rounds) interleaved rounds")
     // (batch, queries, keys, heads, head width): SD 1.5 at 64² latents, its cross-attention, SDXL's levels.
     let shapes = [(2, 4096, 4096, 8, 40), (2, 1024, 1024, 8, 80), (2, 256, 256, 8, 160), (2, 4096, 77, 8, 40),
                   (2, 1024, 77, 8, 80), (2, 1024, 1024, 10, 64), (2, 256, 256, 20, 64), (8, 256, 256, 4, 32)]
@@ -30,9 +30,10 @@ func attentionBench(arguments: [String]) {
         }
         let differ = zip(outputs[0], outputs[1]).map { abs($0 - $1) }.max() ?? 0
         let flops = 4.0 * Double(b * nq * nk * h * d)
-        print(String(format: "%d×%dq×%dk×%dh×%d: GEMM tiles %.2f ms (%.0f GFLOP/s), block %.2f ms (%.0f GFLOP/s), %.3f×, max diff %.1e",
-                     b, nq, nk, h, d, best[0] * 1e3, flops / best[0] / 1e9, best[1] * 1e3, flops / best[1] / 1e9,
-                     best[1] / best[0], differ))
+        let (first, second) = bf16 ? ("float32", "bfloat16") : ("GEMM tiles", "block")
+        print(String(format: "%d×%dq×%dk×%dh×%d: %@ %.2f ms (%.0f GFLOP/s), %@ %.2f ms (%.0f GFLOP/s), %.3f×, max diff %.1e",
+                     b, nq, nk, h, d, first as NSString, best[0] * 1e3, flops / best[0] / 1e9, second as NSString,
+                     best[1] * 1e3, flops / best[1] / 1e9, best[1] / best[0], differ))
     }
     guard let i = arguments.firstIndex(of: "--whole") else { return }
     let name = arguments[i + 1]
