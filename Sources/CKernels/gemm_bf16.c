@@ -75,14 +75,18 @@ void nest_bf16_pack_weights(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t 
 }
 
 void nest_bf16_unpack_weights(const unsigned int *packed, ptrdiff_t n, ptrdiff_t k, float *w) {
-    ptrdiff_t kp = (k + 1) / 2;
-    for (ptrdiff_t col = 0; col < n; col++) {
-        const unsigned int *panel = packed + (col / GEMM_NR) * kp * GEMM_NR + col % GEMM_NR;
-        for (ptrdiff_t i = 0; i < k; i++) {
-            uint32_t word = panel[(i / 2) * GEMM_NR];
-            uint32_t u = (i % 2 ? word >> 16 : word & 0xffffu) << 16;
-            memcpy(w + col * k + i, &u, 4);
-        }
+    // Panel by panel, reading the words in order (each row of W is written as a stream).
+    ptrdiff_t kp = (k + 1) / 2, blocks = (n + GEMM_NR - 1) / GEMM_NR;
+    for (ptrdiff_t nb = 0; nb < blocks; nb++) {
+        const unsigned int *panel = packed + nb * kp * GEMM_NR;
+        ptrdiff_t cols = n - nb * GEMM_NR < GEMM_NR ? n - nb * GEMM_NR : GEMM_NR;
+        for (ptrdiff_t p = 0; p < kp; p++)
+            for (ptrdiff_t j = 0; j < cols; j++) {
+                uint32_t word = panel[p * GEMM_NR + j], lo = word << 16, hi = word & 0xffff0000u;
+                float *row = w + (nb * GEMM_NR + j) * k + 2 * p;
+                memcpy(row, &lo, 4);
+                if (2 * p + 1 < k) memcpy(row + 1, &hi, 4);
+            }
     }
 }
 

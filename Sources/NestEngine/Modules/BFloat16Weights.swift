@@ -95,14 +95,38 @@ extension F {
     }
 }
 
+extension F {
+    /// A convolution with a bfloat16 weight [O, kh, kw, C] as one bfloat16
+    /// GEMM over the unfolded input (im2col), for the convolutions Winograd
+    /// does not take (small images, strides): bfloat16 products on the
+    /// direct convolution's work. No gradient is recorded. Nil where the
+    /// caller should take the float32 path instead (Winograd applies, or no
+    /// BF16 hardware).
+    static func conv2d(_ x: Tensor, bfloat16 weight: BFloat16Weights, bias: Tensor?, stride: Int,
+                       padding: Int) -> Tensor? {
+        guard BFloat16Weights.multiplies, x.rank == 4, weight.shape.count == 4, weight.shape[3] == x.shape[3] else { return nil }
+        let g = ConvGeometry(n: x.shape[0], h: x.shape[1], w: x.shape[2], c: x.shape[3], o: weight.shape[0],
+                             kh: weight.shape[1], kw: weight.shape[2], stride: stride,
+                             padTop: padding, padLeft: padding, padBottom: padding, padRight: padding)
+        guard g.ho > 0 && g.wo > 0, !ConvolutionAlgorithm.winogradApplies(g) else { return nil }
+        if let bias { precondition(bias.count == g.o, "conv2d bias \(bias.shape) for \(g.o) outputs") }
+        let rows = g.n * g.ho * g.wo
+        let col = Tensor(uninitialized: [rows, g.k])
+        let (xp, cp) = (UnsafePointer(x.data), col.data)
+        parallelRanges(rows, grain: 16) { r in im2col(xp, g, rows: r, col: cp + r.lowerBound * g.k) }
+        return linear(col, bfloat16: weight, bias: bias).reshaped([g.n, g.ho, g.wo, g.o])
+    }
+}
+
 extension Module {
-    /// Stores every Linear weight and 1×1 Conv2d weight of at least
-    /// `minimumCount` values as packed bfloat16 (multiplied in bfloat16, see
-    /// `BFloat16Weights`), and every other Conv2d weight as float16 (widened
-    /// for each call: 3×3 convolutions run as float32 Winograd products,
-    /// whose transforms would magnify bfloat16's rounding ~10×). Biases,
-    /// norms and embeddings stay float32; weights that train are left alone.
-    /// Returns the bytes of float32 storage given back.
+    /// Stores every Linear and Conv2d weight of at least `minimumCount`
+    /// values as packed bfloat16 (see `BFloat16Weights`). Linear layers, 1×1
+    /// convolutions and convolutions Winograd does not take multiply in
+    /// bfloat16; Winograd convolutions widen the rounded weight and keep
+    /// float32 products (their transforms would magnify bfloat16's rounding
+    /// of the transformed operands ~10×). Biases, norms and embeddings stay
+    /// float32; weights that train are left alone. Returns the bytes of
+    /// float32 storage given back.
     @discardableResult
     public func storeWeightsAsBFloat16(minimumCount: Int = 4096) -> Int {
         var saved = 0
@@ -114,11 +138,7 @@ extension Module {
                 linear.weight.releaseStorage()
             } else if let conv = module as? Conv2d, conv.halfWeight == nil, conv.bfloat16Weight == nil,
                       !conv.weight.requiresGrad, conv.weight.count >= minimumCount {
-                if conv.weight.shape[1] == 1 && conv.weight.shape[2] == 1 {
-                    conv.bfloat16Weight = BFloat16Weights(conv.weight)
-                } else {
-                    conv.halfWeight = HalfWeights(conv.weight)
-                }
+                conv.bfloat16Weight = BFloat16Weights(conv.weight)
                 saved += conv.weight.count * 2
                 conv.weight.releaseStorage()
             }

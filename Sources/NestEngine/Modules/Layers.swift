@@ -95,7 +95,7 @@ public final class Conv2d: Module {
     /// The weight as float16 once `storeWeightsAsHalf` ran (then `weight` keeps only its shape).
     public internal(set) var halfWeight: HalfWeights?
 
-    /// A 1×1 weight as packed bfloat16 once `storeWeightsAsBFloat16` ran.
+    /// The weight as packed bfloat16 once `storeWeightsAsBFloat16` ran.
     public internal(set) var bfloat16Weight: BFloat16Weights?
 
     /// The float32 weight to compute with (widened from float16 or bfloat16 when stored so).
@@ -103,8 +103,11 @@ public final class Conv2d: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         // A 1×1, stride-1, unpadded convolution over NHWC is a linear layer over channels.
-        if let bfloat16Weight, stride == 1, padding == 0, !x.needsGrad {
-            return F.linear(x, bfloat16: bfloat16Weight, bias: bias)
+        if let bfloat16Weight, !x.needsGrad {
+            if weight.shape[1] == 1 && weight.shape[2] == 1 && stride == 1 && padding == 0 {
+                return F.linear(x, bfloat16: bfloat16Weight, bias: bias)
+            }
+            if let y = F.conv2d(x, bfloat16: bfloat16Weight, bias: bias, stride: stride, padding: padding) { return y }
         }
         return F.conv2d(x, weight: computeWeight, bias: bias, stride: stride, padding: padding)
     }
