@@ -83,13 +83,7 @@ extension F {
         if !BFloat16Weights.multiplies {
             return linear(x, weight: weight.widened().reshaped([outF, inF]), bias: bias)
         }
-        if let bias { precondition(bias.count == outF, "linear bias \(bias.shape) for \(outF) outputs") }
-        let m = x.count / max(inF, 1)
-        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
-        if let bias {
-            let b = UnsafePointer(bias.data), o = out.data
-            parallelRanges(m, grain: 64) { r in for i in r { (o + i * outF).update(from: b, count: outF) } }
-        }
+        let (out, m) = linearOutput(x, inFeatures: inF, outFeatures: outF, bias: bias)
         weight.multiply(x.data, rows: m, lda: inF, into: out.data, ldc: outF, accumulate: bias != nil)
         return out
     }

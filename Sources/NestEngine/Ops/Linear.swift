@@ -6,14 +6,7 @@ extension F {
         precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
         let (outF, inF) = (weight.shape[0], weight.shape[1])
         precondition(x.shape.last == inF, "linear: input \(x.shape) does not end in \(inF)")
-        if let bias { precondition(bias.count == outF, "linear bias \(bias.shape) for \(outF) outputs") }
-        let m = x.count / max(inF, 1)
-        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
-        if let bias {
-            // Pre-fill rows with the bias, then accumulate the product (beta = 1).
-            let b = UnsafePointer(bias.data), o = out.data
-            parallelRanges(m, grain: 64) { r in for i in r { (o + i * outF).update(from: b, count: outF) } }
-        }
+        let (out, m) = linearOutput(x, inFeatures: inF, outFeatures: outF, bias: bias)
         BLAS.gemm(transB: true, m: m, n: outF, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF,
                   beta: bias == nil ? 0 : 1, c: out.data, ldc: outF)
         var inputs = [x, weight]
@@ -32,6 +25,20 @@ extension F {
             if let bias, bias.needsGrad { gb = g.reshaped([m, outF]).sumToShape([outF]).reshaped(bias.shape) }
             return bias == nil ? [gx, gw] : [gx, gw, gb]
         }
+    }
+
+    /// The output of a linear layer, [..., out], with every row pre-filled
+    /// with the bias when there is one (the product is then accumulated onto
+    /// it), and the number of rows.
+    static func linearOutput(_ x: Tensor, inFeatures inF: Int, outFeatures outF: Int, bias: Tensor?) -> (Tensor, Int) {
+        if let bias { precondition(bias.count == outF, "linear bias \(bias.shape) for \(outF) outputs") }
+        let m = x.count / max(inF, 1)
+        let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+        if let bias {
+            let b = UnsafePointer(bias.data), o = out.data
+            parallelRanges(m, grain: 64) { r in for i in r { (o + i * outF).update(from: b, count: outF) } }
+        }
+        return (out, m)
     }
 
     /// Matrix product over the last two dims; leading dims are batch dims and
