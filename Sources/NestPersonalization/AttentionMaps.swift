@@ -93,7 +93,9 @@ func heatColor(_ v: Float) -> (Float, Float, Float) {
 ///   (through the resampler's last attention).
 public func writeAttentionMaps(_ recorders: [AttentionRecorder], image: RGBImage, references: [String: (photo: RGBImage, pixels: Tensor, patchAttention: [[Float]])],
                                to folder: URL, overwrite: Bool) throws {
-    try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+    do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+        throw ModelConfigError("\(folder.path): cannot create the attention-map folder")
+    }
     for (k, recorder) in recorders.enumerated() {
         for (token, sum) in recorder.outer {
             let n = sum.count
@@ -102,7 +104,7 @@ public func writeAttentionMaps(_ recorders: [AttentionRecorder], image: RGBImage
             guard h * w == n else { continue }
             let peak = max(sum.max() ?? 1, 1e-12)
             let grid = sum.map { $0 / peak }
-            let safeToken = token.filter { $0.isLetter || $0.isNumber }
+            let safeToken = attentionMapStem(token)
             try ImageFile.writePNG(overlay(image, grid: grid, gridWidth: w, gridHeight: h),
                                    to: folder.appendingPathComponent("\(safeToken)-\(k)-outer.png").path,
                                    text: [("layer", recorder.path),
@@ -129,6 +131,29 @@ public func writeAttentionMaps(_ recorders: [AttentionRecorder], image: RGBImage
                 try ImageFile.writePNG(sideBySide(left, right), to: folder.appendingPathComponent("\(safeToken)-\(k)-query\(j).png").path,
                                        text: [("layer", recorder.path), ("query", String(pick.query))], overwrite: overwrite)
             }
+        }
+    }
+}
+
+/// The file-name stem of a subject's maps: `<critter>` → `critter`.
+func attentionMapStem(_ token: String) -> String { token.filter { $0.isLetter || $0.isNumber } }
+
+/// Checks before any work that the maps of `tokens` can be written into `folder`:
+/// the folder (or the nearest folder above it that exists) is a writable folder,
+/// and unless `overwrite`, it holds no maps of these subjects from an earlier run.
+public func checkAttentionMapFolder(_ folder: URL, tokens: [String], overwrite: Bool) throws {
+    let fm = FileManager.default
+    var isDirectory: ObjCBool = false
+    var existing = folder.standardizedFileURL
+    while !fm.fileExists(atPath: existing.path, isDirectory: &isDirectory) { existing.deleteLastPathComponent() }
+    guard isDirectory.boolValue else { throw ModelConfigError("\(existing.path) is a file, not a folder for attention maps") }
+    guard fm.isWritableFile(atPath: existing.path) else { throw ModelConfigError("\(existing.path): folder is not writable") }
+    guard !overwrite, existing == folder.standardizedFileURL else { return }
+    let names = (try? fm.contentsOfDirectory(atPath: folder.path)) ?? []
+    for token in tokens {
+        let stem = attentionMapStem(token) + "-"
+        if let clash = names.sorted().first(where: { $0.hasPrefix(stem) && $0.hasSuffix(".png") }) {
+            throw ModelConfigError("\(folder.path) already holds attention maps of \(token) (\(clash)); overwrite them or choose another folder")
         }
     }
 }

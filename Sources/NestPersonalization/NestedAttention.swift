@@ -1,4 +1,5 @@
 import Foundation
+import NestDiffusion
 import NestEngine
 
 /// One subject's nested keys and values for one cross-attention layer.
@@ -33,6 +34,14 @@ public struct NestedAttentionOptions: Sendable, Equatable {
     public init(valueNormalization: Float? = nil, tokenWeight: Float = 1) {
         self.valueNormalization = valueNormalization
         self.tokenWeight = tokenWeight
+    }
+
+    /// λ and w as finite numbers in their ranges: a NaN or infinite one turns every
+    /// subject value into NaN, and the image black. w enters as log w, so it must be positive.
+    public func validate() throws {
+        if let valueNormalization { try checkRange(valueNormalization, 0...100, field: "value_norm") }
+        try checkRange(tokenWeight, 0...100, field: "token_weight")
+        guard tokenWeight > 0 else { throw GenerationRequestError(field: "token_weight", "must be positive, got \(tokenWeight)") }
     }
 }
 

@@ -83,6 +83,17 @@ public final class PersonalizedPipeline {
         return traces
     }
 
+    /// Refuses a prompt that names a subject placeholder with no image of that subject:
+    /// the model would otherwise read `<critter>` as an unknown word and ignore it silently.
+    public static func checkPlaceholders(prompt: String, negativePrompt: String?, known: some Sequence<String>,
+                                         subjects: Set<String>) throws {
+        for token in known where !subjects.contains(token) {
+            for (text, field) in [(prompt, "prompt"), (negativePrompt ?? "", "negative_prompt")] where text.contains(token) {
+                throw GenerationRequestError(field: field, "names the subject \(token) but no image of \(token) was given")
+            }
+        }
+    }
+
     /// Generates with the given subjects (each must have a loaded adapter and
     /// appear in the prompt), and IP-Adapter reference images if an IP-Adapter is set.
     public func generate(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions] = [:],
@@ -98,11 +109,18 @@ public final class PersonalizedPipeline {
             guard !subject.images.isEmpty else { throw ModelConfigError("subject \(subject.placeholder) has no images") }
         }
         if !ipImages.isEmpty && ipAdapter == nil { throw ModelConfigError("IP-Adapter images given but no IP-Adapter loaded") }
+        for o in options.values { try o.validate() }
+        try checkRange(ipScale, 0...10, field: "subject_scale")
+        for scale in adapterScales.values { try checkRange(scale, 0...10, field: "subject_scale") }
+        try Self.checkPlaceholders(prompt: config.prompt, negativePrompt: config.negativePrompt,
+                                   known: adapters.keys, subjects: Set(subjects.map(\.placeholder)))
         var nested: NestedAttentionBinding? = nil
         var decoupled: [DecoupledAttentionBinding] = []
         var ipInstalled = false
         defer {
             for binding in decoupled.reversed() { binding.uninstall() }
+            // Recorders wrap the nested processors: unwrap them so that uninstall finds its own.
+            for bound in nested?.layers ?? [] where bound.layer.processor is AttentionRecorder { bound.layer.processor = bound.processor }
             nested?.uninstall()
             if ipInstalled, let ipAdapter { ipAdapter.uninstall(from: base.unet) }
         }

@@ -8,6 +8,16 @@ import NestPersonalization
 
 extension SchedulerKind: ExpressibleByArgument {}
 
+/// A seed as the web UIs take it: a number, or -1 for a random one.
+struct SeedArgument: ExpressibleByArgument {
+    let value: UInt64?
+    init?(argument: String) {
+        if argument == "-1" { value = nil; return }
+        guard let v = UInt64(argument) else { return nil }
+        value = v
+    }
+}
+
 /// Text-to-image from a diffusers folder.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -22,22 +32,23 @@ struct Generate: ParsableCommand {
     @Option(help: "What to steer away from (SDXL without one uses zero conditioning, as diffusers).")
     var negativePrompt: String?
 
-    @Option(help: "Denoising steps.")
+    // Numbers are read unconditionally so that `--steps -1` is a negative number, not a missing value.
+    @Option(parsing: .unconditional, help: "Denoising steps (1–1000).")
     var steps: Int = 25
 
-    @Option(help: "Classifier-free guidance scale (1 turns guidance off).")
+    @Option(parsing: .unconditional, help: "Classifier-free guidance scale, 0–100 (≤ 1 turns guidance off).")
     var guidance: Float = 7.5
 
-    @Option(help: "Guidance rescale φ in [0, 1].")
+    @Option(parsing: .unconditional, help: "Guidance rescale φ in [0, 1].")
     var guidanceRescale: Float = 0
 
-    @Option(help: "Random seed (default: a random one, printed and stored in the PNG).")
-    var seed: UInt64?
+    @Option(parsing: .unconditional, help: "Random seed; -1 or none: a random one, printed and stored in the PNG.")
+    var seed: SeedArgument?
 
-    @Option(help: "Width in pixels (default: the model's native size).")
+    @Option(parsing: .unconditional, help: "Width in pixels (default: the model's native size; at most 4096, and 2048×2048 pixels in all).")
     var width: Int?
 
-    @Option(help: "Height in pixels (default: the model's native size).")
+    @Option(parsing: .unconditional, help: "Height in pixels (default: the model's native size).")
     var height: Int?
 
     @Option(help: "Sampler: euler, euler-a, ddim, dpm++2m (default: the model folder's). The folder's config values are kept.")
@@ -46,8 +57,11 @@ struct Generate: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Karras sigmas (euler, dpm++2m); default: the folder's setting.")
     var karras: Bool?
 
-    @Option(help: "How many images (numbered files when more than one).")
+    @Option(parsing: .unconditional, help: "How many images (numbered files when more than one; at most 10000, each written as soon as its batch is done).")
     var count: Int = 1
+
+    @Option(parsing: .unconditional, help: "Images denoised together (1–16; default: the count, up to 4). Batch k draws from seed + k.")
+    var batchSize: Int?
 
     @Option(name: .shortAndLong, help: "Output PNG.")
     var output: String = "nest.png"
@@ -70,10 +84,10 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("subject"), help: "TOKEN=IMAGE: a photo of the subject for the adapter with that placeholder token; repeat for more photos or subjects.")
     var subjects: [String] = []
 
-    @Option(help: "Nested Attention value normalization λ (rescale each subject value to λ·‖V_s‖).")
+    @Option(parsing: .unconditional, help: "Nested Attention value normalization λ, 0–100 (rescale each subject value to λ·‖V_s‖).")
     var valueNorm: Float?
 
-    @Option(help: "Nested Attention weight w on the attention the subject token receives.")
+    @Option(parsing: .unconditional, help: "Nested Attention weight w on the attention the subject token receives (0 < w ≤ 100).")
     var tokenWeight: Float?
 
     @Option(help: "An IP-Adapter safetensors file (plain or Plus, original key layout).")
@@ -82,7 +96,7 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("ip-image"), help: "Reference image for the IP-Adapter; repeatable.")
     var ipImages: [String] = []
 
-    @Option(help: "IP-Adapter scale.")
+    @Option(parsing: .unconditional, help: "IP-Adapter scale, 0–10.")
     var subjectScale: Float = 1
 
     @Option(help: "Write attention maps of the subject tokens (outer heatmaps and nested attention traced to the reference patches) as PNGs into this folder.")
@@ -90,13 +104,29 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    /// The request as the library takes it (the seed resolved).
+    func request(seed: UInt64) -> GenerationConfiguration {
+        GenerationConfiguration(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidanceScale: guidance,
+                                guidanceRescale: guidanceRescale, seed: seed, width: width, height: height,
+                                scheduler: scheduler, karras: karras, count: count, batchSize: batchSize)
+    }
+
+    /// Everything that needs no model, in the library's own checks; errors name the options.
     func validate() throws {
-        guard steps > 0 else { throw ValidationError("--steps must be positive, got \(steps)") }
-        guard count > 0 else { throw ValidationError("--count must be positive, got \(count)") }
-        guard (0...1).contains(guidanceRescale) else { throw ValidationError("--guidance-rescale must be in [0, 1], got \(guidanceRescale)") }
-        if let width, width <= 0 { throw ValidationError("--width must be positive, got \(width)") }
-        if let height, height <= 0 { throw ValidationError("--height must be positive, got \(height)") }
+        do {
+            try request(seed: 0).validate()
+            try NestedAttentionOptions(valueNormalization: valueNorm, tokenWeight: tokenWeight ?? 1).validate()
+            try checkRange(subjectScale, 0...10, field: "subject_scale")
+        } catch let error as GenerationRequestError {
+            throw ValidationError(optionMessage(error))
+        }
         guard output.lowercased().hasSuffix(".png") else { throw ValidationError("--output must end in .png, got \(output)") }
+        if halfWeights && bfloat16 { throw ValidationError("--half-weights and --bf16 both narrow the weights: choose one") }
+        if ipAdapter != nil && ipImages.isEmpty { throw ValidationError("--ip-adapter needs at least one --ip-image") }
+        if ipAdapter == nil && !ipImages.isEmpty { throw ValidationError("--ip-image given but no --ip-adapter") }
+        if saveAttention != nil && subjects.isEmpty {
+            throw ValidationError("--save-attention records the subject tokens' attention, but no --subject was given")
+        }
     }
 
     /// The files this run will write: `out.png`, or `out-1.png` … `out-N.png`.
@@ -109,27 +139,32 @@ struct Generate: ParsableCommand {
     func run() throws {
         try engine.apply()
         let model = DefaultModel.resolve(self.model)
-        let adapters = adapterPaths(model: model)
-        // Check every output path before spending minutes generating.
+        do { try PipelineGeometry.read(folder: ModelFolder(url: URL(fileURLWithPath: model))).validate(request(seed: 0)) } catch {
+            fail(cliMessage(error))
+        }
+        let inputs = GenerateInputs(command: self, model: model)
+        // Check every output before spending minutes loading and generating.
         for path in outputPaths { try checkWritable(path) }
+        if let saveAttention {
+            do {
+                try checkAttentionMapFolder(URL(fileURLWithPath: saveAttention), tokens: inputs.subjectOrder, overwrite: overwrite)
+            } catch { fail("--save-attention: \(error)") }
+        }
 
         let loadStart = Date()
         let pipeline: StableDiffusionPipeline
         do { pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant) } catch {
             fail(String(describing: error))
         }
-        if halfWeights && bfloat16 { fail("--half-weights and --bf16 both narrow the weights: choose one") }
         if halfWeights {
             for module in [pipeline.unet, pipeline.vae] + pipeline.prompts.encoders as [Module] { module.storeWeightsAsHalf() }
         }
         if bfloat16 {
             for module in [pipeline.unet, pipeline.vae] + pipeline.prompts.encoders as [Module] { module.storeWeightsAsBFloat16() }
         }
-        let seed = self.seed ?? UInt64.random(in: 0..<(1 << 32))
-        let config = GenerationConfiguration(prompt: prompt, negativePrompt: negativePrompt, steps: steps,
-                                             guidanceScale: guidance, guidanceRescale: guidanceRescale, seed: seed,
-                                             width: width, height: height, scheduler: scheduler, karras: karras, count: count)
-        do { try pipeline.validate(config) } catch { fail(String(describing: error)) }
+        let seed = self.seed?.value ?? UInt64.random(in: 0..<(1 << 32))
+        let config = request(seed: seed)
+        do { try pipeline.validate(config) } catch { fail(cliMessage(error)) }
         for (text, name) in [(prompt, "prompt"), (negativePrompt ?? "", "negative prompt")] {
             let tokens = pipeline.prompts.tokenCount(text)
             if tokens > 75 {
@@ -141,120 +176,35 @@ struct Generate: ParsableCommand {
         note(String(format: "loaded %@ in %.1f s; %d×%d, %d steps, %@, seed %llu", model, Date().timeIntervalSince(loadStart),
                     width, height, steps, schedulerName, seed))
 
-        let personalized = try personalize(pipeline, adapters: adapters)
-        let bar = ProgressBar(total: steps)
-        let images: Tensor
+        let generator = try inputs.generator(for: pipeline)
+        func parameters(_ made: GeneratedImage) -> String {
+            var text = prompt
+            if let negativePrompt { text += "\nNegative prompt: \(negativePrompt)" }
+            let karrasText = (karras ?? false) ? " Karras" : ""
+            text += "\nSteps: \(steps), Sampler: \(schedulerName)\(karrasText), CFG scale: \(guidance), Seed: \(made.seed), "
+                + "Size: \(width)x\(height), Model: \(URL(fileURLWithPath: model).lastPathComponent)"
+            if guidanceRescale > 0 { text += ", Guidance rescale: \(guidanceRescale)" }
+            if count > 1 { text += ", Batch size: \(made.batchSize), Batch pos: \(made.positionInBatch)" }
+            return text + ", Generator: nest"
+        }
+
+        let batches = config.batches.count
+        let bar = ProgressBar(total: steps * batches)
         do {
-            let report = { (progress: GenerationProgress) -> Bool in bar.update(progress.step); return true }
-            if let (pipe, subjects, ipPictures) = personalized {
-                var options: [String: NestedAttentionOptions] = [:]
-                for (token, adapter) in pipe.adapters {
-                    var o = NestedAttentionOptions(valueNormalization: adapter.config.defaults.valueNormalization,
-                                                   tokenWeight: adapter.config.defaults.tokenWeight)
-                    if let valueNorm { o.valueNormalization = valueNorm }
-                    if let tokenWeight { o.tokenWeight = tokenWeight }
-                    options[token] = o
+            try generateImages(config, batch: generator, progress: { batch, p in bar.update(batch * steps + p.step); return true }) { made in
+                if made.index == 0, let saveAttention, let personalized = inputs.personalized {
+                    try personalized.writeAttention(image: made.image, to: saveAttention, overwrite: overwrite)
                 }
-                pipe.recordAttention = saveAttention != nil
-                images = try pipe.generate(config, subjects: subjects, options: options, ipImages: ipPictures,
-                                           ipScale: subjectScale, progress: report)
-                if let saveAttention {
-                    let first = try StableDiffusionPipeline.images(images.slice(axis: 0, 0..<1))[0]
-                    try writeAttentionMaps(pipe.recorders, image: first, references: pipe.referenceTraces(subjects),
-                                           to: URL(fileURLWithPath: saveAttention), overwrite: overwrite)
-                    note("wrote attention maps of \(pipe.recorders.count) layers to \(saveAttention)")
-                }
-            } else {
-                images = try pipeline.generate(config, progress: report)
+                let path = outputPaths[made.index]
+                try ImageFile.writePNG(made.image, to: path, text: [("parameters", parameters(made))], overwrite: overwrite)
+                bar.finish()
+                print("wrote \(path)")
             }
         } catch {
             bar.finish()
-            fail(String(describing: error))
+            fail(cliMessage(error))
         }
         bar.finish()
-
-        var parameters = prompt
-        if let negativePrompt { parameters += "\nNegative prompt: \(negativePrompt)" }
-        let karrasText = (karras ?? false) ? " Karras" : ""
-        parameters += "\nSteps: \(steps), Sampler: \(schedulerName)\(karrasText), CFG scale: \(guidance), Seed: \(seed), "
-            + "Size: \(width)x\(height), Model: \(URL(fileURLWithPath: model).lastPathComponent)"
-        if guidanceRescale > 0 { parameters += ", Guidance rescale: \(guidanceRescale)" }
-        parameters += ", Generator: nest"
-        let pictures: [RGBImage]
-        do { pictures = try StableDiffusionPipeline.images(images) } catch { fail(String(describing: error)) }
-        for (i, (picture, path)) in zip(pictures, outputPaths).enumerated() {
-            let text = count > 1 ? parameters + ", Batch index: \(i)" : parameters
-            do { try ImageFile.writePNG(picture, to: path, text: [("parameters", text)], overwrite: overwrite) } catch {
-                fail(String(describing: error))
-            }
-            print("wrote \(path)")
-        }
-    }
-
-    /// The adapters to load: every --adapter, plus the model folder's own adapter
-    /// for each --subject token no --adapter covers. Fails in one line, before
-    /// any model is loaded, when a subject's token has no adapter at all.
-    func adapterPaths(model: String) -> [String] {
-        var paths = adapters
-        let shipped = DefaultModel.adapters(in: model)
-        var covered = Set<String>()
-        for path in paths {
-            // Either file of the pair may be named, or the stem.
-            let config = URL(fileURLWithPath: path).deletingPathExtension().appendingPathExtension("json")
-            guard FileManager.default.fileExists(atPath: config.path) else {
-                fail("\(path): adapter config \(config.lastPathComponent) not found")
-            }
-            do { covered.insert(try AdapterConfig.load(from: config).placeholderToken) } catch { fail(String(describing: error)) }
-        }
-        for spec in subjects {
-            guard let eq = spec.firstIndex(of: "=") else { continue }
-            let token = String(spec[..<eq])
-            if covered.contains(token) { continue }
-            guard let path = shipped[token] else {
-                let offered = shipped.keys.sorted().joined(separator: ", ")
-                fail("--subject \(token): no adapter for this token; pass --adapter FILE.json"
-                     + (offered.isEmpty ? "" : " (the model's own adapters are for \(offered))"))
-            }
-            paths.append(path)
-            covered.insert(token)
-        }
-        return paths
-    }
-
-    /// Loads adapters and subject images; nil when the run is plain text-to-image.
-    func personalize(_ pipeline: StableDiffusionPipeline, adapters: [String]) throws -> (PersonalizedPipeline, [Subject], [RGBImage])? {
-        if adapters.isEmpty && subjects.isEmpty && ipAdapter == nil && ipImages.isEmpty { return nil }
-        if ipAdapter != nil && ipImages.isEmpty { fail("--ip-adapter needs at least one --ip-image") }
-        if ipAdapter == nil && !ipImages.isEmpty { fail("--ip-image given but no --ip-adapter") }
-        let pipe: PersonalizedPipeline
-        do {
-            pipe = try PersonalizedPipeline(base: pipeline)
-            for path in adapters { try pipe.addAdapter(path: path) }
-            if let ipAdapter { pipe.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
-        } catch { fail(String(describing: error)) }
-        var images: [String: [RGBImage]] = [:], order: [String] = []
-        for spec in subjects {
-            guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
-                fail("--subject must look like TOKEN=IMAGE, got \"\(spec)\"")
-            }
-            let token = String(spec[..<eq]), path = String(spec[spec.index(after: eq)...])
-            if images[token] == nil { order.append(token) }
-            images[token, default: []].append(readImage(path))
-        }
-        for token in pipe.adapters.keys where images[token] == nil {
-            fail("adapter \(token) is loaded but no --subject \(token)=IMAGE was given")
-        }
-        return (pipe, order.map { Subject(placeholder: $0, images: images[$0]!) }, ipImages.map(readImage))
-    }
-
-    func readImage(_ path: String) -> RGBImage {
-        do {
-            let image = try ImageFile.decode(path: path)
-            if min(image.width, image.height) < 64 {
-                warn("\(path) is only \(image.width)×\(image.height); subject photos under 64 px carry little identity")
-            }
-            return image
-        } catch { fail(String(describing: error)) }
     }
 
     /// Fails early, in one line, when `path` cannot be written.
@@ -270,35 +220,12 @@ struct Generate: ParsableCommand {
     }
 }
 
-/// Step, it/s and ETA on one redrawn line when stderr is a terminal; plain
-/// lines every few steps otherwise (logs, pipes).
-final class ProgressBar {
-    let total: Int
-    let start = Date()
-    let interactive = isatty(2) != 0
-    var lastPrinted = 0
-
-    init(total: Int) { self.total = total }
-
-    func update(_ step: Int, suffix: String = "") {
-        let elapsed = Date().timeIntervalSince(start)
-        let rate = Double(step) / max(elapsed, 1e-9)
-        let eta = Double(total - step) / max(rate, 1e-9)
-        if interactive {
-            let width = 30, filled = width * step / max(total, 1)
-            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
-            let line = String(format: "\r%@ %d/%d  %.2f it/s  ETA %.0f s  ", bar, step, total, rate, eta) + suffix + " "
-            FileHandle.standardError.write(line.data(using: .utf8)!)
-        } else if step == total || step - lastPrinted >= max(1, total / 10) {
-            lastPrinted = step
-            note(String(format: "step %d/%d  %.2f it/s  ETA %.0f s  ", step, total, rate, eta) + suffix)
-        }
-    }
-
-    func finish() {
-        if interactive { FileHandle.standardError.write("\n".data(using: .utf8)!) }
-    }
+/// A library error in the command line's words: request fields become their options.
+func cliMessage(_ error: Error) -> String {
+    if let e = error as? GenerationRequestError { return optionMessage(e) }
+    return String(describing: error)
 }
 
-func note(_ message: String) { FileHandle.standardError.write((message + "\n").data(using: .utf8)!) }
-func warn(_ message: String) { FileHandle.standardError.write(("nest: warning: " + message + "\n").data(using: .utf8)!) }
+func optionMessage(_ e: GenerationRequestError) -> String {
+    "--" + e.field.replacingOccurrences(of: "_", with: "-") + " " + e.problem
+}

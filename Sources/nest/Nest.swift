@@ -18,7 +18,36 @@ struct Nest: ParsableCommand {
 
     static func main() {
         BLAS.preferFastKernels()
-        main(nil)
+        checkCommandNames(Array(CommandLine.arguments.dropFirst()))
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            // Help and clean exits print as the parser prints them; errors are one line.
+            if exitCode(for: error) == .success { exit(withError: error) }
+            let lines = message(for: error).split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            FileHandle.standardError.write(("nest: error: " + lines.filter { !$0.isEmpty }.joined(separator: " — ") + "\n").data(using: .utf8)!)
+            Foundation.exit(exitCode(for: error).rawValue)
+        }
+    }
+
+    /// A mistyped command (`nest generat -p x`) is named as such, with the nearest
+    /// command; the parser alone would complain about the options that follow it.
+    static func checkCommandNames(_ arguments: [String]) {
+        var command: ParsableCommand.Type = Nest.self
+        var path = "nest"
+        for word in arguments {
+            let children = command.configuration.subcommands
+            guard !children.isEmpty, !word.hasPrefix("-") else { return }
+            guard let child = children.first(where: { $0._commandName == word }) else {
+                if word == "help" { return }
+                let names = children.map { $0._commandName }
+                fail(NameSuggestion.unknown("command", "\(path) \(word)", among: names.map { "\(path) \($0)" })
+                     + "; the commands are " + names.joined(separator: ", "))
+            }
+            command = child
+            path += " " + word
+        }
     }
 }
 

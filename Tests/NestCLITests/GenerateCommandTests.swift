@@ -79,10 +79,10 @@ enum CLI {
 
     @Test(arguments: [
         (["--scheduler", "plms"], "plms"),
-        (["--steps", "0"], "--steps must be positive"),
-        (["--width", "33"], "width 33 is not a positive multiple of 2"),
-        (["--height", "34"], "height 34 is not a multiple of 4"),
-        (["--count", "0"], "--count must be positive"),
+        (["--steps", "0"], "--steps must be between 1 and 1000, got 0"),
+        (["--width", "33"], "--width 33 is not a multiple of 4"),
+        (["--height", "34"], "--height 34 is not a multiple of 4"),
+        (["--count", "0"], "--count must be between 1 and 10000, got 0"),
     ])
     func badInputFailsClearly(arguments: [String], message: String) throws {
         let dir = CLI.temporaryFolder()

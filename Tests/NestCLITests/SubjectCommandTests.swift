@@ -63,7 +63,7 @@ import Testing
     @Test(arguments: [
         (["--adapter", "ADAPTER", "--subject", "<critter>=PHOTO"], "a cat on the beach", "does not contain the placeholder token <critter>"),
         (["--adapter", "ADAPTER", "--subject", "<dog>=PHOTO"], "a <critter>", "--subject <dog>: no adapter for this token"),
-        (["--adapter", "ADAPTER"], "a <critter>", "adapter <critter> is loaded but no --subject"),
+        (["--adapter", "ADAPTER"], "a <critter>", "--prompt names the subject <critter> but no image of <critter> was given"),
         (["--adapter", "ADAPTER", "--subject", "<critter>=/nonexistent.png"], "a <critter>", "/nonexistent.png"),
         (["--subject", "<critter>=PHOTO"], "a <critter>", "no adapter for this token; pass --adapter"),
         (["--adapter", "/nonexistent/adapter.json", "--subject", "<critter>=PHOTO"], "a <critter>", "adapter config adapter.json not found"),

@@ -77,7 +77,10 @@ import Testing
         two.prompt = "a <critter> and a <bot> in the city"
         let both = try pipe.generate(two, subjects: [Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)]),
                                                      Subject(placeholder: "<bot>", images: [Self.photo(seed: 2)])])
-        let one = try pipe.generate(two, subjects: [Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])])
+        // One subject: <bot> unbound reads as its class word (naming it without its photo is refused).
+        var oneSubject = two
+        oneSubject.prompt = "a <critter> and a cat in the city"
+        let one = try pipe.generate(oneSubject, subjects: [Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])])
         #expect(both.array != one.array)
         var single = config
         single.prompt = "a <pet> at night"
@@ -133,5 +136,47 @@ import Testing
         #expect(plain.array != withImage.array)
         let zeroScale = try pipe.generate(plainPrompt, subjects: [], ipImages: [Self.photo(seed: 5)], ipScale: 0)
         #expect(zeroScale.array == plain.array, "scale 0 must be the base model exactly")
+    }
+
+    @Test func recordingAttentionLeavesTheUNetAsItWas() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        try pipe.add(adapter(.nested, token: "<critter>", unet: base.unet, seed: 1))
+        let subject = Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])
+        let before = base.unet.crossAttentionLayers.map { ObjectIdentifier($0.layer.processor) }
+        let unrecorded = try pipe.generate(config, subjects: [subject])
+        pipe.recordAttention = true
+        let recorded = try pipe.generate(config, subjects: [subject])
+        #expect(!pipe.recorders.isEmpty && recorded.array == unrecorded.array, "recording must not change the image")
+        #expect(base.unet.crossAttentionLayers.map { ObjectIdentifier($0.layer.processor) } == before,
+                "every layer gets its own processor back, recorders included")
+        pipe.recordAttention = false
+        #expect(try pipe.generate(config, subjects: [subject]).array == unrecorded.array)
+        #expect(try pipe.generate(config, subjects: [subject]).array == unrecorded.array)
+        #expect(try base.generate(config).array == base.generate(config).array)
+    }
+
+    @Test func badSubjectSettingsAreRefusedByName() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        try pipe.add(adapter(.nested, token: "<critter>", unet: base.unet, seed: 1))
+        let subject = Subject(placeholder: "<critter>", images: [Self.photo(seed: 1)])
+        for (options, field) in [(NestedAttentionOptions(valueNormalization: .nan), "value_norm"),
+                                 (NestedAttentionOptions(tokenWeight: .infinity), "token_weight"),
+                                 (NestedAttentionOptions(tokenWeight: 0), "token_weight")] {
+            #expect(throws: GenerationRequestError.self) { try pipe.generate(config, subjects: [subject], options: ["<critter>": options]) }
+            do { _ = try pipe.generate(config, subjects: [subject], options: ["<critter>": options]) } catch let e as GenerationRequestError {
+                #expect(e.field == field)
+            }
+        }
+        do {
+            _ = try pipe.generate(config, subjects: [subject], ipScale: .nan)
+            Issue.record("a NaN subject scale must be refused")
+        } catch let e as GenerationRequestError { #expect(e.field == "subject_scale") }
+        // The prompt names a loaded subject, but no photo of it is given.
+        do {
+            _ = try pipe.generate(config, subjects: [])
+            Issue.record("a prompt naming <critter> without its photo must be refused")
+        } catch let e as GenerationRequestError { #expect(e.field == "prompt" && e.problem.contains("<critter>")) }
     }
 }

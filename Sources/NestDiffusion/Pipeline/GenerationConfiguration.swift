@@ -19,15 +19,20 @@ public struct GenerationConfiguration: Sendable, Equatable {
     public var scheduler: SchedulerKind?
     /// Karras sigmas (Euler, DPM++); nil keeps the folder's setting.
     public var karras: Bool?
-    /// Images per prompt, drawn from one generator as diffusers does.
+    /// Images per prompt. Up to `batchSize` of them are drawn from one generator
+    /// as diffusers does; more come in further batches (see `batches`).
     public var count: Int
+    /// Images denoised together; nil: all of `count` up to 4.
+    public var batchSizeOverride: Int?
+    public var batchSize: Int { batchSizeOverride ?? min(count, 4) }
 
     public init(prompt: String, negativePrompt: String? = nil, steps: Int = 25, guidanceScale: Float = 7.5,
                 guidanceRescale: Float = 0, seed: UInt64 = 0, width: Int? = nil, height: Int? = nil,
-                scheduler: SchedulerKind? = nil, karras: Bool? = nil, count: Int = 1) {
+                scheduler: SchedulerKind? = nil, karras: Bool? = nil, count: Int = 1, batchSize: Int? = nil) {
         self.prompt = prompt; self.negativePrompt = negativePrompt; self.steps = steps
         self.guidanceScale = guidanceScale; self.guidanceRescale = guidanceRescale; self.seed = seed
         self.width = width; self.height = height; self.scheduler = scheduler; self.karras = karras; self.count = count
+        self.batchSizeOverride = batchSize
     }
 }
 
@@ -37,6 +42,15 @@ public struct GenerationProgress {
     public let stepCount: Int
     /// The current latents, NHWC [count, h, w, C] (decode them for a preview).
     public let latents: Tensor
+}
+
+/// The model produced values that are not numbers (NaN or infinite weights, or
+/// settings that overflow): an image of them would be silently black.
+public struct NonFiniteGeneration: Error, CustomStringConvertible {
+    public let stage: String
+    public var description: String {
+        "the generation produced non-finite values (\(stage)): the model's weights or the settings are not finite numbers"
+    }
 }
 
 public struct GenerationCancelled: Error, CustomStringConvertible {

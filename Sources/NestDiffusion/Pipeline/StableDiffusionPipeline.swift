@@ -35,25 +35,17 @@ public final class StableDiffusionPipeline {
     }
 
     public var vaeScaleFactor: Int { vae.downsamplingFactor }
-    /// The UNet's sample_size × the VAE factor: (height, width).
-    public var defaultSize: (height: Int, width: Int) {
-        let sample = unet.config.sampleSize ?? [64]
-        return (sample[0] * vaeScaleFactor, sample[sample.count - 1] * vaeScaleFactor)
+    public var geometry: PipelineGeometry {
+        PipelineGeometry(vaeFactor: vaeScaleFactor, unetFactor: unet.downscaleFactor, sampleSize: unet.config.sampleSize)
     }
+    /// The UNet's sample_size × the VAE factor: (height, width).
+    public var defaultSize: (height: Int, width: Int) { geometry.defaultSize }
 
-    /// Checks sizes and steps before any work, with messages naming the problem.
-    public func validate(_ c: GenerationConfiguration) throws {
-        guard c.steps > 0 else { throw ModelConfigError("steps must be positive, got \(c.steps)") }
-        guard c.count > 0 else { throw ModelConfigError("count must be positive, got \(c.count)") }
-        let multiple = vaeScaleFactor * unet.downscaleFactor
-        for (name, value) in [("width", c.width ?? defaultSize.width), ("height", c.height ?? defaultSize.height)] {
-            guard value > 0 && value % vaeScaleFactor == 0 else {
-                throw ModelConfigError("\(name) \(value) is not a positive multiple of \(vaeScaleFactor) (the VAE's downsampling factor)")
-            }
-            guard value % multiple == 0 else {
-                throw ModelConfigError("\(name) \(value) is not a multiple of \(multiple) (the VAE factor × the UNet's \(unet.downscaleFactor)× downsampling)")
-            }
-        }
+    /// Checks a request before any work: the limits (`GenerationConfiguration.validate`)
+    /// and the sizes this model takes, with messages naming the field.
+    public func validate(_ c: GenerationConfiguration, limits: GenerationLimits = .standard) throws {
+        try c.validate(limits: limits)
+        try geometry.validate(c)
     }
 
     /// The scheduler a configuration asks for, built from the folder's config values.
@@ -69,6 +61,8 @@ public final class StableDiffusionPipeline {
                          conditioning: ((inout EncodedPrompts, inout EncodedPrompts?) throws -> Void)? = nil,
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
         try validate(c)
+        // One call is one batch; `generateImages` splits larger requests.
+        try checkRange(c.count, 1...GenerationLimits.standard.maxBatchSize, field: "count")
         return try Autograd.noGrad {
             let width = c.width ?? defaultSize.width, height = c.height ?? defaultSize.height
             let guided = c.guidanceScale > 1
@@ -114,20 +108,27 @@ public final class StableDiffusionPipeline {
                         if c.guidanceRescale > 0 { noise = rescaleGuidance(noise, text: text, phi: c.guidanceRescale) }
                     }
                     latents = scheduler.step(modelOutput: noise, step: step, sample: latents, generator: generator)
+                    guard latents.allFinite else { throw NonFiniteGeneration(stage: "denoising step \(step + 1) of \(scheduler.stepCount)") }
                     if let progress, !progress(GenerationProgress(step: step + 1, stepCount: scheduler.stepCount, latents: latents)) {
                         throw GenerationCancelled()
                     }
                 }
             }
-            return decode(latents)
+            let images = decode(latents)
+            guard images.allFinite else { throw NonFiniteGeneration(stage: "the VAE decode") }
+            return images
         }
     }
 
     /// Latents → images in [0, 1] (SD pipelines divide by scaling_factor only).
+    /// NaN stays NaN (clamping would turn it into black), for the caller to report.
     public func decode(_ latents: Tensor) -> Tensor {
         let image = Autograd.noGrad { vae.decode(latents / Tensor(scalar: Float(vae.config.scalingFactor))) }
         let out = Tensor(uninitialized: image.shape)
-        for i in 0..<image.count { out.data[i] = min(1, max(0, image.data[i] / 2 + 0.5)) }
+        for i in 0..<image.count {
+            let v = image.data[i] / 2 + 0.5
+            out.data[i] = v.isNaN ? v : min(1, max(0, v))
+        }
         return out
     }
 

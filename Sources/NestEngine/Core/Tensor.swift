@@ -126,3 +126,15 @@ func normalizeAxis(_ axis: Int, rank: Int) -> Int {
     precondition(a >= 0 && a < rank, "axis \(axis) out of range for rank \(rank)")
     return a
 }
+
+extension Tensor {
+    /// False when any value is NaN or infinite: a cheap check on results before they
+    /// become images or weights, where NaN would otherwise turn silently into black.
+    public var allFinite: Bool {
+        let p = data
+        // Any NaN or infinity makes the product with zero NaN; a finite sum of zeros stays 0.
+        var probe: Float = 0
+        for i in 0..<count { probe += p[i] * 0 }
+        return probe == 0
+    }
+}
