@@ -39,6 +39,9 @@ final class GenerateInputs {
                                                        known: known, subjects: Set(order))
         } catch { fail(cliMessage(error) + "; pass --subject TOKEN=IMAGE, or write the class word for the base model alone") }
         ipPictures = command.ipImages.map(Self.readImage)
+        if let ipAdapter = command.ipAdapter {
+            do { close(try RegularFile.open(ipAdapter).descriptor) } catch { fail("--ip-adapter \(error)") }
+        }
     }
 
     /// The adapters to load: every --adapter, plus the model folder's own adapter for
