@@ -29,7 +29,7 @@ struct Demo: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
-        guard steps > 0 else { throw ValidationError("--steps must be positive, got \(steps)") }
+        guard (1...100_000).contains(steps) else { throw ValidationError("--steps must be between 1 and 100000, got \(steps)") }
         guard size >= 8 && size <= 256 && size % 4 == 0 else {
             throw ValidationError("--size must be a multiple of 4 between 8 and 256, got \(size)")
         }

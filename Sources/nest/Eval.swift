@@ -42,13 +42,20 @@ struct Eval: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
-        guard identities > 0, prompts > 0, steps > 0 else { throw ValidationError("--identities, --prompts and --steps must be positive") }
+        guard (1...1000).contains(identities) else { throw ValidationError("--identities must be between 1 and 1000, got \(identities)") }
+        guard (1...100).contains(prompts) else { throw ValidationError("--prompts must be between 1 and 100, got \(prompts)") }
+        do {
+            try GenerationConfiguration(prompt: "", steps: steps, guidanceScale: guidance).validate()
+            try NestedAttentionOptions(valueNormalization: valueNorm).validate()
+        } catch let error as GenerationRequestError { throw ValidationError(optionMessage(error)) }
     }
 
     func run() throws {
         try engine.apply()
         let folder = URL(fileURLWithPath: output)
         if FileManager.default.fileExists(atPath: folder.path) { fail("\(output) already exists; choose a new folder (nothing was overwritten)") }
+        let parent = folder.deletingLastPathComponent().path
+        guard FileManager.default.isWritableFile(atPath: parent) else { fail("\(output): folder \(parent) does not exist or is not writable") }
         let modelPath = DefaultModel.resolve(model)
         let pipe: PersonalizedPipeline
         do {

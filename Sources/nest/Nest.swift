@@ -53,12 +53,12 @@ struct Nest: ParsableCommand {
 
 /// Options every command shares.
 struct EngineOptions: ParsableArguments {
-    @Option(help: "Worker threads for the engine's kernels (default: NEST_THREADS or the number of cores).")
+    @Option(parsing: .unconditional, help: "Worker threads for the engine's kernels (default: NEST_THREADS or the number of cores).")
     var threads: Int?
 
     func apply() throws {
         if let threads {
-            guard threads > 0 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
+            guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
             Threads.count = threads
         }
     }

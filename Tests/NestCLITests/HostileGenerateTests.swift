@@ -133,4 +133,17 @@ import Testing
                                       "--save-attention", file], model: setup.folder.path)
         expectOneLineError(notFolder, "is a file, not a folder", wrote: false)
     }
+
+    @Test(arguments: [
+        (["eval", "-o", "/tmp/nest-eval-never", "--steps", "0"], "--steps must be between 1 and 1000, got 0"),
+        (["eval", "-o", "/tmp/nest-eval-never", "--guidance", "nan"], "--guidance must be a finite number"),
+        (["eval", "-o", "/tmp/nest-eval-never", "--identities", "100000"], "--identities must be between 1 and 1000"),
+        (["eval", "-o", "/nonexistent-folder/eval", "--identities", "1"], "folder /nonexistent-folder does not exist or is not writable"),
+        (["demo", "--threads", "-1"], "--threads must be between 1 and 1024, got -1"),
+        (["demo", "--steps", "0", "-o", "/tmp/nest-demo-never.png"], "--steps must be between 1 and 100000"),
+    ])
+    func otherCommandsBoundTheirNumbers(arguments: [String], message: String) throws {
+        let r = try CLI.run(arguments)
+        expectOneLineError(r, message, wrote: FileManager.default.fileExists(atPath: "/tmp/nest-eval-never"), arguments.joined(separator: " "))
+    }
 }
