@@ -121,6 +121,9 @@ struct Generate: ParsableCommand {
             throw ValidationError(optionMessage(error))
         }
         guard output.lowercased().hasSuffix(".png") else { throw ValidationError("--output must end in .png, got \(output)") }
+        if let variant, variant.isEmpty || !variant.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_" || $0 == "-") }) {
+            throw ValidationError("--variant is a weight-file suffix such as fp16 (letters, digits, - and _), got \"\(Escaped.text(variant))\"")
+        }
         if halfWeights && bfloat16 { throw ValidationError("--half-weights and --bf16 both narrow the weights: choose one") }
         if ipAdapter != nil && ipImages.isEmpty { throw ValidationError("--ip-adapter needs at least one --ip-image") }
         if ipAdapter == nil && !ipImages.isEmpty { throw ValidationError("--ip-image given but no --ip-adapter") }
@@ -210,7 +213,11 @@ struct Generate: ParsableCommand {
     /// Fails early, in one line, when `path` cannot be written.
     func checkWritable(_ path: String) throws {
         let fm = FileManager.default
-        if fm.fileExists(atPath: path) && !overwrite { fail("\(path) already exists; pass --overwrite to replace it") }
+        var isFolder: ObjCBool = false
+        if fm.fileExists(atPath: path, isDirectory: &isFolder) {
+            if isFolder.boolValue { fail("\(path) is a folder; --output names a PNG file") }
+            if !overwrite { fail("\(path) already exists; pass --overwrite to replace it") }
+        }
         let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {

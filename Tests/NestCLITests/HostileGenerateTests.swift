@@ -47,11 +47,22 @@ import Testing
         (["--subject", "<critter>="], "--subject <critter>=: no image path"),
         (["--subject", "=x.png"], "--subject must look like TOKEN=IMAGE"),
         (["--half-weights", "--bf16"], "choose one"),
+        (["--variant", "../../etc/passwd"], "--variant is a weight-file suffix such as fp16"),
+        (["--output", "/tmp"], "--output must end in .png"),
     ])
     func badNumbersAndOptions(arguments: [String], message: String) throws {
         let (r, wrote) = try run(["--prompt", "a cat"] + arguments)
         expectOneLineError(r, message, wrote: wrote, arguments.joined(separator: " "))
         #expect(!r.stderr.contains("loaded"), "checked before the model loads: \(r.stderr)")
+    }
+
+    @Test func aFolderIsNotAnOutputFile() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let folder = dir.appendingPathComponent("out.png")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let r = try CLI.run(["generate", "--model", sdxl, "--prompt", "a cat", "--steps", "1", "--overwrite", "--output", folder.path])
+        expectOneLineError(r, "out.png is a folder; --output names a PNG file", wrote: false)
     }
 
     @Test func aHugePromptIsRefused() throws {
