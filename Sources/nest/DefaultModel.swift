@@ -28,15 +28,6 @@ enum DefaultModel {
 
     /// Adapters shipped in a model folder's `adapters/` (NAME.json + NAME.safetensors), by placeholder token.
     static func adapters(in model: String, kind: AdapterConfig.Kind = .nested) -> [String: String] {
-        let folder = URL(fileURLWithPath: model).appendingPathComponent("adapters")
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return [:] }
-        var out: [String: String] = [:]
-        for name in names.sorted() where name.hasSuffix(".json") {
-            let url = folder.appendingPathComponent(name)
-            if let config = try? AdapterConfig.load(from: url), config.kind == kind, out[config.placeholderToken] == nil {
-                out[config.placeholderToken] = url.path
-            }
-        }
-        return out
+        AdapterCatalog.shipped(in: URL(fileURLWithPath: model), kind: kind)
     }
 }

@@ -145,28 +145,27 @@ struct Generate: ParsableCommand {
         do { try PipelineGeometry.read(folder: ModelFolder(url: URL(fileURLWithPath: model))).validate(request(seed: 0)) } catch {
             fail(cliMessage(error))
         }
-        let inputs = GenerateInputs(command: self, model: model)
+        let seed = self.seed?.value ?? UInt64.random(in: 0..<(1 << 32))
+        let inputs = GenerateInputs(command: self, model: model, seed: seed)
         // Check every output before spending minutes loading and generating.
         for path in outputPaths { try checkWritable(path) }
         if let saveAttention {
             do {
-                try checkAttentionMapFolder(URL(fileURLWithPath: saveAttention), tokens: inputs.subjectOrder, overwrite: overwrite)
+                try checkAttentionMapFolder(URL(fileURLWithPath: saveAttention), tokens: inputs.request.subjects.map(\.placeholder),
+                                            overwrite: overwrite)
             } catch { fail("--save-attention: \(error)") }
         }
 
         let loadStart = Date()
-        let pipeline: StableDiffusionPipeline
-        do { pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant) } catch {
-            fail(String(describing: error))
-        }
-        if halfWeights {
-            for module in [pipeline.unet, pipeline.vae] + pipeline.prompts.encoders as [Module] { module.storeWeightsAsHalf() }
-        }
-        if bfloat16 {
-            for module in [pipeline.unet, pipeline.vae] + pipeline.prompts.encoders as [Module] { module.storeWeightsAsBFloat16() }
-        }
-        let seed = self.seed?.value ?? UInt64.random(in: 0..<(1 << 32))
-        let config = request(seed: seed)
+        let generator: Generator
+        do {
+            let pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant)
+            if halfWeights { pipeline.storeWeightsAsHalf() }
+            if bfloat16 { pipeline.storeWeightsAsBFloat16() }
+            generator = Generator(pipeline: pipeline, catalog: inputs.catalog)
+            if let ipAdapter { generator.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
+        } catch { fail(String(describing: error)) }
+        let pipeline = generator.pipeline, config = inputs.request.generation
         do { try pipeline.validate(config) } catch { fail(cliMessage(error)) }
         for (text, name) in [(prompt, "prompt"), (negativePrompt ?? "", "negative prompt")] {
             let tokens = pipeline.prompts.tokenCount(text)
@@ -179,7 +178,6 @@ struct Generate: ParsableCommand {
         note(String(format: "loaded %@ in %.1f s; %d×%d, %d steps, %@, seed %llu", model, Date().timeIntervalSince(loadStart),
                     width, height, steps, schedulerName, seed))
 
-        let generator = try inputs.generator(for: pipeline)
         func parameters(_ made: GeneratedImage) -> String {
             var text = prompt
             if let negativePrompt { text += "\nNegative prompt: \(negativePrompt)" }
@@ -191,12 +189,14 @@ struct Generate: ParsableCommand {
             return text + ", Generator: nest"
         }
 
-        let batches = config.batches.count
-        let bar = ProgressBar(total: steps * batches)
+        let bar = ProgressBar(total: steps * config.batches.count)
         do {
-            try generateImages(config, batch: generator, progress: { batch, p in bar.update(batch * steps + p.step); return true }) { made in
-                if made.index == 0, let saveAttention, let personalized = inputs.personalized {
-                    try personalized.writeAttention(image: made.image, to: saveAttention, overwrite: overwrite)
+            try generator.generate(inputs.request, progress: { batch, p in bar.update(batch * steps + p.step); return true }) { made in
+                if made.index == 0, let saveAttention {
+                    let layers = try generator.writeAttentionMaps(of: inputs.request, image: made.image,
+                                                                  to: URL(fileURLWithPath: saveAttention), overwrite: overwrite)
+                    bar.finish()
+                    note("wrote attention maps of \(layers) layers to \(saveAttention)")
                 }
                 let path = outputPaths[made.index]
                 try ImageFile.writePNG(made.image, to: path, text: [("parameters", parameters(made))], overwrite: overwrite)

@@ -63,9 +63,9 @@ import Testing
     @Test(arguments: [
         (["--adapter", "ADAPTER", "--subject", "<critter>=PHOTO"], "a cat on the beach", "does not contain the placeholder token <critter>"),
         (["--adapter", "ADAPTER", "--subject", "<dog>=PHOTO"], "a <critter>", "--subject <dog>: no adapter for this token"),
-        (["--adapter", "ADAPTER"], "a <critter>", "--prompt names the subject <critter> but no image of <critter> was given"),
+        (["--adapter", "ADAPTER"], "a <critter>", "--subject <critter> has an adapter but no photo"),
         (["--adapter", "ADAPTER", "--subject", "<critter>=/nonexistent.png"], "a <critter>", "/nonexistent.png"),
-        (["--subject", "<critter>=PHOTO"], "a <critter>", "no adapter for this token; pass --adapter"),
+        (["--subject", "<critter>=PHOTO"], "a <critter>", "--subject <critter>: no adapter for this token"),
         (["--adapter", "/nonexistent/adapter.json", "--subject", "<critter>=PHOTO"], "a <critter>", "adapter config adapter.json not found"),
     ])
     func badSubjectInputFailsClearly(arguments: [String], prompt: String, message: String) throws {
