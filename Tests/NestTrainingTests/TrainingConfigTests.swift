@@ -1,4 +1,5 @@
 import Foundation
+import NestIO
 import NestModels
 import NestTraining
 import Testing
@@ -148,5 +149,45 @@ import Testing
             }
         }
         #expect(throws: ManifestError.self) { try TrainingManifest(url: fifo) }
+    }
+}
+
+/// Manifest records of the wrong type or with hostile text are line-numbered
+/// problems on one line each; special files are refused without reading them.
+@Suite struct HostileManifestTests {
+    @Test func wrongTypesAndSpecialFilesAreOneLineProblems() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nest-manifest-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("folder"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let image = try RGBImage(width: 4, height: 4, pixels: [UInt8](repeating: 7, count: 48))
+        for name in ["a.png", "b.png"] { try ImageFile.writePNG(image, to: dir.appendingPathComponent(name).path) }
+        #expect(mkfifo(dir.appendingPathComponent("fifo").path, 0o600) == 0)
+        let lines = [
+            #"{"image": "a.png", "caption": "a <c>", "references": ["b.png"]}"#,
+            #"{"image": 5, "caption": "a <c>", "references": ["b.png"]}"#,
+            #"{"image": "a.png", "caption": ["a <c>"], "references": ["b.png"]}"#,
+            #"{"image": "a.png", "caption": "a <c>", "references": "b.png"}"#,
+            #"{"image": "a.png", "caption": "a <c>", "references": ["b.png"], "mask": 3}"#,
+            #"{"image": "fifo", "caption": "a <c>", "references": ["b.png"]}"#,
+            #"{"image": "/dev/zero", "caption": "a <c>", "references": ["b.png"]}"#,
+            #"{"image": "folder", "caption": "a <c>", "references": ["b.png"]}"#,
+            #"{"image": "a.png", "caption": "a\n\u001B[2J <d>", "references": ["b.png"]}"#,
+            "{\"image\": \"a.png\", \"caption\": \"" + String(repeating: "x", count: 70_000) + "\"}",
+            String(decoding: [0xFF, 0xFE, 0x7B], as: UTF8.self),
+            String(repeating: "[", count: 50_000),
+        ]
+        let url = dir.appendingPathComponent("train.jsonl")
+        var data = Data(lines.joined(separator: "\n").utf8)
+        data.append(contentsOf: [10, 0xC3, 0x28, 10])  // invalid UTF-8
+        try data.write(to: url)
+        let manifest = try TrainingManifest(url: url, placeholder: "<c>", requireReferences: true)
+        #expect(manifest.samples.map(\.line) == [1])
+        #expect(manifest.problems.map(\.line) == Array(2...13))
+        for problem in manifest.problems { #expect(!problem.description.contains("\n") && !problem.description.contains("\u{1B}"), "\(problem)") }
+        let messages = manifest.problems.map(\.message)
+        #expect(messages[0].contains(#""image" must be a path"#) && messages[1].contains(#""caption" must be a string"#))
+        #expect(messages[2].contains(#""references" must be a list"#) && messages[3].contains(#""mask" must be a path"#))
+        #expect(messages[4].contains("FIFO") && messages[5].contains("character device") && messages[6].contains("folder"))
+        #expect(messages[8].contains("70") && messages[11].contains("UTF-8"), "\(messages)")
     }
 }
