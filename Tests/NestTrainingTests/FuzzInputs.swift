@@ -35,7 +35,7 @@ enum FuzzInputs {
         switch r.below(depth > 0 ? 9 : 6) {
         case 0, 1: return r.pick(numbers)
         case 2: return rawMarker + r.pick(rawNumbers)
-        case 3: return r.chance(0.7) ? r.pick(strings) : text(&r, length: r.below(40))
+        case 3: return r.chance(0.5) ? r.pick(strings) : text(&r, length: r.below(40))
         case 4: return r.chance(0.5)
         case 5: return NSNull()
         case 6: return (0..<r.below(4)).map { _ in value(&r, depth: depth - 1) }
@@ -54,6 +54,18 @@ enum FuzzInputs {
             if i % 3 == 2 { open += "{\"d\":"; close += "}" } else { open += "["; close += "]" }
         }
         return open + "1" + String(close.reversed())
+    }
+
+    /// A hostile value of the kind `old` is (a string for a string, a number
+    /// for a number), so the checks behind the type check are reached too.
+    static func like(_ old: Any?, _ r: inout FuzzRandom) -> Any {
+        switch old {
+        case is String: return r.chance(0.3) ? r.pick(strings) : text(&r, length: 1 + r.below(20))
+        case is [Any]: return (0..<r.below(4)).map { _ in r.chance(0.8) ? r.pick(numbers) : value(&r, depth: 0) }
+        case is Bool, is NSNull, nil: return value(&r)
+        case is [String: Any]: return value(&r)
+        default: return r.chance(0.7) ? r.pick(numbers) : rawMarker + r.pick(rawNumbers)
+        }
     }
 
     /// Random text including control characters, quotes and non-ASCII scalars.
@@ -112,10 +124,11 @@ enum FuzzInputs {
     /// sometimes the text itself is cut or spliced with random bytes.
     static func config(_ valid: [String: Any], _ r: inout FuzzRandom) -> Data {
         var object = valid
-        for _ in 0..<(1 + r.below(4)) {
+        // Often a single edit: with several, the first problem found hides the others.
+        for _ in 0..<(r.chance(0.5) ? 1 : 2 + r.below(3)) {
             let path = r.pick(paths(object))
             switch r.below(6) {
-            case 0, 1: object = editing(object, path[...]) { dict, key in dict[key] = value(&r) }
+            case 0, 1: object = editing(object, path[...]) { dict, key in dict[key] = r.chance(0.5) ? like(dict[key], &r) : value(&r) }
             case 2: object = editing(object, path[...]) { dict, key in dict[key] = nil }
             case 3: object = editing(object, path[...]) { dict, key in dict[misspelled(key, &r)] = value(&r, depth: 1) }
             case 4: object = editing(object, path[...]) { dict, _ in dict[text(&r, length: r.below(10))] = value(&r) }
