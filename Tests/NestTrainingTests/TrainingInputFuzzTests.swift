@@ -1,7 +1,7 @@
 import Foundation
 import NestIO
 import NestTraining
-import Testing
+import XCTest
 
 /// Seeded, time-bounded fuzzing of what a user hands `nest train`: configs
 /// (random types, out-of-range and non-finite numbers, unknown, misspelled
@@ -12,7 +12,7 @@ import Testing
 ///
 /// `NEST_FUZZ_SCALE` multiplies the case count and the time budget (default 1:
 /// ~800 cases, a few seconds); `NEST_FUZZ_SEED` replays a run.
-@Suite(.serialized) struct TrainingInputFuzzTests {
+final class TrainingInputFuzzTests: XCTestCase {
     static let scale = max(1, Int(ProcessInfo.processInfo.environment["NEST_FUZZ_SCALE"] ?? "") ?? 1)
     static let seed = UInt64(ProcessInfo.processInfo.environment["NEST_FUZZ_SEED"] ?? "") ?? 0x5EED_2026
 
@@ -59,11 +59,11 @@ import Testing
     static func expectOneLine(_ error: any Error, _ what: String, _ input: Data) {
         let message = String(describing: error)
         if !isOneLine(message) {
-            Issue.record("seed \(seed): \(what) gave a message that is not one line: \(message.debugDescription); input: \(String(decoding: input.prefix(2000), as: UTF8.self).debugDescription)")
+            XCTFail("seed \(seed): \(what) gave a message that is not one line: \(message.debugDescription); input: \(String(decoding: input.prefix(2000), as: UTF8.self).debugDescription)")
         }
     }
 
-    @Test func configsGiveAValidResultOrAOneLineError() throws {
+    func testConfigsGiveAValidResultOrAOneLineError() throws {
         let dir = try Self.workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         let before = Self.listing(dir)
@@ -89,7 +89,7 @@ import Testing
                     loaded = true
                     _ = try BaseTrainingRun(component: [.vae, .unet, .clip][index % 3], configFile: url, resume: resume)
                 }
-                Issue.record("seed \(Self.seed) case \(index): a run was set up without a model")
+                XCTFail("seed \(Self.seed) case \(index): a run was set up without a model")
             } catch {
                 Self.expectOneLine(error, "config case \(index)", input)
             }
@@ -97,16 +97,16 @@ import Testing
             try? FileManager.default.removeItem(at: url)
             let after = Self.listing(dir)
             if after != before {
-                Issue.record("seed \(Self.seed) case \(index): left \(Set(after).subtracting(before).sorted()) behind; input: \(String(decoding: input, as: UTF8.self))")
+                XCTFail("seed \(Self.seed) case \(index): left \(Set(after).subtracting(before).sorted()) behind; input: \(String(decoding: input, as: UTF8.self))")
                 return
             }
             ran += 1
         }
         print("config fuzz: seed \(Self.seed), \(ran) cases (\(accepted) valid) at scale \(Self.scale)")
-        #expect(ran >= min(cases, 200), "only \(ran) cases ran in the time budget")
+        XCTAssertGreaterThanOrEqual(ran, min(cases, 200), "only \(ran) cases ran in the time budget")
     }
 
-    @Test func manifestsGiveSamplesProblemsOrAOneLineError() throws {
+    func testManifestsGiveSamplesProblemsOrAOneLineError() throws {
         let dir = try Self.workspace()
         defer { try? FileManager.default.removeItem(at: dir) }
         var r = FuzzRandom(seed: Self.seed &+ 1)
@@ -125,11 +125,11 @@ import Testing
                 for problem in manifest.problems {
                     let message = problem.description
                     if !Self.isOneLine(message) {
-                        Issue.record("seed \(Self.seed) manifest case \(index): problem \(message.debugDescription)")
+                        XCTFail("seed \(Self.seed) manifest case \(index): problem \(message.debugDescription)")
                     }
                 }
                 for sample in manifest.samples where !FileManager.default.fileExists(atPath: sample.image.path) {
-                    Issue.record("seed \(Self.seed) manifest case \(index): a sample's image \(sample.image.path) does not exist")
+                    XCTFail("seed \(Self.seed) manifest case \(index): a sample's image \(sample.image.path) does not exist")
                 }
             } catch {
                 Self.expectOneLine(error, "manifest case \(index)", input)
@@ -137,6 +137,6 @@ import Testing
             ran += 1
         }
         print("manifest fuzz: seed \(Self.seed), \(ran) cases, \(usable) usable records, \(problems) reported problems at scale \(Self.scale)")
-        #expect(ran >= min(cases, 100), "only \(ran) cases ran in the time budget")
+        XCTAssertGreaterThanOrEqual(ran, min(cases, 100), "only \(ran) cases ran in the time budget")
     }
 }
