@@ -42,7 +42,7 @@ func writeAtomically(path: String, overwrite: Bool, _ body: (FileSink) throws ->
         throw SafeTensorsError(.fileExists, path: path, "file already exists (pass overwrite: true to replace it)")
     }
     let (directory, filename) = splitPath(path)
-    let temporary = "\(directory)/.\(filename).tmp-\(getpid())-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+    let temporary = "\(directory)/\(AtomicWriteTemporary.name(for: filename))"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else {
         throw SafeTensorsError(.io, path: path, "cannot create temporary file in \(directory): \(errnoText())")
@@ -71,6 +71,36 @@ func writeAtomically(path: String, overwrite: Bool, _ body: (FileSink) throws ->
     }
     committed = true
     syncDirectory(directory)
+}
+
+/// The names of the atomic writers' temporary files, ".<name>.tmp-<pid>-<hex>"
+/// (the image writer uses the same form). A process killed between creating
+/// one and renaming it leaves it behind; whoever owns the folder can find it
+/// by this name and remove it.
+public enum AtomicWriteTemporary {
+    static func name(for filename: String) -> String {
+        ".\(filename).tmp-\(getpid())-\(String(UInt32.random(in: .min ... .max), radix: 16))"
+    }
+
+    /// The process that created the temporary file `name`, or nil when
+    /// `name` is not a temporary file's name.
+    public static func writer(of name: String) -> Int32? {
+        guard name.hasPrefix("."), let marker = name.range(of: ".tmp-", options: .backwards),
+              marker.lowerBound > name.index(after: name.startIndex) else { return nil }
+        let parts = name[marker.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].allSatisfy({ ("0"..."9").contains($0) }), let pid = Int32(parts[0]), pid > 0,
+              !parts[1].isEmpty, parts[1].allSatisfy({ ("0"..."9").contains($0) || ("a"..."f").contains($0) }) else { return nil }
+        return pid
+    }
+
+    /// Whether the writer of a temporary file may still be writing it: its
+    /// process is alive and is not this one (this process writes nothing
+    /// while it looks for leftovers, and a restarted container may well give
+    /// the new run the dead run's process id).
+    public static func writerIsRunning(_ pid: Int32) -> Bool {
+        if pid == getpid() { return false }
+        return kill(pid, 0) == 0 || errno == EPERM
+    }
 }
 
 /// Atomic "create if absent". Falls back to check-then-rename on

@@ -5,78 +5,6 @@ import NestIO
 import NestModels
 import NestPersonalization
 
-/// How an adapter is trained (defaults: the IP-Adapter SDXL recipe the
-/// paper's authors build on: AdamW 1e-4, weight decay 1e-2, 5% dropped image,
-/// 5% dropped text, 5% both).
-public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
-    public var resolution: Int = 64
-    public var batchSize: Int = 4
-    public var learningRate: Float = 1e-4
-    public var weightDecay: Float = 1e-2
-    public var warmupSteps: Int = 0
-    public var totalSteps: Int = 1000
-    public var schedule: LearningRateSchedule.Decay = .constant
-    public var gradientClip: Float? = 1
-    public var gradientAccumulation: Int = 1
-    /// Exponential moving average of the trained weights (nil: off).
-    public var ema: Float? = nil
-    public var dropImage: Float = 0.05
-    public var dropText: Float = 0.05
-    public var dropBoth: Float = 0.05
-    public var seed: UInt64 = 0
-    /// Mirror targets at random. Turn off when captions name left and right.
-    public var flipTargets = true
-    /// How much more the subject's pixels count in the loss than the rest
-    /// (1: plain MSE). Needs a mask per record; the masked diffusion loss of
-    /// Break-A-Scene: a small model's loss is mostly background, and an
-    /// encoder learns little of who the subject is from it.
-    public var subjectLossWeight: Float = 1
-    /// Training timesteps are drawn uniformly from `lower..<upper` (nil: all
-    /// of the scheduler's). At low noise the noisy latent already shows who
-    /// the subject is, so an encoder's signal there is nearly nil; a range
-    /// that leaves them out spends the steps where identity is decided.
-    public var timestepRange: [Int]? = nil
-
-    public init() {}
-
-    /// Every key is optional in a config file; absent ones keep the defaults above.
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        resolution = try c.decodeIfPresent(Int.self, forKey: .resolution) ?? resolution
-        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? batchSize
-        learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? learningRate
-        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? weightDecay
-        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? warmupSteps
-        totalSteps = try c.decodeIfPresent(Int.self, forKey: .totalSteps) ?? totalSteps
-        schedule = try c.decodeIfPresent(LearningRateSchedule.Decay.self, forKey: .schedule) ?? schedule
-        gradientClip = try c.decodeIfPresent(Float.self, forKey: .gradientClip) ?? gradientClip
-        gradientAccumulation = try c.decodeIfPresent(Int.self, forKey: .gradientAccumulation) ?? gradientAccumulation
-        ema = try c.decodeIfPresent(Float.self, forKey: .ema)
-        dropImage = try c.decodeIfPresent(Float.self, forKey: .dropImage) ?? dropImage
-        dropText = try c.decodeIfPresent(Float.self, forKey: .dropText) ?? dropText
-        dropBoth = try c.decodeIfPresent(Float.self, forKey: .dropBoth) ?? dropBoth
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? seed
-        flipTargets = try c.decodeIfPresent(Bool.self, forKey: .flipTargets) ?? flipTargets
-        subjectLossWeight = try c.decodeIfPresent(Float.self, forKey: .subjectLossWeight) ?? subjectLossWeight
-        timestepRange = try c.decodeIfPresent([Int].self, forKey: .timestepRange)
-        if let r = timestepRange, r.count != 2 || r[0] < 0 || r[0] >= r[1] {
-            throw ModelConfigError("training: timestep_range must be [lower, upper] with 0 <= lower < upper, got \(r)")
-        }
-        guard resolution > 0, batchSize > 0, totalSteps > 0, gradientAccumulation > 0 else {
-            throw ModelConfigError("training: resolution, batch_size, steps and gradient_accumulation must be positive")
-        }
-        guard subjectLossWeight > 0 else { throw ModelConfigError("training: subject_loss_weight must be positive") }
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case resolution, batchSize = "batch_size", learningRate = "learning_rate", weightDecay = "weight_decay"
-        case warmupSteps = "warmup_steps", totalSteps = "steps", schedule, gradientClip = "gradient_clip"
-        case gradientAccumulation = "gradient_accumulation", ema, dropImage = "drop_image", dropText = "drop_text"
-        case dropBoth = "drop_both", seed, flipTargets = "flip_targets", subjectLossWeight = "subject_loss_weight"
-        case timestepRange = "timestep_range"
-    }
-}
-
 /// A training example already decoded: the target image, its caption, and
 /// reference photos of the same subject.
 public struct AdapterExample {
@@ -108,6 +36,16 @@ public final class AdapterTrainer {
         self.pipeline = pipeline
         self.adapter = adapter
         self.options = options
+        try options.validate()
+        // The timestep range is checked before the adapter is bound to the pipeline.
+        noise = try makeScheduler(kind: .ddim, config: pipeline.base.schedulerConfig, stepCount: 1).noiseSchedule
+        if let r = options.timestepRange, r[1] > noise.trainStepCount {
+            throw ModelConfigError("training.timestep_range \(r) goes past the scheduler's \(noise.trainStepCount) training steps")
+        }
+        let multiple = pipeline.base.vaeScaleFactor * pipeline.base.unet.downscaleFactor
+        guard options.resolution % multiple == 0 else {
+            throw ModelConfigError("training.resolution must be a multiple of \(multiple) for this model (the VAE's and the UNet's downsampling), got \(options.resolution)")
+        }
         try pipeline.add(adapter)
         // Everything is frozen but the adapter.
         pipeline.base.unet.freeze(); pipeline.base.vae.freeze(); pipeline.imageEncoder.freeze()
@@ -117,8 +55,6 @@ public final class AdapterTrainer {
                           config: .init(learningRate: options.learningRate, weightDecay: options.weightDecay))
         schedule = LearningRateSchedule(base: options.learningRate, warmupSteps: options.warmupSteps,
                                         totalSteps: options.totalSteps, decay: options.schedule)
-        let scheduler = try makeScheduler(kind: .ddim, config: pipeline.base.schedulerConfig, stepCount: 1)
-        noise = scheduler.noiseSchedule
         predictsVelocity = (pipeline.base.schedulerConfig.predictionType ?? "epsilon") == "v_prediction"
         state.seed = options.seed
         if options.ema != nil { emaWeights = optimizer.parameters.map { $0.tensor.copy() } }

@@ -5,75 +5,6 @@ import NestIO
 import NestModels
 import NestPersonalization
 
-/// `nest train adapter --config FILE.json`:
-///
-/// ```json
-/// { "model": "models/base",                 // diffusers folder with image_encoder/
-///   "data": "data/train.jsonl",             // manifest (see TrainingManifest)
-///   "output": "runs/critter",
-///   "adapter": { "placeholder_token": "<critter>", "class_word": "critter",
-///                "resampler": { "width": 256, "output_dim": 256, "depth": 2, "heads": 4,
-///                               "head_dim": 64, "queries": 16, "ff_mult": 4 } },
-///   "training": { "steps": 2000, "batch_size": 4, "learning_rate": 1e-4, ... },
-///   "checkpoint_every": 200, "log_every": 10, "sample_every": 500, "bad_records": "skip" }
-/// ```
-/// Relative paths are relative to the config file. The run writes
-/// `checkpoint.safetensors` (resumable), `log.jsonl` (one line per logged
-/// step), `samples/step-N.png`, and at the end `adapter.json` + `adapter.safetensors`.
-public struct AdapterRunConfig: Codable {
-    public struct AdapterSpec: Codable {
-        public var placeholderToken: String
-        public var classWord: String
-        public var resampler: ResamplerSpec
-        public var featureLayer: Int?
-        /// nested (default), ip-adapter or single-token: the baselines train on the same encoder.
-        public var kind: AdapterConfig.Kind?
-        /// Train a copy of the model's image encoder with the adapter (saved in
-        /// the adapter file). For a base whose CLIP never learned what tells
-        /// individuals apart, as the miniature world's (its captions name no traits).
-        public var trainImageEncoder: Bool?
-        enum CodingKeys: String, CodingKey {
-            case placeholderToken = "placeholder_token", classWord = "class_word", resampler, featureLayer = "feature_layer", kind
-            case trainImageEncoder = "train_image_encoder"
-        }
-    }
-
-    /// The resampler's shape; its input and output widths follow from the model.
-    public struct ResamplerSpec: Codable {
-        public var width: Int
-        public var outputDim: Int?
-        public var depth: Int
-        public var heads: Int
-        public var headDim: Int?
-        public var queries: Int
-        public var ffMult: Int?
-        enum CodingKeys: String, CodingKey {
-            case width, outputDim = "output_dim", depth, heads, headDim = "head_dim", queries, ffMult = "ff_mult"
-        }
-    }
-
-    public var model: String
-    public var data: String
-    public var output: String
-    public var adapter: AdapterSpec
-    public var training: AdapterTrainingOptions
-    public var checkpointEvery: Int?
-    public var logEvery: Int?
-    public var sampleEvery: Int?
-    public var badRecords: BadRecordPolicy?
-    /// At every checkpoint, the loss with the adapter and with the base model
-    /// alone over this many fixed batches (the data's first records, the same
-    /// noise, timesteps and dropout each time), logged as "validation_loss" and
-    /// "validation_base_loss": the training loss at batch 8 is mostly the noise
-    /// draw, so only a fixed set shows whether the adapter still improves.
-    public var validationBatches: Int?
-
-    enum CodingKeys: String, CodingKey {
-        case model, data, output, adapter, training, checkpointEvery = "checkpoint_every", logEvery = "log_every"
-        case sampleEvery = "sample_every", badRecords = "bad_records", validationBatches = "validation_batches"
-    }
-}
-
 /// A whole adapter training run: data, trainer, logging, checkpoints, samples.
 public final class AdapterTrainingRun {
     public let config: AdapterRunConfig
@@ -90,23 +21,21 @@ public final class AdapterTrainingRun {
     public init(configFile: URL, resume: Bool, measuring: Bool = false) throws {
         let base = configFile.deletingLastPathComponent()
         func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
-        config = try decodeConfig(AdapterRunConfig.self, from: configFile)
+        config = try AdapterRunConfig.load(from: configFile)
         output = resolve(config.output)
-        let checkpoint = output.appendingPathComponent("checkpoint.safetensors")
-        if FileManager.default.fileExists(atPath: checkpoint.path) && !resume && !measuring {
-            throw ModelConfigError("\(output.path) already holds a run; pass --resume to continue it (or choose another output)")
-        }
-        if resume && !FileManager.default.fileExists(atPath: checkpoint.path) {
-            throw ModelConfigError("--resume: no checkpoint at \(checkpoint.path)")
-        }
-        if !measuring { try FileManager.default.createDirectory(at: output.appendingPathComponent("samples"), withIntermediateDirectories: true) }
+        // Everything that needs no model is checked before anything is loaded or created.
+        if !measuring || resume { try RunFolder.check(output, resume: resume) }
         manifest = try TrainingManifest(url: resolve(config.data), placeholder: config.adapter.placeholderToken,
                                         requireReferences: true, checkImages: true, policy: config.badRecords ?? .skip)
         if config.training.subjectLossWeight != 1, let bare = manifest.samples.first(where: { $0.mask == nil }) {
-            throw ModelConfigError("training.subject_loss_weight is \(config.training.subjectLossWeight) but \(config.data) line \(bare.line) has no \"mask\"")
+            throw ModelConfigError("training.subject_loss_weight is \(config.training.subjectLossWeight) but \(Escaped.text(config.data)) line \(bare.line) has no \"mask\"")
         }
         let pipeline = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: resolve(config.model)))
         let spec = config.adapter
+        let layers = pipeline.imageEncoder.config.encoder.layers
+        if let layer = spec.featureLayer, !(-(layers + 1)...layers).contains(layer) {
+            throw ModelConfigError("adapter.feature_layer must be between \(-(layers + 1)) and \(layers) for this image encoder, got \(layer)")
+        }
         let crossWidth = pipeline.base.unet.config.levels[0].crossAttentionDim
         let adapterConfig = AdapterConfig(
             kind: spec.kind ?? .nested, placeholderToken: spec.placeholderToken, classWord: spec.classWord,
@@ -127,7 +56,7 @@ public final class AdapterTrainingRun {
         trainer = try AdapterTrainer(pipeline: pipeline, adapter: adapter, options: config.training)
         if resume {
             trainer.state = try TrainingCheckpoint.load(into: adapter.trainableParameters, optimizer: trainer.optimizer,
-                                                        from: checkpoint.path)
+                                                        from: checkpointURL.path)
         }
     }
 
@@ -160,13 +89,22 @@ public final class AdapterTrainingRun {
     }
 
     /// Trains until `training.steps`; `progress(step, loss, samplesPerSecond)` after each step.
+    /// The output folder is created here, not before: a run that fails before
+    /// its first checkpoint removes the folder again if it created it.
     public func run(progress: (Int, Float, Double) -> Void = { _, _, _ in }) throws {
+        let folder = try RunFolder.open(output)
+        do { try train(progress: progress) } catch {
+            folder.discardIfUnused()
+            throw error
+        }
+    }
+
+    func train(progress: (Int, Float, Double) -> Void) throws {
         let options = config.training
         let order = SampleOrder(count: manifest.samples.count, seed: options.seed)
         let start = Date()
         let firstStep = trainer.state.step
-        let log = try FileHandle(forWritingTo: touch(logURL))
-        log.seekToEndOfFile()
+        let log = try TrainingLog.open(logURL, continuingAfter: firstStep)
         defer { try? log.close() }
         while trainer.state.step < options.totalSteps {
             var state = trainer.state
@@ -236,12 +174,9 @@ public final class AdapterTrainingRun {
         let subject = Subject(placeholder: trainer.adapter.config.placeholderToken, images: [try image(sample.references[0])])
         let images = try Autograd.noGrad { try pipe.generate(config, subjects: [subject]) }
         let picture = try StableDiffusionPipeline.images(images)[0]
-        try ImageFile.writePNG(picture, to: output.appendingPathComponent("samples/step-\(step).png").path,
+        let samples = output.appendingPathComponent("samples")
+        try FileManager.default.createDirectory(at: samples, withIntermediateDirectories: true)
+        try ImageFile.writePNG(picture, to: samples.appendingPathComponent("step-\(step).png").path,
                                text: [("parameters", "\(sample.caption)\nStep: \(step)")], overwrite: true)
-    }
-
-    private func touch(_ url: URL) throws -> URL {
-        if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
-        return url
     }
 }

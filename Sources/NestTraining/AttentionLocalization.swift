@@ -23,6 +23,22 @@ public struct AttentionLocalization: Codable, Sendable, Equatable {
     public var words: [String]
 
     public init(weight: Float, words: [String]) { self.weight = weight; self.words = words }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case weight, words }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.refuseUnknownKeys(CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        weight = Float(try c.decode(Double.self, forKey: .weight))
+        words = try c.decode([String].self, forKey: .words)
+    }
+
+    func validate() throws {
+        let check = ConfigCheck(section: "attention_localization")
+        try check.real("weight", weight, .nonNegative)
+        if words.isEmpty { throw ModelConfigError("attention_localization.words must name at least one word") }
+        for word in words { try check.text("words", word) }
+    }
 }
 
 /// Plain cross-attention that also keeps, with gradients, the heads' mean

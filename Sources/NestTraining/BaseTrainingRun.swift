@@ -4,71 +4,6 @@ import NestEngine
 import NestIO
 import NestModels
 
-/// `nest train vae|unet|clip --config FILE.json`: trains one component of a
-/// diffusers folder and writes it back in the same layout, so the result is a
-/// model folder `nest generate` reads. `clip` trains the text encoder and the
-/// image encoder together (contrastively) and writes both.
-///
-/// ```json
-/// { "model": "models/world",       // diffusers folder: vae/ (and for unet: unet/, text_encoder/, tokenizer/, scheduler/)
-///   "data": "data/images.jsonl",    // {"image": …, "caption": …} per line
-///   "output": "runs/vae",
-///   "resolution": 64, "batch_size": 8, "steps": 5000,
-///   "learning_rate": 1e-4, "weight_decay": 0.01, "warmup_steps": 100, "schedule": "cosine",
-///   "gradient_clip": 1.0, "seed": 0, "kl_weight": 1e-6, "caption_dropout": 0.1,
-///   "checkpoint_every": 500, "log_every": 20 }
-/// ```
-/// A component whose folder holds only `config.json` starts from random
-/// weights; with weights present, training continues from them (clip always
-/// starts from random weights). Output: `<output>/<component>/config.json` +
-/// weights (`vae/`, `unet/`, or `text_encoder/` + `image_encoder/` +
-/// `clip.safetensors` with both towers and the temperature),
-/// `checkpoint.safetensors`, `log.jsonl`. A trained VAE's `scaling_factor` is
-/// set to 1 / (standard deviation of its latents over up to 256 training
-/// images), as Stable Diffusion's 0.18215 was chosen.
-public struct BaseRunConfig: Codable {
-    public var model: String
-    public var data: String
-    public var output: String
-    public var resolution: Int?
-    public var batchSize: Int?
-    public var steps: Int?
-    public var learningRate: Float?
-    public var weightDecay: Float?
-    public var warmupSteps: Int?
-    public var schedule: LearningRateSchedule.Decay?
-    public var gradientClip: Float?
-    public var seed: UInt64?
-    public var klWeight: Float?
-    /// VAE only, when starting (not resuming): add this to the encoder's
-    /// posterior log-variance first (see `AutoencoderKL.shiftPosteriorLogVariance`).
-    public var logvarShift: Float?
-    public var captionDropout: Float?
-    public var checkpointEvery: Int?
-    public var logEvery: Int?
-    /// Mirror images at random (default true). Turn off when captions name left and right.
-    public var flip: Bool?
-    /// Write `samples/step-N.png` every N steps: VAE reconstructions under their
-    /// originals, or UNet generations of the first captions (clip: none).
-    public var sampleEvery: Int?
-    /// UNet only: supervise the subject noun's cross-attention with the
-    /// records' `"mask"` images, `{"weight": 0.02, "words": ["critter", "bot"]}`.
-    public var attentionLocalization: AttentionLocalization?
-
-    enum CodingKeys: String, CodingKey {
-        case model, data, output, resolution, batchSize = "batch_size", steps, learningRate = "learning_rate"
-        case weightDecay = "weight_decay", warmupSteps = "warmup_steps", schedule, gradientClip = "gradient_clip", seed
-        case klWeight = "kl_weight", logvarShift = "logvar_shift", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip, sampleEvery = "sample_every"
-        case attentionLocalization = "attention_localization"
-    }
-
-    var optimization: OptimizationOptions {
-        OptimizationOptions(learningRate: learningRate ?? 1e-4, weightDecay: weightDecay ?? 1e-2, warmupSteps: warmupSteps ?? 0,
-                            totalSteps: steps ?? 1000, schedule: schedule ?? .constant, gradientClip: gradientClip ?? 1,
-                            seed: seed ?? 0)
-    }
-}
-
 public final class BaseTrainingRun {
     public enum Component: String, Sendable { case vae, unet, clip }
 
@@ -93,17 +28,16 @@ public final class BaseTrainingRun {
         self.component = component
         let base = configFile.deletingLastPathComponent()
         func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
-        config = try decodeConfig(BaseRunConfig.self, from: configFile)
+        config = try BaseRunConfig.load(from: configFile)
         output = resolve(config.output)
         let checkpoint = output.appendingPathComponent("checkpoint.safetensors")
-        if FileManager.default.fileExists(atPath: checkpoint.path) && !resume {
-            throw ModelConfigError("\(output.path) already holds a run; pass --resume to continue it (or choose another output)")
-        }
-        if resume && !FileManager.default.fileExists(atPath: checkpoint.path) {
-            throw ModelConfigError("--resume: no checkpoint at \(checkpoint.path)")
-        }
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        // Everything that needs no model is checked before anything is loaded or created.
+        try RunFolder.check(output, resume: resume)
         manifest = try TrainingManifest(url: resolve(config.data))
+        if config.attentionLocalization != nil {
+            if component != .unet { throw ModelConfigError("attention_localization is for unet training only") }
+            try Self.checkMasks(manifest, resolution: config.resolution ?? 64)
+        }
         let folder = resolve(config.model)
         source = folder.appendingPathComponent(component.rawValue)
         let options = config.optimization
@@ -136,16 +70,38 @@ public final class BaseTrainingRun {
                 : UNet2DConditionModel(config: try UNet2DConditionConfig.load(from: unetURL.appendingPathComponent("config.json")),
                                        seed: options.seed &+ 2)
             let schedulerConfig = try SchedulerConfig.load(from: try model.component("scheduler").appendingPathComponent("scheduler_config.json"))
-            if config.attentionLocalization != nil && config.flip ?? true {
-                throw ModelConfigError("attention_localization needs \"flip\": false (the masks are not mirrored with the images)")
-            }
             unetTrainer = try UNetTrainer(unet: unet, vae: try vae(), prompts: try PromptEncoder.load(folder: model),
                                           schedulerConfig: schedulerConfig, options: options,
                                           captionDropout: config.captionDropout ?? 0.1,
                                           localization: config.attentionLocalization)
         }
+        try checkResolution()
         if resume {
             state = try TrainingCheckpoint.load(into: optimizer.parameters, optimizer: optimizer, from: checkpoint.path)
+        }
+    }
+
+    /// Images must pass the VAE (and the UNet) without a remainder in their downsampling.
+    func checkResolution() throws {
+        let resolution = config.resolution ?? 64
+        let multiple: Int
+        if let trainer = unetTrainer { multiple = trainer.vae.downsamplingFactor * trainer.unet.downscaleFactor }
+        else if let trainer = vaeTrainer { multiple = trainer.vae.downsamplingFactor } else { return }
+        guard resolution % multiple == 0 else {
+            throw ModelConfigError("resolution must be a multiple of \(multiple) for this model (its downsampling), got \(resolution)")
+        }
+    }
+
+    /// attention_localization reads a mask of the training resolution for every record.
+    static func checkMasks(_ manifest: TrainingManifest, resolution: Int) throws {
+        for sample in manifest.samples {
+            guard let url = sample.mask else {
+                throw ManifestError(description: "attention_localization needs a \"mask\" in every record; line \(sample.line) has none")
+            }
+            let mask = try ImageFile.decode(path: url.path)
+            guard mask.width == resolution, mask.height == resolution else {
+                throw ManifestError(description: "line \(sample.line): mask is \(mask.width)×\(mask.height), the images are trained at \(resolution)×\(resolution)")
+            }
         }
     }
 
@@ -156,15 +112,23 @@ public final class BaseTrainingRun {
         return decoded
     }
 
+    /// Trains until `steps` and writes the trained component(s). The output
+    /// folder is created here, not before: a run that fails before its first
+    /// checkpoint removes the folder again if it created it.
     public func run(progress: (Int, Float, Double) -> Void = { _, _, _ in }) throws {
+        let folder = try RunFolder.open(output)
+        do { try train(progress: progress) } catch {
+            folder.discardIfUnused()
+            throw error
+        }
+    }
+
+    func train(progress: (Int, Float, Double) -> Void) throws {
         let total = config.steps ?? 1000, batchSize = config.batchSize ?? 4, resolution = config.resolution ?? 64
         let order = SampleOrder(count: manifest.samples.count, seed: config.seed ?? 0)
-        let logURL = output.appendingPathComponent("log.jsonl")
-        if !FileManager.default.fileExists(atPath: logURL.path) { FileManager.default.createFile(atPath: logURL.path, contents: nil) }
-        let log = try FileHandle(forWritingTo: logURL)
-        log.seekToEndOfFile()
-        defer { try? log.close() }
         let start = Date(), first = state.step
+        let log = try TrainingLog.open(output.appendingPathComponent("log.jsonl"), continuingAfter: first)
+        defer { try? log.close() }
         while state.step < total {
             var s = state
             let batch = order.next(batchSize, state: &s)
@@ -213,7 +177,7 @@ public final class BaseTrainingRun {
                 log.write(Data((String(format: #"{"step": %d, "loss": %.6f, "samples_per_s": %.3f, "epoch": %d"#, step, loss, rate, state.epoch)
                                 + localization + "}").utf8 + [10]))
             }
-            if let every = config.sampleEvery, every > 0, step % every == 0 { try writeSample(step: step) }
+            if let every = config.sampleEvery, step % every == 0 { try writeSample(step: step) }
             if step % (config.checkpointEvery ?? 500) == 0 || step == total {
                 try TrainingCheckpoint.save(parameters: optimizer.parameters, optimizer: optimizer, state: state,
                                             to: output.appendingPathComponent("checkpoint.safetensors").path)

@@ -157,9 +157,14 @@ struct WorldSubjectCommand: ParsableCommand {
         guard let b = Background(rawValue: background) else {
             fail("--background: unknown background '\(background)' (\(Background.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
+        // As the other world commands: an existing output is never replaced.
+        let exists = "\(output) already exists; choose another name (nothing was overwritten)"
+        if FileManager.default.fileExists(atPath: output) { fail(exists) }
         let identity = Identity.random(domain: d, seed: seed)
         let image = WorldRenderer.render(identity: identity, context: Context(background: b), seed: seed)
-        do { try ImageFile.writePNG(image, to: output) } catch { fail(String(describing: error)) }
+        do { try ImageFile.writePNG(image, to: output) } catch let error as ImageError where error.kind == .alreadyExists {
+            fail(exists)  // it appeared while rendering
+        } catch { fail(String(describing: error)) }
         print("wrote \(output)")
     }
 }

@@ -100,3 +100,80 @@ import Testing
         #expect(log.split(separator: "\n").count == 2)
     }
 }
+
+/// Bad training configs end in one line naming the key and the value, before
+/// anything is created; a zero interval once crashed the process (`step % 0`).
+@Suite struct TrainConfigCommandTests {
+    static func adapterConfig(_ extra: String, training: String = "") -> String {
+        """
+        {"model": "\(SubjectCommandTests.setup.folder.path)", "data": "train.jsonl", "output": "run",
+         "adapter": {"placeholder_token": "<critter>", "class_word": "cat",
+                     "resampler": {"width": 16, "depth": 1, "heads": 2, "head_dim": 8, "queries": 4}},
+         "training": {"steps": 2, "batch_size": 2, "resolution": 32\(training)}\(extra)}
+        """
+    }
+
+    /// Runs `nest train KIND` on `config` in a fresh folder with a two-record manifest.
+    static func train(_ kind: String, _ config: String, prepare: (URL) throws -> Void = { _ in }) throws -> (CLI.Result, URL) {
+        let dir = CLI.temporaryFolder()
+        var rng = SeededRandom(seed: 9)
+        for i in 0..<2 {
+            let image = try RGBImage(width: 32, height: 32, pixels: (0..<(32 * 32 * 3)).map { _ in UInt8(rng.nextInt(below: 256)) })
+            try ImageFile.writePNG(image, to: dir.appendingPathComponent("img\(i).png").path)
+        }
+        try (#"{"image": "img0.png", "caption": "a <critter> cat", "references": ["img1.png"]}"# + "\n"
+             + #"{"image": "img1.png", "caption": "a <critter> cat", "references": ["img0.png"]}"#)
+            .write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+        try config.write(to: dir.appendingPathComponent("config.json"), atomically: true, encoding: .utf8)
+        try prepare(dir)
+        return (try CLI.run(["train", kind, "--config", dir.appendingPathComponent("config.json").path]), dir)
+    }
+
+    static func expectOneLineError(_ r: CLI.Result, containing text: String) {
+        #expect(r.status == 1, "exit status \(r.status): \(r.stderr)")
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && r.stderr.contains(text), "\(r.stderr)")
+    }
+
+    @Test(arguments: ["checkpoint_every", "log_every", "sample_every"])
+    func aZeroIntervalIsRefusedByName(key: String) throws {
+        let (adapter, dir) = try Self.train("adapter", Self.adapterConfig(#", "\#(key)": 0"#))
+        defer { try? FileManager.default.removeItem(at: dir) }
+        Self.expectOneLineError(adapter, containing: "\(key) must be at least 1, got 0")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("run").path))
+        for kind in ["vae", "unet", "clip"] {
+            let config = #"{"model": "\#(CLI.fixtures.appendingPathComponent("sd1").path)", "data": "train.jsonl", "output": "run", "\#(key)": 0}"#
+            let (r, other) = try Self.train(kind, config)
+            defer { try? FileManager.default.removeItem(at: other) }
+            Self.expectOneLineError(r, containing: "\(key) must be at least 1, got 0")
+            #expect(!FileManager.default.fileExists(atPath: other.appendingPathComponent("run").path))
+        }
+    }
+
+    @Test func aNegativeLearningRateAndAMisspelledKeyAreRefused() throws {
+        let (negative, dir) = try Self.train("adapter", Self.adapterConfig("", training: #", "learning_rate": -0.001"#))
+        defer { try? FileManager.default.removeItem(at: dir) }
+        Self.expectOneLineError(negative, containing: "training.learning_rate must be a finite number > 0, got -0.001")
+        let (typo, other) = try Self.train("adapter", Self.adapterConfig("", training: #", "lerning_rate": 0.001"#))
+        defer { try? FileManager.default.removeItem(at: other) }
+        Self.expectOneLineError(typo, containing: #"training: unknown key "lerning_rate" (did you mean "learning_rate"?)"#)
+    }
+
+    /// A problem found only with the model loaded (a timestep range past the
+    /// scheduler's) leaves no output folder, and an existing one as it was.
+    @Test func aSetupErrorLeavesNoOutputBehind() throws {
+        let config = Self.adapterConfig("", training: #", "timestep_range": [0, 5000]"#)
+        let (r, dir) = try Self.train("adapter", config)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        Self.expectOneLineError(r, containing: "timestep_range [0, 5000] goes past the scheduler's")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("run").path))
+        let (again, other) = try Self.train("adapter", config) { dir in
+            try FileManager.default.createDirectory(at: dir.appendingPathComponent("run"), withIntermediateDirectories: true)
+            try "mine".write(to: dir.appendingPathComponent("run/notes.txt"), atomically: true, encoding: .utf8)
+        }
+        defer { try? FileManager.default.removeItem(at: other) }
+        #expect(again.status == 1)
+        let kept = try FileManager.default.contentsOfDirectory(atPath: other.appendingPathComponent("run").path)
+        #expect(kept == ["notes.txt"], "\(kept)")
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import NestIO
 import NestTraining
 import Testing
 
@@ -15,5 +16,23 @@ import Testing
         #expect(manifest.samples.count == 12 && manifest.problems.isEmpty)
         let again = try CLI.run(["world", "dataset", "--output", out])
         #expect(again.status != 0 && again.stderr.contains("already exists"))
+    }
+}
+
+/// `nest world subject` never replaces an existing file, as the other world
+/// commands, and says so without pointing at a flag it does not have.
+@Suite struct WorldSubjectCommandTests {
+    @Test func anExistingOutputIsKept() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("subject.png").path
+        try Data("mine".utf8).write(to: URL(fileURLWithPath: out))
+        let r = try CLI.run(["world", "subject", "--domain", "critter", "--seed", "3", "--output", out])
+        #expect(r.status == 1 && r.stderr.contains("already exists") && !r.stderr.contains("--overwrite"), "\(r.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: out)) == Data("mine".utf8))
+        try FileManager.default.removeItem(atPath: out)
+        let fresh = try CLI.run(["world", "subject", "--domain", "critter", "--seed", "3", "--output", out])
+        #expect(fresh.status == 0, "\(fresh.stderr)")
+        #expect(try ImageFile.decode(path: out).width > 0)
     }
 }

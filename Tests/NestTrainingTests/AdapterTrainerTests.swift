@@ -98,9 +98,11 @@ import Testing
         #expect(Set(drawn).count > 5, "timesteps must still vary: \(drawn)")
         #expect(try trainer.prepare(examples, fixedNoise: true).timesteps.allSatisfy { (700..<760).contains($0) })
 
+        // A range past the scheduler is refused when the trainer is built, before any step.
         var past = options; past.timestepRange = [500, 5000]
-        let refused = try AdapterTrainer(pipeline: try PersonalizedPipeline(base: base), adapter: PersonalizationAdapter(config: config, seed: 1), options: past)
-        #expect(throws: ModelConfigError.self) { try refused.prepare(examples) }
+        #expect(throws: ModelConfigError.self) {
+            try AdapterTrainer(pipeline: try PersonalizedPipeline(base: base), adapter: PersonalizationAdapter(config: config, seed: 1), options: past)
+        }
         #expect(throws: ModelConfigError.self) {
             try JSONDecoder().decode(AdapterTrainingOptions.self, from: Data(#"{"timestep_range": [300, 300]}"#.utf8))
         }
