@@ -124,7 +124,7 @@ class PersonalizationAdapter(nn.Module):
             features = self.image_encoder(pixel_values=pixels, output_hidden_states=True).hidden_states[layer]
             if self.kind == "ip-adapter":
                 features = features * keep.view(-1, 1, 1).to(features.dtype)
-        tokens = self.encode(features.float())
+        tokens = self.encode(features.to(self.resampler.latents.dtype))
         return {"tokens": tokens, "kv": self.layer_keys_values(tokens),
                 "vector": self.subject_vector(tokens) if self.kind == "single-token" else None}
 

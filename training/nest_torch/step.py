@@ -59,23 +59,33 @@ def prepare(base, adapter, items, rngs, options):
     eps = torch.stack([torch.randn(z0.shape[1:], generator=g) for g in generators]).to(device, z0.dtype)
     timesteps = torch.tensor([lower + rng.randrange(upper - lower) for rng in rngs], device=device)
     noisy, target = add_noise(base, z0.float(), eps.float(), timesteps)
-    context, pooled = base.encode_prompts(captions)
-    index = [base.position(token, c) if k else None for c, k in zip(captions, keep)]
-    batch = {"noisy": noisy, "timesteps": timesteps, "context": context, "pooled": pooled, "index": index,
-             "keep": torch.tensor(keep, dtype=torch.float32, device=device), "target": target,
-             "pixels": torch.stack([it["pixels"] for it in items]).to(device)}
-    if pooled is not None:
-        batch["time_ids"] = base.time_ids(len(items), options.resolution)
-    if adapter.image_encoder is None:
-        with torch.no_grad():
-            batch["features"] = mask_dropped(adapter, base.image_features(batch["pixels"].to(base.image_encoder.dtype),
-                                                                          adapter.config["image_encoder"]["feature_layer"]),
-                                             batch["keep"])
+    batch = conditioning(base, adapter, captions, keep, torch.stack([it["pixels"] for it in items]), options.resolution)
+    batch.update(noisy=noisy, timesteps=timesteps, target=target)
     if "mask" in items[0]:
         from .data import latent_weights
         size = noisy.shape[2:]
         w = torch.stack([latent_weights(it["mask"], size, options.subject_loss_weight) for it in items]).to(device)
         batch["weights"] = w.expand_as(target)
+    return batch
+
+
+def conditioning(base, adapter, captions, keep, pixels, resolution):
+    """Text and image conditioning of a batch: context (and SDXL's pooled
+    embedding and time ids), the subject token per item (None where the image
+    is dropped), and the frozen CLIP features (zero for a dropped image, ip-adapter kind)."""
+    device = base.unet.device
+    token = adapter.config["placeholder_token"]
+    context, pooled = base.encode_prompts(captions)
+    batch = {"context": context, "pooled": pooled, "pixels": pixels.to(device),
+             "index": [base.position(token, c) if k else None for c, k in zip(captions, keep)],
+             "keep": torch.tensor(keep, dtype=torch.float32, device=device)}
+    if pooled is not None:
+        batch["time_ids"] = base.time_ids(len(captions), resolution)
+    if adapter.image_encoder is None:
+        with torch.no_grad():
+            features = base.image_features(batch["pixels"].to(base.image_encoder.dtype),
+                                           adapter.config["image_encoder"]["feature_layer"])
+            batch["features"] = mask_dropped(adapter, features, batch["keep"])
     return batch
 
 

@@ -116,11 +116,14 @@ class Run:
         rngs = [sample_rng(o.seed, step, p) for p in positions]
         return [self.loader.item(indices[p], rng) for p, rng in zip(positions, rngs)], rngs
 
-    def train_step(self):
-        """One micro-step; an optimizer update every `gradient_accumulation` of them. Returns the global mean loss."""
+    def train_step(self, batch=None):
+        """One micro-step; an optimizer update every `gradient_accumulation` of them.
+        Returns the global mean loss. `batch`: a prepared batch to use instead of
+        the data's (the parity fixtures feed fixed noise and timesteps this way)."""
         o, acc = self.options, self.accelerator
-        items, rngs = self.local_items(self.step)
-        batch = prepare(self.base, self.adapter, items, rngs, o)
+        if batch is None:
+            items, rngs = self.local_items(self.step)
+            batch = prepare(self.base, self.adapter, items, rngs, o)
         update = (self.step + 1) % o.gradient_accumulation == 0
         sync = contextlib.nullcontext() if update else acc.no_sync(self.module)
         with sync:
