@@ -142,11 +142,13 @@ def bind(unet, adapter, kv, index, options=None, scale=None):
     processors = dict(previous)
     known = set(previous)
     for layer, (keys, values) in zip(adapter.config["layers"], kv):
-        if layer["path"] not in known:
+        # Adapter files name layers by their attn_processors key; the bare module path is accepted too (as in Swift).
+        path = layer["path"] if layer["path"].endswith(".processor") else layer["path"] + ".processor"
+        if path not in known:
             raise ValueError(f"the UNet has no cross-attention layer {layer['path']} (adapter made for another model?)")
         if adapter.kind == "nested":
-            processors[layer["path"]] = NestedAttnProcessor([dict(index=index, keys=keys, values=values, **options)])
+            processors[path] = NestedAttnProcessor([dict(index=index, keys=keys, values=values, **options)])
         else:
-            processors[layer["path"]] = DecoupledAttnProcessor(keys, values, defaults.get("scale", 1.0) if scale is None else scale)
+            processors[path] = DecoupledAttnProcessor(keys, values, defaults.get("scale", 1.0) if scale is None else scale)
     unet.set_attn_processor(processors)
     return previous

@@ -1,6 +1,8 @@
 """One training step's math, as AdapterTrainer.swift does it: guidance dropout,
 timesteps uniform in the range, ε- or v-prediction targets, the adapter bound
 to the frozen UNet, (weighted) MSE."""
+import contextlib
+
 import torch
 
 from .attention import bind, replacing_token
@@ -101,25 +103,34 @@ def mask_dropped(adapter, features, keep):
     return features
 
 
-def predict(base, adapter, batch, module=None):
-    """The UNet's prediction with the adapter bound (gradients reach the adapter
-    only). `module`: the adapter as wrapped for data parallelism (called for
-    its forward), `adapter` the plain one (its config)."""
+@contextlib.contextmanager
+def bound(base, adapter, batch, module=None):
+    """The adapter bound to the UNet for `batch`; yields a function giving the
+    UNet's prediction. The processors stay until the block ends, so the backward
+    pass (which, with gradient checkpointing, runs the UNet's blocks again) sees
+    the same layers. `module`: the adapter as wrapped for data parallelism
+    (called for its forward), `adapter` the plain one."""
     out = (module or adapter)(features=batch.get("features"), pixels=batch["pixels"], keep=batch["keep"])
     unet = base.unet
     added = None
     if batch.get("pooled") is not None:
         added = {"text_embeds": batch["pooled"].to(unet.dtype), "time_ids": batch["time_ids"].to(unet.dtype)}
     context = batch["context"]
-    run = lambda c: unet(batch["noisy"].to(unet.dtype), batch["timesteps"], c.to(unet.dtype),
-                         added_cond_kwargs=added).sample
     if adapter.kind == "single-token":
-        return run(replacing_token(context, batch["index"], out["vector"]))
-    previous = bind(unet, adapter, out["kv"], batch["index"], scale=1.0)
+        context = replacing_token(context, batch["index"], out["vector"])
+    previous = None if adapter.kind == "single-token" else bind(unet, adapter, out["kv"], batch["index"], scale=1.0)
     try:
-        return run(context)
+        yield lambda: unet(batch["noisy"].to(unet.dtype), batch["timesteps"], context.to(unet.dtype),
+                           added_cond_kwargs=added).sample
     finally:
-        unet.set_attn_processor(previous)
+        if previous is not None:
+            unet.set_attn_processor(previous)
+
+
+def predict(base, adapter, batch, module=None):
+    """The UNet's prediction with the adapter bound (gradients reach the adapter only)."""
+    with bound(base, adapter, batch, module) as run:
+        return run()
 
 
 def loss_of(prediction, batch):

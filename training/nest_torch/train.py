@@ -24,7 +24,7 @@ from .attention import cross_attention_paths
 from .base import BaseModel
 from .config import load_run_config, read_manifest
 from .data import RecordLoader, sample_rng
-from .step import loss_of, predict, prepare
+from .step import bound, loss_of, prepare
 
 
 def build_adapter(config, base, seed):
@@ -126,9 +126,9 @@ class Run:
             batch = prepare(self.base, self.adapter, items, rngs, o)
         update = (self.step + 1) % o.gradient_accumulation == 0
         sync = contextlib.nullcontext() if update else acc.no_sync(self.module)
-        with sync:
+        with sync, bound(self.base, self.adapter, batch, self.module) as run:
             with acc.autocast():
-                loss = loss_of(predict(self.base, self.adapter, batch, self.module), batch)
+                loss = loss_of(run(), batch)
             acc.backward(loss / o.gradient_accumulation)
         if update:
             if o.gradient_clip is not None:
@@ -183,7 +183,7 @@ class Run:
             rate = (self.step - first) * o.batch_size / max(time.time() - start, 1e-9)
             if log and (self.step % c.log_every == 0 or self.step == o.steps):
                 log.write(json.dumps({"step": self.step, "loss": round(loss, 6), "lr": o.rate((self.step - 1) // o.gradient_accumulation),
-                                      "samples_per_s": round(rate, 3),
+                                      "samples_per_s": round(rate, 3), "processes": acc.num_processes,
                                       "epoch": (self.step * o.batch_size - 1) // len(self.samples)}) + "\n")
                 log.flush()
             if self.step % c.checkpoint_every == 0 or self.step == o.steps:
@@ -198,8 +198,12 @@ def main(argv=None):
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--gradient-checkpointing", action="store_true",
                         help="recompute UNet activations in the backward pass (less memory, ~30%% slower)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="run on CPU even with accelerators present; with `accelerate launch --multi_gpu "
+                             "--num_processes N` this is data parallel over N CPU processes (gloo)")
     args = parser.parse_args(argv)
-    run = Run(args.config, resume=args.resume, gradient_checkpointing=args.gradient_checkpointing)
+    run = Run(args.config, resume=args.resume, gradient_checkpointing=args.gradient_checkpointing,
+              accelerator=Accelerator(cpu=True) if args.cpu else None)
     run.run()
 
 
