@@ -119,9 +119,13 @@ def bound(base, adapter, batch, module=None):
     if adapter.kind == "single-token":
         context = replacing_token(context, batch["index"], out["vector"])
     previous = None if adapter.kind == "single-token" else bind(unet, adapter, out["kv"], batch["index"], scale=1.0)
+    # Every output joins the graph (weight 0), so a data-parallel backward gets a gradient for
+    # every parameter even when no item of this process's slice has the subject token.
+    used = [t for pair in out["kv"] for t in pair] + ([out["vector"]] if out["vector"] is not None else [])
+    anchor = sum(t.sum() for t in used) * 0
     try:
         yield lambda: unet(batch["noisy"].to(unet.dtype), batch["timesteps"], context.to(unet.dtype),
-                           added_cond_kwargs=added).sample
+                           added_cond_kwargs=added).sample + anchor.to(unet.dtype)
     finally:
         if previous is not None:
             unet.set_attn_processor(previous)
