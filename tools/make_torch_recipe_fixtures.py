@@ -19,6 +19,12 @@ Writes Tests/NestTrainingTests/Fixtures/torch_recipe/<flavour>-<kind>/:
   trained.{json,safetensors}   the recipe's adapter after 3 steps
   batches.safetensors          step<s>.{noisy,timesteps,target,pixels,keep,index,context}, losses
   case.json                    captions per step and the training options
+and, for `nest generate`, Tests/NestTrainingTests/Fixtures/torch_recipe/generation/:
+  reference.png                the subject photo
+  images.safetensors           "image": the recipe's own sampling (nest_torch.sample) with
+                               sd1-nested/trained.json, λ = 4, w = 8 ([H, W, 3] in 0...1);
+                               "base": the same without the adapter (to show it matters)
+  case.json                    prompt, seed, steps, guidance, λ, w
 """
 import json
 import os
@@ -33,6 +39,9 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "training"))
 sys.path.insert(0, os.path.join(ROOT, "training", "tests"))
 from conftest import make_run  # noqa: E402
+from conftest import image, model_folder  # noqa: E402
+from nest_torch.base import add_placeholder  # noqa: E402
+from nest_torch.sample import generate, load_pipeline  # noqa: E402
 from nest_torch.step import add_noise, conditioning  # noqa: E402
 from nest_torch.train import Run  # noqa: E402
 
@@ -87,8 +96,33 @@ def make_case(flavour, kind, tmp):
     print(f"{flavour} {kind}: losses {losses}")
 
 
+GENERATION = {"prompt": "a photo of <critter> on the beach", "seed": 11, "steps": 4, "guidance": 7.5,
+              "value_norm": 4.0, "token_weight": 8.0}
+
+
+def make_generation(tmp):
+    folder = os.path.join(OUT, "generation")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    reference = os.path.join(folder, "reference.png")
+    image(reference, 42)  # 32x32: the tiny CLIP's own size, so preprocessing does not resample
+    model = model_folder(tmp, "sd1")
+    g = GENERATION
+    picture = generate(model, os.path.join(OUT, "sd1-nested", "trained.json"), [reference], g["prompt"], g["seed"],
+                       g["steps"], g["guidance"], options={"lam": g["value_norm"], "weight": g["token_weight"]})
+    pipe = load_pipeline(model)
+    add_placeholder([pipe.tokenizer], [pipe.text_encoder], "<critter>", "cat")
+    base = pipe(g["prompt"], num_inference_steps=g["steps"], guidance_scale=g["guidance"], output_type="np",
+                generator=torch.Generator("cpu").manual_seed(g["seed"])).images[0]
+    save_file({"image": torch.from_numpy(picture).float().contiguous(), "base": torch.from_numpy(base).float().contiguous()},
+              os.path.join(folder, "images.safetensors"))
+    json.dump(GENERATION, open(os.path.join(folder, "case.json"), "w"), indent=1)
+    print(f"generation: {picture.shape}, the adapter moves the image by up to {abs(picture - base).max() * 255:.1f}/255")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)  # summation order of float32 reductions fixed
     with tempfile.TemporaryDirectory() as tmp:
         for flavour, kind in CASES:
             make_case(flavour, kind, tmp)
+        make_generation(tmp)

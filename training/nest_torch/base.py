@@ -45,19 +45,7 @@ class BaseModel:
         return crop["height"] if isinstance(crop, dict) else int(crop)
 
     def add_placeholder(self, token, class_word):
-        """Adds `token` to every tokenizer with the embedding of `class_word`'s first token."""
-        for tokenizer, encoder in zip(self.tokenizers, self.text_encoders):
-            source = tokenizer(class_word, add_special_tokens=False).input_ids
-            if not source:
-                raise ValueError(f"class word '{class_word}' has no tokens")
-            tokenizer.add_tokens([token])
-            new = tokenizer.convert_tokens_to_ids(token)
-            embeddings = encoder.get_input_embeddings()
-            if new >= embeddings.weight.shape[0]:
-                encoder.resize_token_embeddings(len(tokenizer))
-                embeddings = encoder.get_input_embeddings()
-            with torch.no_grad():
-                embeddings.weight[new] = embeddings.weight[source[0]]
+        add_placeholder(self.tokenizers, self.text_encoders, token, class_word)
 
     def ids(self, tokenizer, prompts):
         return tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
@@ -97,3 +85,20 @@ class BaseModel:
 
     def alphas_cumprod(self, timesteps):
         return self.noise.alphas_cumprod.to(timesteps.device)[timesteps]
+
+
+def add_placeholder(tokenizers, encoders, token, class_word):
+    """Adds `token` to every tokenizer with the embedding of `class_word`'s first token
+    (PromptEncoder.addPlaceholder in Swift)."""
+    for tokenizer, encoder in zip(tokenizers, encoders):
+        source = tokenizer(class_word, add_special_tokens=False).input_ids
+        if not source:
+            raise ValueError(f"class word '{class_word}' has no tokens")
+        tokenizer.add_tokens([token])
+        new = tokenizer.convert_tokens_to_ids(token)
+        embeddings = encoder.get_input_embeddings()
+        if new >= embeddings.weight.shape[0]:
+            encoder.resize_token_embeddings(len(tokenizer))
+            embeddings = encoder.get_input_embeddings()
+        with torch.no_grad():
+            embeddings.weight[new] = embeddings.weight[source[0]]
