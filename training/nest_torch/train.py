@@ -78,6 +78,9 @@ class Run:
             raise ValueError(f"{self.output} already holds a run; pass --resume to continue it (or choose another output)")
         if resume and not os.path.isdir(self.checkpoint_dir):
             raise ValueError(f"--resume: no checkpoint at {self.checkpoint_dir}")
+        if acc.is_main_process and (c.sample_every or c.validation_batches):
+            print("warning: sample_every and validation_batches are `nest train adapter` features the recipe "
+                  "does not have; sample a checkpoint with python -m nest_torch.sample", file=sys.stderr)
         self.samples, problems = read_manifest(c.resolve(c.data), c.adapter["placeholder_token"], c.bad_records)
         if acc.is_main_process:
             os.makedirs(self.output, exist_ok=True)
@@ -182,9 +185,12 @@ class Run:
             loss = self.train_step()
             rate = (self.step - first) * o.batch_size / max(time.time() - start, 1e-9)
             if log and (self.step % c.log_every == 0 or self.step == o.steps):
-                log.write(json.dumps({"step": self.step, "loss": round(loss, 6), "lr": o.rate((self.step - 1) // o.gradient_accumulation),
-                                      "samples_per_s": round(rate, 3), "processes": acc.num_processes,
-                                      "epoch": (self.step * o.batch_size - 1) // len(self.samples)}) + "\n")
+                entry = {"step": self.step, "loss": round(loss, 6), "lr": o.rate((self.step - 1) // o.gradient_accumulation),
+                         "samples_per_s": round(rate, 3), "processes": acc.num_processes,
+                         "epoch": (self.step * o.batch_size - 1) // len(self.samples)}
+                if torch.cuda.is_available():
+                    entry["max_memory_gb"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                log.write(json.dumps(entry) + "\n")
                 log.flush()
             if self.step % c.checkpoint_every == 0 or self.step == o.steps:
                 self.save_checkpoint()
