@@ -1,0 +1,181 @@
+"""The run configuration and the JSON-lines manifest of `nest train adapter`,
+read with the same keys, defaults and checks as
+Sources/NestTraining/{AdapterTrainingRun,AdapterTrainer,Manifest}.swift
+(one schema for both trainers; see docs/training-at-scale.md)."""
+import json
+import os
+from dataclasses import dataclass, field, fields
+
+KINDS = ("nested", "ip-adapter", "single-token")
+
+
+@dataclass
+class TrainingOptions:
+    """`training` of the run config. Defaults: the IP-Adapter SDXL recipe the
+    paper's authors build on (AdamW 1e-4, weight decay 1e-2, 5% dropped image,
+    text, both)."""
+    resolution: int = 64
+    batch_size: int = 4
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 0
+    steps: int = 1000
+    schedule: str = "constant"
+    gradient_clip: float = 1.0
+    gradient_accumulation: int = 1
+    ema: float = None
+    drop_image: float = 0.05
+    drop_text: float = 0.05
+    drop_both: float = 0.05
+    seed: int = 0
+    flip_targets: bool = True
+    subject_loss_weight: float = 1.0
+    timestep_range: list = None
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        refuse_unknown("training", set(d) - known, known)
+        # Like the Swift decoder: an absent key or a JSON null keeps the default
+        # (except ema and timestep_range, whose default is null: off).
+        options = cls(**{k: v for k, v in d.items() if k in known and v is not None})
+        options.check()
+        return options
+
+    def check(self):
+        r = self.timestep_range
+        if r is not None and (len(r) != 2 or r[0] < 0 or r[0] >= r[1]):
+            raise ValueError(f"training: timestep_range must be [lower, upper] with 0 <= lower < upper, got {r}")
+        if min(self.resolution, self.batch_size, self.steps, self.gradient_accumulation) <= 0:
+            raise ValueError("training: resolution, batch_size, steps and gradient_accumulation must be positive")
+        if self.subject_loss_weight <= 0:
+            raise ValueError("training: subject_loss_weight must be positive")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"training: schedule must be constant or cosine, got {self.schedule}")
+
+    def rate(self, update):
+        """Learning rate of optimizer update `update` (0-based): LearningRateSchedule.swift."""
+        import math
+        if self.warmup_steps > 0 and update < self.warmup_steps:
+            return self.learning_rate * (update + 1) / self.warmup_steps
+        if self.schedule == "constant":
+            return self.learning_rate
+        span = max(1, self.steps - self.warmup_steps)
+        progress = min(1.0, (update - self.warmup_steps) / span)
+        return self.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def refuse_unknown(where, keys, known):
+    """As the Swift trainer: an unknown or misspelled key is an error naming it, with the
+    nearest known key when one is close (`training: unknown key "lerning_rate"
+    (did you mean "learning_rate"?)`)."""
+    import difflib
+    for key in sorted(keys):
+        near = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+        hint = f' (did you mean "{near[0]}"?)' if near else ""
+        raise ValueError(f'{where}: unknown key "{key}"{hint}')
+
+
+@dataclass
+class RunConfig:
+    model: str
+    data: str
+    output: str
+    adapter: dict
+    training: TrainingOptions
+    checkpoint_every: int = 200
+    log_every: int = 10
+    sample_every: int = None
+    bad_records: str = "skip"
+    validation_batches: int = None
+    folder: str = field(default=".", repr=False)
+
+    def resolve(self, path):
+        return path if os.path.isabs(path) else os.path.normpath(os.path.join(self.folder, path))
+
+
+def load_run_config(path):
+    """Reads a `nest train adapter` config; relative paths are relative to the config file."""
+    with open(path) as f:
+        d = json.load(f)
+    missing = [k for k in ("model", "data", "output", "adapter") if k not in d]
+    if missing:
+        raise ValueError(f"{path}: missing {missing}")
+    spec = d["adapter"]
+    for key in ("placeholder_token", "class_word", "resampler"):
+        if key not in spec:
+            raise ValueError(f"{path}: adapter.{key} is required")
+    if spec.get("kind", "nested") not in KINDS:
+        raise ValueError(f"{path}: adapter.kind must be one of {KINDS}")
+    for key in ("width", "depth", "heads", "queries"):
+        if key not in spec["resampler"]:
+            raise ValueError(f"{path}: adapter.resampler.{key} is required")
+    top = {"model", "data", "output", "adapter", "training", "checkpoint_every", "log_every",
+           "sample_every", "bad_records", "validation_batches"}
+    refuse_unknown(path, set(d) - top, top)
+    config = RunConfig(model=d["model"], data=d["data"], output=d["output"], adapter=spec,
+                       training=TrainingOptions.from_dict(d.get("training", {})),
+                       folder=os.path.dirname(os.path.abspath(path)))
+    for key in ("checkpoint_every", "log_every", "sample_every", "bad_records", "validation_batches"):
+        if d.get(key) is not None:
+            setattr(config, key, d[key])
+    if config.bad_records not in ("skip", "fail"):
+        raise ValueError(f"{path}: bad_records must be skip or fail")
+    return config
+
+
+@dataclass
+class Sample:
+    line: int
+    image: str
+    caption: str
+    references: list
+    mask: str = None
+
+
+def read_manifest(path, placeholder, policy="skip"):
+    """(samples, problems): every record that cannot be used is reported with its line, never dropped silently."""
+    folder = os.path.dirname(os.path.abspath(path))
+    resolve = lambda p: p if os.path.isabs(p) else os.path.join(folder, p)
+    samples, problems = [], []
+    with open(path, encoding="utf-8") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            try:
+                samples.append(_parse(line, number, resolve, placeholder))
+            except ValueError as problem:
+                if policy == "fail":
+                    raise ValueError(f"{path}: line {number}: {problem}") from None
+                problems.append((number, str(problem)))
+    if not samples:
+        first = f" ({len(problems)} bad records, first: line {problems[0][0]}: {problems[0][1]})" if problems else ""
+        raise ValueError(f"{path}: no usable samples{first}")
+    return samples, problems
+
+
+def _parse(line, number, resolve, placeholder):
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        record = None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    if not isinstance(record.get("image"), str):
+        raise ValueError('missing "image"')
+    if not isinstance(record.get("caption"), str):
+        raise ValueError('missing "caption"')
+    if placeholder not in record["caption"]:
+        raise ValueError(f'caption "{record["caption"]}" does not contain the placeholder {placeholder}')
+    references = record.get("references") or []
+    if not references:
+        raise ValueError('no "references" for a personalization sample')
+    if record["image"] in references:
+        raise ValueError(f"a reference is the target image itself ({record['image']})")
+    files = [record["image"]] + references + ([record["mask"]] if record.get("mask") else [])
+    for file in files:
+        if not os.path.isfile(resolve(file)):
+            raise ValueError(f"missing file {resolve(file)}")
+    return Sample(number, resolve(record["image"]), record["caption"], [resolve(r) for r in references],
+                  resolve(record["mask"]) if record.get("mask") else None)
