@@ -6,7 +6,7 @@ import NestEngine
 /// Run in release mode, ideally without the environment's OpenBLAS overrides:
 ///   env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE swift run -c release nest-bench
 /// Prints GFLOP/s for sgemm, 3×3 and 1×1 convolutions and attention, and the
-/// conv/sgemm ratio the engine issue asks for (≥ 70%).
+/// conv/sgemm ratio the engine aims for (≥ 70%).
 
 func seconds(_ body: () -> Void) -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
