@@ -21,6 +21,7 @@ typedef struct {
     size_t length;
     size_t offset;
     uint32_t max_side;
+    uint64_t max_pixels;
     int status;            /* reported when a jump happens */
     char *message;
     size_t message_capacity;
@@ -119,10 +120,8 @@ static void decode_png(png_reader *reader, png_structp png, png_infop info, int 
     png_uint_32 width = 0, height = 0;
     int bit_depth = 0, color_type = 0;
     png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, NULL, NULL, NULL);
-    if (width > reader->max_side || height > reader->max_side) {
-        char text[160];
-        nest_set_message(text, sizeof text, "image is %ux%u pixels; the limit is %u per side",
-                         (unsigned)width, (unsigned)height, (unsigned)reader->max_side);
+    char text[160];
+    if (!nest_dimensions_fit(width, height, reader->max_side, reader->max_pixels, text, sizeof text)) {
         reader_fail(reader, NEST_IMG_TOO_LARGE, text);
     }
 
@@ -154,7 +153,7 @@ static void decode_png(png_reader *reader, png_structp png, png_infop info, int 
     if (want_text) collect_texts(reader, png, info);
 }
 
-int nest_png_decode(const uint8_t *data, size_t length, uint32_t max_side, int want_text,
+int nest_png_decode(const uint8_t *data, size_t length, uint32_t max_side, uint64_t max_pixels, int want_text,
                     nest_decoded_image *image, char *message, size_t message_capacity) {
     if (image == NULL || (data == NULL && length > 0)) return NEST_IMG_BAD_ARGUMENT;
     memset(image, 0, sizeof *image);
@@ -164,6 +163,7 @@ int nest_png_decode(const uint8_t *data, size_t length, uint32_t max_side, int w
     reader.data = data;
     reader.length = length;
     reader.max_side = max_side;
+    reader.max_pixels = max_pixels;
     reader.status = NEST_IMG_CORRUPT; /* libpng's own errors are about bad data */
     reader.message = message;
     reader.message_capacity = message_capacity;

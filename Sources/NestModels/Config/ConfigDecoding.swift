@@ -1,4 +1,5 @@
 import Foundation
+import NestIO
 
 /// A model configuration problem, described in one line naming the file and key.
 public struct ModelConfigError: Error, CustomStringConvertible, LocalizedError {
@@ -43,11 +44,16 @@ public enum OneOrMany<Value: Codable & Equatable & Sendable>: Codable, Equatable
 /// Decodes a `config.json`, turning Codable's errors into one line that names
 /// the file and the missing or malformed key.
 public func decodeConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw ModelConfigError("\(url.path): cannot read config (\(error.localizedDescription))")
+    try decodeConfig(type, data: readConfigFile(url), name: url.path)
+}
+
+/// The bytes of a JSON or text file a model folder or adapter holds. Only
+/// regular files are read (a FIFO or device is refused without blocking), and
+/// nothing past `limit`: the largest real one, a tokenizer.json, is a few MB.
+public func readConfigFile(_ url: URL, limit: Int = 64 << 20) throws -> Data {
+    do { return try RegularFile.read(url, limit: limit) } catch let error as FileReadError {
+        throw ModelConfigError(error.description)
     }
-    return try decodeConfig(type, data: data, name: url.path)
 }
 
 public func decodeConfig<T: Decodable>(_ type: T.Type, data: Data, name: String) throws -> T {
