@@ -59,10 +59,24 @@ public func readConfigFile(_ url: URL, limit: Int = 64 << 20) throws -> Data {
 public func decodeConfig<T: Decodable>(_ type: T.Type, data: Data, name: String) throws -> T {
     do {
         return try JSONDecoder().decode(type, from: data)
+    } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+        throw ModelConfigError("\(name): \(jsonProblem(data))")
     } catch let error as DecodingError {
         throw ModelConfigError("\(name): \(describe(error))")
     } catch let error as ModelConfigError {
         throw ModelConfigError("\(name): \(error.description)")
+    }
+}
+
+/// What is wrong with JSON the decoder rejected as a whole: Foundation's parser
+/// says where the syntax breaks; text it accepts holds a number no Swift type can.
+private func jsonProblem(_ data: Data) -> String {
+    do {
+        _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        return "a number is too large for its key"
+    } catch {
+        let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+        return "not valid JSON" + (detail.map { " (\(Escaped.text($0)))" } ?? "")
     }
 }
 
