@@ -91,6 +91,7 @@ struct FuzzRandom {
         return z ^ (z >> 31)
     }
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
+    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
     mutating func chance(_ p: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < p }
 }
 
