@@ -119,7 +119,9 @@ public final class PersonalizationAdapter: Module {
             throw ModelConfigError("\(configURL.path) already exists; pass --overwrite to replace it")
         }
         try save(to: base.appendingPathExtension("safetensors").path, overwrite: overwrite)
-        try encoder.encode(config).write(to: configURL, options: .atomic)
+        do { try encoder.encode(config).write(to: configURL, options: .atomic) } catch {
+            throw ModelConfigError("\(configURL.path): cannot write (\(FileErrorText.reason(error)))")
+        }
     }
 
     /// Encoder tokens E for subject image features (CLIP hidden states of `feature_layer`).
