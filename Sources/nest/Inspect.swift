@@ -15,6 +15,10 @@ struct Inspect: ParsableCommand {
     @Option(help: "List at most this many tensors.")
     var limit: Int = 50
 
+    func validate() throws {
+        guard limit >= 0 else { throw ValidationError("--limit must be zero or more, got \(limit)") }
+    }
+
     func run() throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {

@@ -78,7 +78,7 @@ final class FileFuzzTests: XCTestCase {
     func testMutatedSafeTensors() throws {
         var r = FuzzRandom(seed: seed)
         let base = try baseSafeTensors()
-        let count = fuzzCases(1500)
+        let count = fuzzCases(1000)
         var opened = 0
         let started = Date()
         let path = folder.appendingPathComponent("case.safetensors").path

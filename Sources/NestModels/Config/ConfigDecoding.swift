@@ -4,7 +4,8 @@ import NestIO
 /// A model configuration problem, described in one line naming the file and key.
 public struct ModelConfigError: Error, CustomStringConvertible, LocalizedError {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// Values quoted from a file may hold newlines or escape sequences: they are made visible, keeping one line.
+    public init(_ description: String) { self.description = Escaped.text(description, limit: 4000) }
     public var errorDescription: String? { description }
 }
 
