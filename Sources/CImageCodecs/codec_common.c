@@ -23,6 +23,23 @@ size_t nest_checked_product(size_t a, size_t b, size_t c) {
     return abc;
 }
 
+int nest_dimensions_fit(uint32_t width, uint32_t height, uint32_t max_side, uint64_t max_pixels,
+                        char *text, size_t capacity) {
+    if (width > max_side || height > max_side) {
+        nest_set_message(text, capacity, "image is %ux%u pixels; the limit is %u per side",
+                         (unsigned)width, (unsigned)height, (unsigned)max_side);
+        return 0;
+    }
+    uint64_t pixels = (uint64_t)width * (uint64_t)height;
+    if (pixels > max_pixels) {
+        nest_set_message(text, capacity, "image is %ux%u pixels (%llu); the limit is %llu pixels",
+                         (unsigned)width, (unsigned)height, (unsigned long long)pixels,
+                         (unsigned long long)max_pixels);
+        return 0;
+    }
+    return 1;
+}
+
 int nest_growable_append(nest_growable *buffer, const void *bytes, size_t count) {
     if (count > SIZE_MAX - buffer->length) return 0;
     size_t needed = buffer->length + count;

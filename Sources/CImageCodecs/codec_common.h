@@ -14,6 +14,12 @@ void nest_set_message(char *message, size_t capacity, const char *format, ...)
  * untrusted headers, so every buffer size goes through this. */
 size_t nest_checked_product(size_t a, size_t b, size_t c);
 
+/* Whether a header's dimensions fit the caller's limits (max_side per side,
+ * max_pixels in all); when not, writes why into text and returns 0. Checked
+ * before any pixel buffer exists, so a small file cannot claim gigabytes. */
+int nest_dimensions_fit(uint32_t width, uint32_t height, uint32_t max_side, uint64_t max_pixels,
+                        char *text, size_t capacity);
+
 /* A byte buffer that grows geometrically; encoders write into it. */
 typedef struct {
     uint8_t *data;

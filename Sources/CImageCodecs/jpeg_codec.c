@@ -102,14 +102,13 @@ static void cmyk_to_rgb(uint8_t *pixels, size_t pixel_count, int adobe_inverted)
 }
 
 static void decode_jpeg(jpeg_guard *guard, struct jpeg_decompress_struct *cinfo,
-                        const uint8_t *data, size_t length, uint32_t max_side) {
+                        const uint8_t *data, size_t length, uint32_t max_side, uint64_t max_pixels) {
     jpeg_mem_src(cinfo, data, (unsigned long)length);
     jpeg_read_header(cinfo, TRUE);
-    if (cinfo->image_width > max_side || cinfo->image_height > max_side) {
-        char text[160];
-        nest_set_message(text, sizeof text, "image is %ux%u pixels; the limit is %u per side",
-                         (unsigned)cinfo->image_width, (unsigned)cinfo->image_height, (unsigned)max_side);
-        guard_fail(guard, NEST_IMG_TOO_LARGE, text);
+    char limit_text[160];
+    if (!nest_dimensions_fit(cinfo->image_width, cinfo->image_height, max_side, max_pixels,
+                             limit_text, sizeof limit_text)) {
+        guard_fail(guard, NEST_IMG_TOO_LARGE, limit_text);
     }
 
     int cmyk = 0;
@@ -155,7 +154,7 @@ static void decode_jpeg(jpeg_guard *guard, struct jpeg_decompress_struct *cinfo,
     guard->result.channels = 3;
 }
 
-int nest_jpeg_decode(const uint8_t *data, size_t length, uint32_t max_side,
+int nest_jpeg_decode(const uint8_t *data, size_t length, uint32_t max_side, uint64_t max_pixels,
                      nest_decoded_image *image, char *message, size_t message_capacity) {
     if (image == NULL || (data == NULL && length > 0)) return NEST_IMG_BAD_ARGUMENT;
     memset(image, 0, sizeof *image);
@@ -169,7 +168,7 @@ int nest_jpeg_decode(const uint8_t *data, size_t length, uint32_t max_side,
     int status;
     if (setjmp(guard.jump) == 0) {
         jpeg_create_decompress(&cinfo);
-        decode_jpeg(&guard, &cinfo, data, length, max_side);
+        decode_jpeg(&guard, &cinfo, data, length, max_side, max_pixels);
         status = NEST_IMG_OK;
     } else {
         status = guard.status;

@@ -21,6 +21,7 @@ typedef struct {
     size_t length;
     size_t offset;
     uint32_t max_side;
+    uint64_t max_pixels;
     int status;            /* reported when a jump happens */
     char *message;
     size_t message_capacity;
@@ -119,10 +120,8 @@ static void decode_png(png_reader *reader, png_structp png, png_infop info, int 
     png_uint_32 width = 0, height = 0;
     int bit_depth = 0, color_type = 0;
     png_get_IHDR(png, info, &width, &height, &bit_depth, &color_type, NULL, NULL, NULL);
-    if (width > reader->max_side || height > reader->max_side) {
-        char text[160];
-        nest_set_message(text, sizeof text, "image is %ux%u pixels; the limit is %u per side",
-                         (unsigned)width, (unsigned)height, (unsigned)reader->max_side);
+    char text[160];
+    if (!nest_dimensions_fit(width, height, reader->max_side, reader->max_pixels, text, sizeof text)) {
         reader_fail(reader, NEST_IMG_TOO_LARGE, text);
     }
 
@@ -154,16 +153,36 @@ static void decode_png(png_reader *reader, png_structp png, png_infop info, int 
     if (want_text) collect_texts(reader, png, info);
 }
 
-int nest_png_decode(const uint8_t *data, size_t length, uint32_t max_side, int want_text,
+/* Whether every chunk the data holds ends inside it. A chunk header may claim
+ * up to 2 GB; libpng allocates a text chunk's buffer before reading it, so a
+ * 1 KB file could cost a 2 GB allocation and seconds before "truncated". */
+static int chunks_fit(const uint8_t *data, size_t length) {
+    size_t offset = 8;
+    while (offset + 8 <= length) {
+        size_t chunk = ((size_t)data[offset] << 24) | ((size_t)data[offset + 1] << 16)
+                     | ((size_t)data[offset + 2] << 8) | (size_t)data[offset + 3];
+        if (chunk > length - offset - 8 || length - offset - 8 - chunk < 4) return 0;
+        if (memcmp(data + offset + 4, "IEND", 4) == 0) return 1;
+        offset += 12 + chunk;
+    }
+    return 1; /* ends between chunks: libpng reports what is missing */
+}
+
+int nest_png_decode(const uint8_t *data, size_t length, uint32_t max_side, uint64_t max_pixels, int want_text,
                     nest_decoded_image *image, char *message, size_t message_capacity) {
     if (image == NULL || (data == NULL && length > 0)) return NEST_IMG_BAD_ARGUMENT;
     memset(image, 0, sizeof *image);
+    if (length >= 8 && !chunks_fit(data, length)) {
+        nest_set_message(message, message_capacity, "a chunk ends past the end of data");
+        return NEST_IMG_TRUNCATED;
+    }
 
     png_reader reader;
     memset(&reader, 0, sizeof reader);
     reader.data = data;
     reader.length = length;
     reader.max_side = max_side;
+    reader.max_pixels = max_pixels;
     reader.status = NEST_IMG_CORRUPT; /* libpng's own errors are about bad data */
     reader.message = message;
     reader.message_capacity = message_capacity;

@@ -18,7 +18,7 @@ public struct ImageError: Error, CustomStringConvertible, LocalizedError, Equata
         case corrupt
         /// The data ends before the image does.
         case truncated
-        /// Dimensions beyond `ImageFile.maxSide`, or a byte count that overflows.
+        /// Dimensions beyond `ImageLimits`, or a byte count that overflows.
         case tooLarge
         /// A valid file using a feature we decline to handle.
         case unsupported

@@ -7,10 +7,8 @@ import Foundation
 /// downloaded and renamed files routinely carry the wrong one. Every failure
 /// is an `ImageError` whose message names the file.
 public enum ImageFile {
-    /// Largest accepted width or height. Far beyond any diffusion resolution,
-    /// yet small enough that a hostile header cannot make us allocate
-    /// terabytes (32768^2 * 4 bytes = 4 GiB at most).
-    public static let maxSide = 32768
+    /// Largest accepted width or height (see `ImageLimits`).
+    public static var maxSide: Int { ImageLimits.maxSide }
 
     enum Format: String {
         case png = "PNG"
@@ -81,13 +79,13 @@ public enum ImageFile {
     static func decodePNG(_ data: Data, name: String, wantText: Bool)
         throws -> (image: RGBImage, text: [(key: String, value: String)]) {
         try decodeWithCodec(data, name: name, format: .png) { bytes, count, image, message, capacity in
-            nest_png_decode(bytes, count, UInt32(maxSide), wantText ? 1 : 0, image, message, capacity)
+            nest_png_decode(bytes, count, UInt32(ImageLimits.maxSide), UInt64(ImageLimits.maxPixels), wantText ? 1 : 0, image, message, capacity)
         }
     }
 
     static func decodeJPEG(_ data: Data, name: String) throws -> RGBImage {
         try decodeWithCodec(data, name: name, format: .jpeg) { bytes, count, image, message, capacity in
-            nest_jpeg_decode(bytes, count, UInt32(maxSide), image, message, capacity)
+            nest_jpeg_decode(bytes, count, UInt32(ImageLimits.maxSide), UInt64(ImageLimits.maxPixels), image, message, capacity)
         }.image
     }
 

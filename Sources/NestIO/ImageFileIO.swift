@@ -14,27 +14,9 @@ enum ImageFileIO {
     /// Reads a whole file. Decoders take memory buffers, so this is the only
     /// place image input touches the file system.
     static func readFile(path: String) throws -> Data {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw ImageError(.unreadable, file: path, reason: "cannot open (\(errnoText()))")
+        do { return try RegularFile.read(path, limit: ImageLimits.maxFileBytes) } catch let error as FileReadError {
+            throw ImageError(.unreadable, file: path, reason: error.reason)
         }
-        defer { close(fd) }
-        var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw ImageError(.unreadable, file: path, reason: "is a directory, not an image file")
-        }
-        var data = Data()
-        var chunk = [UInt8](repeating: 0, count: 1 << 16)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count == 0 { break }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw ImageError(.unreadable, file: path, reason: "read failed (\(errnoText()))")
-            }
-            data.append(contentsOf: chunk[0..<count])
-        }
-        return data
     }
 
     static func exists(_ path: String) -> Bool {

@@ -98,7 +98,7 @@ public final class SafeTensorsCollection: @unchecked Sendable {
         do {
             entries = try FileManager.default.contentsOfDirectory(atPath: directory).sorted()
         } catch {
-            throw SafeTensorsError(.io, path: directory, "cannot list directory: \(error.localizedDescription)")
+            throw SafeTensorsError(.io, path: directory, "cannot list directory (\(FileErrorText.reason(error)))")
         }
         let indexes = entries.filter { $0.hasSuffix(".safetensors.index.json") }
         let singles = entries.filter { $0.hasSuffix(".safetensors") }

@@ -13,18 +13,13 @@ final class MappedFile {
     let size: Int
 
     init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SafeTensorsError(.io, path: path, "cannot open: \(errnoText())") }
+        // RegularFile refuses FIFOs, devices and folders without blocking in open(2).
+        let fd: Int32
+        do { (fd, size) = try RegularFile.open(path) } catch let error as FileReadError {
+            throw SafeTensorsError(.io, path: path, error.reason)
+        }
         // The mapping holds its own reference to the file; the descriptor is not needed after mmap.
         defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            throw SafeTensorsError(.io, path: path, "cannot stat: \(errnoText())")
-        }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw SafeTensorsError(.io, path: path, "not a regular file")
-        }
-        size = Int(info.st_size)
         guard size > 0 else { base = nil; return }  // mmap rejects length 0; the header check reports it
         let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
         guard let address, address != MAP_FAILED else {

@@ -1,4 +1,5 @@
 import Foundation
+import NestIO
 import NestModels
 
 /// The JSON half of an adapter file pair (`NAME.json` + `NAME.safetensors`).
@@ -91,13 +92,70 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
 
     public static func load(from url: URL) throws -> AdapterConfig {
         let config = try decodeConfig(AdapterConfig.self, from: url)
-        guard config.format == "nest-adapter" else {
-            throw ModelConfigError("\(url.path): format '\(config.format)' is not 'nest-adapter'")
-        }
-        guard config.version == 1 else { throw ModelConfigError("\(url.path): adapter version \(config.version) is not supported") }
-        if config.kind == .singleToken && config.contextWidth == nil {
-            throw ModelConfigError("\(url.path): a single-token adapter needs 'context_width'")
+        do { try config.validate() } catch let error as ModelConfigError {
+            throw ModelConfigError("\(url.path): \(error.description)")
         }
         return config
+    }
+}
+
+extension AdapterConfig {
+    /// Checks every number and name against sane ranges and against each other,
+    /// so that building the adapter cannot crash or allocate without bound.
+    public func validate() throws {
+        guard format == "nest-adapter" else { throw ModelConfigError("format '\(Escaped.text(format))' is not 'nest-adapter'") }
+        guard version == 1 else { throw ModelConfigError("adapter version \(version) is not supported") }
+        for (key, text) in [("placeholder_token", placeholderToken), ("class_word", classWord)]
+        where text.isEmpty || text.contains(where: \.isWhitespace) {
+            throw ModelConfigError("'\(key)' \"\(Escaped.text(text))\" must be one non-empty word")
+        }
+        try ConfigBounds.check("image_encoder.hidden_size", imageEncoder.hiddenSize, in: ConfigBounds.width)
+        try ConfigBounds.check("image_encoder.image_size", imageEncoder.imageSize, in: ConfigBounds.positions)
+        try ConfigBounds.check("image_encoder.feature_layer", imageEncoder.featureLayer,
+                               in: -(ConfigBounds.layers.upperBound + 1)...ConfigBounds.layers.upperBound)
+        let r = resampler
+        for (key, value) in [("embedding_dim", r.embeddingDim), ("width", r.width), ("output_dim", r.outputDim),
+                             ("head_dim", r.headDim)] {
+            try ConfigBounds.check("resampler.\(key)", value, in: ConfigBounds.width)
+        }
+        try ConfigBounds.check("resampler.depth", r.depth, in: ConfigBounds.layers)
+        try ConfigBounds.check("resampler.heads", r.heads, in: ConfigBounds.heads)
+        try ConfigBounds.check("resampler.heads × head_dim", r.heads * r.headDim, in: ConfigBounds.width)
+        try ConfigBounds.check("resampler.queries", r.queries, in: 1...4096)
+        try ConfigBounds.check("resampler.ff_mult", r.ffMult, in: 1...16)
+        guard r.embeddingDim == imageEncoder.hiddenSize else {
+            throw ModelConfigError("'resampler.embedding_dim' \(r.embeddingDim) differs from 'image_encoder.hidden_size' \(imageEncoder.hiddenSize) (the features it reads)")
+        }
+        try ConfigBounds.check("layers (count)", layers.count, in: (kind == .singleToken ? 0 : 1)...1024)
+        var seen = Set<String>()
+        for (i, layer) in layers.enumerated() {
+            guard !layer.path.isEmpty, seen.insert(layer.path).inserted else {
+                throw ModelConfigError("'layers.\(i).path' \"\(Escaped.text(layer.path))\" is empty or repeated")
+            }
+            try ConfigBounds.check("layers.\(i).width", layer.width, in: ConfigBounds.width)
+        }
+        if kind == .singleToken {
+            guard let contextWidth else { throw ModelConfigError("a single-token adapter needs 'context_width'") }
+            try ConfigBounds.check("context_width", contextWidth, in: ConfigBounds.width)
+        } else if let contextWidth {
+            try ConfigBounds.check("context_width", contextWidth, in: ConfigBounds.width)
+        }
+        try ConfigBounds.check("defaults.token_weight", Double(defaults.tokenWeight))
+        try ConfigBounds.check("defaults.scale", Double(defaults.scale))
+        if let norm = defaults.valueNormalization { try ConfigBounds.check("defaults.value_normalization", Double(norm), positive: true) }
+    }
+
+    /// Checks the adapter against the image encoder it will read features from:
+    /// the feature layer must exist and the feature width must match.
+    public func validate(against encoder: CLIPVisionConfig) throws {
+        let layerCount = encoder.encoder.layers
+        // Hidden states are the embeddings (0) and one per layer; negative values count from the last.
+        guard (-(layerCount + 1)...layerCount).contains(imageEncoder.featureLayer) else {
+            throw ModelConfigError("'image_encoder.feature_layer' is \(imageEncoder.featureLayer), outside "
+                + "\(-(layerCount + 1))...\(layerCount) for the model's \(layerCount)-layer image encoder")
+        }
+        guard imageEncoder.hiddenSize == encoder.encoder.hiddenSize else {
+            throw ModelConfigError("'image_encoder.hidden_size' is \(imageEncoder.hiddenSize) but the model's image encoder is \(encoder.encoder.hiddenSize) wide")
+        }
     }
 }

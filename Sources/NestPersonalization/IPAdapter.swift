@@ -80,9 +80,13 @@ public final class IPAdapter: Module {
 
     /// Reads the layout from the tensors' names and shapes, then loads every tensor strictly.
     public static func load(source: WeightSource) throws -> IPAdapter {
-        let adapter = IPAdapter(layout: try IPAdapterLayout.read(source))
-        do { try adapter.load(from: source) } catch { throw IPAdapterError("\(error)") }
-        return adapter
+        let layout = try IPAdapterLayout.read(source)
+        do {
+            // Shapes are compared with the file's before the adapter is allocated.
+            let adapter = try Module.build(checkedAgainst: source) { IPAdapter(layout: layout) }
+            try adapter.load(from: source)
+            return adapter
+        } catch { throw IPAdapterError("\(error)") }
     }
 
     /// Context tokens for reference images: plain reads CLIP `image_embeds` [B, D]

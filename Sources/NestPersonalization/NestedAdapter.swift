@@ -73,23 +73,37 @@ public final class PersonalizationAdapter: Module {
     }
 
     /// Reads `NAME.json` and `NAME.safetensors` (pass either path, or the stem).
-    /// A tuned adapter needs `imageEncoder`, the base folder's image-encoder
-    /// config, to rebuild its encoder.
+    /// `imageEncoder`, the base folder's image-encoder config, is checked against
+    /// the adapter (feature layer, width); a tuned adapter needs it to rebuild its encoder.
     public static func load(path: String, imageEncoder: CLIPVisionConfig? = nil) throws -> PersonalizationAdapter {
         let base = URL(fileURLWithPath: path).deletingPathExtension()
         let configURL = base.appendingPathExtension("json"), weightsURL = base.appendingPathExtension("safetensors")
         guard FileManager.default.fileExists(atPath: configURL.path) else {
             throw ModelConfigError("\(path): adapter config \(configURL.lastPathComponent) not found")
         }
-        let adapter = PersonalizationAdapter(config: try AdapterConfig.load(from: configURL))
-        if adapter.config.imageEncoder.tuned {
-            guard let imageEncoder else {
-                throw ModelConfigError("\(path): the adapter carries its own image encoder; load it with the model's image-encoder config")
+        let config = try AdapterConfig.load(from: configURL)
+        if let imageEncoder {
+            do { try config.validate(against: imageEncoder) } catch let error as ModelConfigError {
+                throw ModelConfigError("\(configURL.path): \(error.description)")
             }
-            adapter.attachImageEncoder(CLIPVisionModel(config: imageEncoder, withProjection: false))
         }
         let weights = try SafeTensorsFile(path: weightsURL.path)
-        do { try adapter.load(from: weights) } catch let error as WeightLoadingError {
+        if config.imageEncoder.tuned && imageEncoder == nil {
+            throw ModelConfigError("\(path): the adapter carries its own image encoder; load it with the model's image-encoder config")
+        }
+        // Shapes are checked against the weights before anything is allocated.
+        let make = {
+            let adapter = PersonalizationAdapter(config: config)
+            if config.imageEncoder.tuned, let imageEncoder {
+                adapter.attachImageEncoder(CLIPVisionModel(config: imageEncoder, withProjection: false))
+            }
+            return adapter
+        }
+        let adapter: PersonalizationAdapter
+        do {
+            adapter = try Module.build(checkedAgainst: weights, make)
+            try adapter.load(from: weights)
+        } catch let error as WeightLoadingError {
             throw ModelConfigError("\(weightsURL.path): \(error.description)")
         }
         return adapter
@@ -105,7 +119,9 @@ public final class PersonalizationAdapter: Module {
             throw ModelConfigError("\(configURL.path) already exists; pass --overwrite to replace it")
         }
         try save(to: base.appendingPathExtension("safetensors").path, overwrite: overwrite)
-        try encoder.encode(config).write(to: configURL, options: .atomic)
+        do { try encoder.encode(config).write(to: configURL, options: .atomic) } catch {
+            throw ModelConfigError("\(configURL.path): cannot write (\(FileErrorText.reason(error)))")
+        }
     }
 
     /// Encoder tokens E for subject image features (CLIP hidden states of `feature_layer`).

@@ -93,7 +93,8 @@ public final class Resampler: Module {
 
     public init(config: Config, seed: UInt64 = 0) {
         self.config = config
-        latents = Tensor.randn([1, config.queries, config.width], seed: seed, std: 1 / Float(config.width).squareRoot())
+        let shape = [1, config.queries, config.width]
+        latents = ParameterShapes.make(shape) { Tensor.randn(shape, seed: seed, std: 1 / Float(config.width).squareRoot()) }
         proj_in = Linear(config.embeddingDim, config.width, seed: seed &+ 1)
         proj_out = Linear(config.width, config.outputDim, seed: seed &+ 2)
         norm_out = LayerNorm(config.outputDim)

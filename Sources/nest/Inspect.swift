@@ -15,6 +15,10 @@ struct Inspect: ParsableCommand {
     @Option(help: "List at most this many tensors.")
     var limit: Int = 50
 
+    func validate() throws {
+        guard limit >= 0 else { throw ValidationError("--limit must be zero or more, got \(limit)") }
+    }
+
     func run() throws {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -22,63 +26,103 @@ struct Inspect: ParsableCommand {
         }
         let lower = path.lowercased()
         if isDirectory.boolValue && FileManager.default.fileExists(atPath: path + "/model_index.json") {
-            try inspectModelFolder()
+            inspectModelFolder()
             return
         }
         if !isDirectory.boolValue && (lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg")) {
-            try inspectImage()
+            inspectImage()
         } else {
             try inspectWeights()
         }
     }
 
-    func inspectImage() throws {
+    /// Size and text chunks from the header alone: the pixels are never decoded.
+    func inspectImage() {
         do {
-            let image = try ImageFile.decode(path: path)
-            print("\(path): \(image.width)×\(image.height) RGB\(image.alpha == nil ? "" : " + alpha")")
-            if path.lowercased().hasSuffix(".png") {
-                for (key, value) in try ImageFile.readPNGText(path: path) { print("  \(key): \(value)") }
-            }
+            let info = try ImageFile.info(path: path)
+            print("\(path): \(info.format) \(info.width)×\(info.height) RGB\(info.hasAlpha ? " + alpha" : "")")
+            // Text chunks come from whoever made the file: never let them drive the terminal.
+            for text in info.texts { print("  \(Escaped.text(text.key)): \(Escaped.text(text.value, limit: 4000))") }
+            if let refusal = info.sizeRefusal { print("  note: too large to use as an input (\(refusal))") }
         } catch {
             fail(String(describing: error))
         }
     }
 
     /// Components, their classes, parameter counts, dtypes and the key config values.
-    func inspectModelFolder() throws {
+    /// Every component is listed; a missing, truncated or corrupt one makes the command fail afterwards.
+    func inspectModelFolder() {
         let folder: ModelFolder
         do { folder = try ModelFolder(url: URL(fileURLWithPath: path)) } catch { fail(String(describing: error)) }
-        print("\(path): \(folder.pipelineClass)")
-        let keys = ["sample_size", "in_channels", "out_channels", "block_out_channels", "layers_per_block",
-                    "attention_head_dim", "num_attention_heads", "cross_attention_dim", "transformer_layers_per_block",
-                    "use_linear_projection", "addition_embed_type", "latent_channels", "scaling_factor", "shift_factor",
-                    "hidden_size", "num_hidden_layers", "projection_dim", "hidden_act", "image_size", "patch_size",
-                    "prediction_type", "beta_schedule", "timestep_spacing", "_class_name"]
+        print("\(path): \(Escaped.text(folder.pipelineClass))")
+        var problems: [String] = []
         for name in folder.components.keys.sorted() {
             let (library, className) = folder.components[name]!
-            let url = folder.url.appendingPathComponent(name)
-            var line = "  \(name): \(library).\(className)"
-            if let file = try? WeightFiles.locate(in: url), let weights = try? SafeTensorsCollection(path: file.path) {
-                var total = 0
-                var dtypes = Set<String>()
-                for tensor in weights.names {
-                    if let info = try? weights.info(tensor) { total += info.elementCount; dtypes.insert(info.dtype.rawValue) }
-                }
-                line += " — \(formatCount(total)) parameters, \(dtypes.sorted().joined(separator: "/")), \(file.lastPathComponent)"
-            }
-            print(line)
-            for configName in ["config.json", "scheduler_config.json"] {
-                guard let data = FileManager.default.contents(atPath: url.appendingPathComponent(configName).path),
-                      let config = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
-                let values = keys.compactMap { key -> String? in
-                    guard let v = config[key], !(v is NSNull) else { return nil }
-                    let text = (try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed]))
-                        .flatMap { String(data: $0, encoding: .utf8) } ?? "\(v)"
-                    return "\(key)=\(text)"
-                }
-                if !values.isEmpty { print("      " + values.joined(separator: " ")) }
+            print("  \(Escaped.text(name)): \(Escaped.text(library)).\(Escaped.text(className))", terminator: "")
+            do {
+                print(try describeComponent(folder.url.appendingPathComponent(name)))
+            } catch {
+                print(" — error")
+                problems.append("component '\(Escaped.text(name))': \(oneLine(error))")
             }
         }
+        if let first = problems.first {
+            let more = problems.count > 1 ? " (and \(problems.count - 1) more broken component(s))" : ""
+            fail("\(path): \(first)\(more)")
+        }
+    }
+
+    static let configKeys = ["sample_size", "in_channels", "out_channels", "block_out_channels", "layers_per_block",
+                             "attention_head_dim", "num_attention_heads", "cross_attention_dim", "transformer_layers_per_block",
+                             "use_linear_projection", "addition_embed_type", "latent_channels", "scaling_factor", "shift_factor",
+                             "hidden_size", "num_hidden_layers", "projection_dim", "hidden_act", "image_size", "patch_size",
+                             "prediction_type", "beta_schedule", "timestep_spacing", "_class_name"]
+
+    /// The rest of a component's line and its config lines; throws when the component is unusable.
+    func describeComponent(_ url: URL) throws -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ModelConfigError("folder \(url.lastPathComponent)/ is missing")
+        }
+        var text = ""
+        let jsonNames = ["config.json", "scheduler_config.json", "preprocessor_config.json", "tokenizer_config.json"]
+        let present = jsonNames.filter { FileManager.default.fileExists(atPath: url.appendingPathComponent($0).path) }
+        guard !present.isEmpty || FileManager.default.fileExists(atPath: url.appendingPathComponent("tokenizer.json").path) else {
+            throw ModelConfigError("\(url.path): no config file (\(jsonNames.joined(separator: ", ")))")
+        }
+        // A config.json marks a model component, which is nothing without its weights.
+        if present.contains("config.json") {
+            let file = try WeightFiles.locate(in: url)
+            let weights = try SafeTensorsCollection(path: file.path)
+            var total = 0
+            var dtypes = Set<String>()
+            for info in weights.tensors.values { total += info.elementCount; dtypes.insert(info.dtype.rawValue) }
+            text += " — \(formatCount(total)) parameters, \(dtypes.sorted().joined(separator: "/")), \(file.lastPathComponent)"
+        }
+        for configName in present {
+            let config = try readJSONObject(url.appendingPathComponent(configName))
+            let values = Self.configKeys.compactMap { key -> String? in
+                guard let v = config[key], !(v is NSNull) else { return nil }
+                let rendered = (try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed]))
+                    .flatMap { String(data: $0, encoding: .utf8) } ?? "\(v)"
+                return "\(key)=\(Escaped.text(rendered))"
+            }
+            if !values.isEmpty { text += "\n      " + values.joined(separator: " ") }
+        }
+        return text
+    }
+
+    /// A JSON object from a regular file, with errors that name the file in one line.
+    func readJSONObject(_ url: URL) throws -> [String: Any] {
+        let data = try RegularFile.read(url, limit: 64 << 20)
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw ModelConfigError("\(url.path): not a JSON object")
+        }
+        return object
+    }
+
+    func oneLine(_ error: Error) -> String {
+        String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
     }
 
     func inspectWeights() throws {
@@ -92,10 +136,12 @@ struct Inspect: ParsableCommand {
             byType[info.dtype.rawValue, default: 0] += info.elementCount
         }
         print("\(path): \(weights.names.count) tensors, \(formatCount(total)) parameters (\(byType.sorted { $0.key < $1.key }.map { "\($0.key) \(formatCount($0.value))" }.joined(separator: ", ")))")
-        for (key, value) in weights.metadata.sorted(by: { $0.key < $1.key }) { print("  metadata \(key): \(value)") }
+        for (key, value) in weights.metadata.sorted(by: { $0.key < $1.key }) {
+            print("  metadata \(Escaped.text(key)): \(Escaped.text(value, limit: 4000))")
+        }
         for name in weights.names.prefix(limit) {
             let info = try weights.info(name)
-            print("  \(name)  \(info.dtype.rawValue) \(info.shape)")
+            print("  \(Escaped.text(name))  \(info.dtype.rawValue) \(info.shape)")
         }
         if weights.names.count > limit { print("  ... \(weights.names.count - limit) more (use --limit)") }
     }

@@ -67,10 +67,11 @@ void nest_buffer_free(nest_buffer *buffer);
 
 /* Decodes any PNG (all color types, 1-16 bits, interlaced) to 8-bit RGB or
  * RGBA. Alpha is kept as a separate channel, never composited. Images wider or
- * taller than max_side fail with NEST_IMG_TOO_LARGE before any big allocation.
+ * taller than max_side, or with more than max_pixels pixels, fail with
+ * NEST_IMG_TOO_LARGE from the header, before any big allocation.
  * With want_text != 0 all tEXt/zTXt/iTXt chunks (before and after IDAT) are
  * returned in image->texts. */
-int nest_png_decode(const uint8_t *data, size_t length, uint32_t max_side, int want_text,
+int nest_png_decode(const uint8_t *data, size_t length, uint32_t max_side, uint64_t max_pixels, int want_text,
                     nest_decoded_image *image, char *message, size_t message_capacity);
 
 /* Text chunk to write. is_utf8 == 0 writes tEXt (key and value must be
@@ -100,14 +101,20 @@ int nest_test_write_png(const uint16_t *samples, uint32_t width, uint32_t height
                         const uint16_t *trns, uint32_t trns_count,
                         nest_buffer *out, char *message, size_t message_capacity);
 
+/* Inflates one zlib stream (a zTXt or compressed iTXt value) into out, failing
+ * with NEST_IMG_TOO_LARGE past max_output bytes. Release out with nest_buffer_free. */
+int nest_inflate_text(const uint8_t *data, size_t length, size_t max_output,
+                      nest_buffer *out, char *message, size_t message_capacity);
+
 /* ---- JPEG --------------------------------------------------------------- */
 
 /* Decodes baseline or progressive JPEG to 8-bit RGB (channels 3). Grayscale is
  * expanded to RGB. CMYK/YCCK is converted to RGB, treating the samples as
  * Adobe-inverted when the file carries an Adobe marker (as Photoshop writes
  * them) and as plain CMYK otherwise. A premature end of data or a
- * data-destroying corruption warning is an error, not a gray-filled image. */
-int nest_jpeg_decode(const uint8_t *data, size_t length, uint32_t max_side,
+ * data-destroying corruption warning is an error, not a gray-filled image.
+ * Size limits as for nest_png_decode, checked from the SOF header. */
+int nest_jpeg_decode(const uint8_t *data, size_t length, uint32_t max_side, uint64_t max_pixels,
                      nest_decoded_image *image, char *message, size_t message_capacity);
 
 /* Encodes interleaved 8-bit samples as JPEG. components: 1 = grayscale,

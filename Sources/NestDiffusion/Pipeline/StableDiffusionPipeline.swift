@@ -28,7 +28,8 @@ public final class StableDiffusionPipeline {
         let vae = try AutoencoderKL.load(folder: try folder.component("vae"), variant: variant)
         let schedulerURL = try folder.component("scheduler").appendingPathComponent("scheduler_config.json")
         let schedulerConfig = try SchedulerConfig.load(from: schedulerURL)
-        let index = (try? JSONSerialization.jsonObject(with: Data(contentsOf: url.appendingPathComponent("model_index.json")))) as? [String: Any]
+        // ModelFolder has read model_index.json already; a second read can only fail if it vanished meanwhile.
+        let index = (try? JSONSerialization.jsonObject(with: readConfigFile(url.appendingPathComponent("model_index.json")))) as? [String: Any]
         let forceZeros = (index?["force_zeros_for_empty_prompt"] as? Bool) ?? prompts.isXL
         return StableDiffusionPipeline(folder: folder, prompts: prompts, unet: unet, vae: vae,
                                        schedulerConfig: schedulerConfig, forceZerosForEmptyPrompt: forceZeros)

@@ -113,11 +113,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     }
 
     public static func load(from url: URL) throws -> SchedulerConfig {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw ModelConfigError("\(url.path): cannot read scheduler config (\(error.localizedDescription))")
-        }
-        return try decode(data, name: url.path)
+        try decode(readConfigFile(url), name: url.path)
     }
 
     /// Decodes the JSON text. diffusers writes Python's `-Infinity` for

@@ -9,7 +9,8 @@ extension CLIPTokenizer {
         let fm = FileManager.default
         func json(_ name: String) throws -> [String: Any]? {
             let url = folder.appendingPathComponent(name)
-            guard let data = fm.contents(atPath: url.path) else { return nil }
+            guard fm.fileExists(atPath: url.path) else { return nil }
+            let data = try readConfigFile(url)
             guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
                 throw ModelConfigError("\(url.path): not a JSON object")
             }
@@ -60,8 +61,11 @@ extension CLIPTokenizer {
             guard let vocab = try json("vocab.json") as? [String: Int] else {
                 throw ModelConfigError("\(folder.path): no tokenizer.json or vocab.json (\(vocabURL.lastPathComponent))")
             }
-            guard let text = try? String(contentsOf: mergesURL, encoding: .utf8) else {
+            guard fm.fileExists(atPath: mergesURL.path) else {
                 throw ModelConfigError("\(folder.path): vocab.json without merges.txt")
+            }
+            guard let text = String(data: try readConfigFile(mergesURL), encoding: .utf8) else {
+                throw ModelConfigError("\(mergesURL.path): not UTF-8 text")
             }
             vocabulary = vocab
             for line in text.split(separator: "\n", omittingEmptySubsequences: true) where !line.hasPrefix("#version") {

@@ -1,4 +1,5 @@
 import Foundation
+import NestIO
 import NestModels
 
 extension CLIPTokenizer {
@@ -64,17 +65,25 @@ extension CLIPTokenizer {
         let bos = "<|startoftext|>", eos = "<|endoftext|>"
         add(bos); add(eos)
 
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        try encoder.encode(vocabulary).write(to: folder.appendingPathComponent("vocab.json"), options: .atomic)
         let mergeText = "#version: 0.2\n" + merges.map { "\($0.0) \($0.1)\n" }.joined()
-        try Data(mergeText.utf8).write(to: folder.appendingPathComponent("merges.txt"), options: .atomic)
         let special: [String: String] = ["bos_token": bos, "eos_token": eos, "unk_token": eos, "pad_token": eos]
-        try encoder.encode(special).write(to: folder.appendingPathComponent("special_tokens_map.json"), options: .atomic)
         let config: [String: Any] = ["bos_token": bos, "eos_token": eos, "unk_token": eos, "pad_token": eos,
                                      "model_max_length": maxLength, "tokenizer_class": "CLIPTokenizer"]
-        try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted])
-            .write(to: folder.appendingPathComponent("tokenizer_config.json"), options: .atomic)
+        let files: [(String, Data)] = [
+            ("vocab.json", try encoder.encode(vocabulary)), ("merges.txt", Data(mergeText.utf8)),
+            ("special_tokens_map.json", try encoder.encode(special)),
+            ("tokenizer_config.json", try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted])),
+        ]
+        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw ModelConfigError("\(folder.path): cannot create folder (\(FileErrorText.reason(error)))")
+        }
+        for (name, data) in files {
+            let url = folder.appendingPathComponent(name)
+            do { try data.write(to: url, options: .atomic) } catch {
+                throw ModelConfigError("\(url.path): cannot write (\(FileErrorText.reason(error)))")
+            }
+        }
     }
 }

@@ -49,8 +49,12 @@ public final class Linear: Module {
     public init(_ inFeatures: Int, _ outFeatures: Int, bias: Bool = true, seed: UInt64? = nil) {
         let seed = seed ?? ParameterSeeds.next()
         let bound = 1 / Float(max(inFeatures, 1)).squareRoot()
-        weight = Tensor.uniform([outFeatures, inFeatures], low: -bound, high: bound, seed: seed)
-        self.bias = bias ? Tensor.uniform([outFeatures], low: -bound, high: bound, seed: seed &+ 1) : nil
+        weight = ParameterShapes.make([outFeatures, inFeatures]) {
+            Tensor.uniform([outFeatures, inFeatures], low: -bound, high: bound, seed: seed)
+        }
+        self.bias = bias ? ParameterShapes.make([outFeatures]) {
+            Tensor.uniform([outFeatures], low: -bound, high: bound, seed: seed &+ 1)
+        } : nil
         super.init()
         parameter("weight", weight)
         if let b = self.bias { parameter("bias", b) }
@@ -83,8 +87,11 @@ public final class Conv2d: Module {
         let seed = seed ?? ParameterSeeds.next()
         let fanIn = inChannels * kernelSize * kernelSize
         let bound = 1 / Float(max(fanIn, 1)).squareRoot()
-        weight = Tensor.uniform([outChannels, kernelSize, kernelSize, inChannels], low: -bound, high: bound, seed: seed)
-        self.bias = bias ? Tensor.uniform([outChannels], low: -bound, high: bound, seed: seed &+ 1) : nil
+        let shape = [outChannels, kernelSize, kernelSize, inChannels]
+        weight = ParameterShapes.make(shape) { Tensor.uniform(shape, low: -bound, high: bound, seed: seed) }
+        self.bias = bias ? ParameterShapes.make([outChannels]) {
+            Tensor.uniform([outChannels], low: -bound, high: bound, seed: seed &+ 1)
+        } : nil
         self.stride = stride
         self.padding = padding
         super.init()
@@ -122,8 +129,8 @@ public final class GroupNorm: Module {
     public init(groups: Int, channels: Int, eps: Float = 1e-5, affine: Bool = true) {
         self.groups = groups
         self.eps = eps
-        weight = affine ? Tensor(ones: [channels]) : nil
-        bias = affine ? Tensor(zeros: [channels]) : nil
+        weight = affine ? ParameterShapes.make([channels]) { Tensor(ones: [channels]) } : nil
+        bias = affine ? ParameterShapes.make([channels]) { Tensor(zeros: [channels]) } : nil
         super.init()
         if let weight { parameter("weight", weight) }
         if let bias { parameter("bias", bias) }
@@ -146,8 +153,8 @@ public final class LayerNorm: Module {
 
     public init(_ dim: Int, eps: Float = 1e-5, affine: Bool = true, bias: Bool = true) {
         self.eps = eps
-        weight = affine ? Tensor(ones: [dim]) : nil
-        self.bias = affine && bias ? Tensor(zeros: [dim]) : nil
+        weight = affine ? ParameterShapes.make([dim]) { Tensor(ones: [dim]) } : nil
+        self.bias = affine && bias ? ParameterShapes.make([dim]) { Tensor(zeros: [dim]) } : nil
         super.init()
         if let weight { parameter("weight", weight) }
         if let b = self.bias { parameter("bias", b) }
@@ -161,7 +168,7 @@ public final class Embedding: Module {
 
     public init(_ count: Int, _ dim: Int, seed: UInt64? = nil) {
         let seed = seed ?? ParameterSeeds.next()
-        weight = Tensor.randn([count, dim], seed: seed)
+        weight = ParameterShapes.make([count, dim]) { Tensor.randn([count, dim], seed: seed) }
         super.init()
         parameter("weight", weight)
     }

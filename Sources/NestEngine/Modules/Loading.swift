@@ -42,39 +42,39 @@ extension Module {
     /// missing ones and reports them.
     @discardableResult
     public func load(from source: WeightSource, prefix: String = "", strict: Bool = true) throws -> LoadReport {
-        var report = LoadReport()
         let params = namedParameters()
-        var expected = Set<String>()
-        var problems: [String] = []
+        // Every name and shape is checked before any value is read.
+        let check = weightProblems(params.map { (prefix + $0.path, $0.parameter.checkpointShape) }, in: source,
+                                   prefix: prefix, strict: strict)
+        if !check.problems.isEmpty { throw WeightLoadingError(weightProblemSummary(check.problems)) }
+        var report = LoadReport(missing: check.missing, unexpected: check.unexpected)
         for (path, p) in params {
             let name = prefix + path
-            expected.insert(name)
-            guard let shape = source.shape(of: name) else { report.missing.append(name); continue }
-            let want = p.checkpointShape
-            guard shape == want else {
-                problems.append("\(name): checkpoint shape \(shape), model expects \(want)")
-                continue
-            }
+            guard source.shape(of: name) != nil else { continue }
             switch p.layout {
             case .plain:
                 try source.read(name, into: p.tensor.data, count: p.tensor.count)
             case .convOIHW:
-                let raw = Tensor(uninitialized: want)
+                let raw = Tensor(uninitialized: p.checkpointShape)
                 try source.read(name, into: raw.data, count: raw.count)
                 p.tensor.assign(Autograd.noGrad { raw.permuted([0, 2, 3, 1]) })
             }
             report.loaded.append(name)
         }
-        report.unexpected = source.tensorNames.filter { $0.hasPrefix(prefix) && !expected.contains($0) }
-        if strict {
-            problems += report.missing.map { "\($0): missing from checkpoint" }
-            problems += report.unexpected.map { "\($0): not a parameter of the model" }
-        }
-        if !problems.isEmpty {
-            let shown = problems.prefix(20).joined(separator: "; ")
-            throw WeightLoadingError("\(problems.count) weight problem(s): \(shown)\(problems.count > 20 ? "; ..." : "")")
-        }
         return report
+    }
+
+    /// Builds a module whose parameters are to be loaded from `source`: the
+    /// shapes `build` implies are first compared with the source's, without
+    /// allocating any parameter, so a config that does not match its weights
+    /// (or asks for absurd sizes) fails before memory is spent on it.
+    /// `part` picks the sub-module the source holds (the whole module by default).
+    public static func build<M: Module>(checkedAgainst source: WeightSource, prefix: String = "",
+                                        part: (M) -> Module = { $0 }, _ build: () throws -> M) throws -> M {
+        let planned = try ParameterShapes.plan(build)
+        let check = weightProblems(part(planned).checkpointShapes(prefix: prefix), in: source, prefix: prefix)
+        if !check.problems.isEmpty { throw WeightLoadingError(weightProblemSummary(check.problems)) }
+        return try build()
     }
 
     /// Parameters in checkpoint layout (OHWI → OIHW), ready to save.

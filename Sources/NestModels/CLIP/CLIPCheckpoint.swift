@@ -10,31 +10,35 @@ import NestIO
 /// while the WithProjection classes keep it. Both load here, strictly.
 struct CLIPCheckpoint {
     let folder: URL
-    let variant: String?
+    let url: URL
+    let source: FilteredSource
     let names: Set<String>
 
     init(folder: URL, variant: String?) throws {
         self.folder = folder
-        self.variant = variant
-        let url = try WeightFiles.locate(in: folder, variant: variant)
-        names = Set(try SafeTensorsCollection(path: url.path).names)
+        // Older files also carry the `position_ids` buffer (0..<n); positions are implicit here.
+        (url, source) = try WeightFiles.open(folder, variant: variant) { $0.hasSuffix("embeddings.position_ids") }
+        names = Set(source.tensorNames)
     }
 
     func has(_ name: String) -> Bool { names.contains(name) }
 
-    /// Loads `model` when the checkpoint uses the `prefix.` layout, else only its `tower`
-    /// (which then must be all there is: a projection needs the prefixed layout).
-    func load(_ model: Module, tower: Module, prefix: String, projection: Module?) throws {
-        // Older files also carry the `position_ids` buffer (0..<n); positions are implicit here.
-        let isBuffer: (String) -> Bool = { $0.hasSuffix("embeddings.position_ids") }
-        if names.contains(where: { $0.hasPrefix(prefix + ".") }) {
-            try WeightFiles.load(model, from: folder, variant: variant, ignoring: isBuffer)
-            return
-        }
-        if projection != nil {
+    /// Builds the model with `make` once its shapes match the checkpoint (see
+    /// `Module.build(checkedAgainst:)`), and loads it when the checkpoint uses
+    /// the `prefix.` layout, else only its `tower` (which then must be all
+    /// there is: a projection needs the prefixed layout).
+    func build<M: Module>(prefix: String, withProjection: Bool, tower: @escaping (M) -> Module,
+                          _ make: () -> M) throws -> M {
+        let whole = names.contains(where: { $0.hasPrefix(prefix + ".") })
+        if !whole && withProjection {
             throw ModelConfigError("\(folder.path): a projection was asked for, but the checkpoint is a "
                                    + "model without one (no '\(prefix).' tensors)")
         }
-        try WeightFiles.load(tower, from: folder, variant: variant, ignoring: isBuffer)
+        let part: (M) -> Module = whole ? { $0 } : tower
+        return try WeightFiles.naming(url) {
+            let model = try Module.build(checkedAgainst: source, part: part, make)
+            try part(model).load(from: source)
+            return model
+        }
     }
 }

@@ -35,9 +35,11 @@ public struct CLIPEncoderShape: Sendable, Equatable {
     public var layerNormEps: Float
 
     func validate() throws {
-        guard hiddenSize > 0, intermediateSize > 0, layers > 0, heads > 0 else {
-            throw ModelConfigError("hidden_size, intermediate_size, num_hidden_layers and num_attention_heads must be positive")
-        }
+        try ConfigBounds.check("hidden_size", hiddenSize, in: ConfigBounds.width)
+        try ConfigBounds.check("intermediate_size", intermediateSize, in: ConfigBounds.width)
+        try ConfigBounds.check("num_hidden_layers", layers, in: ConfigBounds.layers)
+        try ConfigBounds.check("num_attention_heads", heads, in: ConfigBounds.heads)
+        try ConfigBounds.check("layer_norm_eps", Double(layerNormEps), positive: true)
         guard hiddenSize % heads == 0 else {
             throw ModelConfigError("hidden_size \(hiddenSize) does not split into \(heads) attention heads")
         }
@@ -94,9 +96,9 @@ public struct CLIPTextConfig: Decodable, Sendable, Equatable {
         bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
         padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
         try encoder.validate()
-        guard vocabSize > 0, maxPositionEmbeddings > 0, projectionDim > 0 else {
-            throw ModelConfigError("vocab_size, max_position_embeddings and projection_dim must be positive")
-        }
+        try ConfigBounds.check("vocab_size", vocabSize, in: ConfigBounds.vocabulary)
+        try ConfigBounds.check("max_position_embeddings", maxPositionEmbeddings, in: ConfigBounds.positions)
+        try ConfigBounds.check("projection_dim", projectionDim, in: ConfigBounds.width)
     }
 }
 
@@ -144,9 +146,11 @@ public struct CLIPVisionConfig: Decodable, Sendable, Equatable {
             layerNormEps: try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? 1e-5)
         projectionDim = try c.decodeIfPresent(Int.self, forKey: .projectionDim) ?? 512
         try encoder.validate()
-        guard patchSize > 0, imageSize >= patchSize, channels > 0, projectionDim > 0 else {
-            throw ModelConfigError("image_size \(imageSize), patch_size \(patchSize), num_channels \(channels) "
-                                   + "and projection_dim \(projectionDim) do not describe a patch grid")
-        }
+        try ConfigBounds.check("image_size", imageSize, in: ConfigBounds.positions)
+        try ConfigBounds.check("patch_size", patchSize, in: 1...imageSize)
+        try ConfigBounds.check("num_channels", channels, in: 1...64)
+        try ConfigBounds.check("projection_dim", projectionDim, in: ConfigBounds.width)
+        // One position per patch plus the class token.
+        try ConfigBounds.check("(image_size / patch_size)² + 1 positions", gridSize * gridSize + 1, in: ConfigBounds.positions)
     }
 }

@@ -141,10 +141,10 @@ public final class CLIPTextModel: Module {
     public static func load(folder: URL, withProjection: Bool? = nil, variant: String? = nil) throws -> CLIPTextModel {
         let config = try decodeConfig(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
         let checkpoint = try CLIPCheckpoint(folder: folder, variant: variant)
-        let model = CLIPTextModel(config: config,
-                                  withProjection: withProjection ?? checkpoint.has("text_projection.weight"))
-        try checkpoint.load(model, tower: model.text_model, prefix: "text_model", projection: model.text_projection)
-        return model
+        let projection = withProjection ?? checkpoint.has("text_projection.weight")
+        return try checkpoint.build(prefix: "text_model", withProjection: projection, tower: { $0.text_model }) {
+            CLIPTextModel(config: config, withProjection: projection)
+        }
     }
 
     public func forward(ids: [[Int]], layers: Int? = nil) -> CLIPTextOutput {

@@ -24,7 +24,7 @@ public final class CLIPVisionEmbeddings: Module {
 
     public init(config: CLIPVisionConfig) {
         let d = config.encoder.hiddenSize
-        class_embedding = Tensor.randn([d], seed: 0)
+        class_embedding = ParameterShapes.make([d]) { Tensor.randn([d], seed: 0) }
         patch_embedding = Conv2d(config.channels, d, kernelSize: config.patchSize, stride: config.patchSize, bias: false)
         position_embedding = Embedding(config.gridSize * config.gridSize + 1, d)
         super.init()
@@ -99,10 +99,10 @@ public final class CLIPVisionModel: Module {
     public static func load(folder: URL, withProjection: Bool? = nil, variant: String? = nil) throws -> CLIPVisionModel {
         let config = try decodeConfig(CLIPVisionConfig.self, from: folder.appendingPathComponent("config.json"))
         let checkpoint = try CLIPCheckpoint(folder: folder, variant: variant)
-        let model = CLIPVisionModel(config: config,
-                                    withProjection: withProjection ?? checkpoint.has("visual_projection.weight"))
-        try checkpoint.load(model, tower: model.vision_model, prefix: "vision_model", projection: model.visual_projection)
-        return model
+        let projection = withProjection ?? checkpoint.has("visual_projection.weight")
+        return try checkpoint.build(prefix: "vision_model", withProjection: projection, tower: { $0.vision_model }) {
+            CLIPVisionModel(config: config, withProjection: projection)
+        }
     }
 
     /// pixels: [B, S, S, C] NHWC, already preprocessed (see `CLIPImageProcessor`).

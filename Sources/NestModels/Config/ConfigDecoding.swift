@@ -1,9 +1,11 @@
 import Foundation
+import NestIO
 
 /// A model configuration problem, described in one line naming the file and key.
 public struct ModelConfigError: Error, CustomStringConvertible, LocalizedError {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// Values quoted from a file may hold newlines or escape sequences: they are made visible, keeping one line.
+    public init(_ description: String) { self.description = Escaped.text(description, limit: 4000) }
     public var errorDescription: String? { description }
 }
 
@@ -43,20 +45,39 @@ public enum OneOrMany<Value: Codable & Equatable & Sendable>: Codable, Equatable
 /// Decodes a `config.json`, turning Codable's errors into one line that names
 /// the file and the missing or malformed key.
 public func decodeConfig<T: Decodable>(_ type: T.Type, from url: URL) throws -> T {
-    let data: Data
-    do { data = try Data(contentsOf: url) } catch {
-        throw ModelConfigError("\(url.path): cannot read config (\(error.localizedDescription))")
+    try decodeConfig(type, data: readConfigFile(url), name: url.path)
+}
+
+/// The bytes of a JSON or text file a model folder or adapter holds. Only
+/// regular files are read (a FIFO or device is refused without blocking), and
+/// nothing past `limit`: the largest real one, a tokenizer.json, is a few MB.
+public func readConfigFile(_ url: URL, limit: Int = 64 << 20) throws -> Data {
+    do { return try RegularFile.read(url, limit: limit) } catch let error as FileReadError {
+        throw ModelConfigError(error.description)
     }
-    return try decodeConfig(type, data: data, name: url.path)
 }
 
 public func decodeConfig<T: Decodable>(_ type: T.Type, data: Data, name: String) throws -> T {
     do {
         return try JSONDecoder().decode(type, from: data)
+    } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
+        throw ModelConfigError("\(name): \(jsonProblem(data))")
     } catch let error as DecodingError {
         throw ModelConfigError("\(name): \(describe(error))")
     } catch let error as ModelConfigError {
         throw ModelConfigError("\(name): \(error.description)")
+    }
+}
+
+/// What is wrong with JSON the decoder rejected as a whole: Foundation's parser
+/// says where the syntax breaks; text it accepts holds a number no Swift type can.
+private func jsonProblem(_ data: Data) -> String {
+    do {
+        _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        return "a number is too large for its key"
+    } catch {
+        let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String
+        return "not valid JSON" + (detail.map { " (\(Escaped.text($0)))" } ?? "")
     }
 }
 

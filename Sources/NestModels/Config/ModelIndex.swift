@@ -17,9 +17,10 @@ public struct ModelFolder: Sendable {
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw ModelConfigError("\(url.path): not a folder")
         }
-        guard let data = FileManager.default.contents(atPath: indexURL.path) else {
+        guard FileManager.default.fileExists(atPath: indexURL.path) else {
             throw ModelConfigError("\(url.path): no model_index.json (not a diffusers model folder)")
         }
+        let data = try readConfigFile(indexURL)
         guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
             throw ModelConfigError("\(indexURL.path): not a JSON object")
         }

@@ -43,12 +43,34 @@ public enum WeightFiles {
     @discardableResult
     public static func load(_ module: Module, from folder: URL, variant: String? = nil, prefix: String = "",
                             ignoring ignored: @escaping (String) -> Bool = { _ in false }) throws -> LoadReport {
+        let (url, source) = try open(folder, variant: variant, ignoring: ignored)
+        return try naming(url) { try module.load(from: source, prefix: prefix) }
+    }
+
+    /// Builds a model with `make` and loads the folder's weights into it, strictly.
+    /// The shapes the config implies are compared with the weights' header
+    /// first, without allocating, so a config that does not fit its weights
+    /// (or asks for absurd sizes) fails before any large allocation.
+    public static func build<M: Module>(from folder: URL, variant: String? = nil,
+                                        ignoring ignored: @escaping (String) -> Bool = { _ in false },
+                                        _ make: () throws -> M) throws -> M {
+        let (url, source) = try open(folder, variant: variant, ignoring: ignored)
+        return try naming(url) {
+            let model = try Module.build(checkedAgainst: source, make)
+            try model.load(from: source)
+            return model
+        }
+    }
+
+    static func open(_ folder: URL, variant: String?, ignoring ignored: @escaping (String) -> Bool)
+        throws -> (URL, FilteredSource) {
         let url = try locate(in: folder, variant: variant)
-        let weights = try SafeTensorsCollection(path: url.path)
-        let source = FilteredSource(base: weights, ignored: ignored)
-        do {
-            return try module.load(from: source, prefix: prefix)
-        } catch let error as WeightLoadingError {
+        return (url, FilteredSource(base: try SafeTensorsCollection(path: url.path), ignored: ignored))
+    }
+
+    /// Weight problems as one line naming the weights file.
+    static func naming<T>(_ url: URL, _ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as WeightLoadingError {
             throw ModelConfigError("\(url.path): \(error.description)")
         }
     }

@@ -21,9 +21,7 @@ public final class UNet2DConditionModel: Module {
     /// Reads `config.json` and the weights of a diffusers `unet/` folder (strictly: every tensor must match).
     public static func load(folder: URL, variant: String? = nil) throws -> UNet2DConditionModel {
         let config = try UNet2DConditionConfig.load(from: folder.appendingPathComponent("config.json"))
-        let model = UNet2DConditionModel(config: config)
-        try WeightFiles.load(model, from: folder, variant: variant)
-        return model
+        return try WeightFiles.build(from: folder, variant: variant) { UNet2DConditionModel(config: config) }
     }
 
     /// Builds the model from a config. Without `seed` the weights are the

@@ -102,6 +102,8 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         guard raw.blockOutChannels.count == n else {
             throw ModelConfigError("block_out_channels has \(raw.blockOutChannels.count) entries but down_block_types has \(n)")
         }
+        // Checked before anything is derived from them (a product of absurd sizes would overflow).
+        for channels in raw.blockOutChannels { try ConfigBounds.check("block_out_channels", channels, in: ConfigBounds.width) }
         let layers = try (raw.layersPerBlock ?? .one(2)).expanded(n, key: "layers_per_block")
         let heads = try (raw.attentionHeadDim ?? .one(8)).expanded(n, key: "attention_head_dim")
         let crossDims = try raw.crossAttentionDim.expanded(n, key: "cross_attention_dim")
@@ -143,6 +145,7 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
             guard let input = raw.projectionClassEmbeddingsInputDim else {
                 throw ModelConfigError("addition_embed_type 'text_time' needs projection_class_embeddings_input_dim")
             }
+            try ConfigBounds.check("addition_time_embed_dim", dim, in: 1...4096)
             guard input > 6 * dim else {
                 throw ModelConfigError("projection_class_embeddings_input_dim \(input) leaves no room for pooled text embeds beside 6 × addition_time_embed_dim \(dim)")
             }
@@ -154,6 +157,7 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
 
     /// Widths the layers need to be constructible.
     private func checkShapes() throws {
+        try checkBounds()
         for (key, k) in [("conv_in_kernel", convInKernel), ("conv_out_kernel", convOutKernel)] where k < 1 || k % 2 == 0 {
             throw ModelConfigError("\(key) \(k) is not supported (odd sizes only)")
         }
@@ -171,6 +175,33 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
             if attends, level.heads < 1 || level.channels % level.heads != 0 {
                 throw ModelConfigError("attention_head_dim entry \(level.heads) (the number of heads) does not divide block_out_channels entry \(level.channels)")
             }
+        }
+    }
+
+    /// Every number within sane bounds (see `ConfigBounds`), before any layer is built.
+    private func checkBounds() throws {
+        try ConfigBounds.check("block_out_channels (count)", levels.count, in: 1...16)
+        for level in levels {
+            try ConfigBounds.check("block_out_channels", level.channels, in: ConfigBounds.width)
+            try ConfigBounds.check("layers_per_block", level.layers, in: ConfigBounds.layers)
+            try ConfigBounds.check("transformer_layers_per_block", level.transformerLayers, in: ConfigBounds.layers)
+            try ConfigBounds.check("attention_head_dim", level.heads, in: ConfigBounds.heads)
+            try ConfigBounds.check("cross_attention_dim", level.crossAttentionDim, in: ConfigBounds.width)
+        }
+        for (key, value) in [("in_channels", inChannels), ("out_channels", outChannels), ("norm_num_groups", normGroups),
+                             ("time_embedding_dim", timeEmbeddingDim)] {
+            try ConfigBounds.check(key, value, in: ConfigBounds.width)
+        }
+        try ConfigBounds.check("conv_in_kernel", convInKernel, in: ConfigBounds.kernel)
+        try ConfigBounds.check("conv_out_kernel", convOutKernel, in: ConfigBounds.kernel)
+        try ConfigBounds.check("downsample_padding", downsamplePadding, in: 0...3)
+        for size in sampleSize ?? [] { try ConfigBounds.check("sample_size", size, in: ConfigBounds.positions) }
+        try ConfigBounds.check("norm_eps", Double(normEps), positive: true)
+        try ConfigBounds.check("freq_shift", Double(freqShift))
+        try ConfigBounds.check("mid_block_scale_factor", Double(midBlockScaleFactor))
+        if let added = addedTimeConditioning {
+            try ConfigBounds.check("addition_time_embed_dim", added.timeEmbedDim, in: 1...4096)
+            try ConfigBounds.check("projection_class_embeddings_input_dim", added.projectionInputDim, in: ConfigBounds.width)
         }
     }
 }

@@ -50,9 +50,7 @@ public final class AutoencoderKL: Module {
     /// safetensors weights, loaded strictly (errors name the file and tensor).
     public static func load(folder: URL, variant: String? = nil) throws -> AutoencoderKL {
         let config = try decodeConfig(AutoencoderKLConfig.self, from: folder.appendingPathComponent("config.json"))
-        let vae = try AutoencoderKL(config: config)
-        try WeightFiles.load(vae, from: folder, variant: variant)
-        return vae
+        return try WeightFiles.build(from: folder, variant: variant) { try AutoencoderKL(config: config) }
     }
 
     /// Spatial size ratio between images and latents (8 for Stable Diffusion).

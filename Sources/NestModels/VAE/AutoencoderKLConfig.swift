@@ -144,11 +144,17 @@ public struct AutoencoderKLConfig: Codable, Equatable, Sendable {
                                    + "and block_out_channels (\(blockOutChannels.count)) must have the same length")
         }
         for (key, value) in [("in_channels", inChannels), ("out_channels", outChannels),
-                             ("latent_channels", latentChannels), ("layers_per_block", layersPerBlock),
-                             ("norm_num_groups", normNumGroups)] + blockOutChannels.map({ ("block_out_channels", $0) })
-        where value <= 0 {
-            throw ModelConfigError("\(key) must be positive (got \(value))")
+                             ("latent_channels", latentChannels), ("norm_num_groups", normNumGroups)]
+            + blockOutChannels.map({ ("block_out_channels", $0) }) {
+            try ConfigBounds.check(key, value, in: ConfigBounds.width)
         }
+        try ConfigBounds.check("layers_per_block", layersPerBlock, in: ConfigBounds.layers)
+        try ConfigBounds.check("block_out_channels (count)", blockOutChannels.count, in: 1...16)
+        switch sampleSize {
+        case .one(let size): try ConfigBounds.check("sample_size", size, in: ConfigBounds.positions)
+        case .many(let sizes): for size in sizes { try ConfigBounds.check("sample_size", size, in: ConfigBounds.positions) }
+        }
+        if let shiftFactor { try ConfigBounds.check("shift_factor", shiftFactor) }
         if let bad = blockOutChannels.first(where: { $0 % normNumGroups != 0 }) {
             throw ModelConfigError("norm_num_groups \(normNumGroups) does not divide block_out_channels entry \(bad)")
         }

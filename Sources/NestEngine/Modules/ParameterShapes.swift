@@ -1,0 +1,81 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Building a module to learn its parameter shapes without allocating them.
+///
+/// A config read from a file decides how large every layer is. Comparing the
+/// shapes it implies with a checkpoint's header before anything is allocated
+/// turns a wrong or absurd config into a one-line error naming the tensor,
+/// instead of gigabytes allocated and filled only to be thrown away (or an
+/// allocation that cannot succeed at all). Layers create their parameters
+/// through `make`; inside `plan` they get placeholders that own no memory.
+public enum ParameterShapes {
+    static let key: pthread_key_t = {
+        var key = pthread_key_t()
+        pthread_key_create(&key, nil)
+        return key
+    }()
+
+    /// Owner of every placeholder's (never touched) storage.
+    final class Placeholder: @unchecked Sendable {
+        static let shared = Placeholder()
+        let pointer = UnsafeMutablePointer<Float>.allocate(capacity: 16)
+    }
+
+    /// True while `plan` builds on this thread.
+    public static var isPlanning: Bool { pthread_getspecific(key) != nil }
+
+    /// Runs `build` with placeholder parameters and returns what it built. The
+    /// result must only be asked for names and shapes (e.g. `namedParameters()`
+    /// and `checkpointShape`): its parameters hold no values, and computing
+    /// with it or writing into it is a programming error.
+    public static func plan<M>(_ build: () throws -> M) rethrows -> M {
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, previous) }
+        return try build()
+    }
+
+    /// A parameter tensor of `shape`: `make()` normally, a placeholder while planning.
+    public static func make(_ shape: [Int], _ make: () -> Tensor) -> Tensor {
+        guard isPlanning else { return make() }
+        let count = shape.reduce(1, *)
+        let storage = Storage(borrowing: Placeholder.shared.pointer, count: count, owner: Placeholder.shared)
+        return Tensor(storage: storage, shape: shape)
+    }
+}
+
+extension Module {
+    /// Names and checkpoint shapes of every parameter, as `load` compares them.
+    public func checkpointShapes(prefix: String = "") -> [(name: String, shape: [Int])] {
+        namedParameters().map { (prefix + $0.path, $0.parameter.checkpointShape) }
+    }
+}
+
+/// The problems a strict load would report for parameters of these names and
+/// shapes: shape mismatches, missing tensors and (when `strict`) unexpected ones.
+public func weightProblems(_ expected: [(name: String, shape: [Int])], in source: WeightSource, prefix: String = "",
+                           strict: Bool = true) -> (problems: [String], missing: [String], unexpected: [String]) {
+    var problems: [String] = [], missing: [String] = []
+    var names = Set<String>()
+    for (name, want) in expected {
+        names.insert(name)
+        guard let shape = source.shape(of: name) else { missing.append(name); continue }
+        if shape != want { problems.append("\(name): checkpoint shape \(shape), model expects \(want)") }
+    }
+    let unexpected = source.tensorNames.filter { $0.hasPrefix(prefix) && !names.contains($0) }
+    if strict {
+        problems += missing.map { "\($0): missing from checkpoint" }
+        problems += unexpected.map { "\($0): not a parameter of the model" }
+    }
+    return (problems, missing, unexpected)
+}
+
+/// One line listing the first problems (a checkpoint for another model can have hundreds).
+public func weightProblemSummary(_ problems: [String]) -> String {
+    let shown = problems.prefix(20).joined(separator: "; ")
+    return "\(problems.count) weight problem(s): \(shown)\(problems.count > 20 ? "; ..." : "")"
+}
