@@ -79,21 +79,24 @@ let package = Package(
         .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                           path: "Sources/nest-bench", swiftSettings: optimize),
 
+        // What several test targets share (the fuzz tests' seeded generator).
+        .target(name: "NestTestSupport", path: "Tests/NestTestSupport"),
+
         .testTarget(name: "NestEngineTests", dependencies: ["NestEngine", "NestIO", "CKernels"],
                     path: "Tests/NestEngineTests", resources: [.copy("Fixtures")]),
-        .testTarget(name: "NestIOTests", dependencies: ["NestEngine", "NestIO"],
+        .testTarget(name: "NestIOTests", dependencies: ["NestTestSupport", "NestEngine", "NestIO"],
                     path: "Tests/NestIOTests"),
         .testTarget(name: "NestDiffusionTests", dependencies: ["NestEngine", "NestModels", "NestDiffusion"],
                     path: "Tests/NestDiffusionTests", resources: [.copy("Fixtures")]),
-        .testTarget(name: "NestPersonalizationTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
+        .testTarget(name: "NestPersonalizationTests", dependencies: ["NestTestSupport", "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
                     path: "Tests/NestPersonalizationTests", resources: [.copy("Fixtures")]),
-        .testTarget(name: "NestTrainingTests", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining"],
+        .testTarget(name: "NestTrainingTests", dependencies: ["NestTestSupport", "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining"],
                     path: "Tests/NestTrainingTests", resources: [.copy("Fixtures")]),
         .testTarget(name: "NestCLITests", dependencies: ["nest", "NestIO", "NestEngine", "NestModels", "NestPersonalization", "NestTraining"],
                     path: "Tests/NestCLITests"),
         .testTarget(name: "NestWorldTests", dependencies: ["NestWorld", "NestIO", "NestModels", "NestDiffusion"],
                     path: "Tests/NestWorldTests"),
-        .testTarget(name: "NestModelsTests", dependencies: ["NestEngine", "NestIO", "NestModels"],
+        .testTarget(name: "NestModelsTests", dependencies: ["NestTestSupport", "NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

@@ -2,6 +2,7 @@ import Foundation
 import NestEngine
 import NestIO
 import XCTest
+import NestTestSupport
 
 /// Seeded, time-bounded fuzzing of the file readers: every mutated file gives a
 /// valid result or an error whose description is one non-empty line, and never

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 #if canImport(Glibc)
 import Glibc
+import NestTestSupport
 #endif
 
 /// Runs `body` (which should fail fast on `fifo`) on its own thread and waits at
@@ -77,22 +78,6 @@ func jpegClaiming(width: UInt16, height: UInt16, _ jpeg: Data) -> Data {
         i += 2 + length
     }
     return Data(b)
-}
-
-/// A small deterministic generator (SplitMix64), so a failing fuzz case can be replayed from its seed.
-struct FuzzRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-    mutating func chance(_ p: Double) -> Bool { Double(next() >> 11) / Double(1 << 53) < p }
 }
 
 /// How many cases a fuzz test runs: `base` × NEST_FUZZ_SCALE (default 1).

@@ -3,21 +3,7 @@ import NestEngine
 import NestIO
 import NestModels
 import XCTest
-
-/// A small deterministic generator (SplitMix64), so a failing case can be replayed from its seed.
-struct FuzzRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-}
+import NestTestSupport
 
 /// How many cases a fuzz test runs: `base` × NEST_FUZZ_SCALE (default 1).
 func fuzzCases(_ base: Int) -> Int {

@@ -4,21 +4,7 @@ import NestIO
 import NestModels
 import NestPersonalization
 import XCTest
-
-/// A small deterministic generator (SplitMix64), so a failing case can be replayed from its seed.
-struct AdapterFuzzRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    mutating func pick<T>(_ items: [T]) -> T { items[below(items.count)] }
-}
+import NestTestSupport
 
 /// A tiny adapter pair written into a fresh folder, and the image encoder it reads from.
 struct AdapterPair {
@@ -131,7 +117,7 @@ final class AdapterConfigTests: XCTestCase {
     func testMutatedAdapterConfigs() throws {
         let seed = UInt64(ProcessInfo.processInfo.environment["NEST_FUZZ_SEED"].flatMap(UInt64.init) ?? 0xADA9)
         let scale = max(ProcessInfo.processInfo.environment["NEST_FUZZ_SCALE"].flatMap(Int.init) ?? 1, 1)
-        var r = AdapterFuzzRandom(seed: seed)
+        var r = FuzzRandom(seed: seed)
         let pairs = [try AdapterPair(), try AdapterPair(kind: .singleToken), try AdapterPair(tuned: true)]
         defer { pairs.forEach { $0.remove() } }
         let originals = pairs.map(\.config)
@@ -163,7 +149,7 @@ final class AdapterConfigTests: XCTestCase {
 }
 
 /// Replaces, deletes or adds one entry, at the top level or inside a section.
-func mutateAdapter(_ config: inout [String: Any], _ r: inout AdapterFuzzRandom) {
+func mutateAdapter(_ config: inout [String: Any], _ r: inout FuzzRandom) {
     let values: [Any] = [Int.max, Int.min, -1, 0, 1, 2, 3, 4, 5, -2, -5, 8, 16, 32, 1 << 33, 0.5, "__INF__", "", "nested",
                          "single-token", "ip-adapter", "<x>", "a b", NSNull(), true, [1, 2], ["k": 1],
                          [["path": "p", "width": 8]], [] as [Any]]

@@ -2,6 +2,7 @@ import Foundation
 import NestIO
 import NestTraining
 import XCTest
+import NestTestSupport
 
 /// Seeded, time-bounded fuzzing of what a user hands `nest train`: configs
 /// (random types, out-of-range and non-finite numbers, unknown, misspelled
