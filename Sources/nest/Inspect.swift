@@ -9,17 +9,25 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the tensors of a safetensors file (or sharded index), or an image's size and text chunks.")
 
-    @Argument(help: "A diffusers model folder (with model_index.json), a .safetensors file, a *.safetensors.index.json, a folder holding one, or a PNG/JPEG image.")
-    var path: String
+    @Argument(help: ArgumentHelp("A diffusers model folder (with model_index.json), a .safetensors file, a *.safetensors.index.json, a folder holding one, or a PNG/JPEG image.", valueName: "path"))
+    var given: String?
+    /// What to inspect (checked present unless --system).
+    var path: String { given ?? "" }
 
     @Option(help: "List at most this many tensors.")
     var limit: Int = 50
 
+    @Flag(help: "Print the engine's configuration (its NEST_* environment knobs, as in effect) and the CPU's kernel features.")
+    var system = false
+
     func validate() throws {
         guard limit >= 0 else { throw ValidationError("--limit must be zero or more, got \(limit)") }
+        guard system || given != nil else { throw ValidationError("give a PATH to inspect, or --system") }
     }
 
     func run() throws {
+        if system { printSystem() }
+        guard given != nil else { return }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             fail("\(path): no such file or folder")
@@ -153,3 +161,14 @@ func formatCount(_ n: Int) -> String {
     if n >= 1_000 { return String(format: "%.1fK", Double(n) / 1e3) }
     return String(n)
 }
+
+extension Inspect {
+    func printSystem() {
+        print("engine configuration (environment variables; values in effect):")
+        for entry in EngineConfiguration.current.entries {
+            print("  \(entry.variable.padding(toLength: 27, withPad: " ", startingAt: 0)) \(entry.value.padding(toLength: 6, withPad: " ", startingAt: 0)) \(entry.meaning)")
+        }
+        print("kernels: AVX-512 \(VectorKernels.available ? "yes" : "no"), AVX512_BF16 \(BFloat16Weights.hardware ? "yes" : "no")")
+    }
+}
+

@@ -157,4 +157,12 @@ import Testing
         let r = try CLI.run(arguments)
         expectOneLineError(r, message, wrote: FileManager.default.fileExists(atPath: "/tmp/nest-eval-never"), arguments.joined(separator: " "))
     }
+
+    @Test func inspectSystemPrintsTheEngineConfiguration() throws {
+        let r = try CLI.run(["inspect", "--system"])
+        #expect(r.status == 0, "\(r.stderr)")
+        for variable in ["NEST_THREADS", "NEST_POOL_MB", "NEST_WINOGRAD", "AVX512_BF16"] { #expect(r.stdout.contains(variable), "\(r.stdout)") }
+        let none = try CLI.run(["inspect"])
+        #expect(none.status != 0 && none.stderr.contains("give a PATH to inspect, or --system"), "\(none.stderr)")
+    }
 }

@@ -33,10 +33,7 @@ enum LargeBufferPool {
     /// here, SDXL at 1024² with float16 weights (stored outside the pool) kept
     /// up to 4 GiB of the freed float32 build idle, 13,773 → 15,431 MiB peak.
     /// SD 1.5 and the training step measured the same with 512 as with 4096.
-    static let idleCapacity: Int = {
-        if let value = getenv("NEST_POOL_MB"), let mb = Int(String(cString: value)), mb >= 0 { return mb << 20 }
-        return 512 << 20
-    }()
+    static let idleCapacity = EngineConfiguration.current.poolMegabytes << 20
 
     /// Buffers of 2 MiB and more ask for transparent huge pages (Linux's
     /// MADV_HUGEPAGE; nothing happens where THP is off): a fresh buffer then
@@ -44,10 +41,7 @@ enum LargeBufferPool {
     /// 64×64 latents: 9.8–11.1 → 8.8–9.1 s a call, same peak RSS.
     /// NEST_HUGE_PAGES=0 turns the advice off.
     static let hugePage = 2 << 20
-    static let useHugePages: Bool = {
-        if let value = getenv("NEST_HUGE_PAGES") { return String(cString: value) != "0" }
-        return true
-    }()
+    static let useHugePages = EngineConfiguration.current.hugePages
 
     /// The pool's bookkeeping, apart from the OS calls (so tests can drive it).
     struct State: ~Copyable {
@@ -91,10 +85,7 @@ enum LargeBufferPool {
             return true
         }
     }
-    static let state = Mutex(State(capacity: idleCapacity, slack: {
-        if let value = getenv("NEST_POOL_SLACK_MB"), let mb = Int(String(cString: value)), mb >= 0 { return mb << 20 }
-        return 256 << 20
-    }()))
+    static let state = Mutex(State(capacity: idleCapacity, slack: EngineConfiguration.current.poolSlackMegabytes << 20))
 
     static func roundedSize(_ bytes: Int) -> Int { (bytes + granule - 1) / granule * granule }
 

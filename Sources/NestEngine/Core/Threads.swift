@@ -26,8 +26,7 @@ public enum Threads {
     }
 
     static func defaultCount() -> Int {
-        if let value = getenv("NEST_THREADS"), let n = Int(String(cString: value)), (1...1024).contains(n) { return n }
-        return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        EngineConfiguration.current.threads
     }
 }
 

@@ -12,7 +12,7 @@ public typealias Vec16 = SIMD16<Float>
 /// Whether the engine's hot loops use the AVX-512 versions in CKernels
 /// (detected once at startup; tests switch it off to check both paths agree).
 public enum VectorKernels {
-    static let available = nest_kernels_avx512() != 0
+    public static let available = nest_kernels_avx512() != 0
     static let enabled = Atomic<Bool>(VectorKernels.available)
     /// A choice for the current task only (see `KernelSwitches`); nil: the global one.
     @TaskLocal static var taskOverride: Bool? = nil

@@ -22,7 +22,7 @@ final class WorkerPool: @unchecked Sendable {
     /// NEST_DISPATCH=1 leaves every job to dispatch (to measure what the pool buys).
     static let shared: WorkerPool = {
         #if canImport(Glibc)
-        let off = getenv("NEST_DISPATCH").map { String(cString: $0) == "1" } ?? false
+        let off = EngineConfiguration.current.dispatchOnly
         return WorkerPool(threads: off ? 0 : max(0, Threads.defaultCount() - 1))
         #else
         return WorkerPool(threads: 0)
@@ -30,10 +30,7 @@ final class WorkerPool: @unchecked Sendable {
     }()
 
     /// How long an idle worker spins before it sleeps (NEST_SPIN_US, default 200 µs).
-    static let spinNanoseconds: UInt64 = {
-        if let value = getenv("NEST_SPIN_US"), let us = UInt64(String(cString: value)) { return us * 1000 }
-        return 200_000
-    }()
+    static let spinNanoseconds = EngineConfiguration.current.spinMicroseconds * 1000
 
     let threads: Int
     private let busy = Atomic<Bool>(false)

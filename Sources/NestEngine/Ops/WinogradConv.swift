@@ -19,7 +19,7 @@ import Darwin
 /// Channels-last makes every transform a loop over contiguous channels.
 public enum ConvolutionAlgorithm {
     /// On unless the environment sets NEST_WINOGRAD=0.
-    static let winogradEnabled = Atomic<Bool>(getenv("NEST_WINOGRAD").map { String(cString: $0) != "0" } ?? true)
+    static let winogradEnabled = Atomic<Bool>(EngineConfiguration.current.winograd)
     /// Whether eligible convolutions use Winograd (tests switch it off to
     /// compare against the direct path).
     /// A choice for the current task only (see `KernelSwitches`); nil: the global one.

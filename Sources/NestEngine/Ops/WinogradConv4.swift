@@ -89,9 +89,9 @@ func winograd4OutputChunk(o: Int, c: Int) -> Int {
 }
 
 /// NEST_WINOGRAD_BLAS=1 sends the Winograd products through sgemm instead (for A/B timing).
-let winograd4PackedGEMM = getenv("NEST_WINOGRAD_BLAS").map { String(cString: $0) != "1" } ?? true
+let winograd4PackedGEMM = !EngineConfiguration.current.winogradThroughBLAS
 /// Fewest tiles for the packed path (NEST_WINOGRAD_PACKED_TILES, for measuring).
-let winograd4PackedMinimumTiles = getenv("NEST_WINOGRAD_PACKED_TILES").flatMap { Int(String(cString: $0)) } ?? 0
+let winograd4PackedMinimumTiles = EngineConfiguration.current.winogradPackedMinimumTiles
 
 func conv2dWinograd4Forward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
                             _ g: ConvGeometry, _ out: UnsafeMutablePointer<Float>) {
