@@ -84,9 +84,9 @@ public struct AdapterCatalog {
     /// Tokens of the adapters the user named: loaded whether or not a subject uses them.
     public private(set) var named: Set<String> = []
 
-    /// The adapters a request needs: the named ones and one per subject token.
-    /// Fails, naming the token, when a subject has no adapter.
-    public func paths(for subjects: [Subject]) throws -> [String] {
+    /// The placeholder tokens whose adapters a request needs: the named ones and one per
+    /// subject (their files are `files[token]`). Fails, naming the token, when a subject has no adapter.
+    public func tokens(for subjects: [Subject]) throws -> [String] {
         var tokens = named
         for subject in subjects {
             guard files[subject.placeholder] != nil else {
@@ -96,7 +96,7 @@ public struct AdapterCatalog {
             }
             tokens.insert(subject.placeholder)
         }
-        return tokens.sorted().map { files[$0]! }
+        return tokens.sorted()
     }
 
     /// Refuses a prompt that names a known placeholder without a photo of that subject,
@@ -129,12 +129,12 @@ public final class Generator {
 
     /// The pipeline with the request's adapters loaded (nil for plain text-to-image).
     func personalize(_ request: GenerationRequest) throws -> PersonalizedPipeline? {
-        let paths = try catalog.paths(for: request.subjects)
-        if paths.isEmpty && request.ipImages.isEmpty && ipAdapter == nil { return nil }
+        let tokens = try catalog.tokens(for: request.subjects)
+        if tokens.isEmpty && request.ipImages.isEmpty && ipAdapter == nil { return nil }
         let pipe = try personalized ?? PersonalizedPipeline(base: pipeline)
         personalized = pipe
         pipe.ipAdapter = ipAdapter
-        for path in paths where pipe.adapters[catalog.token(of: path) ?? ""] == nil { try pipe.addAdapter(path: path) }
+        for token in tokens where pipe.adapters[token] == nil { try pipe.addAdapter(path: catalog.files[token]!) }
         return pipe
     }
 
@@ -172,9 +172,4 @@ public final class Generator {
                                                    to: folder, overwrite: overwrite)
         return pipe.recorders.count
     }
-}
-
-extension AdapterCatalog {
-    /// The placeholder token an adapter config path serves.
-    func token(of path: String) -> String? { files.first { $0.value == path }?.key }
 }

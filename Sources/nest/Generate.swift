@@ -114,9 +114,9 @@ struct Generate: ParsableCommand {
     /// Everything that needs no model, in the library's own checks; errors name the options.
     func validate() throws {
         do {
-            try request(seed: 0).validate()
-            try NestedAttentionOptions(valueNormalization: valueNorm, tokenWeight: tokenWeight ?? 1).validate()
-            try checkRange(subjectScale, 0...10, field: "subject_scale")
+            // The library's whole check of the request, less the subjects (read in `run`).
+            try GenerationRequest(generation: request(seed: 0), valueNormalization: valueNorm, tokenWeight: tokenWeight,
+                                  ipScale: subjectScale).validate()
         } catch let error as GenerationRequestError {
             throw ValidationError(optionMessage(error))
         }
@@ -165,8 +165,8 @@ struct Generate: ParsableCommand {
             generator = Generator(pipeline: pipeline, catalog: inputs.catalog)
             if let ipAdapter { generator.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
         } catch { fail(String(describing: error)) }
+        // The request itself is checked by `generator.generate`, before any step.
         let pipeline = generator.pipeline, config = inputs.request.generation
-        do { try pipeline.validate(config) } catch { fail(cliMessage(error)) }
         for (text, name) in [(prompt, "prompt"), (negativePrompt ?? "", "negative prompt")] {
             let tokens = pipeline.prompts.tokenCount(text)
             if tokens > 75 {

@@ -28,7 +28,7 @@ struct GenerateInputs {
                                     recordAttention: command.saveAttention != nil)
         do {
             catalog = try AdapterCatalog(model: URL(fileURLWithPath: model), named: command.adapters)
-            _ = try catalog.paths(for: request.subjects)
+            _ = try catalog.tokens(for: request.subjects)
             try catalog.checkPlaceholders(request)
         } catch let error as GenerationRequestError where error.field == "prompt" || error.field == "negative_prompt" {
             fail(cliMessage(error) + "; pass --subject TOKEN=IMAGE, or write the class word for the base model alone")
