@@ -99,6 +99,12 @@ struct Generate: ParsableCommand {
     @Option(parsing: .unconditional, help: "IP-Adapter scale, 0–10.")
     var subjectScale: Float = 1
 
+    @Option(name: .customLong("lora"), help: "FILE[:SCALE]: a LoRA (diffusers/PEFT or web-UI layout, UNet and text encoders) at SCALE (default 1); repeatable.")
+    var loras: [String] = []
+
+    @Option(name: .customLong("embedding"), help: "FILE[:TOKEN]: a textual-inversion embedding (diffusers or web-UI layout), used in prompts as TOKEN (default: the file's token or name); repeatable.")
+    var embeddings: [String] = []
+
     @Option(help: "Write attention maps of the subject tokens (outer heatmaps and nested attention traced to the reference patches) as PNGs into this folder.")
     var saveAttention: String?
 
@@ -185,6 +191,9 @@ struct Generate: ParsableCommand {
             text += "\nSteps: \(steps), Sampler: \(schedulerName)\(karrasText), CFG scale: \(guidance), Seed: \(made.seed), "
                 + "Size: \(width)x\(height), Model: \(URL(fileURLWithPath: model).lastPathComponent)"
             if guidanceRescale > 0 { text += ", Guidance rescale: \(guidanceRescale)" }
+            for lora in inputs.request.loras {
+                text += ", LoRA: \(URL(fileURLWithPath: lora.path).deletingPathExtension().lastPathComponent):\(lora.scale)"
+            }
             if count > 1 { text += ", Batch size: \(made.batchSize), Batch pos: \(made.positionInBatch)" }
             return text + ", Generator: nest"
         }

@@ -7,7 +7,7 @@ import NestPersonalization
 /// IP-Adapter images — read and checked before the model loads, so that bad input
 /// fails in one line before any work. The checks themselves are the library's.
 struct GenerateInputs {
-    let request: GenerationRequest
+    private(set) var request: GenerationRequest
     let catalog: AdapterCatalog
 
     init(command: Generate, model: String, seed: UInt64) {
@@ -26,6 +26,13 @@ struct GenerateInputs {
                                     valueNormalization: command.valueNorm, tokenWeight: command.tokenWeight,
                                     ipImages: command.ipImages.map(Self.readImage), ipScale: command.subjectScale,
                                     recordAttention: command.saveAttention != nil)
+        do {
+            request.loras = try command.loras.map(LoRAChoice.init(argument:))
+        } catch { fail(cliMessage(error)) }
+        request.embeddings = command.embeddings.map(EmbeddingChoice.init(argument:))
+        for (option, path) in request.loras.map({ ("--lora", $0.path) }) + request.embeddings.map({ ("--embedding", $0.path) }) {
+            do { close(try RegularFile.open(path).descriptor) } catch { fail("\(option) \(error)") }
+        }
         do {
             catalog = try AdapterCatalog(model: URL(fileURLWithPath: model), named: command.adapters)
             _ = try catalog.tokens(for: request.subjects)

@@ -13,10 +13,20 @@ struct LoRATargets {
         collect(root, path: "")
         let blocks = unet.map { LDMNames.blocks($0) }
         for path in layers.keys {
-            kohya[Self.underscored(path)] = path
-            if let blocks, let ldm = LDMNames.name(of: path, blocks: blocks) { kohya[Self.underscored(ldm)] = path }
+            var names = [path] + Self.prefixAliases.compactMap { path.hasPrefix($0.path) ? $0.alias + path.dropFirst($0.path.count) : nil }
+            if let blocks, let ldm = LDMNames.name(of: path, blocks: blocks) { names.append(ldm) }
+            for name in names {
+                dotted[name] = path
+                kohya[Self.underscored(name)] = path
+            }
         }
     }
+
+    /// Other spellings of a path's beginning: transformers 5 saves CLIP text encoders
+    /// without the `text_model.` level, so LoRAs trained on them name `encoder.layers.…`.
+    static let prefixAliases: [(path: String, alias: String)] = [("text_model.", "")]
+
+    private var dotted: [String: String] = [:]
 
     private mutating func collect(_ module: Module, path: String) {
         if module is Linear || module is Conv2d { layers[path] = module }
@@ -28,7 +38,7 @@ struct LoRATargets {
     /// The module path a pair's name denotes, if this model part has it.
     func path(_ name: String, naming: LoRANaming) -> String? {
         switch naming {
-        case .dotted: return layers[name] != nil ? name : nil
+        case .dotted: return dotted[name]
         case .kohya: return kohya[name]
         }
     }
@@ -51,7 +61,8 @@ public final class AttachedLoRAs {
             targets[component] = LoRATargets(textEncoders[i])
         }
         var planned: [(Module, LowRankUpdate)] = []
-        for pair in file.pairs {
+        let order = LoRAComponent.allCases
+        for pair in file.pairs.sorted(by: { (order.firstIndex(of: $0.component)!, $0.module) < (order.firstIndex(of: $1.component)!, $1.module) }) {
             guard let parts = targets[pair.component] else {
                 throw LoRAError("\(path): \(pair.down) is for \(pair.component.rawValue), which this model does not have")
             }
