@@ -30,6 +30,7 @@ struct GenerateInputs {
             request.loras = try command.loras.map(LoRAChoice.init(argument:))
         } catch { fail(cliMessage(error)) }
         request.embeddings = command.embeddings.map(EmbeddingChoice.init(argument:))
+        do { try request.validate() } catch { fail(cliMessage(error)) }
         for (option, path) in request.loras.map({ ("--lora", $0.path) }) + request.embeddings.map({ ("--embedding", $0.path) }) {
             do { close(try RegularFile.open(path).descriptor) } catch { fail("\(option) \(error)") }
         }

@@ -92,7 +92,7 @@ import Testing
         let generator = try Self.generators.get("sd1")
         let base = Self.cases.first { $0.name == "sd1_base" }!
         let cases: [(String, String)] = [
-            (Self.file("sdxl_peft.safetensors"), "unet.add_embedding.linear_1.lora_A.weight names no layer"),
+            (Self.file("sdxl_peft.safetensors"), "unet.down_blocks.1.attentions.0.proj_in.lora_A.weight names no layer"),
             (Self.file("sdxl_kohya.safetensors"), "another architecture"),
         ]
         for (path, needle) in cases {
