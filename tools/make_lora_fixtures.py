@@ -11,12 +11,14 @@ on the UNet (attention, feed-forward, 1×1 and 3×3 convolutions, time embedding
 on every text encoder with PEFT; the image it gives is the reference. The same weights
 are then written twice:
   * diffusers/PEFT layout with `save_lora_weights` (alpha in the file's metadata);
+  * diffusers' older attention-processor layout (`…attn1.processor.to_q_lora.down.weight`,
+    UNet attention pairs only), its reference being the image diffusers loads it to;
   * web-UI (kohya) layout: `lora_unet_*` / `lora_te*_*` names with `.lora_down`,
     `.lora_up` and `.alpha` tensors; SD1 names are diffusers' module paths joined by
     underscores, SDXL UNet names are the original LDM names (LDM_* tables below).
 Both files are loaded back into a fresh pipeline with diffusers' `load_lora_weights`
 and must reproduce the reference image, so the kohya names are checked by diffusers'
-own converter. Embeddings: diffusers' `learned_embeds` layout ({token: [n, dim]}) and
+own converter. One more image has the web-UI LoRA merged into the weights (`fuse_lora`). Embeddings: diffusers' `learned_embeds` layout ({token: [n, dim]}) and
 the web UI's (`emb_params`; SDXL `clip_l` + `clip_g`), loaded with `load_textual_inversion`.
 
 Writes Tests/NestPersonalizationTests/Fixtures/lora/: the LoRA and embedding files,
@@ -190,7 +192,33 @@ def lora_cases(flavour, images, cases):
     for file, scale in ((peft_file, 1.0), (kohya_file, 1.0), (kohya_file, 0.5)):
         name = f"{file.split('.')[0]}_{scale}"
         images[name] = reference[scale]
-        cases.append(dict(base_case, name=name, loras=[dict(file=file, scale=scale)], expected=f"{flavour}_lora_{scale}"))
+        cases.append(dict(base_case, name=name, loras=[dict(file=file, scale=scale)]))
+
+    # diffusers with the LoRA merged into the weights (fuse_lora) at 0.8.
+    fused = load(flavour)
+    fused.load_lora_weights(OUT, weight_name=kohya_file)
+    fused.fuse_lora(lora_scale=0.8)
+    fused.unload_lora_weights()
+    name = f"{flavour}_kohya_fused_0.8"
+    images[name] = run(fused, base_case)
+    cases.append(dict(base_case, name=name, loras=[dict(file=kohya_file, scale=0.8)]))
+
+    # diffusers' older attention-processor layout, UNet attention only.
+    procs = {}
+    for key, value in dicts["unet"].items():
+        module, part = key.rsplit(".lora_", 1)
+        for proj, old in (("to_q", "to_q"), ("to_k", "to_k"), ("to_v", "to_v"), ("to_out.0", "to_out")):
+            if module.endswith("." + proj) and ".attn" in module:
+                stem = "unet." + module[: -len(proj)] + "processor." + old + "_lora"
+                procs[stem + (".down.weight" if part.startswith("A") else ".up.weight")] = value
+    procs_file = f"{flavour}_attn_procs.safetensors"
+    save_file(procs, os.path.join(OUT, procs_file))
+    fresh = load(flavour)
+    fresh.load_lora_weights(OUT, weight_name=procs_file)
+    name = f"{flavour}_attn_procs_1.0"
+    images[name] = run(fresh, base_case)
+    assert float(abs(images[name] - base).max()) > 0.02, "the attention-processor LoRA must change the image"
+    cases.append(dict(base_case, name=name, loras=[dict(file=procs_file, scale=1.0)]))
 
 
 def embedding_cases(images, cases):

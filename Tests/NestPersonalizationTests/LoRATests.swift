@@ -174,6 +174,8 @@ import Testing
              "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_out.0", .up),
             ("text_encoder.text_model.encoder.layers.0.self_attn.to_k_lora.down.weight", .textEncoder, .dotted,
              "text_model.encoder.layers.0.self_attn.k_proj", .down),
+            ("text_encoder.text_model.encoder.layers.0.mlp.fc1.lora_linear_layer.up.weight", .textEncoder, .dotted,
+             "text_model.encoder.layers.0.mlp.fc1", .up),
             ("lora_te_text_model_encoder_layers_0_mlp_fc1.alpha", .textEncoder, .kohya, "text_model_encoder_layers_0_mlp_fc1", .alpha),
             ("lora_te2_text_model_encoder_layers_0_mlp_fc1.lora_up.weight", .textEncoder2, .kohya, "text_model_encoder_layers_0_mlp_fc1", .up),
             ("lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.lora_down.weight", .unet, .kohya,

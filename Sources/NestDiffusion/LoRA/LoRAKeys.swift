@@ -34,6 +34,7 @@ enum LoRAKeyTable {
         (".lora_down.weight", .down), (".lora_up.weight", .up),
         (".lora.down.weight", .down), (".lora.up.weight", .up),
         ("_lora.down.weight", .down), ("_lora.up.weight", .up),
+        (".lora_linear_layer.down.weight", .down), (".lora_linear_layer.up.weight", .up),
         (".alpha", .alpha),
     ]
 
