@@ -21,7 +21,10 @@ struct GenerateInputs {
             if photos[token] == nil { order.append(token) }
             photos[token, default: []].append(Self.readImage(path))
         }
-        request = GenerationRequest(generation: command.request(seed: seed),
+        let initImage = command.initImage.map { path -> RGBImage in
+            do { return try ImageFile.decode(path: path) } catch { fail("--init-image \(error)") }
+        }
+        request = GenerationRequest(generation: command.request(seed: seed, initImage: initImage),
                                     subjects: order.map { Subject(placeholder: $0, images: photos[$0]!) },
                                     valueNormalization: command.valueNorm, tokenWeight: command.tokenWeight,
                                     ipImages: command.ipImages.map(Self.readImage), ipScale: command.subjectScale,
