@@ -7,6 +7,7 @@ import NestModels
 import NestPersonalization
 
 extension SchedulerKind: ExpressibleByArgument {}
+extension TimestepSpacing: ExpressibleByArgument {}
 
 /// A seed as the web UIs take it: a number, or -1 for a random one.
 struct SeedArgument: ExpressibleByArgument {
@@ -57,6 +58,9 @@ struct Generate: ParsableCommand {
 
     @Flag(inversion: .prefixedNo, help: "Karras sigmas (euler, dpm++2m); default: the folder's setting.")
     var karras: Bool?
+
+    @Option(help: "Timestep spacing: leading, trailing (SDXL-Turbo/Lightning), linspace (default: the folder's setting).")
+    var timestepSpacing: TimestepSpacing?
 
     @Option(parsing: .unconditional, help: "How many images (numbered files when more than one; at most 10000, each written as soon as its batch is done).")
     var count: Int = 1
@@ -116,7 +120,7 @@ struct Generate: ParsableCommand {
         GenerationConfiguration(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidanceScale: guidance,
                                 guidanceRescale: guidanceRescale, seed: seed, width: width, height: height,
                                 scheduler: scheduler, karras: karras, count: count, batchSize: batchSize,
-                                initImage: initImage, strength: strength)
+                                initImage: initImage, strength: strength, timestepSpacing: timestepSpacing)
     }
 
     /// Everything that needs no model, in the library's own checks; errors name the options.

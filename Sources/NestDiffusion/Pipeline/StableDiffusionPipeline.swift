@@ -51,7 +51,9 @@ public final class StableDiffusionPipeline {
 
     /// The scheduler a configuration asks for, built from the folder's config values.
     public func makeScheduler(_ c: GenerationConfiguration) throws -> any Scheduler {
-        try NestDiffusion.makeScheduler(kind: c.scheduler, config: schedulerConfig, karras: c.karras, stepCount: c.steps)
+        var config = schedulerConfig
+        if let spacing = c.timestepSpacing { config.timestepSpacing = spacing.rawValue }
+        return try NestDiffusion.makeScheduler(kind: c.scheduler, config: config, karras: c.karras, stepCount: c.steps)
     }
 
     /// Classifier-free guidance runs (two UNet batches per step) when the scale is

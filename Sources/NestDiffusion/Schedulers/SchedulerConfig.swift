@@ -169,7 +169,7 @@ public enum PredictionType: String, Sendable {
     case epsilon, vPrediction = "v_prediction", sample
 }
 
-public enum TimestepSpacing: String, Sendable {
+public enum TimestepSpacing: String, CaseIterable, Sendable {
     case leading, trailing, linspace
 }
 
