@@ -53,8 +53,9 @@ extension StableDiffusionPipeline {
             pixels = pillowResize(pixels, width: image.width, height: image.height, outWidth: width, outHeight: height,
                                   filter: .lanczos)
         }
-        let resized = try! RGBImage(width: width, height: height, pixels: pixels)
-        return Tensor(resized.floats(range: -1...1), shape: [1, height, width, 3])
+        // x / 255 · 2 − 1 per byte, as diffusers' pil_to_numpy and normalize.
+        let table = (0...255).map { -1 + Float($0) / 255 * 2 }
+        return Tensor(pixels.map { table[Int($0)] }, shape: [1, height, width, 3])
     }
 
     /// The noised latents image-to-image starts from, [count, h, w, C]. The generator is
