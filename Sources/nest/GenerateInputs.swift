@@ -21,7 +21,10 @@ struct GenerateInputs {
             if photos[token] == nil { order.append(token) }
             photos[token, default: []].append(Self.readImage(path))
         }
-        request = GenerationRequest(generation: command.request(seed: seed),
+        let initImage = command.initImage.map { path -> RGBImage in
+            do { return try ImageFile.decode(path: path) } catch { fail("--init-image \(error)") }
+        }
+        request = GenerationRequest(generation: command.request(seed: seed, initImage: initImage),
                                     subjects: order.map { Subject(placeholder: $0, images: photos[$0]!) },
                                     valueNormalization: command.valueNorm, tokenWeight: command.tokenWeight,
                                     ipImages: command.ipImages.map(Self.readImage), ipScale: command.subjectScale,
@@ -30,7 +33,9 @@ struct GenerateInputs {
             request.loras = try command.loras.map(LoRAChoice.init(argument:))
         } catch { fail(cliMessage(error)) }
         request.embeddings = command.embeddings.map(EmbeddingChoice.init(argument:))
-        do { try request.validate() } catch { fail(cliMessage(error)) }
+        if !request.loras.isEmpty || !request.embeddings.isEmpty {
+            do { try request.validate() } catch { fail(cliMessage(error)) }  // their scales, before reading the files
+        }
         for (option, path) in request.loras.map({ ("--lora", $0.path) }) + request.embeddings.map({ ("--embedding", $0.path) }) {
             do { close(try RegularFile.open(path).descriptor) } catch { fail("\(option) \(error)") }
         }
