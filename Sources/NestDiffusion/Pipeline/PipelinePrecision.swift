@@ -1,5 +1,13 @@
 import NestEngine
 
+/// How far loading a pipeline has got: one component at a time, in checkpoint bytes.
+public struct PipelineLoadProgress: Sendable {
+    /// The component folder being loaded ("text_encoder", "unet", "vae", ...).
+    public let component: String
+    public let loadedBytes: Int
+    public let totalBytes: Int
+}
+
 extension StableDiffusionPipeline {
     /// The modules whose weights a generation reads: UNet, VAE and text encoders.
     var weightModules: [Module] { [unet, vae] + prompts.encoders as [Module] }

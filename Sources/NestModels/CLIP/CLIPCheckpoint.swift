@@ -28,7 +28,7 @@ struct CLIPCheckpoint {
     /// the `prefix.` layout, else only its `tower` (which then must be all
     /// there is: a projection needs the prefixed layout).
     func build<M: Module>(prefix: String, withProjection: Bool, tower: @escaping (M) -> Module,
-                          _ make: () -> M) throws -> M {
+                          options: WeightLoadOptions = WeightLoadOptions(), _ make: () -> M) throws -> M {
         let whole = names.contains(where: { $0.hasPrefix(prefix + ".") })
         if !whole && withProjection {
             throw ModelConfigError("\(folder.path): a projection was asked for, but the checkpoint is a "
@@ -37,7 +37,12 @@ struct CLIPCheckpoint {
         let part: (M) -> Module = whole ? { $0 } : tower
         return try WeightFiles.naming(url) {
             let model = try Module.build(checkedAgainst: source, part: part, make)
-            try part(model).load(from: source)
+            try part(model).load(from: source, options: options)
+            // Parameters outside the loaded part would own no values.
+            let unloaded = model.unloadedParameters
+            if !unloaded.isEmpty {
+                throw WeightLoadingError(weightProblemSummary(unloaded.map { "\($0): missing from checkpoint" }))
+            }
             return model
         }
     }

@@ -51,13 +51,17 @@ public enum WeightFiles {
     /// The shapes the config implies are compared with the weights' header
     /// first, without allocating, so a config that does not fit its weights
     /// (or asks for absurd sizes) fails before any large allocation.
+    /// The model's parameters own no memory until loaded (nothing is
+    /// initialized that the file overwrites); `options` picks the precision
+    /// the large weights are kept in and reports progress.
     public static func build<M: Module>(from folder: URL, variant: String? = nil,
                                         ignoring ignored: @escaping (String) -> Bool = { _ in false },
+                                        options: WeightLoadOptions = WeightLoadOptions(),
                                         _ make: () throws -> M) throws -> M {
         let (url, source) = try open(folder, variant: variant, ignoring: ignored)
         return try naming(url) {
             let model = try Module.build(checkedAgainst: source, make)
-            try model.load(from: source)
+            try model.load(from: source, options: options)
             return model
         }
     }
@@ -86,4 +90,5 @@ struct FilteredSource: WeightSource {
     func read(_ name: String, into destination: UnsafeMutablePointer<Float>, count: Int) throws {
         try base.read(name, into: destination, count: count)
     }
+    func weightBytes(of name: String) -> WeightBytes? { ignored(name) ? nil : base.weightBytes(of: name) }
 }
