@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NestDiffusion
 import NestEngine
 import NestIO
 import NestModels
@@ -77,6 +78,25 @@ struct Inspect: ParsableCommand {
         if let first = problems.first {
             let more = problems.count > 1 ? " (and \(problems.count - 1) more broken component(s))" : ""
             fail("\(path): \(first)\(more)")
+        }
+        printLoadingCost(folder.url)
+    }
+
+    /// The memory each precision's weights will hold once `nest generate` loaded them.
+    func printLoadingCost(_ url: URL) {
+        let costs: [(component: String, cost: [WeightPrecision: LoadingCost])]
+        do { costs = try StableDiffusionPipeline.loadingCost(folder: url) } catch {
+            print("  loading: cannot be estimated (\(oneLine(error)))")
+            return
+        }
+        print("  loading holds (the weights; each step's activations come on top):")
+        let options: [(WeightPrecision, String)] = [(.float32, "default"), (.float16, "--half-weights"), (.bfloat16, "--bf16")]
+        for (precision, option) in options {
+            let total = costs.reduce(LoadingCost(inPlaceBytes: 0, allocatedBytes: 0)) { $0 + ($1.cost[precision] ?? $0) }
+            let parts = costs.map { String(format: "%@ %.2f", $0.component, Double($0.cost[precision]?.totalBytes ?? 0) / 1e9) }
+            print(String(format: "    %-15@ %6.2f GB: %.2f GB used in place from the files, %.2f GB copied (%@ GB)",
+                         option, Double(total.totalBytes) / 1e9, Double(total.inPlaceBytes) / 1e9,
+                         Double(total.allocatedBytes) / 1e9, parts.joined(separator: ", ")))
         }
     }
 

@@ -36,6 +36,30 @@ struct ParameterFiller {
         source.weightBytes(of: name)?.bytes.count ?? tensor.count * 4
     }
 
+    /// The bytes as the engine's values, when they can serve in place:
+    /// the engine's layout, the wanted element type, an aligned address.
+    static func inPlace<T>(_ bytes: WeightBytes, _ layout: Module.Layout, _ element: WeightBytes.Element,
+                           _ type: T.Type) -> UnsafeMutablePointer<T>? {
+        guard layout == .plain, bytes.element == element else { return nil }
+        return bytes.typed(type)
+    }
+
+    /// What filling this parameter will hold, by the same rules as `fill`.
+    func cost(_ name: String, _ parameter: Module.Parameter) -> LoadingCost {
+        let count = parameter.tensor.count
+        let bytes = source.weightBytes(of: name)
+        if narrowed[ObjectIdentifier(parameter.tensor)] != nil {
+            if precision == .float16, let bytes, Self.inPlace(bytes, parameter.layout, .float16, UInt16.self) != nil {
+                return LoadingCost(inPlaceBytes: count * 2, allocatedBytes: 0)
+            }
+            return LoadingCost(inPlaceBytes: 0, allocatedBytes: count * 2)
+        }
+        if let bytes, Self.inPlace(bytes, parameter.layout, .float32, Float.self) != nil {
+            return LoadingCost(inPlaceBytes: count * 4, allocatedBytes: 0)
+        }
+        return LoadingCost(inPlaceBytes: 0, allocatedBytes: count * 4)
+    }
+
     func fill(_ name: String, _ parameter: Module.Parameter) throws {
         let tensor = parameter.tensor
         if tensor.released {
@@ -46,7 +70,7 @@ struct ParameterFiller {
             return
         }
         let bytes = source.weightBytes(of: name)
-        if parameter.layout == .plain, let bytes, bytes.element == .float32, let pointer = bytes.typed(Float.self) {
+        if let bytes, let pointer = Self.inPlace(bytes, parameter.layout, .float32, Float.self) {
             tensor.replaceStorage(Storage(borrowing: pointer, count: tensor.count, owner: bytes.owner))
             return
         }
@@ -92,7 +116,7 @@ struct ParameterFiller {
         case .float16:
             let half: HalfWeights
             if let bytes, bytes.element == .float16, let bits = bytes.typed(UInt16.self) {
-                if parameter.layout == .plain {
+                if Self.inPlace(bytes, parameter.layout, .float16, UInt16.self) != nil {
                     half = HalfWeights(shape: tensor.shape, borrowing: bits, owner: bytes.owner)
                 } else {
                     half = HalfWeights(shape: tensor.shape, permutingOIHW: UnsafePointer(bits))
@@ -123,6 +147,35 @@ func permuteOIHWToOHWI<T>(_ source: UnsafePointer<T>, _ destination: UnsafeMutab
                     for x in 0..<w { dst[(y * w + x) * i + ic] = src[(ic * h + y) * w + x] }
                 }
             }
+        }
+    }
+}
+
+/// The memory a model's weights hold once loaded.
+public struct LoadingCost: Sendable, Equatable {
+    /// Checkpoint bytes used in place from mapped files: resident as the page
+    /// cache serves them, shared with it, never copied.
+    public var inPlaceBytes: Int
+    /// Fresh memory: permuted, converted or narrowed copies.
+    public var allocatedBytes: Int
+    public var totalBytes: Int { inPlaceBytes + allocatedBytes }
+
+    public init(inPlaceBytes: Int, allocatedBytes: Int) {
+        self.inPlaceBytes = inPlaceBytes; self.allocatedBytes = allocatedBytes
+    }
+
+    public static func + (a: LoadingCost, b: LoadingCost) -> LoadingCost {
+        LoadingCost(inPlaceBytes: a.inPlaceBytes + b.inPlaceBytes, allocatedBytes: a.allocatedBytes + b.allocatedBytes)
+    }
+}
+
+extension Module {
+    /// What `load(from:prefix:options:)` with this precision would hold, without
+    /// reading a value: works on a model from `ParameterShapes.plan`.
+    public func loadingCost(from source: WeightSource, prefix: String = "", precision: WeightPrecision) -> LoadingCost {
+        let filler = ParameterFiller(source: source, precision: precision, module: self)
+        return namedParameters().reduce(LoadingCost(inPlaceBytes: 0, allocatedBytes: 0)) { total, item in
+            total + filler.cost(prefix + item.path, item.parameter)
         }
     }
 }

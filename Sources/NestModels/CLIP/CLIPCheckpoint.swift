@@ -27,6 +27,15 @@ struct CLIPCheckpoint {
     /// `Module.build(checkedAgainst:)`), and loads it when the checkpoint uses
     /// the `prefix.` layout, else only its `tower` (which then must be all
     /// there is: a projection needs the prefixed layout).
+    /// What `build` would hold with each precision, from the header alone.
+    func loadingCost<M: Module>(prefix: String, tower: @escaping (M) -> Module,
+                                _ make: () -> M) -> [WeightPrecision: LoadingCost] {
+        let whole = names.contains(where: { $0.hasPrefix(prefix + ".") })
+        let model = ParameterShapes.plan(make)
+        let part = whole ? model : tower(model)
+        return Dictionary(uniqueKeysWithValues: WeightPrecision.allCases.map { ($0, part.loadingCost(from: source, precision: $0)) })
+    }
+
     func build<M: Module>(prefix: String, withProjection: Bool, tower: @escaping (M) -> Module,
                           options: WeightLoadOptions = WeightLoadOptions(), _ make: () -> M) throws -> M {
         let whole = names.contains(where: { $0.hasPrefix(prefix + ".") })

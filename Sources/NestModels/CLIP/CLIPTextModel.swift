@@ -149,6 +149,16 @@ public final class CLIPTextModel: Module {
         }
     }
 
+    /// What `load` would hold with each precision, from the header alone.
+    public static func loadingCost(folder: URL, variant: String? = nil) throws -> [WeightPrecision: LoadingCost] {
+        let config = try decodeConfig(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
+        let checkpoint = try CLIPCheckpoint(folder: folder, variant: variant)
+        let projection = checkpoint.has("text_projection.weight")
+        return checkpoint.loadingCost(prefix: "text_model", tower: { $0.text_model }) {
+            CLIPTextModel(config: config, withProjection: projection)
+        }
+    }
+
     public func forward(ids: [[Int]], layers: Int? = nil) -> CLIPTextOutput {
         let out = text_model.forward(ids: ids, layers: layers)
         return CLIPTextOutput(lastHiddenState: out.last, hiddenStates: out.states, pooled: out.pooled,

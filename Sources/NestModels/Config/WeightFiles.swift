@@ -66,6 +66,16 @@ public enum WeightFiles {
         }
     }
 
+    /// What `build` would hold with each precision, from the header alone:
+    /// `make` runs in `ParameterShapes.plan`, so nothing is allocated.
+    public static func loadingCost<M: Module>(from folder: URL, variant: String? = nil,
+                                              ignoring ignored: @escaping (String) -> Bool = { _ in false },
+                                              _ make: () throws -> M) throws -> [WeightPrecision: LoadingCost] {
+        let (_, source) = try open(folder, variant: variant, ignoring: ignored)
+        let model = try ParameterShapes.plan(make)
+        return Dictionary(uniqueKeysWithValues: WeightPrecision.allCases.map { ($0, model.loadingCost(from: source, precision: $0)) })
+    }
+
     static func open(_ folder: URL, variant: String?, ignoring ignored: @escaping (String) -> Bool)
         throws -> (URL, FilteredSource) {
         let url = try locate(in: folder, variant: variant)
