@@ -93,10 +93,10 @@ struct Inspect: ParsableCommand {
         let options: [(WeightPrecision, String)] = [(.float32, "default"), (.float16, "--half-weights"), (.bfloat16, "--bf16")]
         for (precision, option) in options {
             let total = costs.reduce(LoadingCost(inPlaceBytes: 0, allocatedBytes: 0)) { $0 + ($1.cost[precision] ?? $0) }
-            let parts = costs.map { String(format: "%@ %.2f", $0.component, Double($0.cost[precision]?.totalBytes ?? 0) / 1e9) }
-            print(String(format: "    %-15@ %6.2f GB: %.2f GB used in place from the files, %.2f GB copied (%@ GB)",
-                         option, Double(total.totalBytes) / 1e9, Double(total.inPlaceBytes) / 1e9,
-                         Double(total.allocatedBytes) / 1e9, parts.joined(separator: ", ")))
+            let parts = costs.map { "\($0.component) \(byteText($0.cost[precision]?.totalBytes ?? 0))" }
+            let label = option.padding(toLength: 15, withPad: " ", startingAt: 0)
+            print("    \(label) \(byteText(total.totalBytes)): \(byteText(total.inPlaceBytes)) used in place from the files, "
+                  + "\(byteText(total.allocatedBytes)) copied (\(parts.joined(separator: ", ")))")
         }
     }
 
@@ -192,3 +192,8 @@ extension Inspect {
     }
 }
 
+
+/// Bytes in GB, or MB below a gigabyte (decimal units, as file sizes).
+func byteText(_ bytes: Int) -> String {
+    bytes >= 1_000_000_000 ? String(format: "%.2f GB", Double(bytes) / 1e9) : String(format: "%.1f MB", Double(bytes) / 1e6)
+}

@@ -18,6 +18,8 @@ public final class HalfWeights: @unchecked Sendable {
     /// Keeps borrowed bits valid (a mapped float16 checkpoint); nil when they are owned.
     private let owner: AnyObject?
     public var count: Int { shape.reduce(1, *) }
+    /// True when the values are a checkpoint's own bytes, used in place.
+    public var usesFileInPlace: Bool { owner != nil }
 
     /// Rounds `tensor` to float16 (nearest, ties to even).
     public init(_ tensor: Tensor) {

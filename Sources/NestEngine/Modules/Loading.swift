@@ -63,7 +63,8 @@ extension Module {
                                    prefix: prefix, strict: strict)
         if !check.problems.isEmpty { throw WeightLoadingError(weightProblemSummary(check.problems)) }
         var report = LoadReport(missing: check.missing, unexpected: check.unexpected)
-        let filler = ParameterFiller(source: source, precision: options.precision, module: self)
+        let filler = ParameterFiller(source: source, precision: options.precision,
+                                     minimumNarrowedCount: options.minimumNarrowedCount, module: self)
         let present = params.filter { source.shape(of: prefix + $0.path) != nil }
         let totalBytes = options.progress == nil ? 0 : present.reduce(0) { $0 + filler.byteCount(prefix + $1.path, $1.parameter.tensor) }
         var loadedBytes = 0

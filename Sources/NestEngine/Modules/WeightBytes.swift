@@ -71,10 +71,13 @@ public struct WeightLoadProgress: Sendable {
 /// What a load is asked to do besides filling parameters.
 public struct WeightLoadOptions: Sendable {
     public var precision: WeightPrecision
+    /// Smaller Linear and Conv2d weights stay float32 (as `storeWeightsAsHalf(minimumCount:)`).
+    public var minimumNarrowedCount: Int
     /// Called after each tensor, on the loading thread.
     public var progress: (@Sendable (WeightLoadProgress) -> Void)?
 
-    public init(precision: WeightPrecision = .float32, progress: (@Sendable (WeightLoadProgress) -> Void)? = nil) {
-        self.precision = precision; self.progress = progress
+    public init(precision: WeightPrecision = .float32, minimumNarrowedCount: Int = WeightPrecision.minimumNarrowedCount,
+                progress: (@Sendable (WeightLoadProgress) -> Void)? = nil) {
+        self.precision = precision; self.minimumNarrowedCount = minimumNarrowedCount; self.progress = progress
     }
 }

@@ -10,15 +10,18 @@ struct ParameterFiller {
     /// The Linear and Conv2d layers whose weight this load narrows, by weight tensor.
     let narrowed: [ObjectIdentifier: Module]
 
-    init(source: WeightSource, precision: WeightPrecision, module: Module) {
+    init(source: WeightSource, precision: WeightPrecision, minimumNarrowedCount: Int, module: Module) {
         self.source = source
         self.precision = precision
         var narrowed: [ObjectIdentifier: Module] = [:]
+        func narrowable(_ weight: Tensor, _ half: HalfWeights?, _ bfloat16: BFloat16Weights?) -> Bool {
+            Self.narrowable(weight, half, bfloat16) && weight.count >= minimumNarrowedCount
+        }
         if precision != .float32 {
             for layer in module.allModules() {
-                if let linear = layer as? Linear, Self.narrowable(linear.weight, linear.halfWeight, linear.bfloat16Weight) {
+                if let linear = layer as? Linear, narrowable(linear.weight, linear.halfWeight, linear.bfloat16Weight) {
                     narrowed[ObjectIdentifier(linear.weight)] = linear
-                } else if let conv = layer as? Conv2d, Self.narrowable(conv.weight, conv.halfWeight, conv.bfloat16Weight) {
+                } else if let conv = layer as? Conv2d, narrowable(conv.weight, conv.halfWeight, conv.bfloat16Weight) {
                     narrowed[ObjectIdentifier(conv.weight)] = conv
                 }
             }
@@ -26,9 +29,9 @@ struct ParameterFiller {
         self.narrowed = narrowed
     }
 
-    /// The same rule as `storeWeightsAsHalf`: large, frozen, not narrowed yet.
+    /// The same rule as `storeWeightsAsHalf`: frozen, not narrowed yet (and large enough).
     static func narrowable(_ weight: Tensor, _ half: HalfWeights?, _ bfloat16: BFloat16Weights?) -> Bool {
-        half == nil && bfloat16 == nil && !weight.requiresGrad && weight.count >= WeightPrecision.minimumNarrowedCount
+        half == nil && bfloat16 == nil && !weight.requiresGrad
     }
 
     /// Checkpoint bytes this parameter reads (for progress).
@@ -79,7 +82,8 @@ struct ParameterFiller {
         } else if parameter.layout == .plain {
             try source.read(name, into: tensor.data, count: tensor.count)
         } else {
-            tensor.data.update(from: try engineLayoutValues(name, parameter, bytes).pointer, count: tensor.count)
+            let values = try engineLayoutValues(name, parameter, bytes)
+            withExtendedLifetime(values) { tensor.data.update(from: values.pointer, count: tensor.count) }
         }
     }
 
@@ -172,8 +176,10 @@ public struct LoadingCost: Sendable, Equatable {
 extension Module {
     /// What `load(from:prefix:options:)` with this precision would hold, without
     /// reading a value: works on a model from `ParameterShapes.plan`.
-    public func loadingCost(from source: WeightSource, prefix: String = "", precision: WeightPrecision) -> LoadingCost {
-        let filler = ParameterFiller(source: source, precision: precision, module: self)
+    public func loadingCost(from source: WeightSource, prefix: String = "", precision: WeightPrecision,
+                            minimumNarrowedCount: Int = WeightPrecision.minimumNarrowedCount) -> LoadingCost {
+        let filler = ParameterFiller(source: source, precision: precision, minimumNarrowedCount: minimumNarrowedCount,
+                                     module: self)
         return namedParameters().reduce(LoadingCost(inPlaceBytes: 0, allocatedBytes: 0)) { total, item in
             total + filler.cost(prefix + item.path, item.parameter)
         }
