@@ -26,7 +26,8 @@ public final class UNet2DConditionModel: Module {
     }
 
     /// Builds the model from a config. Without `seed` the weights are the
-    /// engine layers' defaults (deterministic; what `load` overwrites); with
+    /// engine layers' defaults (deterministic; `load` builds without
+    /// any, see `ParameterShapes.forLoading`); with
     /// one, every weight matrix gets its own seeded uniform ±1/√fan_in values.
     public init(config: UNet2DConditionConfig, seed: UInt64? = nil) {
         self.config = config
