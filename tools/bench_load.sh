@@ -3,7 +3,9 @@
 # build) against diffusers on the same full-size folders with random weights.
 #
 #   tools/bench_load.sh [DIR]     (default /tmp/nest-load-bench; needs ~7 GB, ~14 GB with SDXL)
-#   NEST_BENCH_SDXL=1 tools/bench_load.sh   also the float16 SDXL folder (slow on few cores)
+#   NEST_BENCH_SDXL=1 tools/bench_load.sh   also the float16 SDXL folder (slow on few cores;
+#                                           NEST_BENCH_SDXL_SIZE picks its size, default 1024)
+#   NEST_BIN=path/to/nest                   another build of nest (default .build/release/nest)
 #
 # Builds the folders once (tools/make_sd15_folder.py, tools/make_sdxl_folder.py),
 # reads every file once so the page cache is warm, then runs each case once
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 dir=${1:-/tmp/nest-load-bench}
 mkdir -p "$dir"
 export HF_HUB_OFFLINE=1
-nest=.build/release/nest
+nest=${NEST_BIN:-.build/release/nest}
 [ -x "$nest" ] || swift build -c release --product nest
 [ -d "$dir/sd15-f32" ] || python3 tools/make_sd15_folder.py "$dir/sd15-f32"
 [ -d "$dir/sd15-f16" ] || python3 tools/make_sd15_folder.py "$dir/sd15-f16" --float16
@@ -32,19 +34,25 @@ measure() {
 }
 
 for folder in "$dir"/sd15-f32 "$dir"/sd15-f16 "$dir"/sdxl-f16; do
-    [ -d "$folder" ] && find "$folder" -name '*.safetensors' -exec cat {} + > /dev/null
+    [ -d "$folder" ] || continue
+    find "$folder" -name '*.safetensors' -exec cat {} + > /dev/null
 done
 
 prompt="a photo of a cat on the beach"
-gen() { "$nest" generate --model "$1" --prompt "$prompt" --steps "$2" --width "$3" --height "$3" --guidance 7.5 \
-        --seed 1 --output "$dir/nest.png" --overwrite "${@:4}"; }
-diff() { python3 tools/bench_load_diffusers.py "$1" --steps "$2" --size "$3" --out "$dir/diffusers.png"; }
+# /usr/bin/time runs programs, not shell functions: each case is spelled out.
+nest_args() { echo generate --model "$1" --steps "$2" --width "$3" --height "$3" --guidance 7.5 --seed 1 --overwrite; }
+torch_args() { echo tools/bench_load_diffusers.py "$1" --steps "$2" --size "$3" --out "$dir/diffusers.png"; }
 
-measure nest-f32-1step-64 gen "$dir/sd15-f32" 1 64
-measure diffusers-f32-1step-64 diff "$dir/sd15-f32" 1 64
-measure nest-f32-4step-256 gen "$dir/sd15-f32" 4 256
-measure diffusers-f32-4step-256 diff "$dir/sd15-f32" 4 256
-measure nest-f16-half-4step-256 gen "$dir/sd15-f16" 4 256 --half-weights
+# shellcheck disable=SC2046  # the folder paths hold no spaces
+{
+measure nest-f32-1step-64 "$nest" $(nest_args "$dir/sd15-f32" 1 64) --prompt "$prompt" --output "$dir/nest.png"
+measure diffusers-f32-1step-64 python3 $(torch_args "$dir/sd15-f32" 1 64)
+measure nest-f32-4step-256 "$nest" $(nest_args "$dir/sd15-f32" 4 256) --prompt "$prompt" --output "$dir/nest.png"
+measure diffusers-f32-4step-256 python3 $(torch_args "$dir/sd15-f32" 4 256)
+measure nest-f16-half-4step-256 "$nest" $(nest_args "$dir/sd15-f16" 4 256) --prompt "$prompt" --output "$dir/nest.png" --half-weights
 if [ -d "$dir/sdxl-f16" ]; then
-    measure nest-sdxl-f16-half-1step-${NEST_BENCH_SDXL_SIZE:-1024} gen "$dir/sdxl-f16" 1 "${NEST_BENCH_SDXL_SIZE:-1024}" --half-weights
+    size=${NEST_BENCH_SDXL_SIZE:-1024}
+    measure "nest-sdxl-f16-half-1step-$size" "$nest" $(nest_args "$dir/sdxl-f16" 1 "$size") --prompt "$prompt" \
+        --output "$dir/nest.png" --half-weights
 fi
+}

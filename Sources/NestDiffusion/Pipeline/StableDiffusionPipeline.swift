@@ -30,7 +30,7 @@ public final class StableDiffusionPipeline {
         let folder = try ModelFolder(url: url)
         let options = { (component: String) in
             WeightLoadOptions(precision: precision, progress: progress.map { report in
-                { report(PipelineLoadProgress(component: component, loadedBytes: $0.loadedBytes, totalBytes: $0.totalBytes)) }
+                { @Sendable in report(PipelineLoadProgress(component: component, loadedBytes: $0.loadedBytes, totalBytes: $0.totalBytes)) }
             })
         }
         let prompts = try PromptEncoder.load(folder: folder, variant: variant, options: options)
