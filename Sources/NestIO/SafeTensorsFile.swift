@@ -21,7 +21,9 @@ final class MappedFile {
         // The mapping holds its own reference to the file; the descriptor is not needed after mmap.
         defer { close(fd) }
         guard size > 0 else { base = nil; return }  // mmap rejects length 0; the header check reports it
-        let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        // Private and writable: weights used in place stay editable (training,
+        // merges), and a write copies the page instead of reaching the file.
+        let address = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
         guard let address, address != MAP_FAILED else {
             throw SafeTensorsError(.io, path: path, "mmap failed: \(errnoText())")
         }

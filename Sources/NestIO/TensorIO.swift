@@ -10,6 +10,13 @@ extension SafeTensorsFile: WeightSource {
         try copyFloats(name, into: destination, count: count)
     }
 
+    /// float32, float16 and bfloat16 tensors in place in the mapping, which the bytes keep alive.
+    public func weightBytes(of name: String) -> WeightBytes? {
+        guard let info = tensors[name], let element = WeightBytes.Element(info.dtype),
+              let bytes = try? rawBytes(name) else { return nil }
+        return WeightBytes(element: element, bytes: bytes, owner: self, mappedFromFile: true)
+    }
+
     /// The named tensor as float32. F32 data is viewed in place (the tensor
     /// keeps the mapping alive) when `copy` is false; other dtypes are converted.
     public func tensor(_ name: String, copy: Bool = true) throws -> Tensor {
@@ -33,6 +40,10 @@ extension SafeTensorsCollection: WeightSource {
     public func shape(of name: String) -> [Int]? { tensors[name]?.shape }
     public func read(_ name: String, into destination: UnsafeMutablePointer<Float>, count: Int) throws {
         try copyFloats(name, into: destination, count: count)
+    }
+
+    public func weightBytes(of name: String) -> WeightBytes? {
+        (try? file(containing: name))?.weightBytes(of: name)
     }
 
     public func tensor(_ name: String) throws -> Tensor {
@@ -59,5 +70,17 @@ extension Module {
     public func save(to path: String, prefix: String = "", dtype: SafeTensorsDType = .f32,
                      metadata: [String: String] = [:], overwrite: Bool = false) throws {
         try saveSafeTensors(checkpointTensors(prefix: prefix), to: path, dtype: dtype, metadata: metadata, overwrite: overwrite)
+    }
+}
+
+extension WeightBytes.Element {
+    /// The loader's name for a safetensors dtype it can use in place (nil: convert through `read`).
+    init?(_ dtype: SafeTensorsDType) {
+        switch dtype {
+        case .f32: self = .float32
+        case .f16: self = .float16
+        case .bf16: self = .bfloat16
+        default: return nil
+        }
     }
 }

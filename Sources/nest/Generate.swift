@@ -182,9 +182,12 @@ struct Generate: ParsableCommand {
         let loadStart = Date()
         let generator: Generator
         do {
-            let pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant)
-            if halfWeights { pipeline.storeWeightsAsHalf() }
-            if bfloat16 { pipeline.storeWeightsAsBFloat16() }
+            // Narrow weights are read narrow: no whole float32 model exists first.
+            let precision: WeightPrecision = halfWeights ? .float16 : bfloat16 ? .bfloat16 : .float32
+            let line = LoadProgressLine()
+            defer { line.finish() }
+            let pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant,
+                                                            precision: precision, progress: line.update)
             generator = Generator(pipeline: pipeline, catalog: inputs.catalog)
             if let ipAdapter { generator.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
         } catch { fail(String(describing: error)) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NestDiffusion
 import NestEngine
 import NestIO
 import NestModels
@@ -77,6 +78,25 @@ struct Inspect: ParsableCommand {
         if let first = problems.first {
             let more = problems.count > 1 ? " (and \(problems.count - 1) more broken component(s))" : ""
             fail("\(path): \(first)\(more)")
+        }
+        printLoadingCost(folder.url)
+    }
+
+    /// The memory each precision's weights will hold once `nest generate` loaded them.
+    func printLoadingCost(_ url: URL) {
+        let costs: [(component: String, cost: [WeightPrecision: LoadingCost])]
+        do { costs = try StableDiffusionPipeline.loadingCost(folder: url) } catch {
+            print("  loading: cannot be estimated (\(oneLine(error)))")
+            return
+        }
+        print("  loading holds (the weights; each step's activations come on top):")
+        let options: [(WeightPrecision, String)] = [(.float32, "default"), (.float16, "--half-weights"), (.bfloat16, "--bf16")]
+        for (precision, option) in options {
+            let total = costs.reduce(LoadingCost(inPlaceBytes: 0, allocatedBytes: 0)) { $0 + ($1.cost[precision] ?? $0) }
+            let parts = costs.map { "\($0.component) \(byteText($0.cost[precision]?.totalBytes ?? 0))" }
+            let label = option.padding(toLength: 15, withPad: " ", startingAt: 0)
+            print("    \(label) \(byteText(total.totalBytes)): \(byteText(total.inPlaceBytes)) used in place from the files, "
+                  + "\(byteText(total.allocatedBytes)) copied (\(parts.joined(separator: ", ")))")
         }
     }
 
@@ -172,3 +192,8 @@ extension Inspect {
     }
 }
 
+
+/// Bytes in GB, or MB below a gigabyte (decimal units, as file sizes).
+func byteText(_ bytes: Int) -> String {
+    bytes >= 1_000_000_000 ? String(format: "%.2f GB", Double(bytes) / 1e9) : String(format: "%.1f MB", Double(bytes) / 1e6)
+}

@@ -1,4 +1,5 @@
 import Foundation
+import NestDiffusion
 
 /// Step, it/s and ETA on one redrawn line when stderr is a terminal; plain
 /// lines every few steps otherwise (logs, pipes).
@@ -36,3 +37,26 @@ final class ProgressBar {
 
 func note(_ message: String) { FileHandle.standardError.write((message + "\n").data(using: .utf8)!) }
 func warn(_ message: String) { FileHandle.standardError.write(("nest: warning: " + message + "\n").data(using: .utf8)!) }
+
+/// Loading progress on one redrawn line, drawn only on a terminal and only
+/// once loading has taken more than a second (a warm load stays silent).
+/// The library reports from the loading thread, one call at a time.
+final class LoadProgressLine: @unchecked Sendable {
+    let start = Date()
+    let interactive = isatty(2) != 0
+    var lineOpen = false
+
+    func update(_ p: PipelineLoadProgress) {
+        guard interactive, Date().timeIntervalSince(start) > 1 else { return }
+        let percent = 100 * p.loadedBytes / max(p.totalBytes, 1)
+        let line = String(format: "\rloading %@ %3d%% (%.2f of %.2f GB)  ", p.component, percent,
+                          Double(p.loadedBytes) / 1e9, Double(p.totalBytes) / 1e9)
+        FileHandle.standardError.write(line.data(using: .utf8)!)
+        lineOpen = true
+    }
+
+    func finish() {
+        if lineOpen { FileHandle.standardError.write("\r\u{1B}[K".data(using: .utf8)!) }
+        lineOpen = false
+    }
+}

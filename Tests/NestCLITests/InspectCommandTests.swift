@@ -24,6 +24,11 @@ import Testing
         let r = try CLI.run(["inspect", dir.path])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stdout.contains("unet: diffusers.UNet2DConditionModel"))
+        // What loading will hold, per precision.
+        for option in ["default", "--half-weights", "--bf16"] {
+            #expect(r.stdout.contains("    \(option) "), "\(r.stdout)")
+        }
+        #expect(r.stdout.contains("used in place from the files"), "\(r.stdout)")
     }
 
     @Test(arguments: ["truncated", "missing", "corrupt config", "missing weights"])

@@ -32,11 +32,13 @@ public final class PromptEncoder {
     }
 
     /// Loads `tokenizer/` + `text_encoder/` and, when present, `tokenizer_2/` + `text_encoder_2/`.
-    public static func load(folder: ModelFolder, variant: String? = nil) throws -> PromptEncoder {
+    /// `options(component)` says how to load each text encoder (precision, progress).
+    public static func load(folder: ModelFolder, variant: String? = nil,
+                            options: (String) -> WeightLoadOptions = { _ in WeightLoadOptions() }) throws -> PromptEncoder {
         var tokenizers: [CLIPTokenizer] = [], encoders: [CLIPTextModel] = []
         for (tok, enc) in [("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")] where folder.has(enc) {
             tokenizers.append(try CLIPTokenizer.load(folder: try folder.component(tok)))
-            encoders.append(try CLIPTextModel.load(folder: try folder.component(enc), variant: variant))
+            encoders.append(try CLIPTextModel.load(folder: try folder.component(enc), variant: variant, options: options(enc)))
         }
         if encoders.isEmpty { throw ModelConfigError("\(folder.url.path): model_index.json lists no text_encoder") }
         return try PromptEncoder(tokenizers: tokenizers, encoders: encoders)

@@ -21,11 +21,21 @@ public final class StableDiffusionPipeline {
         self.schedulerConfig = schedulerConfig; self.forceZerosForEmptyPrompt = forceZerosForEmptyPrompt
     }
 
-    public static func load(folder url: URL, variant: String? = nil) throws -> StableDiffusionPipeline {
+    /// Loads every component from a diffusers folder. `precision` keeps the
+    /// large weights of the UNet, VAE and text encoders as float16 or
+    /// bfloat16 straight from the files (see `WeightPrecision`); `progress`
+    /// hears each component's loading, on the loading thread.
+    public static func load(folder url: URL, variant: String? = nil, precision: WeightPrecision = .float32,
+                            progress: (@Sendable (PipelineLoadProgress) -> Void)? = nil) throws -> StableDiffusionPipeline {
         let folder = try ModelFolder(url: url)
-        let prompts = try PromptEncoder.load(folder: folder, variant: variant)
-        let unet = try UNet2DConditionModel.load(folder: try folder.component("unet"), variant: variant)
-        let vae = try AutoencoderKL.load(folder: try folder.component("vae"), variant: variant)
+        let options = { (component: String) in
+            WeightLoadOptions(precision: precision, progress: progress.map { report in
+                { @Sendable in report(PipelineLoadProgress(component: component, loadedBytes: $0.loadedBytes, totalBytes: $0.totalBytes)) }
+            })
+        }
+        let prompts = try PromptEncoder.load(folder: folder, variant: variant, options: options)
+        let unet = try UNet2DConditionModel.load(folder: try folder.component("unet"), variant: variant, options: options("unet"))
+        let vae = try AutoencoderKL.load(folder: try folder.component("vae"), variant: variant, options: options("vae"))
         let schedulerURL = try folder.component("scheduler").appendingPathComponent("scheduler_config.json")
         let schedulerConfig = try SchedulerConfig.load(from: schedulerURL)
         // ModelFolder has read model_index.json already; a second read can only fail if it vanished meanwhile.

@@ -78,7 +78,8 @@ final class AllocationTracker: @unchecked Sendable {
 public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
-    private let owner: AnyObject?
+    /// What keeps borrowed memory valid (nil: owned, freed on deinit).
+    let owner: AnyObject?
     private let tracker: AllocationTracker?
 
     /// Allocates `count` floats. Contents are uninitialized unless `zeroed`.

@@ -15,11 +15,16 @@ import Darwin
 public final class HalfWeights: @unchecked Sendable {
     public let shape: [Int]
     let bits: UnsafeMutablePointer<UInt16>
+    /// Keeps borrowed bits valid (a mapped float16 checkpoint); nil when they are owned.
+    private let owner: AnyObject?
     public var count: Int { shape.reduce(1, *) }
+    /// True when the values are a checkpoint's own bytes, used in place.
+    public var usesFileInPlace: Bool { owner != nil }
 
     /// Rounds `tensor` to float16 (nearest, ties to even).
     public init(_ tensor: Tensor) {
         shape = tensor.shape
+        owner = nil
         bits = .allocate(capacity: max(tensor.count, 1))
         let (src, dst) = (UnsafePointer(tensor.data), bits)
         parallelRanges(tensor.count, grain: 1 << 16) { r in
@@ -27,7 +32,20 @@ public final class HalfWeights: @unchecked Sendable {
         }
     }
 
-    deinit { bits.deallocate() }
+    /// Uses float16 values that `owner` keeps valid, in place (no copy).
+    init(shape: [Int], borrowing bits: UnsafeMutablePointer<UInt16>, owner: AnyObject) {
+        self.shape = shape; self.bits = bits; self.owner = owner
+    }
+
+    /// Copies float16 values given in PyTorch's OIHW order into the engine's OHWI `shape`.
+    init(shape: [Int], permutingOIHW source: UnsafePointer<UInt16>) {
+        self.shape = shape
+        owner = nil
+        bits = .allocate(capacity: max(shape.reduce(1, *), 1))
+        permuteOIHWToOHWI(source, bits, engineShape: shape)
+    }
+
+    deinit { if owner == nil { bits.deallocate() } }
 
     /// A new float32 tensor with the weight's values.
     public func widened() -> Tensor {

@@ -12,6 +12,15 @@ public protocol WeightSource {
     func shape(of name: String) -> [Int]?
     /// Writes the tensor's values as float32 into `destination` (`count` floats).
     func read(_ name: String, into destination: UnsafeMutablePointer<Float>, count: Int) throws
+    /// The tensor's bytes where they already lie, when the loader may use
+    /// them in place (float32, float16 or bfloat16 in a mapped file); nil
+    /// makes the loader copy through `read`. A source that renames tensors
+    /// forwards this under the new name to keep loading zero-copy.
+    func weightBytes(of name: String) -> WeightBytes?
+}
+
+extension WeightSource {
+    public func weightBytes(of name: String) -> WeightBytes? { nil }
 }
 
 /// An in-memory source (tests, converted weights).
@@ -39,27 +48,38 @@ extension Module {
     ///
     /// Strict loading (the default) fails on any missing or unexpected tensor
     /// and on any shape mismatch, naming each; non-strict loading skips
-    /// missing ones and reports them.
+    /// missing ones and reports them. A parameter built for loading
+    /// (`ParameterShapes.forLoading`) that the source does not fill is an
+    /// error by name either way. float32 values that a mapped file holds in
+    /// the engine's layout are used in place (copy-on-write: changing a
+    /// weight later never reaches the file); `options.precision` keeps the
+    /// large weights narrow straight from the file.
     @discardableResult
-    public func load(from source: WeightSource, prefix: String = "", strict: Bool = true) throws -> LoadReport {
+    public func load(from source: WeightSource, prefix: String = "", strict: Bool = true,
+                     options: WeightLoadOptions = WeightLoadOptions()) throws -> LoadReport {
         let params = namedParameters()
         // Every name and shape is checked before any value is read.
         let check = weightProblems(params.map { (prefix + $0.path, $0.parameter.checkpointShape) }, in: source,
                                    prefix: prefix, strict: strict)
         if !check.problems.isEmpty { throw WeightLoadingError(weightProblemSummary(check.problems)) }
         var report = LoadReport(missing: check.missing, unexpected: check.unexpected)
-        for (path, p) in params {
+        let filler = ParameterFiller(source: source, precision: options.precision,
+                                     minimumNarrowedCount: options.minimumNarrowedCount, module: self)
+        let present = params.filter { source.shape(of: prefix + $0.path) != nil }
+        let totalBytes = options.progress == nil ? 0 : present.reduce(0) { $0 + filler.byteCount(prefix + $1.path, $1.parameter.tensor) }
+        var loadedBytes = 0
+        for (path, p) in present {
             let name = prefix + path
-            guard source.shape(of: name) != nil else { continue }
-            switch p.layout {
-            case .plain:
-                try source.read(name, into: p.tensor.data, count: p.tensor.count)
-            case .convOIHW:
-                let raw = Tensor(uninitialized: p.checkpointShape)
-                try source.read(name, into: raw.data, count: raw.count)
-                p.tensor.assign(Autograd.noGrad { raw.permuted([0, 2, 3, 1]) })
-            }
+            try filler.fill(name, p)
             report.loaded.append(name)
+            if let progress = options.progress {
+                loadedBytes += filler.byteCount(name, p.tensor)
+                progress(WeightLoadProgress(loadedBytes: loadedBytes, totalBytes: totalBytes))
+            }
+        }
+        let unloaded = unloadedParameters
+        if !unloaded.isEmpty {
+            throw WeightLoadingError(weightProblemSummary(unloaded.map { "\(prefix + $0): missing from checkpoint" }))
         }
         return report
     }
@@ -69,12 +89,13 @@ extension Module {
     /// allocating any parameter, so a config that does not match its weights
     /// (or asks for absurd sizes) fails before memory is spent on it.
     /// `part` picks the sub-module the source holds (the whole module by default).
+    /// The parameters own no memory until `load` fills them: build, then load.
     public static func build<M: Module>(checkedAgainst source: WeightSource, prefix: String = "",
                                         part: (M) -> Module = { $0 }, _ build: () throws -> M) throws -> M {
         let planned = try ParameterShapes.plan(build)
         let check = weightProblems(part(planned).checkpointShapes(prefix: prefix), in: source, prefix: prefix)
         if !check.problems.isEmpty { throw WeightLoadingError(weightProblemSummary(check.problems)) }
-        return try build()
+        return try ParameterShapes.forLoading(build)
     }
 
     /// Parameters in checkpoint layout (OHWI → OIHW), ready to save.

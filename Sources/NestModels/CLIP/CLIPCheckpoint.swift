@@ -27,8 +27,17 @@ struct CLIPCheckpoint {
     /// `Module.build(checkedAgainst:)`), and loads it when the checkpoint uses
     /// the `prefix.` layout, else only its `tower` (which then must be all
     /// there is: a projection needs the prefixed layout).
+    /// What `build` would hold with each precision, from the header alone.
+    func loadingCost<M: Module>(prefix: String, tower: @escaping (M) -> Module,
+                                _ make: () -> M) -> [WeightPrecision: LoadingCost] {
+        let whole = names.contains(where: { $0.hasPrefix(prefix + ".") })
+        let model = ParameterShapes.plan(make)
+        let part = whole ? model : tower(model)
+        return Dictionary(uniqueKeysWithValues: WeightPrecision.allCases.map { ($0, part.loadingCost(from: source, precision: $0)) })
+    }
+
     func build<M: Module>(prefix: String, withProjection: Bool, tower: @escaping (M) -> Module,
-                          _ make: () -> M) throws -> M {
+                          options: WeightLoadOptions = WeightLoadOptions(), _ make: () -> M) throws -> M {
         let whole = names.contains(where: { $0.hasPrefix(prefix + ".") })
         if !whole && withProjection {
             throw ModelConfigError("\(folder.path): a projection was asked for, but the checkpoint is a "
@@ -37,7 +46,12 @@ struct CLIPCheckpoint {
         let part: (M) -> Module = whole ? { $0 } : tower
         return try WeightFiles.naming(url) {
             let model = try Module.build(checkedAgainst: source, part: part, make)
-            try part(model).load(from: source)
+            try part(model).load(from: source, options: options)
+            // Parameters outside the loaded part would own no values.
+            let unloaded = model.unloadedParameters
+            if !unloaded.isEmpty {
+                throw WeightLoadingError(weightProblemSummary(unloaded.map { "\($0): missing from checkpoint" }))
+            }
             return model
         }
     }

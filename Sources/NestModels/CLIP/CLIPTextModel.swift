@@ -149,11 +149,23 @@ public final class CLIPTextModel: Module {
     /// Builds the model from `folder/config.json` and loads its weights strictly.
     /// `withProjection` nil follows the checkpoint (a `text_projection.weight`
     /// tensor means CLIPTextModelWithProjection); true or false demands that class.
-    public static func load(folder: URL, withProjection: Bool? = nil, variant: String? = nil) throws -> CLIPTextModel {
+    public static func load(folder: URL, withProjection: Bool? = nil, variant: String? = nil,
+                            options: WeightLoadOptions = WeightLoadOptions()) throws -> CLIPTextModel {
         let config = try decodeConfig(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
         let checkpoint = try CLIPCheckpoint(folder: folder, variant: variant)
         let projection = withProjection ?? checkpoint.has("text_projection.weight")
-        return try checkpoint.build(prefix: "text_model", withProjection: projection, tower: { $0.text_model }) {
+        return try checkpoint.build(prefix: "text_model", withProjection: projection, tower: { $0.text_model },
+                                    options: options) {
+            CLIPTextModel(config: config, withProjection: projection)
+        }
+    }
+
+    /// What `load` would hold with each precision, from the header alone.
+    public static func loadingCost(folder: URL, variant: String? = nil) throws -> [WeightPrecision: LoadingCost] {
+        let config = try decodeConfig(CLIPTextConfig.self, from: folder.appendingPathComponent("config.json"))
+        let checkpoint = try CLIPCheckpoint(folder: folder, variant: variant)
+        let projection = checkpoint.has("text_projection.weight")
+        return checkpoint.loadingCost(prefix: "text_model", tower: { $0.text_model }) {
             CLIPTextModel(config: config, withProjection: projection)
         }
     }

@@ -51,15 +51,29 @@ public enum WeightFiles {
     /// The shapes the config implies are compared with the weights' header
     /// first, without allocating, so a config that does not fit its weights
     /// (or asks for absurd sizes) fails before any large allocation.
+    /// The model's parameters own no memory until loaded (nothing is
+    /// initialized that the file overwrites); `options` picks the precision
+    /// the large weights are kept in and reports progress.
     public static func build<M: Module>(from folder: URL, variant: String? = nil,
                                         ignoring ignored: @escaping (String) -> Bool = { _ in false },
+                                        options: WeightLoadOptions = WeightLoadOptions(),
                                         _ make: () throws -> M) throws -> M {
         let (url, source) = try open(folder, variant: variant, ignoring: ignored)
         return try naming(url) {
             let model = try Module.build(checkedAgainst: source, make)
-            try model.load(from: source)
+            try model.load(from: source, options: options)
             return model
         }
+    }
+
+    /// What `build` would hold with each precision, from the header alone:
+    /// `make` runs in `ParameterShapes.plan`, so nothing is allocated.
+    public static func loadingCost<M: Module>(from folder: URL, variant: String? = nil,
+                                              ignoring ignored: @escaping (String) -> Bool = { _ in false },
+                                              _ make: () throws -> M) throws -> [WeightPrecision: LoadingCost] {
+        let (_, source) = try open(folder, variant: variant, ignoring: ignored)
+        let model = try ParameterShapes.plan(make)
+        return Dictionary(uniqueKeysWithValues: WeightPrecision.allCases.map { ($0, model.loadingCost(from: source, precision: $0)) })
     }
 
     static func open(_ folder: URL, variant: String?, ignoring ignored: @escaping (String) -> Bool)
@@ -86,4 +100,5 @@ struct FilteredSource: WeightSource {
     func read(_ name: String, into destination: UnsafeMutablePointer<Float>, count: Int) throws {
         try base.read(name, into: destination, count: count)
     }
+    func weightBytes(of name: String) -> WeightBytes? { ignored(name) ? nil : base.weightBytes(of: name) }
 }

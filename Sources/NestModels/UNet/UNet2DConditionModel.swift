@@ -19,13 +19,15 @@ public final class UNet2DConditionModel: Module {
     public let conv_out: Conv2d
 
     /// Reads `config.json` and the weights of a diffusers `unet/` folder (strictly: every tensor must match).
-    public static func load(folder: URL, variant: String? = nil) throws -> UNet2DConditionModel {
+    public static func load(folder: URL, variant: String? = nil,
+                            options: WeightLoadOptions = WeightLoadOptions()) throws -> UNet2DConditionModel {
         let config = try UNet2DConditionConfig.load(from: folder.appendingPathComponent("config.json"))
-        return try WeightFiles.build(from: folder, variant: variant) { UNet2DConditionModel(config: config) }
+        return try WeightFiles.build(from: folder, variant: variant, options: options) { UNet2DConditionModel(config: config) }
     }
 
     /// Builds the model from a config. Without `seed` the weights are the
-    /// engine layers' defaults (deterministic; what `load` overwrites); with
+    /// engine layers' defaults (deterministic; `load` builds without
+    /// any, see `ParameterShapes.forLoading`); with
     /// one, every weight matrix gets its own seeded uniform ±1/√fan_in values.
     public init(config: UNet2DConditionConfig, seed: UInt64? = nil) {
         self.config = config

@@ -48,9 +48,10 @@ public final class AutoencoderKL: Module {
 
     /// Builds the VAE from a diffusers folder (`vae/`): `config.json` plus its
     /// safetensors weights, loaded strictly (errors name the file and tensor).
-    public static func load(folder: URL, variant: String? = nil) throws -> AutoencoderKL {
+    public static func load(folder: URL, variant: String? = nil,
+                            options: WeightLoadOptions = WeightLoadOptions()) throws -> AutoencoderKL {
         let config = try decodeConfig(AutoencoderKLConfig.self, from: folder.appendingPathComponent("config.json"))
-        return try WeightFiles.build(from: folder, variant: variant) { try AutoencoderKL(config: config) }
+        return try WeightFiles.build(from: folder, variant: variant, options: options) { try AutoencoderKL(config: config) }
     }
 
     /// Spatial size ratio between images and latents (8 for Stable Diffusion).
