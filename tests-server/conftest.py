@@ -1,5 +1,6 @@
-"""Starts `nest serve` on a free loopback port with the embedded world model, once per
-test session, and gives the tests its address, its process and a scratch folder."""
+"""Starts `nest serve` on free loopback ports, once per test session: over the tiny SD1
+pipeline fixture (32×32 images in milliseconds a step) for the API and the load, and over
+the embedded world model, which has subject adapters, for personalization and the page."""
 import os
 import re
 import subprocess
@@ -11,15 +12,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NEST = Path(os.environ.get("NEST", ROOT / ".build" / "debug" / "nest"))
+TINY_MODEL = ROOT / "Tests" / "NestDiffusionTests" / "Fixtures" / "pipelines" / "sd1"
 
 
 class Server:
-    def __init__(self, tmp: Path):
+    def __init__(self, tmp: Path, *extra: str):
         self.output = tmp / "served"
         self.log = tmp / "server.log"
         self.process = subprocess.Popen(
             [str(NEST), "serve", "--port", "0", "--output", str(self.output), "--max-body-mb", "2",
-             "--queue-length", "32", "--threads", "2"],
+             "--queue-length", "32", *extra],
             stdout=subprocess.PIPE, stderr=open(self.log, "w"), text=True)
         line = self.process.stdout.readline()
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -48,12 +50,21 @@ class Server:
             self.process.kill()
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("server"))
+def serve(tmp_path_factory, *extra):
+    s = Server(tmp_path_factory.mktemp("server"), *extra)
     yield s
     assert s.alive(), "the server died during the tests:\n" + s.log.read_text()[-2000:]
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tmp_path_factory):
+    yield from serve(tmp_path_factory, "--model", str(TINY_MODEL), "--max-steps", "1000")
+
+
+@pytest.fixture(scope="session")
+def world_server(tmp_path_factory):
+    yield from serve(tmp_path_factory)
 
 
 def nest(*args: str, cwd=None) -> str:

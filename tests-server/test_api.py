@@ -10,29 +10,32 @@ import requests
 import webuiapi
 from PIL import Image
 
-from conftest import nest
+from conftest import TINY_MODEL, nest
 
-SETTINGS = dict(prompt="a critter on a beach", seed=1234, steps=6, cfg_scale=7.5, width=64, height=64)
+SETTINGS = dict(prompt="a critter on a beach", seed=1234, steps=6, cfg_scale=7.5, width=32, height=32)
+# The world model is slow in a debug build: few steps.
+WORLD = dict(SETTINGS, steps=2, width=64, height=64)
 
 
 def client(server) -> webuiapi.WebUIApi:
-    return webuiapi.WebUIApi(host="127.0.0.1", port=server.port, sampler="Euler a", steps=6)
+    return webuiapi.WebUIApi(host="127.0.0.1", port=server.port, sampler="Euler a")
 
 
 def pixels(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))
 
 
-def generate_cli(tmp_path, name, prompt=SETTINGS["prompt"], extra=()) -> Image.Image:
+def generate_cli(tmp_path, name, settings, model=(), extra=()) -> Image.Image:
     """The same settings through `nest generate`."""
     out = tmp_path / name
-    nest("generate", "--prompt", prompt, "--seed", str(SETTINGS["seed"]), "--steps", str(SETTINGS["steps"]),
-         "--guidance", str(SETTINGS["cfg_scale"]), "--width", "64", "--height", "64", "--scheduler", "euler-a",
-         "--output", str(out), *extra)
+    nest("generate", *model, "--prompt", settings["prompt"], "--seed", str(settings["seed"]),
+         "--steps", str(settings["steps"]), "--guidance", str(settings["cfg_scale"]), "--width", str(settings["width"]),
+         "--height", str(settings["height"]), "--scheduler", "euler-a", "--output", str(out), *extra)
     return Image.open(out)
 
 
-def test_txt2img_equals_nest_generate(server, tmp_path):
+def test_txt2img_equals_nest_generate(tiny_server, tmp_path):
+    server = tiny_server
     result = client(server).txt2img(**SETTINGS, sampler_name="Euler a")
     assert len(result.images) == 1
     assert result.info["all_seeds"] == [1234]
@@ -40,7 +43,7 @@ def test_txt2img_equals_nest_generate(server, tmp_path):
     served = result.images[0]
     assert served.info["parameters"].startswith("a critter on a beach\nSteps: 6, Sampler: Euler a, ")
     assert "Seed: 1234" in served.info["parameters"]
-    expected = generate_cli(tmp_path, "cli.png")
+    expected = generate_cli(tmp_path, "cli.png", SETTINGS, ["--model", str(TINY_MODEL)])
     assert np.array_equal(pixels(served), pixels(expected))
 
     # The same request as plain JSON over HTTP gives the same bytes of pixels.
@@ -52,19 +55,21 @@ def test_txt2img_equals_nest_generate(server, tmp_path):
     assert json.loads(reply.json()["info"])["infotexts"][0] == plain.info["parameters"]
 
 
-def test_client_helpers(server):
+def test_client_helpers(tiny_server):
+    server = tiny_server
     api = client(server)
-    assert api.util_get_model_names() == ["world"]
+    assert api.util_get_model_names() == ["sd1"]
     assert "Euler a" in api.util_get_sampler_names()
-    assert api.util_get_current_model() == "world"
+    assert api.util_get_current_model() == "sd1"
     api.util_wait_for_ready(check_interval=0.1)
 
 
-def test_progress_moves_and_interrupt_stops_the_job(server):
+def test_progress_moves_and_interrupt_stops_the_job(tiny_server):
+    server = tiny_server
     api = client(server)
     done = {}
     started = time.monotonic()
-    worker = threading.Thread(target=lambda: done.update(result=api.txt2img(**dict(SETTINGS, steps=150))))
+    worker = threading.Thread(target=lambda: done.update(result=api.txt2img(**dict(SETTINGS, steps=1000))))
     worker.start()
     seen = []
     while len(set(seen)) < 3 and time.monotonic() - started < 120:
@@ -79,25 +84,28 @@ def test_progress_moves_and_interrupt_stops_the_job(server):
     result = done["result"]
     assert result.info["interrupted"] is True
     assert result.images == []
-    # It stopped at the next step, long before 150 steps.
-    assert api.get_progress()["state"]["sampling_step"] < 150
+    # It stopped at the next step, long before 1000 steps.
+    assert api.get_progress()["state"]["sampling_step"] < 1000
 
 
-def test_personalized_request_equals_nest_generate_with_subject(server, subject_photo, tmp_path):
+def test_personalized_request_equals_nest_generate_with_subject(world_server, subject_photo, tmp_path):
+    server = world_server
     photo = base64.b64encode(subject_photo.read_bytes()).decode()
     script = {"nested attention": {"args": [{"subjects": [{"token": "<critter>", "images": [photo]}]}]}}
     prompt = "a <critter> on a beach"
-    result = client(server).txt2img(**dict(SETTINGS, prompt=prompt), sampler_name="Euler a", alwayson_scripts=script)
+    settings = dict(WORLD, prompt=prompt)
+    result = client(server).txt2img(**settings, sampler_name="Euler a", alwayson_scripts=script)
     assert len(result.images) == 1
     assert "Nested attention: <critter>" in result.images[0].info["parameters"]
-    expected = generate_cli(tmp_path, "subject.png", prompt, ["--subject", f"<critter>={subject_photo}"])
+    expected = generate_cli(tmp_path, "subject.png", settings, extra=["--subject", f"<critter>={subject_photo}"])
     assert np.array_equal(pixels(result.images[0]), pixels(expected))
-    plain = client(server).txt2img(**dict(SETTINGS, prompt="a critter on a beach"), sampler_name="Euler a")
+    plain = client(server).txt2img(**WORLD, sampler_name="Euler a")
     assert not np.array_equal(pixels(result.images[0]), pixels(plain.images[0]))
 
 
-def test_each_bad_field_is_named(server):
-    cases = [({"steps": 0}, "steps"), ({"cfg_scale": "x"}, "cfg_scale"), ({"width": 65}, "width"),
+def test_each_bad_field_is_named(tiny_server):
+    server = tiny_server
+    cases = [({"steps": 0}, "steps"), ({"cfg_scale": "x"}, "cfg_scale"), ({"width": 33}, "width"),
              ({"sampler_name": "Heun"}, "sampler_name"), ({"seed": -3}, "seed"), ({"prompt": "y" * 5000}, "prompt"),
              ({"alwayson_scripts": {"nested attention": {"args": [{"subjects": [{"token": "<critter>", "images": ["!!"]}]}]}}},
               "alwayson_scripts.nested attention.args[0].subjects[0].images[0]")]

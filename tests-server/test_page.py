@@ -14,6 +14,8 @@ import pytest
 import websocket
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# A few steps of the world model: seconds each in a debug build, enough to see the bar move.
+STEPS = int(os.environ.get("NEST_PAGE_STEPS", "4"))
 
 
 def free_port() -> int:
@@ -72,7 +74,8 @@ class Browser:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium package")
-def test_page_generates_a_personalized_image(server, subject_photo, tmp_path):
+def test_page_generates_a_personalized_image(world_server, subject_photo, tmp_path):
+    server = world_server
     browser = Browser(server.url + "/", tmp_path / "profile")
     try:
         browser.wait_for("document.getElementById('token').options.length > 0")
@@ -83,12 +86,12 @@ def test_page_generates_a_personalized_image(server, subject_photo, tmp_path):
         browser.wait_for("document.querySelectorAll('#photos img').length === 1")
         browser.eval("""
             document.getElementById('prompt').value = 'a <critter> on a beach';
-            document.getElementById('steps').value = '40';
+            document.getElementById('steps').value = '%d';
             document.getElementById('seed').value = '7';
             document.getElementById('maps').checked = true;
-            document.getElementById('generate').click();""")
+            document.getElementById('generate').click();""" % STEPS)
         widths = []
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 60 * STEPS + 120
         while not browser.eval("document.querySelectorAll('#images img').length > 0"):
             assert time.monotonic() < deadline, "no image appeared"
             widths.append(float(browser.eval("parseFloat(document.getElementById('fill').style.width) || 0")))

@@ -125,7 +125,7 @@ public final class NestServer: @unchecked Sendable {
         do {
             let buffer = try await request.body.collect(upTo: limits.maxBodyBytes)
             return Data(buffer.readableBytesView)
-        } catch is NIOTooManyBytesError {
+        } catch let error as HTTPResponseError where error.status == .contentTooLarge {
             throw BodyTooLarge(limit: limits.maxBodyBytes)
         }
     }

@@ -14,6 +14,8 @@ public struct ServerLimits: Sendable {
     public var jobTimeout: TimeInterval = 600
     public var maxSubjects = 4
     public var maxPhotosPerSubject = 8
+    /// Pixels of one subject photo (they are resized to the image encoder's size anyway).
+    public var maxPhotoPixels = 4096 * 4096
 
     public init() {
         var generation = GenerationLimits()

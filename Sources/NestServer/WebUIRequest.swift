@@ -22,9 +22,10 @@ public struct WebUIRequest {
         switch library {
         case "guidance": "cfg_scale"
         case "count": "n_iter"
-        case "subject": NestedAttentionScript.field + ".subjects"
-        case "value_normalization", "token_weight": NestedAttentionScript.field + "." + library
-        case "save_attention": NestedAttentionScript.field + ".attention_maps"
+        case "subject": NestedAttentionScript.settings + ".subjects"
+        case "value_norm": NestedAttentionScript.settings + ".value_normalization"
+        case "token_weight": NestedAttentionScript.settings + ".token_weight"
+        case "save_attention": NestedAttentionScript.settings + ".attention_maps"
         default: library
         }
     }
@@ -85,6 +86,8 @@ func checkField(_ body: () throws -> Void) throws {
 struct NestedAttentionScript {
     static let name = "nested attention"
     static let field = "alwayson_scripts.nested attention"
+    /// The one settings object, as error messages name its fields.
+    static let settings = field + ".args[0]"
     var subjects: [Subject] = []
     var valueNormalization: Float?
     var tokenWeight: Float?
@@ -101,7 +104,7 @@ struct NestedAttentionScript {
         guard args.count == 1, let settings = args[0] as? [String: Any] else {
             throw RequestFieldError(Self.field + ".args", "must hold one object: {\"subjects\": [...], \"value_normalization\": ...}")
         }
-        let object = JSONBody(object: settings, path: Self.field + ".args[0].")
+        let object = JSONBody(object: settings, path: Self.settings + ".")
         valueNormalization = try object.float("value_normalization")
         tokenWeight = try object.float("token_weight")
         attentionMaps = try object.bool("attention_maps") ?? false
@@ -120,7 +123,7 @@ struct NestedAttentionScript {
                 throw RequestFieldError(path + ".images", "must be a list of 1 to \(limits.maxPhotosPerSubject) base64 images")
             }
             let photos = try images.enumerated().map { k, value in
-                try Base64Image.decode(value, field: path + ".images[\(k)]")
+                try Base64Image.decode(value, field: path + ".images[\(k)]", maxPixels: limits.maxPhotoPixels)
             }
             subjects.append(Subject(placeholder: token, images: photos))
         }
@@ -128,16 +131,26 @@ struct NestedAttentionScript {
 }
 
 /// A base64 PNG or JPEG, with or without a `data:image/...;base64,` prefix, decoded
-/// under the library's image limits.
+/// under the library's image limits and the server's tighter pixel bound, checked from
+/// the header before any pixel is decoded.
 enum Base64Image {
-    static func decode(_ value: Any, field: String) throws -> RGBImage {
+    static func decode(_ value: Any, field: String, maxPixels: Int) throws -> RGBImage {
         guard var text = value as? String else { throw RequestFieldError(field, "must be a base64 string") }
         if text.hasPrefix("data:"), let comma = text.firstIndex(of: ",") { text = String(text[text.index(after: comma)...]) }
         guard let data = Data(base64Encoded: text, options: .ignoreUnknownCharacters), !data.isEmpty else {
             throw RequestFieldError(field, "is not valid base64")
         }
-        do { return try ImageFile.decode(data: data, name: field) } catch {
-            throw RequestFieldError(field, "is not a usable PNG or JPEG: \(error)")
+        do {
+            let info = try ImageFile.info(data: data, name: "photo")
+            guard info.width * info.height <= maxPixels else {
+                throw RequestFieldError(field, "is \(info.width)x\(info.height) pixels, more than the \(maxPixels) this server accepts")
+            }
+            return try ImageFile.decode(data: data, name: "photo")
+        } catch let error as RequestFieldError {
+            throw error
+        } catch {
+            let reason = String(describing: error)
+            throw RequestFieldError(field, "could not be read (" + (reason.hasPrefix("photo: ") ? String(reason.dropFirst(7)) : reason) + ")")
         }
     }
 }

@@ -4,38 +4,69 @@ import FoundationNetworking
 #endif
 import NestDiffusion
 import NestIO
+import NestModels
 import NestPersonalization
 import NestServer
 
-/// One server on a loopback port over the shipped world model, shared by the tests, with
-/// small limits so that the 413 and 503 paths are cheap to reach.
+/// One server on a loopback port, shared by the tests, over the tiny SD1 pipeline fixture
+/// with an image encoder and a random Nested Attention adapter for `<critter>` in its
+/// `adapters/` (32×32 images in a few milliseconds a step), with small limits so that the
+/// 413 and 503 paths are cheap to reach.
 enum Harness {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let model = root.appendingPathComponent("Sources/nest/Resources/world")
-    static let output = FileManager.default.temporaryDirectory.appendingPathComponent("nest-server-tests-\(UUID().uuidString)")
+    static let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nest-server-tests-\(UUID().uuidString)")
+    static let output = scratch.appendingPathComponent("served")
+
+    /// The model folder: the fixture's components linked, plus the encoder and the adapter.
+    static let model: URL = {
+        let fm = FileManager.default
+        let model = scratch.appendingPathComponent("model")
+        try! fm.createDirectory(at: model.appendingPathComponent("adapters"), withIntermediateDirectories: true)
+        let pipeline = root.appendingPathComponent("Tests/NestDiffusionTests/Fixtures/pipelines/sd1")
+        let encoders = root.appendingPathComponent("Tests/NestModelsTests/Fixtures/sd1")
+        for name in ["scheduler", "text_encoder", "tokenizer", "unet", "vae"] {
+            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
+        }
+        for name in ["image_encoder", "feature_extractor"] {
+            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: encoders.appendingPathComponent(name))
+        }
+        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
+        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
+        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
+        try! JSONSerialization.data(withJSONObject: index).write(to: model.appendingPathComponent("model_index.json"))
+        let unet = try! UNet2DConditionModel.load(folder: pipeline.appendingPathComponent("unet"))
+        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                                   resampler: .init(embeddingDim: 32, width: 16, outputDim: 16, depth: 1, heads: 2, headDim: 8, queries: 4),
+                                   layers: PersonalizationAdapter.layers(for: unet.crossAttentionLayers))
+        try! PersonalizationAdapter(config: config, seed: 4).save(path: model.appendingPathComponent("adapters/critter.json").path)
+        return model
+    }()
 
     final class PortBox: @unchecked Sendable {
         let lock = NSCondition()
         var port: Int?
+        func set(_ value: Int) { lock.lock(); port = value; lock.signal(); lock.unlock() }
     }
 
     static let server: NestServer = {
         var limits = ServerLimits()
         limits.maxBodyBytes = 1 << 20
         limits.maxQueuedJobs = 1
+        limits.generation.maxSteps = 1000
         let catalog = try! AdapterCatalog(model: model, named: [])
         let pipeline = try! StableDiffusionPipeline.load(folder: model)
-        return try! NestServer(generator: Generator(pipeline: pipeline, catalog: catalog), modelName: "world",
+        return try! NestServer(generator: Generator(pipeline: pipeline, catalog: catalog), modelName: "tiny",
                                output: try! OutputFolder(url: output), limits: limits)
     }()
 
     /// The bound port, once the server listens.
     static let port: Int = {
         let box = PortBox()
-        let server = server
+        let shared = Harness.server
         Task {
-            try await server.run(host: "127.0.0.1", port: 0) { port in
-                box.lock.lock(); box.port = port; box.lock.signal(); box.lock.unlock()
+            try await shared.run(host: "127.0.0.1", port: 0) { port in
+                box.set(port)
             }
         }
         box.lock.lock()
@@ -68,8 +99,8 @@ enum Harness {
 
     /// A subject photo as a client sends it.
     static func photoBase64(seed: UInt8) throws -> String {
-        let pixels = (0..<(64 * 64 * 3)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) }
-        return try ImageFile.encodePNG(try RGBImage(width: 64, height: 64, pixels: pixels)).base64EncodedString()
+        let pixels = (0..<(48 * 48 * 3)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) }
+        return try ImageFile.encodePNG(try RGBImage(width: 48, height: 48, pixels: pixels)).base64EncodedString()
     }
 
     /// Waits until the queue runs a job that has made at least one step.

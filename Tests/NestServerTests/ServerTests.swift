@@ -6,7 +6,7 @@ import Testing
 /// the queue's bound and interrupt. Serialized: they share one server and its queue.
 @Suite(.serialized) struct ServerTests {
     static let good: [String: Any] = ["prompt": "a critter on grass", "steps": 2, "seed": 11, "sampler_name": "Euler a",
-                                      "cfg_scale": 7, "width": 64, "height": 64]
+                                      "cfg_scale": 7, "width": 32, "height": 32]
 
     @Test func txt2imgAnswersInTheWebUIShape() async throws {
         let reply = try await Harness.txt2img(Self.good.merging(["batch_size": 2]) { $1 })
@@ -15,7 +15,7 @@ import Testing
         #expect(images.count == 2)
         let png = try #require(Data(base64Encoded: images[0]))
         let image = try ImageFile.decode(data: png, name: "reply")
-        #expect(image.width == 64 && image.height == 64)
+        #expect(image.width == 32 && image.height == 32)
         let text = try ImageFile.readPNGText(data: png, name: "reply")
         let parameters = try #require(text.first { $0.key == "parameters" }?.value)
         #expect(parameters.hasPrefix("a critter on grass\nSteps: 2, Sampler: Euler a, "), "\(parameters)")
@@ -34,8 +34,8 @@ import Testing
 
     /// Each bad field is a 422 whose JSON names that field.
     @Test(arguments: [
-        (["steps": 0], "steps"), (["steps": 151], "steps"), (["cfg_scale": "high"], "cfg_scale"), (["cfg_scale": 1000], "cfg_scale"),
-        (["width": 4000], "width"), (["width": 70], "width"), (["seed": -7], "seed"), (["sampler_name": "LMS"], "sampler_name"),
+        (["steps": 0], "steps"), (["steps": 1001], "steps"), (["cfg_scale": "high"], "cfg_scale"), (["cfg_scale": 1000], "cfg_scale"),
+        (["width": 4000], "width"), (["width": 70], "width"), (["height": 30], "height"), (["seed": -7], "seed"), (["sampler_name": "LMS"], "sampler_name"),
         (["scheduler": "Exponential"], "scheduler"), (["batch_size": 0], "batch_size"), (["n_iter": 100], "n_iter"),
         (["prompt": String(repeating: "x", count: 5000)], "prompt"), (["enable_hr": true], "enable_hr"),
         (["prompt": "a <critter> at home"], "prompt"),
@@ -44,7 +44,7 @@ import Testing
         (["alwayson_scripts": ["nested attention": ["args": [["subjects": []]]]]], "alwayson_scripts.nested attention.args[0].subjects"),
         (["alwayson_scripts": ["nested attention": ["args": [["subjects": [["token": "<critter>", "images": [1]]]]]]]],
          "alwayson_scripts.nested attention.args[0].subjects[0].images[0]"),
-        (["alwayson_scripts": ["nested attention": ["args": [["subjects": [["token": "<critter>", "images": ["AAAA"]]], "token_weight": -1]]]]],
+        (["alwayson_scripts": ["nested attention": ["args": [["subjects": [["token": "<critter>", "images": ["AAAA"]]], "token_weight": "heavy"]]]]],
          "alwayson_scripts.nested attention.args[0].token_weight"),
     ] as [([String: Any], String)])
     func badFieldIs422NamingIt(_ change: [String: Any], _ field: String) async throws {
@@ -60,8 +60,29 @@ import Testing
         let script = ["nested attention": ["args": [["subjects": [["token": "<nobody>", "images": [photo]]]]]]]
         let reply = try await Harness.txt2img(Self.good.merging(["alwayson_scripts": script]) { $1 })
         #expect(reply.status == 422)
-        #expect(reply.json["field"] as? String == "alwayson_scripts.nested attention.subjects")
+        #expect(reply.json["field"] as? String == "alwayson_scripts.nested attention.args[0].subjects")
         #expect((reply.json["error"] as? String)?.contains("<critter>") == true)
+    }
+
+    /// The library's own checks of the subject settings, renamed to the script's fields.
+    @Test func subjectSettingsOutOfRangeNameTheirField() async throws {
+        let photo = try Harness.photoBase64(seed: 2)
+        for (key, value) in [("token_weight", -1), ("value_normalization", 1000)] {
+            let script = ["nested attention": ["args": [["subjects": [["token": "<critter>", "images": [photo]]], key: value]]]]
+            let reply = try await Harness.txt2img(Self.good.merging(["prompt": "a <critter>", "alwayson_scripts": script]) { $1 })
+            #expect(reply.status == 422)
+            #expect(reply.json["field"] as? String == "alwayson_scripts.nested attention.args[0].\(key)", "\(reply.json)")
+        }
+    }
+
+    @Test func hugePhotoIsRefusedFromItsHeader() async throws {
+        // A valid PNG whose header claims 5000×5000 pixels (and holds no pixel data):
+        // refused from its header, before any pixel is decoded.
+        let png = "iVBORw0KGgoAAAANSUhEUgAAE4gAABOICAIAAADS+hCcAAAACElEQVR4nAMAAAAAAUgGidIAAAAASUVORK5CYII="
+        let script = ["nested attention": ["args": [["subjects": [["token": "<critter>", "images": [png]]]]]]]
+        let reply = try await Harness.txt2img(Self.good.merging(["prompt": "a <critter>", "alwayson_scripts": script]) { $1 })
+        #expect(reply.status == 422)
+        #expect((reply.json["error"] as? String)?.contains("5000x5000") == true, "\(reply.json)")
     }
 
     @Test func notJSONIs422() async throws {
@@ -102,7 +123,7 @@ import Testing
     /// One job runs, one waits, the third is refused with 503; interrupt ends the running
     /// one at its next step with the images finished before (none here).
     @Test func queueBoundAndInterrupt() async throws {
-        let long = Self.good.merging(["steps": 150]) { $1 }
+        let long = Self.good.merging(["steps": 1000]) { $1 }
         async let first = Harness.txt2img(long)
         try await Harness.waitForFirstStep()
         async let second = Harness.txt2img(Self.good)
@@ -125,8 +146,8 @@ import Testing
         let samplers = try JSONSerialization.jsonObject(with: try await Harness.send("GET", "/sdapi/v1/samplers").data) as? [[String: Any]]
         #expect(samplers?.map { $0["name"] as? String } == ["Euler a", "Euler", "DDIM", "DPM++ 2M", "DPM++ 2M Karras"])
         let models = try JSONSerialization.jsonObject(with: try await Harness.send("GET", "/sdapi/v1/sd-models").data) as? [[String: Any]]
-        #expect(models?.first?["title"] as? String == "world")
-        #expect(try await Harness.send("GET", "/sdapi/v1/options").json["sd_model_checkpoint"] as? String == "world")
+        #expect(models?.first?["title"] as? String == "tiny")
+        #expect(try await Harness.send("GET", "/sdapi/v1/options").json["sd_model_checkpoint"] as? String == "tiny")
         let img2img = try await Harness.send("POST", "/sdapi/v1/img2img", body: Data("{}".utf8))
         #expect(img2img.status == 404 && (img2img.json["error"] as? String)?.contains("image-to-image") == true)
         let page = try await Harness.send("GET", "/")
