@@ -30,7 +30,7 @@ class Browser:
         self.process = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
              f"--remote-debugging-port={port}", "--remote-allow-origins=*", f"--user-data-dir={profile}",
-             "--window-size=1280,860", url],
+             "--window-size=1280,1000", url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while True:
@@ -63,7 +63,9 @@ class Browser:
 
     def wait_for(self, expression: str, seconds: float = 60):
         deadline = time.monotonic() + seconds
-        while not self.eval(expression):
+        # The page may still be loading: an expression that throws counts as not yet.
+        guarded = f"(() => {{ try {{ return !!({expression}); }} catch (e) {{ return false; }} }})()"
+        while not self.eval(guarded):
             assert time.monotonic() < deadline, f"timed out waiting for {expression}"
             time.sleep(0.05)
 
@@ -79,6 +81,7 @@ def test_page_generates_a_personalized_image(world_server, subject_photo, tmp_pa
     browser = Browser(server.url + "/", tmp_path / "profile")
     try:
         browser.wait_for("document.getElementById('token').options.length > 0")
+        browser.eval("document.getElementById('token').value = '<critter>'")
         browser.call("DOM.enable")
         root = browser.call("DOM.getDocument")["root"]["nodeId"]
         node = browser.call("DOM.querySelector", nodeId=root, selector="#files")["nodeId"]
@@ -93,7 +96,9 @@ def test_page_generates_a_personalized_image(world_server, subject_photo, tmp_pa
         widths = []
         deadline = time.monotonic() + 60 * STEPS + 120
         while not browser.eval("document.querySelectorAll('#images img').length > 0"):
-            assert time.monotonic() < deadline, "no image appeared"
+            status = browser.eval("document.getElementById('status').textContent")
+            assert time.monotonic() < deadline and browser.eval("document.getElementById('status').className") != "error", \
+                f"no image appeared; the page says: {status}"
             widths.append(float(browser.eval("parseFloat(document.getElementById('fill').style.width) || 0")))
             time.sleep(0.05)
         moving = sorted(set(w for w in widths if 0 < w < 100))
