@@ -36,7 +36,9 @@ public final class NestServer: @unchecked Sendable {
     public func run(host: String, port: Int, onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         let app = Application(
             router: makeRouter(),
-            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(limits.jobTimeout) + 60))),
+            // A connection idle, or slow to send its request, past this is closed; one
+            // waiting for its job is not idle.
+            server: .http1(configuration: .init(idleTimeout: .seconds(Int64(limits.idleTimeout)))),
             configuration: .init(address: .hostname(host, port: port), serverName: "nest"),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? port) })
         try await app.runService(gracefulShutdownSignals: [.sigterm, .sigint])

@@ -12,6 +12,8 @@ public struct ServerLimits: Sendable {
     public var maxQueuedJobs = 16
     /// A job running longer is cancelled between two steps.
     public var jobTimeout: TimeInterval = 600
+    /// Seconds a connection may sit idle or take to send its request.
+    public var idleTimeout: TimeInterval = 60
     public var maxSubjects = 4
     public var maxPhotosPerSubject = 8
     /// Pixels of one subject photo (they are resized to the image encoder's size anyway).

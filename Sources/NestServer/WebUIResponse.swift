@@ -14,8 +14,7 @@ struct WebUIResponse {
     let defaultSampler: SchedulerKind
 
     var samplerName: String {
-        let kind = asked.request.generation.scheduler ?? defaultSampler
-        return WebUISamplers.name(kind: kind, karras: asked.request.generation.karras ?? false)
+        WebUISamplers.name(kind: asked.request.generation.scheduler ?? defaultSampler)
     }
 
     var scheduleLabel: String {

@@ -39,9 +39,9 @@ public enum WebUISamplers {
         return known.karras ?? fromSampler
     }
 
-    /// The web-UI name of what ran, for the `parameters` text and `info`.
-    static func name(kind: SchedulerKind, karras: Bool) -> String {
-        let base = table.first { $0.kind == kind && $0.karras == nil }?.name ?? kind.rawValue
-        return base
+    /// The web-UI name of what ran, for the `parameters` text and `info` (Karras sigmas
+    /// are told by the schedule type, as the web UI does).
+    static func name(kind: SchedulerKind) -> String {
+        table.first { $0.kind == kind && $0.karras == nil }?.name ?? kind.rawValue
     }
 }
