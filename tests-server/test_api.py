@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import TINY_MODEL, nest
 
-SETTINGS = dict(prompt="a critter on a beach", seed=1234, steps=6, cfg_scale=7.5, width=32, height=32)
+SETTINGS = dict(prompt="a critter on a beach", seed=1234, steps=3, cfg_scale=7.5, width=32, height=32)
 # The world model is slow in a debug build: few steps.
 WORLD = dict(SETTINGS, steps=2, width=64, height=64)
 
@@ -41,7 +41,7 @@ def test_txt2img_equals_nest_generate(tiny_server, tmp_path):
     assert result.info["all_seeds"] == [1234]
     assert result.info["sampler_name"] == "Euler a"
     served = result.images[0]
-    assert served.info["parameters"].startswith("a critter on a beach\nSteps: 6, Sampler: Euler a, ")
+    assert served.info["parameters"].startswith("a critter on a beach\nSteps: 3, Sampler: Euler a, ")
     assert "Seed: 1234" in served.info["parameters"]
     expected = generate_cli(tmp_path, "cli.png", SETTINGS, ["--model", str(TINY_MODEL)])
     assert np.array_equal(pixels(served), pixels(expected))
