@@ -80,7 +80,8 @@ public final class GenerationQueue: @unchecked Sendable {
         try await withCheckedThrowingContinuation { continuation in
             condition.lock()
             defer { condition.unlock() }
-            guard waiting.count < limits.maxQueuedJobs else {
+            // With the worker idle, the first waiting job starts at once and does not count.
+            guard waiting.count < limits.maxQueuedJobs + (running == nil ? 1 : 0) else {
                 continuation.resume(throwing: QueueFull(waiting: waiting.count))
                 return
             }
