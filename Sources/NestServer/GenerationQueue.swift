@@ -116,7 +116,7 @@ public final class GenerationQueue: @unchecked Sendable {
             running = job
             let config = job.request.generation
             state = QueueProgress(jobCount: waiting.count + 1, running: true, step: 0,
-                                  totalSteps: config.steps * config.batches.count, startedAt: Date(),
+                                  totalSteps: config.denoisingSteps * config.batches.count, startedAt: Date(),
                                   jobNumber: state.jobNumber + 1, interrupted: false)
             condition.unlock()
 
@@ -135,14 +135,16 @@ public final class GenerationQueue: @unchecked Sendable {
     /// first image. An interrupt keeps the images already finished.
     private func execute(_ job: Job) throws -> JobOutcome {
         var outcome = JobOutcome(images: [], interrupted: false, attentionFolder: nil)
-        let steps = job.request.generation.steps
+        let batches = job.request.generation.batches.count
         let deadline = Date().addingTimeInterval(limits.jobTimeout)
         var timedOut = false
         do {
             try generator.generate(job.request, progress: { [self] batch, p in
                 condition.lock()
                 defer { condition.unlock() }
-                state.step = batch * steps + p.step
+                // Image-to-image runs fewer steps than asked for: count the ones that run.
+                state.step = batch * p.stepCount + p.step
+                state.totalSteps = p.stepCount * batches
                 if Date() > deadline { timedOut = true }
                 return !job.cancelled && !timedOut
             }) { made in

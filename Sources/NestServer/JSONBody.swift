@@ -55,6 +55,11 @@ struct JSONBody {
         return number.floatValue
     }
 
+    /// For values that must keep Python's double arithmetic (int(steps × strength)).
+    func double(_ key: String) throws -> Double? {
+        try number(key)?.doubleValue
+    }
+
     func string(_ key: String) throws -> String? {
         guard let value = raw(key) else { return nil }
         guard let text = value as? String else { throw RequestFieldError(path + key, "must be a string") }

@@ -46,10 +46,8 @@ public final class NestServer: @unchecked Sendable {
 
     func makeRouter() -> Router<BasicRequestContext> {
         let router = Router()
-        router.post("/sdapi/v1/txt2img") { request, _ in await self.answer { try await self.txt2img(request) } }
-        router.post("/sdapi/v1/img2img") { _, _ in
-            APIResponse.error(.notFound, "image-to-image is not offered by this server; use /sdapi/v1/txt2img")
-        }
+        router.post("/sdapi/v1/txt2img") { request, _ in await self.answer { try await self.generate(request, imageToImage: false) } }
+        router.post("/sdapi/v1/img2img") { request, _ in await self.answer { try await self.generate(request, imageToImage: true) } }
         router.get("/sdapi/v1/progress") { _, _ in APIResponse.json(WebUIStatus.progress(self.queue.progress)) }
         router.post("/sdapi/v1/interrupt") { _, _ in
             self.queue.interrupt()
@@ -61,7 +59,7 @@ public final class NestServer: @unchecked Sendable {
         router.get("/sdapi/v1/schedulers") { _, _ in APIResponse.json(WebUIStatus.schedules) }
         router.get("/sdapi/v1/options") { _, _ in APIResponse.json(WebUIStatus.options(name: self.modelName)) }
         router.get("/sdapi/v1/scripts") { _, _ in
-            APIResponse.json(["txt2img": [NestedAttentionScript.name], "img2img": [String]()])
+            APIResponse.json(["txt2img": [NestedAttentionScript.name], "img2img": [NestedAttentionScript.name]])
         }
         router.get("/nest/subjects") { _, _ in APIResponse.json(["tokens": self.subjectTokens]) }
         router.get("/nest/gallery") { _, _ in
@@ -98,9 +96,9 @@ public final class NestServer: @unchecked Sendable {
         }
     }
 
-    func txt2img(_ request: Request) async throws -> Response {
+    func generate(_ request: Request, imageToImage: Bool) async throws -> Response {
         let body = try await readBody(request)
-        let asked = try WebUIRequest.decode(json: body, limits: limits)
+        let asked = try WebUIRequest.decode(json: body, limits: limits, imageToImage: imageToImage)
         try checkField {
             try geometry.validate(asked.request.generation)
             _ = try catalog.tokens(for: asked.request.subjects)

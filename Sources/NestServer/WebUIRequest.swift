@@ -21,6 +21,8 @@ public struct WebUIRequest {
     public static func apiField(_ library: String) -> String {
         switch library {
         case "guidance": "cfg_scale"
+        case "init_image": "init_images"
+        case "strength": "denoising_strength"
         case "count": "n_iter"
         case "subject": NestedAttentionScript.settings + ".subjects"
         case "value_norm": NestedAttentionScript.settings + ".value_normalization"
@@ -30,8 +32,9 @@ public struct WebUIRequest {
         }
     }
 
-    /// Parses a JSON body; errors name the field (`RequestFieldError`).
-    public static func decode(json: Data, limits: ServerLimits) throws -> WebUIRequest {
+    /// Parses a JSON body; errors name the field (`RequestFieldError`). `imageToImage`:
+    /// the body of `/sdapi/v1/img2img`, which must carry `init_images`.
+    public static func decode(json: Data, limits: ServerLimits, imageToImage: Bool = false) throws -> WebUIRequest {
         let body = try JSONBody(json)
         for flag in ["enable_hr", "restore_faces", "tiling"] where try body.bool(flag) == true {
             throw RequestFieldError(flag, "is not supported by this server")
@@ -39,8 +42,11 @@ public struct WebUIRequest {
         if let script = try body.string("script_name"), !script.isEmpty {
             throw RequestFieldError("script_name", "\"\(script)\": this server runs no scripts; personalization goes in alwayson_scripts")
         }
-        if let init_images = body.raw("init_images"), !(init_images is NSNull) {
-            throw RequestFieldError("init_images", "belongs to /sdapi/v1/img2img, which this server does not offer")
+        if !imageToImage && body.raw("init_images") != nil {
+            throw RequestFieldError("init_images", "belongs to /sdapi/v1/img2img")
+        }
+        if imageToImage, let mask = body.raw("mask"), (mask as? String)?.isEmpty != true {
+            throw RequestFieldError("mask", "inpainting is not supported by this server")
         }
         let sampler = try body.string("sampler_name") ?? body.string("sampler_index")
         let kind = try sampler.flatMap { name in try WebUISamplers.kind(named: name, field: "sampler_name") }
@@ -60,6 +66,10 @@ public struct WebUIRequest {
             width: try body.int("width"), height: try body.int("height"), scheduler: kind, karras: karras,
             count: batchSize * iterations, batchSize: batchSize)
         var request = GenerationRequest(generation: generation)
+        if imageToImage {
+            request.generation.initImage = try initImage(body, limits: limits)
+            request.generation.strength = try body.double("denoising_strength") ?? 0.75
+        }
         if let script = try NestedAttentionScript(body: body, limits: limits) {
             request.subjects = script.subjects
             request.valueNormalization = script.valueNormalization
@@ -70,6 +80,14 @@ public struct WebUIRequest {
         return WebUIRequest(request: request, samplerName: sampler, randomSeed: seed == -1,
                             batchSize: batchSize, iterations: iterations)
     }
+}
+
+/// The one start image of an image-to-image request (the web UI takes a list).
+private func initImage(_ body: JSONBody, limits: ServerLimits) throws -> RGBImage {
+    guard let list = body.raw("init_images") as? [Any], list.count == 1 else {
+        throw RequestFieldError("init_images", "must be a list of one base64 PNG or JPEG")
+    }
+    return try Base64Image.decode(list[0], field: "init_images[0]", maxPixels: limits.maxPhotoPixels)
 }
 
 /// Runs a library check and renames the field of its error for the web-UI client.

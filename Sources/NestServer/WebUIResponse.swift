@@ -32,6 +32,7 @@ struct WebUIResponse {
             ("CFG scale", "\(g.guidanceScale)"), ("Seed", "\(image.seed)"),
             ("Size", "\(image.image.width)x\(image.image.height)"), ("Model", modelName),
         ]
+        if g.initImage != nil { pairs.append(("Denoising strength", "\(g.effectiveStrength)")) }
         if g.batchSize > 1 { pairs += [("Batch size", "\(image.batchSize)"), ("Batch pos", "\(image.positionInBatch)")] }
         let subjects = asked.request.subjects.map(\.placeholder)
         if !subjects.isEmpty {
@@ -70,6 +71,7 @@ struct WebUIResponse {
             "job_timestamp": Self.timestampFormat(timestamp), "clip_skip": 1, "version": "nest",
             "interrupted": outcome.interrupted,
         ]
+        if g.initImage != nil { info["denoising_strength"] = g.effectiveStrength }
         var extra: [String: Any] = [:]
         if !asked.request.subjects.isEmpty {
             extra["Nested attention"] = asked.request.subjects.map(\.placeholder).joined(separator: " ")

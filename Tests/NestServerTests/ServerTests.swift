@@ -142,14 +142,31 @@ import Testing
         #expect(try await second.status == 200)
     }
 
+    @Test func img2imgStartsFromTheInitImage() async throws {
+        let photo = try Harness.photoBase64(seed: 5)
+        let reply = try await Harness.send("POST", "/sdapi/v1/img2img", body: try JSONSerialization.data(withJSONObject:
+            Self.good.merging(["init_images": ["data:image/png;base64," + photo], "denoising_strength": 0.5, "steps": 4]) { $1 }))
+        #expect(reply.status == 200, "\(String(decoding: reply.data, as: UTF8.self))")
+        let png = try #require((reply.json["images"] as? [String])?.first.flatMap { Data(base64Encoded: $0) })
+        #expect(try ImageFile.decode(data: png, name: "reply").width == 32)
+        let text = try ImageFile.readPNGText(data: png, name: "reply").first { $0.key == "parameters" }?.value ?? ""
+        #expect(text.contains("Denoising strength: 0.5"), "\(text)")
+        // The same request as text-to-image differs.
+        let plain = try await Harness.txt2img(Self.good.merging(["steps": 4]) { $1 })
+        #expect((plain.json["images"] as? [String])?.first != png.base64EncodedString())
+        for (change, field) in [(["init_images": [String]()], "init_images"), (["init_images": [photo], "denoising_strength": 2], "denoising_strength")] as [([String: Any], String)] {
+            let bad = try await Harness.send("POST", "/sdapi/v1/img2img", body: try JSONSerialization.data(withJSONObject: Self.good.merging(change) { $1 }))
+            #expect(bad.status == 422 && bad.json["field"] as? String == field, "\(bad.json)")
+        }
+        #expect(try await Harness.txt2img(Self.good.merging(["init_images": [photo]]) { $1 }).json["field"] as? String == "init_images")
+    }
+
     @Test func informationalEndpoints() async throws {
         let samplers = try JSONSerialization.jsonObject(with: try await Harness.send("GET", "/sdapi/v1/samplers").data) as? [[String: Any]]
         #expect(samplers?.map { $0["name"] as? String } == ["Euler a", "Euler", "DDIM", "DPM++ 2M", "DPM++ 2M Karras"])
         let models = try JSONSerialization.jsonObject(with: try await Harness.send("GET", "/sdapi/v1/sd-models").data) as? [[String: Any]]
         #expect(models?.first?["title"] as? String == "tiny")
         #expect(try await Harness.send("GET", "/sdapi/v1/options").json["sd_model_checkpoint"] as? String == "tiny")
-        let img2img = try await Harness.send("POST", "/sdapi/v1/img2img", body: Data("{}".utf8))
-        #expect(img2img.status == 404 && (img2img.json["error"] as? String)?.contains("image-to-image") == true)
         let page = try await Harness.send("GET", "/")
         #expect(page.status == 200 && String(decoding: page.data, as: UTF8.self).contains("/page/app.js"))
         #expect(try await Harness.send("GET", "/page/app.js").status == 200)
