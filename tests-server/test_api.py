@@ -116,4 +116,16 @@ def test_each_bad_field_is_named(tiny_server):
         assert reply.json()["detail"][0]["loc"] == ["body", field]
     big = requests.post(server.url + "/sdapi/v1/txt2img", json=dict(SETTINGS, prompt="z" * (3 << 20)), timeout=60)
     assert big.status_code == 413 and "2 MiB" in big.json()["error"]
-    assert requests.post(server.url + "/sdapi/v1/img2img", json={}, timeout=10).status_code == 404
+    no_image = requests.post(server.url + "/sdapi/v1/img2img", json=SETTINGS, timeout=10)
+    assert no_image.status_code == 422 and no_image.json()["field"] == "init_images"
+
+
+def test_img2img_equals_nest_generate_with_init_image(tiny_server, subject_photo, tmp_path):
+    api = client(tiny_server)
+    start = Image.open(subject_photo)
+    result = api.img2img(images=[start], denoising_strength=0.7, **SETTINGS, sampler_name="Euler a")
+    assert len(result.images) == 1
+    assert "Denoising strength: 0.7" in result.images[0].info["parameters"]
+    expected = generate_cli(tmp_path, "img2img.png", SETTINGS, ["--model", str(TINY_MODEL)],
+                            ["--init-image", str(subject_photo), "--strength", "0.7"])
+    assert np.array_equal(pixels(result.images[0]), pixels(expected))
