@@ -1,5 +1,5 @@
 """Starts `nest serve` on free loopback ports, once per test session: over the tiny SD1
-pipeline fixture (32×32 images in milliseconds a step) for the API and the load, and over
+pipeline fixture (32×32 images, the cheapest model there is) for the API and the load, and over
 the embedded world model, which has subject adapters, for personalization and the page."""
 import os
 import re

@@ -10,7 +10,7 @@ import NestServer
 
 /// One server on a loopback port, shared by the tests, over the tiny SD1 pipeline fixture
 /// with an image encoder and a random Nested Attention adapter for `<critter>` in its
-/// `adapters/` (32×32 images in a few milliseconds a step), with small limits so that the
+/// `adapters/` (32×32 images, the cheapest model there is), with small limits so that the
 /// 413 and 503 paths are cheap to reach.
 enum Harness {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
