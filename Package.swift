@@ -22,11 +22,13 @@ let package = Package(
         .library(name: "NestPersonalization", targets: ["NestPersonalization"]),
         .library(name: "NestTraining", targets: ["NestTraining"]),
         .library(name: "NestWorld", targets: ["NestWorld"]),
+        .library(name: "NestServer", targets: ["NestServer"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.0.0"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libpng-dev, libjpeg62-turbo-dev).
@@ -70,8 +72,14 @@ let package = Package(
         .target(name: "NestWorld", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"], path: "Sources/NestWorld",
                 swiftSettings: optimize),
 
+        // Server: the web-UI HTTP API and the demo page over one loaded model (`nest serve`).
+        .target(name: "NestServer", dependencies: [
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ], path: "Sources/NestServer", resources: [.copy("Page")]),
+
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld",
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld", "NestServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest",
         // The trained miniature world, shipped as the default model (see DefaultModel.swift).
@@ -96,6 +104,8 @@ let package = Package(
                     path: "Tests/NestCLITests"),
         .testTarget(name: "NestWorldTests", dependencies: ["NestWorld", "NestIO", "NestModels", "NestDiffusion"],
                     path: "Tests/NestWorldTests"),
+        .testTarget(name: "NestServerTests", dependencies: ["NestServer", "NestIO", "NestEngine", "NestModels", "NestDiffusion", "NestPersonalization"],
+                    path: "Tests/NestServerTests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestTestSupport", "NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],
