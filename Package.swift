@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "NestPersonalization", targets: ["NestPersonalization"]),
         .library(name: "NestTraining", targets: ["NestTraining"]),
         .library(name: "NestWorld", targets: ["NestWorld"]),
+        .library(name: "NestEvaluation", targets: ["NestEvaluation"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
     ],
@@ -67,11 +68,17 @@ let package = Package(
                 path: "Sources/NestTraining", swiftSettings: optimize),
 
         // Miniature world: deterministic procedural scenes and captions to train on.
-        .target(name: "NestWorld", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"], path: "Sources/NestWorld",
+        // (It renders with no model: the tokenizer is its only use of the diffusion layer.)
+        .target(name: "NestWorld", dependencies: ["NestIO", "NestDiffusion"], path: "Sources/NestWorld",
                 swiftSettings: optimize),
 
+        // Evaluation: generates held-out world subjects through the Generator and scores them.
+        .target(name: "NestEvaluation", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization",
+                                                       "NestTraining", "NestWorld"],
+                path: "Sources/NestEvaluation", swiftSettings: optimize),
+
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld",
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld", "NestEvaluation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest",
         // The trained miniature world, shipped as the default model (see DefaultModel.swift).
@@ -96,6 +103,8 @@ let package = Package(
                     path: "Tests/NestCLITests"),
         .testTarget(name: "NestWorldTests", dependencies: ["NestWorld", "NestIO", "NestModels", "NestDiffusion"],
                     path: "Tests/NestWorldTests"),
+        .testTarget(name: "NestEvaluationTests", dependencies: ["NestEvaluation", "NestWorld", "NestPersonalization", "NestDiffusion", "NestIO"],
+                    path: "Tests/NestEvaluationTests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestTestSupport", "NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],
