@@ -143,16 +143,27 @@ public final class IPAdapter: Module {
     /// batch (under guidance [uncond…, cond…], see `guidanceTokens`). Installing
     /// again replaces the tokens and scale; `uninstall` restores what was there first.
     public func install(on unet: UNet2DConditionModel, tokens: Tensor, scale: Float) throws {
+        let processors = try processors(for: unet, tokens: tokens, scale: scale, over: unet.attentionProcessors)
+        for (path, layer) in unet.attentionLayers { if let processor = processors[path] { layer.processor = processor } }
+    }
+
+    /// The processors `install` would set, each wrapping the processor `current` has at its
+    /// layer (or taking over an IP-Adapter processor there), for `withAttentionProcessors`.
+    public func processors(for unet: UNet2DConditionModel, tokens: Tensor, scale: Float,
+                           over current: [String: AttentionProcessor]) throws -> [String: AttentionProcessor] {
         guard tokens.rank == 3, tokens.shape[2] == crossAttentionDim else {
             throw IPAdapterError("IP-Adapter tokens must be [B, T, \(crossAttentionDim)], got \(tokens.shape)")
         }
-        for (_, layer, w) in try bindings(for: unet) {
-            let processor = (layer.processor as? IPAdapterProcessor) ?? IPAdapterProcessor(scale: scale, replacing: layer.processor)
+        var out: [String: AttentionProcessor] = [:]
+        for (path, _, w) in try bindings(for: unet) {
+            let previous = current[path] ?? PlainAttentionProcessor()
+            let processor = (previous as? IPAdapterProcessor) ?? IPAdapterProcessor(scale: scale, replacing: previous)
             processor.imageKeys = w.to_k_ip(tokens)
             processor.imageValues = w.to_v_ip(tokens)
             processor.scale = scale
-            layer.processor = processor
+            out[path] = processor
         }
+        return out
     }
 
     /// Changes the scale of an installed adapter without recomputing keys and values.

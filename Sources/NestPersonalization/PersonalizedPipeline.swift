@@ -96,9 +96,41 @@ public final class PersonalizedPipeline {
 
     /// Generates with the given subjects (each must have a loaded adapter and
     /// appear in the prompt), and IP-Adapter reference images if an IP-Adapter is set.
+    /// The subjects' attention processors are set for this generation only.
     public func generate(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions] = [:],
                          ipImages: [RGBImage] = [], ipScale: Float = 1, adapterScales: [String: Float] = [:],
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
+        try check(config, subjects: subjects, options: options, ipImages: ipImages, ipScale: ipScale, adapterScales: adapterScales)
+        let encoded = subjects.map { s -> EncodedSubject in
+            let adapter = adapters[s.placeholder]!
+            return EncodedSubject(subject: s, adapter: adapter, tokens: encoderTokens(s, adapter: adapter))
+        }
+        let processors = try Autograd.noGrad {
+            try attentionProcessors(config, encoded: encoded, options: options, ipImages: ipImages, ipScale: ipScale,
+                                    adapterScales: adapterScales)
+        }
+        return try base.unet.withAttentionProcessors(processors) {
+            try base.generate(config, conditioning: { [self] positive, _ in
+                // The single-token baseline writes its subject vector into the placeholder's row.
+                for e in encoded where e.adapter.config.kind == .singleToken {
+                    let position = base.prompts.position(of: e.subject.placeholder, in: config.prompt)!
+                    let vector = Autograd.noGrad { e.adapter.subjectVector(e.tokens) }
+                    positive.hidden = replacingToken(in: positive.hidden, positions: Array(repeating: position, count: config.count),
+                                                     with: vector)
+                }
+            }, progress: progress)
+        }
+    }
+
+    struct EncodedSubject {
+        var subject: Subject
+        var adapter: PersonalizationAdapter
+        var tokens: Tensor
+    }
+
+    /// Each subject has a loaded adapter, appears in the prompt and has photos; the settings are in range.
+    func check(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions],
+               ipImages: [RGBImage], ipScale: Float, adapterScales: [String: Float]) throws {
         for subject in subjects {
             guard adapters[subject.placeholder] != nil else {
                 throw ModelConfigError("subject \(subject.placeholder) names no loaded adapter (loaded: \(adapters.keys.sorted().joined(separator: ", ")))")
@@ -114,63 +146,54 @@ public final class PersonalizedPipeline {
         for scale in adapterScales.values { try checkRange(scale, 0...10, field: "subject_scale") }
         try Self.checkPlaceholders(prompt: config.prompt, negativePrompt: config.negativePrompt,
                                    known: adapters.keys, subjects: Set(subjects.map(\.placeholder)))
-        var nested: NestedAttentionBinding? = nil
-        var decoupled: [DecoupledAttentionBinding] = []
-        var ipInstalled = false
-        defer {
-            for binding in decoupled.reversed() { binding.uninstall() }
-            // Recorders wrap the nested processors: unwrap them so that uninstall finds its own.
-            for bound in nested?.layers ?? [] where bound.layer.processor is AttentionRecorder { bound.layer.processor = bound.processor }
-            nested?.uninstall()
-            if ipInstalled, let ipAdapter { ipAdapter.uninstall(from: base.unet) }
-        }
-        let encoded = subjects.map { s -> (Subject, PersonalizationAdapter, Tensor) in
-            let adapter = adapters[s.placeholder]!
-            return (s, adapter, encoderTokens(s, adapter: adapter))
-        }
+    }
+
+    /// The processors of one generation, composed in a fixed order over the UNet's own: the
+    /// decoupled baseline wraps what is there, Nested Attention takes its layers (wrapped by
+    /// recorders when `recordAttention` is on), and a real IP-Adapter wraps the result.
+    func attentionProcessors(_ config: GenerationConfiguration, encoded: [EncodedSubject], options: [String: NestedAttentionOptions],
+                             ipImages: [RGBImage], ipScale: Float, adapterScales: [String: Float]) throws -> [String: AttentionProcessor] {
         let guided = config.guidanceScale > 1
-        return try base.generate(config, conditioning: { [self] positive, negative in
-            var bindings: [NestedBindingSubject] = []
-            for (subject, adapter, tokens) in encoded {
-                let position = base.prompts.position(of: subject.placeholder, in: config.prompt)!
-                let cond = Array(repeating: Optional(position), count: config.count)
-                switch adapter.config.kind {
-                case .nested:
-                    let index = guided ? Array(repeating: nil, count: config.count) + cond : cond
-                    bindings.append(NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: index,
-                                                         options: options[subject.placeholder]))
-                case .singleToken:
-                    let vector = Autograd.noGrad { adapter.subjectVector(tokens) }
-                    positive.hidden = replacingToken(in: positive.hidden, positions: cond, with: vector)
-                case .ipAdapter:
-                    // The unconditional half sees "no image" (zero features), as IP-Adapter's negative.
-                    let grid = imageEncoder.config.gridSize
-                    let empty = Autograd.noGrad { adapter.emptyTokens(featureCount: grid * grid + 1) }
-                    let batch = F.concat((guided ? Array(repeating: empty, count: config.count) : [])
-                                         + Array(repeating: tokens, count: config.count), axis: 0)
-                    decoupled.append(try DecoupledAttentionBinding.install(
-                        on: base.unet, adapter: adapter, tokens: batch,
-                        scale: adapterScales[subject.placeholder] ?? adapter.config.defaults.scale))
-                }
+        var processors = base.unet.attentionProcessors
+        var nested: [NestedBindingSubject] = []
+        for e in encoded {
+            let position = base.prompts.position(of: e.subject.placeholder, in: config.prompt)!
+            let cond = Array(repeating: Optional(position), count: config.count)
+            switch e.adapter.config.kind {
+            case .nested:
+                let index = guided ? Array(repeating: nil, count: config.count) + cond : cond
+                nested.append(NestedBindingSubject(adapter: e.adapter, tokens: e.tokens, tokenIndex: index, options: options[e.subject.placeholder]))
+            case .singleToken:
+                continue
+            case .ipAdapter:
+                // The unconditional half sees "no image" (zero features), as IP-Adapter's negative.
+                let grid = imageEncoder.config.gridSize
+                let empty = Autograd.noGrad { e.adapter.emptyTokens(featureCount: grid * grid + 1) }
+                let batch = F.concat((guided ? Array(repeating: empty, count: config.count) : [])
+                                     + Array(repeating: e.tokens, count: config.count), axis: 0)
+                let scale = adapterScales[e.subject.placeholder] ?? e.adapter.config.defaults.scale
+                processors.merge(try DecoupledAttentionBinding.processors(on: base.unet, adapter: e.adapter, tokens: batch, scale: scale,
+                                                                          over: processors)) { $1 }
             }
-            if !bindings.isEmpty { nested = try NestedAttentionBinding.install(on: base.unet, subjects: bindings) }
-            recorders = []
-            if recordAttention, let nested {
-                for bound in nested.layers {
-                    let recorder = AttentionRecorder(inner: bound.processor, path: bound.path,
-                                                     subjects: Array(zip(bound.placeholderTokens, bound.processor.subjects)),
-                                                     tokenWeight: bound.processor.options.tokenWeight)
-                    bound.layer.processor = recorder
-                    recorders.append(recorder)
-                }
+        }
+        recorders = []
+        if !nested.isEmpty {
+            for bound in try NestedAttentionBinding.make(on: base.unet, subjects: nested).layers {
+                processors[bound.path] = bound.processor
+                guard recordAttention else { continue }
+                let recorder = AttentionRecorder(inner: bound.processor, path: bound.path,
+                                                 subjects: Array(zip(bound.placeholderTokens, bound.processor.subjects)),
+                                                 tokenWeight: bound.processor.options.tokenWeight)
+                processors[bound.path] = recorder
+                recorders.append(recorder)
             }
-            if let ipAdapter, !ipImages.isEmpty {
-                let pixels = F.concat(ipImages.map { imageProcessor($0) }, axis: 0)
-                var tokens = try ipAdapter.guidanceTokens(pixels: pixels, encoder: imageEncoder, count: config.count)
-                if !guided { tokens = tokens.slice(axis: 0, config.count..<(2 * config.count)) }
-                try ipAdapter.install(on: base.unet, tokens: tokens, scale: ipScale)
-                ipInstalled = true
-            }
-        }, progress: progress)
+        }
+        if let ipAdapter, !ipImages.isEmpty {
+            let pixels = F.concat(ipImages.map { imageProcessor($0) }, axis: 0)
+            var tokens = try ipAdapter.guidanceTokens(pixels: pixels, encoder: imageEncoder, count: config.count)
+            if !guided { tokens = tokens.slice(axis: 0, config.count..<(2 * config.count)) }
+            processors.merge(try ipAdapter.processors(for: base.unet, tokens: tokens, scale: ipScale, over: processors)) { $1 }
+        }
+        return processors
     }
 }

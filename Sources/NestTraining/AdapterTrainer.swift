@@ -201,16 +201,15 @@ public final class AdapterTrainer {
         }
         switch adapter.config.kind {
         case .nested:
-            let binding = try NestedAttentionBinding.install(
+            let binding = try NestedAttentionBinding.make(
                 on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: batch.tokenIndex)])
-            defer { binding.uninstall() }
-            return run(batch.context)
+            return try unet.withAttentionProcessors(binding.processors) { run(batch.context) }
         case .singleToken:
             return run(replacingToken(in: batch.context, positions: batch.tokenIndex, with: adapter.subjectVector(tokens)))
         case .ipAdapter:
-            let binding = try DecoupledAttentionBinding.install(on: unet, adapter: adapter, tokens: tokens, scale: 1)
-            defer { binding.uninstall() }
-            return run(batch.context)
+            let processors = try DecoupledAttentionBinding.processors(on: unet, adapter: adapter, tokens: tokens, scale: 1,
+                                                                      over: unet.attentionProcessors)
+            return try unet.withAttentionProcessors(processors) { run(batch.context) }
         }
     }
 
