@@ -34,9 +34,23 @@ import Testing
     /// Attention recorded through the library, then two plain generations: both are the
     /// image the model made before any subject was bound, and the UNet holds its own processors.
     @Test func recordingLeavesPlainGenerationsAlone() throws {
-        let pipeline = try StableDiffusionPipeline.load(folder: PersonalizedGenerationTests.folder)
-        let catalog = try AdapterCatalog(model: PersonalizedGenerationTests.folder, named: [GeneratorTests.adapterFile])
-        let generator = Generator(pipeline: pipeline, catalog: catalog)
+        // The test model with the <critter> adapter as its own (a named one would need a photo in every request).
+        let fm = FileManager.default
+        let model = fm.temporaryDirectory.appendingPathComponent("nest-scope-\(UUID().uuidString)")
+        defer { try? fm.removeItem(at: model) }
+        try fm.createDirectory(at: model.appendingPathComponent("adapters"), withIntermediateDirectories: true)
+        for name in try fm.contentsOfDirectory(atPath: PersonalizedGenerationTests.folder.path) {
+            try fm.createSymbolicLink(at: model.appendingPathComponent(name),
+                                      withDestinationURL: PersonalizedGenerationTests.folder.appendingPathComponent(name))
+        }
+        let adapter = URL(fileURLWithPath: GeneratorTests.adapterFile)
+        for ext in ["json", "safetensors"] {
+            try fm.copyItem(at: adapter.deletingPathExtension().appendingPathExtension(ext),
+                            to: model.appendingPathComponent("adapters/critter.\(ext)"))
+        }
+        let pipeline = try StableDiffusionPipeline.load(folder: model)
+        let generator = Generator(pipeline: pipeline, catalog: try AdapterCatalog(model: model, named: []))
+        #expect(generator.catalog.files["<critter>"] != nil)
         let before = Self.identities(pipeline.unet)
         let plain = GenerationRequest(generation: GenerationConfiguration(prompt: "a cat on the beach", steps: 2, guidanceScale: 4, seed: 5,
                                                                           scheduler: .ddim))
