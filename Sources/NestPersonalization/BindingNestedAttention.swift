@@ -12,16 +12,16 @@ public struct NestedBindingSubject {
     public var tokenIndex: [Int?]
     /// λ and w for this subject; nil takes the adapter's `defaults`.
     public var options: NestedAttentionOptions?
+    /// The decoupled-attention baseline's scale; nil takes the adapter's `defaults`.
+    public var scale: Float?
 
-    public init(adapter: PersonalizationAdapter, tokens: Tensor, tokenIndex: [Int?], options: NestedAttentionOptions? = nil) {
-        self.adapter = adapter; self.tokens = tokens; self.tokenIndex = tokenIndex; self.options = options
+    public init(adapter: PersonalizationAdapter, tokens: Tensor, tokenIndex: [Int?], options: NestedAttentionOptions? = nil,
+                scale: Float? = nil) {
+        self.adapter = adapter; self.tokens = tokens; self.tokenIndex = tokenIndex; self.options = options; self.scale = scale
     }
 
     /// The options in force: the explicit ones, else the adapter file's defaults.
-    public var resolvedOptions: NestedAttentionOptions {
-        options ?? NestedAttentionOptions(valueNormalization: adapter.config.defaults.valueNormalization,
-                                          tokenWeight: adapter.config.defaults.tokenWeight)
-    }
+    public var resolvedOptions: NestedAttentionOptions { options ?? adapter.config.defaults.nestedOptions() }
 }
 
 /// Nested Attention installed on a UNet for one generation.
@@ -82,6 +82,7 @@ public final class NestedAttentionBinding {
             guard let nested = perLayer[ObjectIdentifier(layer)] else { continue }
             let processor = NestedAttentionProcessor()
             processor.subjects = nested.map(\.subject)
+            processor.placeholderTokens = nested.map(\.token)
             bound.append(BoundLayer(path: path, layer: layer, processor: processor, placeholderTokens: nested.map(\.token),
                                     previous: layer.processor))
         }

@@ -162,10 +162,9 @@ public final class Generator {
         var options: [String: NestedAttentionOptions] = [:], scales: [String: Float] = [:]
         for subject in request.subjects {
             guard let adapter = pipe.adapters[subject.placeholder] else { continue }
-            options[subject.placeholder] = NestedAttentionOptions(
-                valueNormalization: request.valueNormalization ?? adapter.config.defaults.valueNormalization,
-                tokenWeight: request.tokenWeight ?? adapter.config.defaults.tokenWeight)
-            scales[subject.placeholder] = request.adapterScale
+            options[subject.placeholder] = adapter.config.defaults.nestedOptions(
+                SubjectSettings(valueNormalization: request.valueNormalization, tokenWeight: request.tokenWeight))
+            scales[subject.placeholder] = request.adapterScale  // nil: the method takes the adapter's default
         }
         pipe.recordAttention = request.recordAttention
         defer { pipe.recordAttention = false }

@@ -96,36 +96,31 @@ public final class PersonalizedPipeline {
 
     /// Generates with the given subjects (each must have a loaded adapter and
     /// appear in the prompt), and IP-Adapter reference images if an IP-Adapter is set.
-    /// The subjects' attention processors are set for this generation only.
+    /// Each subject goes through its adapter kind's `SubjectMethod`; the attention
+    /// processors are set for this generation only.
     public func generate(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions] = [:],
                          ipImages: [RGBImage] = [], ipScale: Float = 1, adapterScales: [String: Float] = [:],
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
         try check(config, subjects: subjects, options: options, ipImages: ipImages, ipScale: ipScale, adapterScales: adapterScales)
-        let encoded = subjects.map { s -> EncodedSubject in
+        let grid = imageEncoder.config.gridSize
+        let bound = subjects.map { s -> NestedBindingSubject in
             let adapter = adapters[s.placeholder]!
-            return EncodedSubject(subject: s, adapter: adapter, tokens: encoderTokens(s, adapter: adapter))
+            return adapter.config.kind.method.generationSubject(
+                adapter: adapter, tokens: encoderTokens(s, adapter: adapter), position: base.prompts.position(of: s.placeholder, in: config.prompt)!,
+                count: config.count, guided: config.guidanceScale > 1, featureCount: grid * grid + 1,
+                options: options[s.placeholder], scale: adapterScales[s.placeholder])
         }
+        let byKind = Dictionary(grouping: bound, by: \.adapter.config.kind)
         let processors = try Autograd.noGrad {
-            try attentionProcessors(config, encoded: encoded, options: options, ipImages: ipImages, ipScale: ipScale,
-                                    adapterScales: adapterScales)
+            try attentionProcessors(config, byKind: byKind, ipImages: ipImages, ipScale: ipScale)
         }
         return try base.unet.withAttentionProcessors(processors) {
-            try base.generate(config, conditioning: { [self] positive, _ in
-                // The single-token baseline writes its subject vector into the placeholder's row.
-                for e in encoded where e.adapter.config.kind == .singleToken {
-                    let position = base.prompts.position(of: e.subject.placeholder, in: config.prompt)!
-                    let vector = Autograd.noGrad { e.adapter.subjectVector(e.tokens) }
-                    positive.hidden = replacingToken(in: positive.hidden, positions: Array(repeating: position, count: config.count),
-                                                     with: vector)
+            try base.generate(config, conditioning: { positive, _ in
+                for kind in AdapterConfig.Kind.compositionOrder {
+                    positive.hidden = kind.method.context(positive.hidden, subjects: byKind[kind] ?? [])
                 }
             }, progress: progress)
         }
-    }
-
-    struct EncodedSubject {
-        var subject: Subject
-        var adapter: PersonalizationAdapter
-        var tokens: Tensor
     }
 
     /// Each subject has a loaded adapter, appears in the prompt and has photos; the settings are in range.
@@ -148,50 +143,26 @@ public final class PersonalizedPipeline {
                                    known: adapters.keys, subjects: Set(subjects.map(\.placeholder)))
     }
 
-    /// The processors of one generation, composed in a fixed order over the UNet's own: the
-    /// decoupled baseline wraps what is there, Nested Attention takes its layers (wrapped by
-    /// recorders when `recordAttention` is on), and a real IP-Adapter wraps the result.
-    func attentionProcessors(_ config: GenerationConfiguration, encoded: [EncodedSubject], options: [String: NestedAttentionOptions],
-                             ipImages: [RGBImage], ipScale: Float, adapterScales: [String: Float]) throws -> [String: AttentionProcessor] {
-        let guided = config.guidanceScale > 1
+    /// The processors of one generation over the UNet's own: each method's in `compositionOrder`
+    /// (recorders around the nested ones when `recordAttention` is on), then a real IP-Adapter's.
+    func attentionProcessors(_ config: GenerationConfiguration, byKind: [AdapterConfig.Kind: [NestedBindingSubject]],
+                             ipImages: [RGBImage], ipScale: Float) throws -> [String: AttentionProcessor] {
         var processors = base.unet.attentionProcessors
-        var nested: [NestedBindingSubject] = []
-        for e in encoded {
-            let position = base.prompts.position(of: e.subject.placeholder, in: config.prompt)!
-            let cond = Array(repeating: Optional(position), count: config.count)
-            switch e.adapter.config.kind {
-            case .nested:
-                let index = guided ? Array(repeating: nil, count: config.count) + cond : cond
-                nested.append(NestedBindingSubject(adapter: e.adapter, tokens: e.tokens, tokenIndex: index, options: options[e.subject.placeholder]))
-            case .singleToken:
-                continue
-            case .ipAdapter:
-                // The unconditional half sees "no image" (zero features), as IP-Adapter's negative.
-                let grid = imageEncoder.config.gridSize
-                let empty = Autograd.noGrad { e.adapter.emptyTokens(featureCount: grid * grid + 1) }
-                let batch = F.concat((guided ? Array(repeating: empty, count: config.count) : [])
-                                     + Array(repeating: e.tokens, count: config.count), axis: 0)
-                let scale = adapterScales[e.subject.placeholder] ?? e.adapter.config.defaults.scale
-                processors.merge(try DecoupledAttentionBinding.processors(on: base.unet, adapter: e.adapter, tokens: batch, scale: scale,
-                                                                          over: processors)) { $1 }
-            }
+        for kind in AdapterConfig.Kind.compositionOrder {
+            processors.merge(try kind.method.processors(on: base.unet, subjects: byKind[kind] ?? [], over: processors)) { $1 }
         }
         recorders = []
-        if !nested.isEmpty {
-            for bound in try NestedAttentionBinding.make(on: base.unet, subjects: nested).layers {
-                processors[bound.path] = bound.processor
-                guard recordAttention else { continue }
-                let recorder = AttentionRecorder(inner: bound.processor, path: bound.path,
-                                                 subjects: Array(zip(bound.placeholderTokens, bound.processor.subjects)),
-                                                 tokenWeight: bound.processor.options.tokenWeight)
-                processors[bound.path] = recorder
-                recorders.append(recorder)
-            }
+        for (path, _) in base.unet.crossAttentionLayers where recordAttention {
+            guard let nested = processors[path] as? NestedAttentionProcessor, !nested.placeholderTokens.isEmpty else { continue }
+            let recorder = AttentionRecorder(inner: nested, path: path, subjects: Array(zip(nested.placeholderTokens, nested.subjects)),
+                                             tokenWeight: nested.options.tokenWeight)
+            processors[path] = recorder
+            recorders.append(recorder)
         }
         if let ipAdapter, !ipImages.isEmpty {
             let pixels = F.concat(ipImages.map { imageProcessor($0) }, axis: 0)
             var tokens = try ipAdapter.guidanceTokens(pixels: pixels, encoder: imageEncoder, count: config.count)
-            if !guided { tokens = tokens.slice(axis: 0, config.count..<(2 * config.count)) }
+            if config.guidanceScale <= 1 { tokens = tokens.slice(axis: 0, config.count..<(2 * config.count)) }
             processors.merge(try ipAdapter.processors(for: base.unet, tokens: tokens, scale: ipScale, over: processors)) { $1 }
         }
         return processors
