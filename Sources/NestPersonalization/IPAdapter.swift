@@ -12,8 +12,9 @@ import NestModels
 /// N = 2k+1.
 ///
 /// Use per generation: `imageTokens` (or `guidanceTokens`) for the reference
-/// image, then `install(on:tokens:scale:)`, which projects the tokens to each
-/// layer's image keys and values once; `uninstall(from:)` afterwards.
+/// image, then `processors(for:tokens:scale:over:)`, which projects the tokens to
+/// each layer's image keys and values once, set for the generation with
+/// `unet.withAttentionProcessors` (or `install` … `uninstall(from:)` by hand).
 public final class IPAdapter: Module {
     /// The projection from image-encoder output to context tokens.
     public enum ImageProjection {
