@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "NestPersonalization", targets: ["NestPersonalization"]),
         .library(name: "NestTraining", targets: ["NestTraining"]),
         .library(name: "NestWorld", targets: ["NestWorld"]),
+        .library(name: "NestEvaluation", targets: ["NestEvaluation"]),
         .library(name: "NestServer", targets: ["NestServer"]),
         .executable(name: "nest", targets: ["nest"]),
         .executable(name: "nest-bench", targets: ["nest-bench"]),
@@ -69,8 +70,14 @@ let package = Package(
                 path: "Sources/NestTraining", swiftSettings: optimize),
 
         // Miniature world: deterministic procedural scenes and captions to train on.
-        .target(name: "NestWorld", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"], path: "Sources/NestWorld",
+        // (It renders with no model: the tokenizer is its only use of the diffusion layer.)
+        .target(name: "NestWorld", dependencies: ["NestIO", "NestDiffusion"], path: "Sources/NestWorld",
                 swiftSettings: optimize),
+
+        // Evaluation: generates held-out world subjects through the Generator and scores them.
+        .target(name: "NestEvaluation", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization",
+                                                       "NestTraining", "NestWorld"],
+                path: "Sources/NestEvaluation", swiftSettings: optimize),
 
         // Server: the web-UI HTTP API and the demo page over one loaded model (`nest serve`).
         .target(name: "NestServer", dependencies: [
@@ -79,7 +86,8 @@ let package = Package(
         ], path: "Sources/NestServer", resources: [.copy("Page")]),
 
         .executableTarget(name: "nest", dependencies: [
-            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld", "NestServer",
+            "NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "NestTraining", "NestWorld",
+            "NestEvaluation", "NestServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], path: "Sources/nest",
         // The trained miniature world, shipped as the default model (see DefaultModel.swift).
@@ -106,6 +114,8 @@ let package = Package(
                     path: "Tests/NestWorldTests"),
         .testTarget(name: "NestServerTests", dependencies: ["NestServer", "NestIO", "NestEngine", "NestModels", "NestDiffusion", "NestPersonalization"],
                     path: "Tests/NestServerTests"),
+        .testTarget(name: "NestEvaluationTests", dependencies: ["NestEvaluation", "NestWorld", "NestPersonalization", "NestDiffusion", "NestIO"],
+                    path: "Tests/NestEvaluationTests"),
         .testTarget(name: "NestModelsTests", dependencies: ["NestTestSupport", "NestEngine", "NestIO", "NestModels"],
                     path: "Tests/NestModelsTests", resources: [.copy("Fixtures")]),
     ],

@@ -10,24 +10,35 @@ import NestModels
 public struct DecoupledAttentionBinding {
     let installed: [(layer: Attention, processor: IPAdapterProcessor)]
 
-    /// Installs the branch on the layers the adapter names. `tokens`:
-    /// [B, M, D], batch-aligned with the UNet's batch (recorded for gradients
-    /// when training).
-    public static func install(on unet: UNet2DConditionModel, adapter: PersonalizationAdapter, tokens: Tensor,
-                               scale: Float) throws -> DecoupledAttentionBinding {
+    /// The branch's processors on the layers the adapter names, each wrapping the processor
+    /// `current` has there, for `UNet2DConditionModel.withAttentionProcessors`. `tokens`:
+    /// [B, M, D], batch-aligned with the UNet's batch (recorded for gradients when training).
+    public static func processors(on unet: UNet2DConditionModel, adapter: PersonalizationAdapter, tokens: Tensor, scale: Float,
+                                  over current: [String: AttentionProcessor]) throws -> [String: AttentionProcessor] {
         guard adapter.config.kind == .ipAdapter else {
             throw ModelConfigError("adapter \(adapter.config.placeholderToken) is '\(adapter.config.kind.rawValue)', not ip-adapter")
         }
-        let byPath = Dictionary(unet.crossAttentionLayers.map { ($0.path, $0.layer) }, uniquingKeysWith: { a, _ in a })
-        var installed: [(Attention, IPAdapterProcessor)] = []
+        let crossAttention = Set(unet.crossAttentionLayers.map(\.path))
+        var out: [String: AttentionProcessor] = [:]
         for (i, spec) in adapter.config.layers.enumerated() {
-            guard let layer = byPath[spec.path] else {
-                for (l, p) in installed { l.processor = p.replaced }
+            guard crossAttention.contains(spec.path), let replaced = out[spec.path] ?? current[spec.path] else {
                 throw ModelConfigError("adapter \(adapter.config.placeholderToken): the UNet has no cross-attention layer \(spec.path)")
             }
-            let processor = IPAdapterProcessor(scale: scale, replacing: layer.processor)
+            let processor = IPAdapterProcessor(scale: scale, replacing: replaced)
             processor.imageKeys = adapter.layers[i].to_k(tokens)
             processor.imageValues = adapter.layers[i].to_v(tokens)
+            out[spec.path] = processor
+        }
+        return out
+    }
+
+    /// `processors`, set until `uninstall` (for code that cannot wrap its work in a scope).
+    public static func install(on unet: UNet2DConditionModel, adapter: PersonalizationAdapter, tokens: Tensor,
+                               scale: Float) throws -> DecoupledAttentionBinding {
+        let processors = try processors(on: unet, adapter: adapter, tokens: tokens, scale: scale, over: unet.attentionProcessors)
+        var installed: [(Attention, IPAdapterProcessor)] = []
+        for (path, layer) in unet.crossAttentionLayers {
+            guard let processor = processors[path] as? IPAdapterProcessor else { continue }
             layer.processor = processor
             installed.append((layer, processor))
         }

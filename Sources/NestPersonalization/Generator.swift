@@ -24,12 +24,16 @@ public struct GenerationRequest {
     public var loras: [LoRAChoice] = []
     /// Textual-inversion files, their tokens usable in this request's prompts.
     public var embeddings: [EmbeddingChoice] = []
+    /// The decoupled-attention baseline's scale for every subject; nil keeps each adapter's default.
+    public var adapterScale: Float?
 
     public init(generation: GenerationConfiguration, subjects: [Subject] = [], valueNormalization: Float? = nil,
-                tokenWeight: Float? = nil, ipImages: [RGBImage] = [], ipScale: Float = 1, recordAttention: Bool = false) {
+                tokenWeight: Float? = nil, ipImages: [RGBImage] = [], ipScale: Float = 1, recordAttention: Bool = false,
+                adapterScale: Float? = nil) {
         self.generation = generation; self.subjects = subjects
         self.valueNormalization = valueNormalization; self.tokenWeight = tokenWeight
         self.ipImages = ipImages; self.ipScale = ipScale; self.recordAttention = recordAttention
+        self.adapterScale = adapterScale
     }
 
     /// Everything that needs no model: the generation limits, finite subject settings,
@@ -45,6 +49,7 @@ public struct GenerationRequest {
         for embedding in embeddings where embedding.path.isEmpty || embedding.token?.isEmpty == true {
             throw GenerationRequestError(field: "embedding", "\(embedding.path): needs a file and, after ':', a token")
         }
+        if let adapterScale { try checkRange(adapterScale, 0...10, field: "adapter_scale") }
         for subject in subjects where subject.images.isEmpty {
             throw GenerationRequestError(field: "subject", "\(subject.placeholder) has no photos")
         }
@@ -77,8 +82,8 @@ public struct AdapterCatalog {
 
     /// `named`: adapter files given by the user (either file of a pair, or the stem); they
     /// take precedence over the model's own adapters for their tokens.
-    public init(model: URL, named: [String]) throws {
-        files = Self.shipped(in: model)
+    public init(model: URL, named: [String], kind: AdapterConfig.Kind = .nested) throws {
+        files = Self.shipped(in: model, kind: kind)
         var claimed = Set<String>()
         for path in named {
             let config = URL(fileURLWithPath: path).deletingPathExtension().appendingPathExtension("json")
@@ -90,6 +95,11 @@ public struct AdapterCatalog {
             files[token] = config.path
         }
         self.named = claimed
+    }
+
+    /// The model folder's own adapters of `kind`, none named (the evaluation's baselines).
+    public init(model: URL, kind: AdapterConfig.Kind) {
+        files = Self.shipped(in: model, kind: kind)
     }
 
     /// Tokens of the adapters the user named: loaded whether or not a subject uses them.
@@ -165,19 +175,19 @@ public final class Generator {
             try generateImages(request.generation, batch: { try pipeline.generate($0, progress: $1) }, progress: progress, deliver: deliver)
             return
         }
-        var options: [String: NestedAttentionOptions] = [:]
+        var options: [String: NestedAttentionOptions] = [:], scales: [String: Float] = [:]
         for subject in request.subjects {
             guard let adapter = pipe.adapters[subject.placeholder] else { continue }
-            options[subject.placeholder] = NestedAttentionOptions(
-                valueNormalization: request.valueNormalization ?? adapter.config.defaults.valueNormalization,
-                tokenWeight: request.tokenWeight ?? adapter.config.defaults.tokenWeight)
+            options[subject.placeholder] = adapter.config.defaults.nestedOptions(
+                SubjectSettings(valueNormalization: request.valueNormalization, tokenWeight: request.tokenWeight))
+            scales[subject.placeholder] = request.adapterScale  // nil: the method takes the adapter's default
         }
         pipe.recordAttention = request.recordAttention
         defer { pipe.recordAttention = false }
         try generateImages(request.generation, batch: { config, report in
             defer { pipe.recordAttention = false }  // the first batch's maps are the request's
             return try pipe.generate(config, subjects: request.subjects, options: options, ipImages: request.ipImages,
-                                     ipScale: request.ipScale, progress: report)
+                                     ipScale: request.ipScale, adapterScales: scales, progress: report)
         }, progress: progress, deliver: deliver)
     }
 

@@ -12,8 +12,9 @@ import NestModels
 /// N = 2k+1.
 ///
 /// Use per generation: `imageTokens` (or `guidanceTokens`) for the reference
-/// image, then `install(on:tokens:scale:)`, which projects the tokens to each
-/// layer's image keys and values once; `uninstall(from:)` afterwards.
+/// image, then `processors(for:tokens:scale:over:)`, which projects the tokens to
+/// each layer's image keys and values once, set for the generation with
+/// `unet.withAttentionProcessors` (or `install` … `uninstall(from:)` by hand).
 public final class IPAdapter: Module {
     /// The projection from image-encoder output to context tokens.
     public enum ImageProjection {
@@ -143,16 +144,27 @@ public final class IPAdapter: Module {
     /// batch (under guidance [uncond…, cond…], see `guidanceTokens`). Installing
     /// again replaces the tokens and scale; `uninstall` restores what was there first.
     public func install(on unet: UNet2DConditionModel, tokens: Tensor, scale: Float) throws {
+        let processors = try processors(for: unet, tokens: tokens, scale: scale, over: unet.attentionProcessors)
+        for (path, layer) in unet.attentionLayers { if let processor = processors[path] { layer.processor = processor } }
+    }
+
+    /// The processors `install` would set, each wrapping the processor `current` has at its
+    /// layer (or taking over an IP-Adapter processor there), for `withAttentionProcessors`.
+    public func processors(for unet: UNet2DConditionModel, tokens: Tensor, scale: Float,
+                           over current: [String: AttentionProcessor]) throws -> [String: AttentionProcessor] {
         guard tokens.rank == 3, tokens.shape[2] == crossAttentionDim else {
             throw IPAdapterError("IP-Adapter tokens must be [B, T, \(crossAttentionDim)], got \(tokens.shape)")
         }
-        for (_, layer, w) in try bindings(for: unet) {
-            let processor = (layer.processor as? IPAdapterProcessor) ?? IPAdapterProcessor(scale: scale, replacing: layer.processor)
+        var out: [String: AttentionProcessor] = [:]
+        for (path, _, w) in try bindings(for: unet) {
+            let previous = current[path] ?? PlainAttentionProcessor()
+            let processor = (previous as? IPAdapterProcessor) ?? IPAdapterProcessor(scale: scale, replacing: previous)
             processor.imageKeys = w.to_k_ip(tokens)
             processor.imageValues = w.to_v_ip(tokens)
             processor.scale = scale
-            layer.processor = processor
+            out[path] = processor
         }
+        return out
     }
 
     /// Changes the scale of an installed adapter without recomputing keys and values.

@@ -6,6 +6,8 @@ import NestModels
 /// `nestedCrossAttention`). Subjects are set once per generation.
 public final class NestedAttentionProcessor: AttentionProcessor {
     public var subjects: [NestedSubject] = []
+    /// The subjects' placeholder tokens, in the same order (for recording their attention).
+    public var placeholderTokens: [String] = []
     public var options: NestedAttentionOptions
 
     public init(options: NestedAttentionOptions = .init()) { self.options = options }

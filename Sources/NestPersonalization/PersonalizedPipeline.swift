@@ -96,9 +96,36 @@ public final class PersonalizedPipeline {
 
     /// Generates with the given subjects (each must have a loaded adapter and
     /// appear in the prompt), and IP-Adapter reference images if an IP-Adapter is set.
+    /// Each subject goes through its adapter kind's `SubjectMethod`; the attention
+    /// processors are set for this generation only.
     public func generate(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions] = [:],
                          ipImages: [RGBImage] = [], ipScale: Float = 1, adapterScales: [String: Float] = [:],
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
+        try check(config, subjects: subjects, options: options, ipImages: ipImages, ipScale: ipScale, adapterScales: adapterScales)
+        let grid = imageEncoder.config.gridSize
+        let bound = subjects.map { s -> NestedBindingSubject in
+            let adapter = adapters[s.placeholder]!
+            return adapter.config.kind.method.generationSubject(
+                adapter: adapter, tokens: encoderTokens(s, adapter: adapter), position: base.prompts.position(of: s.placeholder, in: config.prompt)!,
+                count: config.count, guided: base.usesGuidance(config), featureCount: grid * grid + 1,
+                options: options[s.placeholder], scale: adapterScales[s.placeholder])
+        }
+        let byKind = Dictionary(grouping: bound, by: \.adapter.config.kind)
+        let processors = try Autograd.noGrad {
+            try attentionProcessors(config, byKind: byKind, ipImages: ipImages, ipScale: ipScale)
+        }
+        return try base.unet.withAttentionProcessors(processors) {
+            try base.generate(config, conditioning: { positive, _ in
+                for kind in AdapterConfig.Kind.compositionOrder {
+                    positive.hidden = kind.method.context(positive.hidden, subjects: byKind[kind] ?? [])
+                }
+            }, progress: progress)
+        }
+    }
+
+    /// Each subject has a loaded adapter, appears in the prompt and has photos; the settings are in range.
+    func check(_ config: GenerationConfiguration, subjects: [Subject], options: [String: NestedAttentionOptions],
+               ipImages: [RGBImage], ipScale: Float, adapterScales: [String: Float]) throws {
         for subject in subjects {
             guard adapters[subject.placeholder] != nil else {
                 throw ModelConfigError("subject \(subject.placeholder) names no loaded adapter (loaded: \(adapters.keys.sorted().joined(separator: ", ")))")
@@ -114,63 +141,30 @@ public final class PersonalizedPipeline {
         for scale in adapterScales.values { try checkRange(scale, 0...10, field: "subject_scale") }
         try Self.checkPlaceholders(prompt: config.prompt, negativePrompt: config.negativePrompt,
                                    known: adapters.keys, subjects: Set(subjects.map(\.placeholder)))
-        var nested: NestedAttentionBinding? = nil
-        var decoupled: [DecoupledAttentionBinding] = []
-        var ipInstalled = false
-        defer {
-            for binding in decoupled.reversed() { binding.uninstall() }
-            // Recorders wrap the nested processors: unwrap them so that uninstall finds its own.
-            for bound in nested?.layers ?? [] where bound.layer.processor is AttentionRecorder { bound.layer.processor = bound.processor }
-            nested?.uninstall()
-            if ipInstalled, let ipAdapter { ipAdapter.uninstall(from: base.unet) }
+    }
+
+    /// The processors of one generation over the UNet's own: each method's in `compositionOrder`
+    /// (recorders around the nested ones when `recordAttention` is on), then a real IP-Adapter's.
+    func attentionProcessors(_ config: GenerationConfiguration, byKind: [AdapterConfig.Kind: [NestedBindingSubject]],
+                             ipImages: [RGBImage], ipScale: Float) throws -> [String: AttentionProcessor] {
+        var processors = base.unet.attentionProcessors
+        for kind in AdapterConfig.Kind.compositionOrder {
+            processors.merge(try kind.method.processors(on: base.unet, subjects: byKind[kind] ?? [], over: processors)) { $1 }
         }
-        let encoded = subjects.map { s -> (Subject, PersonalizationAdapter, Tensor) in
-            let adapter = adapters[s.placeholder]!
-            return (s, adapter, encoderTokens(s, adapter: adapter))
+        recorders = []
+        for (path, _) in base.unet.crossAttentionLayers where recordAttention {
+            guard let nested = processors[path] as? NestedAttentionProcessor, !nested.placeholderTokens.isEmpty else { continue }
+            let recorder = AttentionRecorder(inner: nested, path: path, subjects: Array(zip(nested.placeholderTokens, nested.subjects)),
+                                             tokenWeight: nested.options.tokenWeight)
+            processors[path] = recorder
+            recorders.append(recorder)
         }
-        let guided = base.usesGuidance(config)
-        return try base.generate(config, conditioning: { [self] positive, negative in
-            var bindings: [NestedBindingSubject] = []
-            for (subject, adapter, tokens) in encoded {
-                let position = base.prompts.position(of: subject.placeholder, in: config.prompt)!
-                let cond = Array(repeating: Optional(position), count: config.count)
-                switch adapter.config.kind {
-                case .nested:
-                    let index = guided ? Array(repeating: nil, count: config.count) + cond : cond
-                    bindings.append(NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: index,
-                                                         options: options[subject.placeholder]))
-                case .singleToken:
-                    let vector = Autograd.noGrad { adapter.subjectVector(tokens) }
-                    positive.hidden = replacingToken(in: positive.hidden, positions: cond, with: vector)
-                case .ipAdapter:
-                    // The unconditional half sees "no image" (zero features), as IP-Adapter's negative.
-                    let grid = imageEncoder.config.gridSize
-                    let empty = Autograd.noGrad { adapter.emptyTokens(featureCount: grid * grid + 1) }
-                    let batch = F.concat((guided ? Array(repeating: empty, count: config.count) : [])
-                                         + Array(repeating: tokens, count: config.count), axis: 0)
-                    decoupled.append(try DecoupledAttentionBinding.install(
-                        on: base.unet, adapter: adapter, tokens: batch,
-                        scale: adapterScales[subject.placeholder] ?? adapter.config.defaults.scale))
-                }
-            }
-            if !bindings.isEmpty { nested = try NestedAttentionBinding.install(on: base.unet, subjects: bindings) }
-            recorders = []
-            if recordAttention, let nested {
-                for bound in nested.layers {
-                    let recorder = AttentionRecorder(inner: bound.processor, path: bound.path,
-                                                     subjects: Array(zip(bound.placeholderTokens, bound.processor.subjects)),
-                                                     tokenWeight: bound.processor.options.tokenWeight)
-                    bound.layer.processor = recorder
-                    recorders.append(recorder)
-                }
-            }
-            if let ipAdapter, !ipImages.isEmpty {
-                let pixels = F.concat(ipImages.map { imageProcessor($0) }, axis: 0)
-                var tokens = try ipAdapter.guidanceTokens(pixels: pixels, encoder: imageEncoder, count: config.count)
-                if !guided { tokens = tokens.slice(axis: 0, config.count..<(2 * config.count)) }
-                try ipAdapter.install(on: base.unet, tokens: tokens, scale: ipScale)
-                ipInstalled = true
-            }
-        }, progress: progress)
+        if let ipAdapter, !ipImages.isEmpty {
+            let pixels = F.concat(ipImages.map { imageProcessor($0) }, axis: 0)
+            var tokens = try ipAdapter.guidanceTokens(pixels: pixels, encoder: imageEncoder, count: config.count)
+            if !base.usesGuidance(config) { tokens = tokens.slice(axis: 0, config.count..<(2 * config.count)) }
+            processors.merge(try ipAdapter.processors(for: base.unet, tokens: tokens, scale: ipScale, over: processors)) { $1 }
+        }
+        return processors
     }
 }

@@ -199,19 +199,10 @@ public final class AdapterTrainer {
         func run(_ context: Tensor) -> Tensor {
             unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init), encoderHiddenStates: context, added: batch.added)
         }
-        switch adapter.config.kind {
-        case .nested:
-            let binding = try NestedAttentionBinding.install(
-                on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: batch.tokenIndex)])
-            defer { binding.uninstall() }
-            return run(batch.context)
-        case .singleToken:
-            return run(replacingToken(in: batch.context, positions: batch.tokenIndex, with: adapter.subjectVector(tokens)))
-        case .ipAdapter:
-            let binding = try DecoupledAttentionBinding.install(on: unet, adapter: adapter, tokens: tokens, scale: 1)
-            defer { binding.uninstall() }
-            return run(batch.context)
-        }
+        let subject = [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: batch.tokenIndex, scale: 1)]
+        let method = adapter.config.kind.method
+        let processors = try method.processors(on: unet, subjects: subject, over: unet.attentionProcessors)
+        return try unet.withAttentionProcessors(processors) { run(method.context(batch.context, subjects: subject)) }
     }
 
     /// How much the adapter moves the UNet on a prepared batch: the loss with

@@ -6,7 +6,7 @@ import NestModels
 import NestPersonalization
 
 /// A whole adapter training run: data, trainer, logging, checkpoints, samples.
-public final class AdapterTrainingRun {
+public final class AdapterTrainingRun: TrainingRunSteps {
     public let config: AdapterRunConfig
     public let trainer: AdapterTrainer
     public let manifest: TrainingManifest
@@ -68,12 +68,7 @@ public final class AdapterTrainingRun {
         var state = TrainingState()
         var sum: (Float, Float, Float, Float) = (0, 0, 0, 0)
         for _ in 0..<batches {
-            let examples = try order.next(options.batchSize, state: &state).map { i -> AdapterExample in
-                let s = manifest.samples[i]
-                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image),
-                                      mask: try s.mask.map(image))
-            }
-            let e = try trainer.effect(try trainer.prepare(examples))
+            let e = try trainer.effect(try trainer.prepare(try examples(order.next(options.batchSize, state: &state))))
             sum = (sum.0 + e.loss, sum.1 + e.baseLoss, sum.2 + e.shift * e.shift, sum.3 + e.baseError * e.baseError)
             trainer.state.step += 1  // fresh noise and timesteps for the next batch
         }
@@ -100,43 +95,49 @@ public final class AdapterTrainingRun {
     }
 
     func train(progress: (Int, Float, Double) -> Void) throws {
+        try TrainingLoop.run(self, log: logURL, count: manifest.samples.count, progress: progress)
+    }
+
+    var trainingState: TrainingState {
+        get { trainer.state }
+        set { trainer.state = newValue }
+    }
+
+    var schedule: TrainingLoop.Schedule {
         let options = config.training
-        let order = SampleOrder(count: manifest.samples.count, seed: options.seed)
-        let start = Date()
-        let firstStep = trainer.state.step
-        let log = try TrainingLog.open(logURL, continuingAfter: firstStep)
-        defer { try? log.close() }
-        while trainer.state.step < options.totalSteps {
-            var state = trainer.state
-            let batch = order.next(options.batchSize, state: &state)
-            trainer.state.epoch = state.epoch
-            trainer.state.position = state.position
-            let examples = try batch.map { i -> AdapterExample in
-                let s = manifest.samples[i]
-                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image),
-                                      mask: try s.mask.map(image))
-            }
-            let loss = try trainer.step(examples)
-            let step = trainer.state.step
-            let rate = Double((step - firstStep) * options.batchSize) / max(Date().timeIntervalSince(start), 1e-9)
-            progress(step, loss, rate)
-            if step % (config.logEvery ?? 10) == 0 || step == options.totalSteps {
-                let line = String(format: #"{"step": %d, "loss": %.6f, "lr": %.3e, "samples_per_s": %.3f, "epoch": %d}"#,
-                                  step, loss, trainer.schedule.rate(at: step - 1), rate, trainer.state.epoch) + "\n"
-                log.write(Data(line.utf8))
-            }
-            if step % (config.checkpointEvery ?? 200) == 0 || step == options.totalSteps {
-                try TrainingCheckpoint.save(parameters: trainer.adapter.trainableParameters, optimizer: trainer.optimizer,
-                                            state: trainer.state, to: checkpointURL.path)
-                if let batches = config.validationBatches {
-                    let v = try validate(batches: batches)
-                    let line = String(format: #"{"step": %d, "validation_loss": %.6f, "validation_base_loss": %.6f}"#,
-                                      step, v.loss, v.baseLoss) + "\n"
-                    log.write(Data(line.utf8))
-                }
-            }
-            if let every = config.sampleEvery, step % every == 0 { try writeSample(step: step) }
+        return TrainingLoop.Schedule(totalSteps: options.totalSteps, batchSize: options.batchSize, orderSeed: options.seed,
+                                     logEvery: config.logEvery ?? 10, checkpointEvery: config.checkpointEvery ?? 200,
+                                     sampleEvery: config.sampleEvery)
+    }
+
+    /// The records at `indices` as the trainer takes them.
+    func examples(_ indices: some Sequence<Int>) throws -> [AdapterExample] {
+        try indices.map { i in
+            let s = manifest.samples[i]
+            return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image),
+                                  mask: try s.mask.map(image))
         }
+    }
+
+    func trainStep(_ indices: [Int]) throws -> Float { try trainer.step(try examples(indices)) }
+
+    func logLine(step: Int, loss: Float, samplesPerSecond rate: Double) -> String {
+        String(format: #"{"step": %d, "loss": %.6f, "lr": %.3e, "samples_per_s": %.3f, "epoch": %d}"#,
+               step, loss, trainer.schedule.rate(at: step - 1), rate, trainer.state.epoch)
+    }
+
+    func saveCheckpoint(step: Int, log: FileHandle) throws {
+        try TrainingCheckpoint.save(parameters: trainer.adapter.trainableParameters, optimizer: trainer.optimizer,
+                                    state: trainer.state, to: checkpointURL.path)
+        if let batches = config.validationBatches {
+            let v = try validate(batches: batches)
+            let line = String(format: #"{"step": %d, "validation_loss": %.6f, "validation_base_loss": %.6f}"#,
+                              step, v.loss, v.baseLoss) + "\n"
+            log.write(Data(line.utf8))
+        }
+    }
+
+    func writeTrained() throws {
         try trainer.adapter.save(path: output.appendingPathComponent("adapter.json").path, overwrite: true)
     }
 
@@ -153,12 +154,7 @@ public final class AdapterTrainingRun {
         for b in 0..<batches {
             let indices = (b * size)..<min(manifest.samples.count, (b + 1) * size)
             guard !indices.isEmpty else { break }
-            let examples = try indices.map { i -> AdapterExample in
-                let s = manifest.samples[i]
-                return AdapterExample(target: try image(s.image), caption: s.caption, references: try s.references.map(image),
-                                      mask: try s.mask.map(image))
-            }
-            let e = try trainer.effect(try trainer.prepare(examples, fixedNoise: true))
+            let e = try trainer.effect(try trainer.prepare(try examples(indices), fixedNoise: true))
             sum = (sum.0 + e.loss, sum.1 + e.baseLoss)
             count += 1
         }

@@ -4,7 +4,7 @@ import NestEngine
 import NestIO
 import NestModels
 
-public final class BaseTrainingRun {
+public final class BaseTrainingRun: TrainingRunSteps {
     public enum Component: String, Sendable { case vae, unet, clip }
 
     public let component: Component
@@ -124,66 +124,67 @@ public final class BaseTrainingRun {
     }
 
     func train(progress: (Int, Float, Double) -> Void) throws {
-        let total = config.steps ?? 1000, batchSize = config.batchSize ?? 4, resolution = config.resolution ?? 64
-        let order = SampleOrder(count: manifest.samples.count, seed: config.seed ?? 0)
-        let start = Date(), first = state.step
-        let log = try TrainingLog.open(output.appendingPathComponent("log.jsonl"), continuingAfter: first)
-        defer { try? log.close() }
-        while state.step < total {
-            var s = state
-            let batch = order.next(batchSize, state: &s)
-            let samples = batch.map { manifest.samples[$0] }
-            let augmentation = config.flip ?? true ? Augmentation.flipOnly : .none
-            let loss: Float
-            if let trainer = clipTrainer, let processor = imageProcessor {
-                let c = processor.config
-                let pixels = F.concat(try samples.enumerated().map { i, sample in
-                    let x = augmentation.apply(try image(sample.image), size: c.cropSize.height, seed: UInt64(s.step * 1000 + i), range: 0...1)
-                    for j in 0..<x.count { x.data[j] = (x.data[j] - Float(c.imageMean[j % 3])) / Float(c.imageStd[j % 3]) }
-                    return x
-                }, axis: 0)
-                loss = trainer.step(pixels: pixels, captions: samples.map(\.caption))
-            } else {
-                let pixels = F.concat(try samples.enumerated().map { i, sample in
-                    augmentation.apply(try image(sample.image), size: resolution, seed: UInt64(s.step * 1000 + i))
-                }, axis: 0)
-                if let trainer = vaeTrainer {
-                    loss = trainer.step(images: pixels)
-                } else {
-                    var masks: Tensor? = nil
-                    if config.attentionLocalization != nil {
-                        masks = F.concat(try samples.map { sample -> Tensor in
-                            guard let url = sample.mask else {
-                                throw ManifestError(description: "attention_localization needs a \"mask\" in every record; line \(sample.line) has none")
-                            }
-                            let mask = try image(url)
-                            guard mask.width == resolution, mask.height == resolution else {
-                                throw ManifestError(description: "line \(sample.line): mask is \(mask.width)×\(mask.height), the images are trained at \(resolution)×\(resolution)")
-                            }
-                            return Tensor(stride(from: 0, to: mask.pixels.count, by: 3).map { Float(mask.pixels[$0]) / 255 },
-                                          shape: [1, resolution, resolution, 1])
-                        }, axis: 0)
-                    }
-                    loss = unetTrainer!.step(images: pixels, captions: samples.map(\.caption),
-                                             cacheKeys: config.flip ?? true ? nil : samples.map(\.image.path), masks: masks)
-                }
-            }
-            state.epoch = s.epoch; state.position = s.position
-            let step = state.step
-            let rate = Double((step - first) * batchSize) / max(Date().timeIntervalSince(start), 1e-9)
-            progress(step, loss, rate)
-            if step % (config.logEvery ?? 20) == 0 || step == total {
-                let localization = unetTrainer?.lastLocalizationLoss.map { String(format: #", "localization": %.5f"#, $0) } ?? ""
-                log.write(Data((String(format: #"{"step": %d, "loss": %.6f, "samples_per_s": %.3f, "epoch": %d"#, step, loss, rate, state.epoch)
-                                + localization + "}").utf8 + [10]))
-            }
-            if let every = config.sampleEvery, step % every == 0 { try writeSample(step: step) }
-            if step % (config.checkpointEvery ?? 500) == 0 || step == total {
-                try TrainingCheckpoint.save(parameters: optimizer.parameters, optimizer: optimizer, state: state,
-                                            to: output.appendingPathComponent("checkpoint.safetensors").path)
-            }
+        try TrainingLoop.run(self, log: output.appendingPathComponent("log.jsonl"), count: manifest.samples.count, progress: progress)
+    }
+
+    var trainingState: TrainingState {
+        get { state }
+        set { state = newValue }
+    }
+
+    var schedule: TrainingLoop.Schedule {
+        TrainingLoop.Schedule(totalSteps: config.steps ?? 1000, batchSize: config.batchSize ?? 4, orderSeed: config.seed ?? 0,
+                              logEvery: config.logEvery ?? 20, checkpointEvery: config.checkpointEvery ?? 500,
+                              sampleEvery: config.sampleEvery)
+    }
+
+    func trainStep(_ indices: [Int]) throws -> Float {
+        let samples = indices.map { manifest.samples[$0] }
+        let augmentation = config.flip ?? true ? Augmentation.flipOnly : .none
+        let step = state.step, resolution = config.resolution ?? 64
+        if let trainer = clipTrainer, let processor = imageProcessor {
+            let c = processor.config
+            let pixels = F.concat(try samples.enumerated().map { i, sample in
+                let x = augmentation.apply(try image(sample.image), size: c.cropSize.height, seed: UInt64(step * 1000 + i), range: 0...1)
+                for j in 0..<x.count { x.data[j] = (x.data[j] - Float(c.imageMean[j % 3])) / Float(c.imageStd[j % 3]) }
+                return x
+            }, axis: 0)
+            return trainer.step(pixels: pixels, captions: samples.map(\.caption))
         }
-        try writeTrained()
+        let pixels = F.concat(try samples.enumerated().map { i, sample in
+            augmentation.apply(try image(sample.image), size: resolution, seed: UInt64(step * 1000 + i))
+        }, axis: 0)
+        if let trainer = vaeTrainer { return trainer.step(images: pixels) }
+        return unetTrainer!.step(images: pixels, captions: samples.map(\.caption),
+                                 cacheKeys: config.flip ?? true ? nil : samples.map(\.image.path), masks: try masks(samples))
+    }
+
+    /// The samples' subject masks [B, H, W, 1] when the run localizes attention.
+    func masks(_ samples: [TrainingSample]) throws -> Tensor? {
+        guard config.attentionLocalization != nil else { return nil }
+        let resolution = config.resolution ?? 64
+        return F.concat(try samples.map { sample -> Tensor in
+            guard let url = sample.mask else {
+                throw ManifestError(description: "attention_localization needs a \"mask\" in every record; line \(sample.line) has none")
+            }
+            let mask = try image(url)
+            guard mask.width == resolution, mask.height == resolution else {
+                throw ManifestError(description: "line \(sample.line): mask is \(mask.width)×\(mask.height), the images are trained at \(resolution)×\(resolution)")
+            }
+            return Tensor(stride(from: 0, to: mask.pixels.count, by: 3).map { Float(mask.pixels[$0]) / 255 },
+                          shape: [1, resolution, resolution, 1])
+        }, axis: 0)
+    }
+
+    func logLine(step: Int, loss: Float, samplesPerSecond rate: Double) -> String {
+        let localization = unetTrainer?.lastLocalizationLoss.map { String(format: #", "localization": %.5f"#, $0) } ?? ""
+        return String(format: #"{"step": %d, "loss": %.6f, "samples_per_s": %.3f, "epoch": %d"#, step, loss, rate, state.epoch)
+            + localization + "}"
+    }
+
+    func saveCheckpoint(step: Int, log: FileHandle) throws {
+        try TrainingCheckpoint.save(parameters: optimizer.parameters, optimizer: optimizer, state: state,
+                                    to: output.appendingPathComponent("checkpoint.safetensors").path)
     }
 
     /// The trained component(s) in diffusers' layout.

@@ -108,19 +108,20 @@ public final class UNetTrainer {
             added = (pooled, Tensor((0..<b).flatMap { _ in [h, w, 0, 0, h, w] }, shape: [b, 6]))
         }
         // With localization: record the subject noun's attention in every cross-attention layer.
-        var recorders: [(layer: Attention, previous: AttentionProcessor, recorder: LocalizingAttentionProcessor)] = []
+        var recorders: [(path: String, recorder: LocalizingAttentionProcessor)] = []
         var tokens: [Int?] = []
         if localization != nil, masks != nil {
             tokens = (0..<b).map { i in kept[i].isEmpty ? nil : encoded.ids[0][i].firstIndex(where: localizedTokenIds.contains) }
-            for (_, layer) in unet.crossAttentionLayers {
+            for (path, _) in unet.crossAttentionLayers {
                 let recorder = LocalizingAttentionProcessor()
                 recorder.tokens = tokens
-                recorders.append((layer, layer.processor, recorder))
-                layer.processor = recorder
+                recorders.append((path, recorder))
             }
         }
-        let prediction = unet(sample: noisy, timestep: timesteps.map(Float.init), encoderHiddenStates: encoded.hidden, added: added)
-        for r in recorders { r.layer.processor = r.previous }
+        let processors = Dictionary(recorders.map { ($0.path, $0.recorder) }, uniquingKeysWith: { a, _ in a })
+        let prediction = unet.withAttentionProcessors({ path, _ in processors[path] }) {
+            unet(sample: noisy, timestep: timesteps.map(Float.init), encoderHiddenStates: encoded.hidden, added: added)
+        }
         let loss = F.mseLoss(prediction, target)
         lastLocalizationLoss = nil
         if let localization, let masks,

@@ -21,3 +21,18 @@ public enum ContactSheet {
         return try! RGBImage(width: sheetW, height: sheetH, pixels: pixels)
     }
 }
+
+extension RGBImage {
+    /// Nearest-neighbour enlargement by an integer factor (for looking at 64-px images).
+    public func enlarged(_ factor: Int) -> RGBImage {
+        var out = [UInt8](repeating: 0, count: width * height * factor * factor * 3)
+        let w = width * factor
+        for y in 0..<(height * factor) {
+            for x in 0..<w {
+                let s = ((y / factor) * width + x / factor) * 3, d = (y * w + x) * 3
+                out[d] = pixels[s]; out[d + 1] = pixels[s + 1]; out[d + 2] = pixels[s + 2]
+            }
+        }
+        return try! RGBImage(width: w, height: height * factor, pixels: out)
+    }
+}

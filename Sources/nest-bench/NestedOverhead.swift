@@ -18,9 +18,10 @@ func nestedOverhead(arguments: [String]) {
                              tokens: Tensor.randn([1, 16, 768], seed: 10 + UInt64(i)), tokenIndex: [index, index])
     }
     func run(_ count: Int) -> Double {
-        let binding = count == 0 ? nil : try! NestedAttentionBinding.install(on: unet, subjects: Array(subjects.prefix(count)))
-        defer { binding?.uninstall() }
-        return seconds { _ = Autograd.noGrad { unet(sample: x, timestep: [999, 999], encoderHiddenStates: context) } }
+        let processors = count == 0 ? [:] : try! NestedAttentionBinding.make(on: unet, subjects: Array(subjects.prefix(count))).processors
+        return try! unet.withAttentionProcessors(processors) {
+            seconds { _ = Autograd.noGrad { unet(sample: x, timestep: [999, 999], encoderHiddenStates: context) } }
+        }
     }
     print("nest-bench nested-overhead: \(Threads.count) thread(s), \(rounds) rounds after a warm-up, best of each")
     for count in 0...2 { _ = run(count) }
@@ -29,5 +30,26 @@ func nestedOverhead(arguments: [String]) {
     for count in 0...2 {
         let extra = count == 0 ? "" : String(format: "  +%.1f%%", (best[count] / best[0] - 1) * 100)
         print(String(format: "%-34@ %8.3f s", (count == 0 ? "SD 1.5 UNet, 64² latents, batch 2" : "  with \(count) nested subject(s)") as NSString, best[count]) + extra)
+    }
+}
+
+/// `nest-bench nested-layer [--rounds R]`: the attention core of SD 1.5's cross-attention at
+/// each level (8 heads, 77 tokens, M = 16 encoder tokens, batch [uncond, cond]), plain against
+/// nested, interleaved round by round and the best of each kept.
+func nestedLayerCost(arguments: [String]) {
+    let rounds = arguments.firstIndex(of: "--rounds").flatMap { Int(arguments[$0 + 1]) } ?? 7
+    print("nest-bench nested-layer: \(Threads.count) thread(s), \(rounds) rounds after a warm-up, best of each")
+    for (n, c) in [(4096, 320), (1024, 640), (256, 1280)] {
+        let q = Tensor.randn([2, n, c], seed: 1), k = Tensor.randn([2, 77, c], seed: 2), v = Tensor.randn([2, 77, c], seed: 3)
+        let subject = NestedSubject(tokenIndex: [nil, 5], keys: Tensor.randn([1, 16, c], seed: 4), values: Tensor.randn([1, 16, c], seed: 5))
+        let variants: [() -> Void] = [
+            { _ = F.attention(query: q, key: k, value: v, heads: 8) },
+            { _ = nestedCrossAttention(query: q, key: k, value: v, heads: 8, subjects: [subject]) },
+        ]
+        for body in variants { body() }
+        var best = [Double](repeating: .infinity, count: variants.count)
+        for _ in 0..<rounds { for (i, body) in variants.enumerated() { best[i] = min(best[i], seconds(body)) } }
+        print(String(format: "layer N=%d C=%d: plain %.1f ms, nested %.1f ms (+%.1f ms)", n, c, best[0] * 1e3, best[1] * 1e3,
+                     (best[1] - best[0]) * 1e3))
     }
 }

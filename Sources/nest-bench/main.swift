@@ -30,6 +30,7 @@ func report(_ name: String, flops: Double, time: Double, extra: String = "") {
 let args = CommandLine.arguments
 if args.count > 1 && args[1] == "compare" { compare(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "nested-overhead" { nestedOverhead(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "nested-layer" { nestedLayerCost(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "conv-thresholds" { convThresholds(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "bf16" { bf16Bench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "attention" { attentionBench(arguments: args); exit(0) }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import NestEngine
 import NestTraining
 
 /// Training commands.

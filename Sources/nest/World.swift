@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import NestEngine
 import NestIO
 import NestWorld
 
@@ -107,29 +106,9 @@ struct WorldPackCommand: ParsableCommand {
     var output: String
 
     func run() throws {
-        let fm = FileManager.default
-        let source = URL(fileURLWithPath: model), target = URL(fileURLWithPath: output)
-        if fm.fileExists(atPath: target.path) { fail("\(output) already exists; choose a new folder (nothing was overwritten)") }
-        guard let walker = fm.enumerator(at: source, includingPropertiesForKeys: [.isDirectoryKey]) else { fail("\(model): cannot read the folder") }
-        var bytes = 0
-        for case let url as URL in walker {
-            let relative = String(url.path.dropFirst(source.path.count + 1))
-            let destination = target.appendingPathComponent(relative)
-            if (try? url.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true {
-                try fm.createDirectory(at: destination, withIntermediateDirectories: true)
-                continue
-            }
-            try fm.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
-            if url.pathExtension == "safetensors" && !relative.hasPrefix("runs") {
-                do {
-                    let file = try SafeTensorsFile(path: url.path)
-                    let tensors = try file.names.map { ($0, try file.tensor($0)) }
-                    try saveSafeTensors(tensors, to: destination.path, dtype: .f16, metadata: file.metadata)
-                } catch { fail(String(describing: error)) }
-            } else {
-                try fm.copyItem(at: url, to: destination)
-            }
-            bytes += (try? fm.attributesOfItem(atPath: destination.path)[.size] as? Int) ?? 0
+        let bytes: Int
+        do { bytes = try WorldModel.pack(URL(fileURLWithPath: model), to: URL(fileURLWithPath: output)) } catch {
+            fail(String(describing: error))
         }
         print(String(format: "wrote %@ (%.1f MB)", output, Double(bytes) / 1e6))
     }

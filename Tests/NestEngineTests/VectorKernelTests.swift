@@ -5,10 +5,17 @@ import Testing
 /// The AVX-512 kernels (CKernels) and the engine's portable Swift versions
 /// must agree; the engine picks one at startup from the CPU's features.
 @Suite(.serialized) struct VectorKernelTests {
+    /// What the engine detected against what the system reports (AVX-512 exists only on x86).
     @Test func detectionMatchesTheCPU() throws {
-        #if os(Linux) && arch(x86_64)
+        #if arch(x86_64) && os(Linux)
         let cpuinfo = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
         #expect(VectorKernels.available == cpuinfo.contains(" avx512f"))
+        #elseif arch(x86_64) && canImport(Darwin)
+        var value: Int32 = 0, size = MemoryLayout<Int32>.size
+        let known = sysctlbyname("hw.optional.avx512f", &value, &size, nil, 0) == 0
+        #expect(VectorKernels.available == (known && value != 0))
+        #else
+        #expect(!VectorKernels.available, "no AVX-512 off x86")
         #endif
     }
 

@@ -1,8 +1,6 @@
 import Foundation
-import NestDiffusion
-import NestEngine
 import NestIO
-import NestPersonalization
+import NestWorld
 
 /// `nest eval`: generates held-out identities in held-out contexts with
 /// each method and scores identity and prompt fidelity with `WorldMetrics`.
@@ -143,30 +141,6 @@ public struct WorldEvaluation {
         }
     }
 
-    /// Generates one image per case. `adapters` false: the class word, no
-    /// adapter (the base model); otherwise each subject through its adapter.
-    public func generate(_ pipe: PersonalizedPipeline, cases: [Case], adapters: Bool,
-                         options nested: NestedAttentionOptions = .init(), scale: Float? = nil,
-                         progress: () -> Void = {}) throws -> [RGBImage] {
-        try cases.enumerated().map { i, c in
-            let config = GenerationConfiguration(prompt: c.prompt(placeholders: adapters), steps: options.steps,
-                                                 guidanceScale: options.guidance, seed: c.sceneSeed % 1_000_000,
-                                                 width: WorldRenderer.side, height: WorldRenderer.side)
-            let tensor: Tensor = try Autograd.noGrad {
-                if !adapters { return try pipe.base.generate(config) }
-                var subjects = [Subject(placeholder: "<\(c.identity.domain.rawValue)>", images: [c.reference])]
-                if let companion = c.companion {
-                    subjects.append(Subject(placeholder: "<\(companion.identity.domain.rawValue)>", images: [companion.reference]))
-                }
-                var perToken: [String: NestedAttentionOptions] = [:], scales: [String: Float] = [:]
-                for s in subjects { perToken[s.placeholder] = nested; scales[s.placeholder] = scale }
-                return try pipe.generate(config, subjects: subjects, options: perToken, adapterScales: scales)
-            }
-            progress()
-            return try StableDiffusionPipeline.images(tensor)[0]
-        }
-    }
-
     /// The results as a Markdown table.
     public static func table(_ rows: [Row], chance: (identity: Double, prompt: Double)) -> String {
         var out = "| method | images | identity ↑ | identity in place | prompt ↑ | background | position | size | style | accessory |\n"
@@ -178,20 +152,5 @@ public struct WorldEvaluation {
         out += String(format: "| *chance* | | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", chance.identity, chance.identity, chance.prompt,
                       1 / 6.0, 1 / 3.0, 1 / 2.0, 1 / 3.0, 1 / 4.0)
         return out
-    }
-}
-
-extension RGBImage {
-    /// Nearest-neighbour enlargement by an integer factor (for looking at 64-px images).
-    public func enlarged(_ factor: Int) -> RGBImage {
-        var out = [UInt8](repeating: 0, count: width * height * factor * factor * 3)
-        let w = width * factor
-        for y in 0..<(height * factor) {
-            for x in 0..<w {
-                let s = ((y / factor) * width + x / factor) * 3, d = (y * w + x) * 3
-                out[d] = pixels[s]; out[d + 1] = pixels[s + 1]; out[d + 2] = pixels[s + 2]
-            }
-        }
-        return try! RGBImage(width: w, height: height * factor, pixels: out)
     }
 }

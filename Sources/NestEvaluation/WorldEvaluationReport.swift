@@ -1,0 +1,74 @@
+import Foundation
+import NestIO
+import NestWorld
+
+extension WorldEvaluationRun {
+    /// results.md: what was evaluated and how, the table, the paired identity differences and the prompts.
+    func report(_ evaluation: WorldEvaluation, rows: Rows, cases: Int, pairs: Int) -> String {
+        let single = evaluation.cases(twoSubjects: false)
+        var report = "# Miniature world evaluation\n\n"
+        report += "\(cases) single-subject prompts (\(options.identitiesPerDomain) held-out identities per domain × "
+        report += "\(options.promptsPerIdentity) contexts) and \(pairs) two-subject prompts; \(options.steps) steps, "
+        report += "guidance \(options.guidance), model \(model.lastPathComponent). "
+        report += options.heldOutCombinations
+            ? "Every prompt pairs a background and a style that no adapter saw in training (\(Context.heldOutPairs.map { "\($0.0.rawValue) + \($0.1.rawValue)" }.joined(separator: ", "))). "
+            : "Prompts with any context. "
+        report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain, "
+        report += "each rendered at every position and size (in place: at the prompted placement only) "
+        report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"
+        report += WorldEvaluation.table(rows.all, chance: chance)
+        let paired = WorldEvaluation.pairedIdentity(rows.methods, against: rows.base)
+            + WorldEvaluation.pairedIdentity([rows.pairNested], against: rows.pairBase)
+        report += "\nIdentity against the base model on the same cases (mean difference ± its standard error):\n\n"
+        for p in paired {
+            report += String(format: "- %@: %+.3f ± %.3f (%d subjects)\n", p.method, p.difference, p.standardError, p.cases)
+        }
+        report += "\nPrompts (first of each identity):\n\n"
+        for c in stride(from: 0, to: single.count, by: options.promptsPerIdentity).map({ single[$0] }) {
+            report += "- \(c.prompt(placeholders: true))\n"
+        }
+        return report
+    }
+
+    /// samples.png: per identity (the first two of each domain) the reference, Nested Attention
+    /// for each prompt, then the truths; then two-subject scenes beside their base-model images.
+    func samples(_ images: Images, truth: [RGBImage]) throws -> RGBImage {
+        let prompts = options.promptsPerIdentity, identities = options.identitiesPerDomain
+        let single = images.single, pairs = images.pairs
+        var tiles: [RGBImage] = []
+        let columns = max(2 * prompts + 1, 5)
+        let shown = Array(0..<min(2, identities)) + Array(identities..<(identities + min(2, identities)))
+        for k in shown {
+            let first = k * prompts
+            tiles.append(single[first].reference)
+            for j in 0..<prompts { tiles.append(images.nested[first + j]) }
+            for j in 0..<prompts { tiles.append(truth[first + j]) }
+            tiles.append(contentsOf: Array(repeating: RGBImage.blank(64), count: columns - 2 * prompts - 1))
+        }
+        for k in 0..<min(2, pairs.count) {
+            tiles.append(pairs[k].reference); tiles.append(pairs[k].companion!.reference)
+            tiles.append(images.pairNested[k]); tiles.append(pairs[k].scene.render(seed: 7))
+            tiles.append(images.pairBase[k]); tiles.append(contentsOf: Array(repeating: RGBImage.blank(64), count: columns - 5))
+        }
+        return ContactSheet.make(tiles, columns: columns).enlarged(2)
+    }
+
+    /// `autoencoderOnly`: results.md with the validation rows and autoencoder.png (truths beside their reconstructions).
+    func writeAutoencoderCheck(_ validation: Validation, cases: Int) throws -> Summary {
+        let table = WorldEvaluation.table(validation.rows, chance: chance)
+        let report = "# Autoencoder check\n\n\(cases) held-out scenes, model \(model.lastPathComponent).\n\n" + table
+        try Data(report.utf8).write(to: output.appendingPathComponent("results.md"))
+        var tiles: [RGBImage] = []
+        for (t, r) in zip(validation.truth, validation.throughVAE).prefix(32) { tiles.append(t); tiles.append(r) }
+        try ImageFile.writePNG(ContactSheet.make(tiles, columns: 8).enlarged(2),
+                               to: output.appendingPathComponent("autoencoder.png").path)
+        return Summary(table: table, written: ["results.md", "autoencoder.png"])
+    }
+}
+
+extension RGBImage {
+    /// A white square, for the empty cells of a contact sheet.
+    static func blank(_ side: Int) -> RGBImage {
+        try! RGBImage(width: side, height: side, pixels: [UInt8](repeating: 255, count: side * side * 3))
+    }
+}
