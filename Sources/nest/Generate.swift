@@ -182,11 +182,11 @@ struct Generate: ParsableCommand {
         let generator: Generator
         do {
             // Narrow weights are read narrow: no whole float32 model exists first.
-            let precision: WeightPrecision = halfWeights ? .float16 : bfloat16 ? .bfloat16 : .float32
             let line = LoadProgressLine()
             defer { line.finish() }
             let pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant,
-                                                            precision: precision, progress: line.update)
+                                                            precision: halfWeights ? .float16 : bfloat16 ? .bfloat16 : .float32,
+                                                            progress: line.update)
             generator = Generator(pipeline: pipeline, catalog: inputs.catalog)
             if let ipAdapter { generator.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
         } catch { fail(String(describing: error)) }
