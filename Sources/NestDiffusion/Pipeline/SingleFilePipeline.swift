@@ -1,0 +1,58 @@
+import Foundation
+import NestEngine
+import NestIO
+import NestModels
+
+extension StableDiffusionPipeline {
+    /// Whether `url` names a single-file checkpoint (a `.safetensors` file) rather than a diffusers folder.
+    public static func isSingleFile(_ url: URL) -> Bool {
+        var isFolder: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) && !isFolder.boolValue
+            && url.pathExtension.lowercased() == "safetensors"
+    }
+
+    /// Loads a single-file checkpoint (SD 1.x, 2.x or SDXL in the original key layout).
+    ///
+    /// A single file holds weights only: the models' configs, the tokenizers and the
+    /// scheduler config come from `config`, a diffusers folder of the same family
+    /// (its weights are not read). The whole file is checked against those configs
+    /// before any model is built (see `SingleFileCheckpoint.plan`).
+    public static func load(singleFile url: URL, config configURL: URL?) throws -> StableDiffusionPipeline {
+        let checkpoint = try SingleFileCheckpoint(path: url.path)
+        guard let configURL else {
+            throw ModelConfigError("\(url.path): a single-file \(checkpoint.family.rawValue) checkpoint holds no tokenizer or "
+                                   + "scheduler config; name a diffusers folder of the same family whose configs and "
+                                   + "tokenizers to use (nest generate --config DIR; its weights are not read)")
+        }
+        let folder = try ModelFolder(url: configURL)
+        let textNames = ["text_encoder", "text_encoder_2"].filter(folder.has)
+        guard textNames.count == checkpoint.family.textEncoderTables.count else {
+            throw ModelConfigError("\(url.path) is a \(checkpoint.family.rawValue) checkpoint with "
+                                   + "\(checkpoint.family.textEncoderTables.count) text encoder(s), but \(configURL.path) "
+                                   + "describes a pipeline with \(textNames.count)")
+        }
+        let configs = SingleFileCheckpoint.Configs(
+            unet: try UNet2DConditionConfig.load(from: try folder.component("unet").appendingPathComponent("config.json")),
+            vae: try decodeConfig(AutoencoderKLConfig.self, from: try folder.component("vae").appendingPathComponent("config.json")),
+            textEncoders: try textNames.map {
+                try decodeConfig(CLIPTextConfig.self, from: try folder.component($0).appendingPathComponent("config.json"))
+            })
+        // Everything small is read before the weights, so a broken folder fails fast.
+        let tokenizers = try ["tokenizer", "tokenizer_2"].prefix(textNames.count).map {
+            try CLIPTokenizer.load(folder: try folder.component($0))
+        }
+        let schedulerConfig = try SchedulerConfig.load(
+            from: try folder.component("scheduler").appendingPathComponent("scheduler_config.json"))
+        let models = try checkpoint.load(configs)
+        let prompts = try PromptEncoder(tokenizers: tokenizers, encoders: models.textEncoders)
+        return StableDiffusionPipeline(folder: folder, prompts: prompts, unet: models.unet, vae: models.vae,
+                                       schedulerConfig: schedulerConfig,
+                                       forceZerosForEmptyPrompt: try forceZerosForEmptyPrompt(folder, isXL: prompts.isXL))
+    }
+
+    /// SDXL pipelines' `force_zeros_for_empty_prompt` (model_index.json), on by default for SDXL.
+    static func forceZerosForEmptyPrompt(_ folder: ModelFolder, isXL: Bool) throws -> Bool {
+        let index = try JSONSerialization.jsonObject(with: readConfigFile(folder.url.appendingPathComponent("model_index.json")))
+        return ((index as? [String: Any])?["force_zeros_for_empty_prompt"] as? Bool) ?? isXL
+    }
+}
