@@ -21,10 +21,13 @@ struct SeedArgument: ExpressibleByArgument {
 /// Text-to-image from a diffusers folder.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate images from a prompt with a Stable Diffusion model folder (SD 1.x, 2.x, SDXL).")
+        abstract: "Generate images from a prompt with a Stable Diffusion model (SD 1.x, 2.x, SDXL): a diffusers folder or a single-file checkpoint.")
 
-    @Option(help: "A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, …).")
+    @Option(help: "A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, …) or a single-file checkpoint (FILE.safetensors in the original SD 1.x/2.x/SDXL layout).")
     var model: String?
+
+    @Option(help: "With a single-file --model: a diffusers folder of the same family whose configs, tokenizers and scheduler to use (its weights are not read).")
+    var config: String?
 
     @Option(name: .shortAndLong, help: "What to draw.")
     var prompt: String
@@ -142,11 +145,17 @@ struct Generate: ParsableCommand {
     func run() throws {
         try engine.apply()
         let model = DefaultModel.resolve(self.model)
-        do { try PipelineGeometry.read(folder: ModelFolder(url: URL(fileURLWithPath: model))).validate(request(seed: 0)) } catch {
+        let modelURL = URL(fileURLWithPath: model), configURL = config.map { URL(fileURLWithPath: $0) }
+        // A single file takes its configs (and shipped adapters) from the --config folder.
+        let configFolder: URL
+        do {
+            configFolder = try StableDiffusionPipeline.configFolder(model: modelURL, config: configURL)
+            try PipelineGeometry.read(folder: ModelFolder(url: configFolder)).validate(request(seed: 0))
+        } catch {
             fail(cliMessage(error))
         }
         let seed = self.seed?.value ?? UInt64.random(in: 0..<(1 << 32))
-        let inputs = GenerateInputs(command: self, model: model, seed: seed)
+        let inputs = GenerateInputs(command: self, model: configFolder.path, seed: seed)
         // Check every output before spending minutes loading and generating.
         for path in outputPaths { try checkWritable(path) }
         if let saveAttention {
@@ -159,7 +168,7 @@ struct Generate: ParsableCommand {
         let loadStart = Date()
         let generator: Generator
         do {
-            let pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant)
+            let pipeline = try StableDiffusionPipeline.load(model: modelURL, config: configURL, variant: variant)
             if halfWeights { pipeline.storeWeightsAsHalf() }
             if bfloat16 { pipeline.storeWeightsAsBFloat16() }
             generator = Generator(pipeline: pipeline, catalog: inputs.catalog)

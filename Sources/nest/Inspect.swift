@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import NestDiffusion
 import NestEngine
 import NestIO
 import NestModels
@@ -13,6 +14,9 @@ struct Inspect: ParsableCommand {
     var given: String?
     /// What to inspect (checked present unless --system).
     var path: String { given ?? "" }
+
+    @Option(help: "With a single-file checkpoint: a diffusers folder of the same family whose configs to check every tensor against.")
+    var config: String?
 
     @Option(help: "List at most this many tensors.")
     var limit: Int = 50
@@ -147,6 +151,7 @@ struct Inspect: ParsableCommand {
         for (key, value) in weights.metadata.sorted(by: { $0.key < $1.key }) {
             print("  metadata \(Escaped.text(key)): \(Escaped.text(value, limit: 4000))")
         }
+        if weights.names.contains(where: SingleFileCheckpoint.isOriginalLayoutName) { describeSingleFile() }
         for name in weights.names.prefix(limit) {
             let info = try weights.info(name)
             print("  \(Escaped.text(name))  \(info.dtype.rawValue) \(info.shape)")
@@ -163,6 +168,23 @@ func formatCount(_ n: Int) -> String {
 }
 
 extension Inspect {
+    /// The family a single-file checkpoint was recognized as and, with --config, the whole-file check.
+    func describeSingleFile() {
+        do {
+            let checkpoint = try SingleFileCheckpoint(path: path)
+            print("  single-file \(checkpoint.family.rawValue) checkpoint: UNet, VAE, \(checkpoint.family.textEncoderTables.count) "
+                  + "text encoder(s); \(checkpoint.crossAttentionLayers) cross-attention layers")
+            guard let config else { return }
+            let folder = try ModelFolder(url: URL(fileURLWithPath: config))
+            let plan = try checkpoint.plan(try StableDiffusionPipeline.singleFileConfigs(checkpoint, folder: folder))
+            let sources = [plan.unet, plan.vae] + plan.textEncoders
+            print("  every tensor fits the configs of \(config): \(sources.map(\.keys.count).reduce(0, +)) weights")
+            for (reason, count) in plan.ignored.sorted(by: { $0.key < $1.key }) { print("  unused by design: \(count) × \(reason)") }
+        } catch {
+            fail(oneLine(error))
+        }
+    }
+
     func printSystem() {
         print("engine configuration (environment variables; values in effect):")
         for entry in EngineConfiguration.current.entries {

@@ -78,7 +78,7 @@ import Testing
     @Test func familyAndConfigDisagree() throws {
         // An SD 1 file read with an SDXL folder's configs, and an SD 2 file with an SD 1 folder's.
         Self.expectOneLine(Self.failure(Self.sd1, config: SingleFileTests.folder("sdxl")),
-                           naming: ["SD 1.x checkpoint with 1 text encoder(s)", "describes a pipeline with 2"])
+                           naming: ["an SD 1.x checkpoint with 1 text encoder(s)", "describes a pipeline with 2"])
         Self.expectOneLine(Self.failure(SingleFileTests.file("sd2"), config: SingleFileTests.folder("sd1")),
                            naming: ["weight problem(s)", "model.diffusion_model."])
     }

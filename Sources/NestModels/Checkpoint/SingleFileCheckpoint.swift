@@ -26,8 +26,13 @@ public final class SingleFileCheckpoint {
         }
         for (prefix, what) in [(CheckpointFamily.unetPrefix, "UNet"), (CheckpointFamily.vaePrefix, "VAE")]
         where !names.contains(where: { $0.hasPrefix(prefix) }) {
-            throw ModelConfigError("\(path): a \(family.rawValue) checkpoint without its \(what) (no \(prefix)* tensors)")
+            throw ModelConfigError("\(path): an \(family.rawValue) checkpoint without its \(what) (no \(prefix)* tensors)")
         }
+    }
+
+    /// Whether a tensor name belongs to the original layout (for telling such files from other safetensors).
+    public static func isOriginalLayoutName(_ name: String) -> Bool {
+        ["model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.embedders."].contains { name.hasPrefix($0) }
     }
 
     /// Cross-attention layers of the UNet (`attn2` of every transformer block): 70 in SDXL base, 16 in SD 1.x/2.x.
@@ -62,7 +67,7 @@ public final class SingleFileCheckpoint {
     /// other purposes (`IgnoredTensors`).
     public func plan(_ configs: Configs) throws -> Plan {
         guard configs.textEncoders.count == family.textEncoderTables.count else {
-            throw ModelConfigError("\(path): a \(family.rawValue) checkpoint has \(family.textEncoderTables.count) text encoder(s), "
+            throw ModelConfigError("\(path): an \(family.rawValue) checkpoint has \(family.textEncoderTables.count) text encoder(s), "
                                    + "the configs describe \(configs.textEncoders.count)")
         }
         var problems: [String] = []
