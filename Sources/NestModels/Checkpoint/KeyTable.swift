@@ -80,6 +80,11 @@ public struct KeyRule: Sendable {
 public struct MappedKey: Equatable, Sendable {
     public let original: String
     public let transform: KeyTransform
+
+    public init(original: String, transform: KeyTransform) {
+        self.original = original
+        self.transform = transform
+    }
 }
 
 /// An ordered list of rules under one original prefix (`model.diffusion_model.`, …):
