@@ -1,0 +1,49 @@
+import Foundation
+import NestEngine
+import NestIO
+import Testing
+
+/// `nest generate` and `nest inspect` with single-file checkpoints (tools/make_single_file_fixtures.py).
+@Suite struct SingleFileCommandTests {
+    static let files = CLI.root.appendingPathComponent("Tests/NestDiffusionTests/Fixtures/singlefile")
+
+    @Test func generatesDiffusersImageFromSingleFile() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("cat.png").path
+        // The SDXL case of singlefile/cases.json: Euler, seed 31, 4 steps, guidance 5.
+        let r = try CLI.run(["generate", "--model", Self.files.appendingPathComponent("sdxl.safetensors").path,
+                             "--config", CLI.fixtures.appendingPathComponent("sdxl").path, "--prompt", "a photo of a cat",
+                             "--steps", "4", "--seed", "31", "--guidance", "5", "--scheduler", "euler", "--output", path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let image = try ImageFile.decode(path: path)
+        let expected = try SafeTensorsFile(path: Self.files.appendingPathComponent("images.safetensors").path).tensor("sdxl")
+        var worst = 0
+        for i in 0..<image.pixels.count { worst = max(worst, abs(Int(image.pixels[i]) - Int((expected.data[i] * 255).rounded()))) }
+        #expect(worst <= 1, "CLI image from the single file differs from diffusers' by \(worst)/255")
+    }
+
+    @Test func singleFileWithoutConfigFailsInOneLine() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let output = dir.appendingPathComponent("x.png").path
+        let r = try CLI.run(["generate", "--model", Self.files.appendingPathComponent("sd2.safetensors").path,
+                             "--prompt", "a cat", "--output", output])
+        #expect(r.status != 0)
+        let lines = r.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && r.stderr.contains("SD 2.x") && r.stderr.contains("--config DIR"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: output))
+    }
+
+    @Test func inspectNamesTheFamilyAndChecksAgainstConfig() throws {
+        let r = try CLI.run(["inspect", Self.files.appendingPathComponent("sd2.safetensors").path,
+                             "--config", CLI.fixtures.appendingPathComponent("sd2").path, "--limit", "0"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("single-file SD 2.x checkpoint"), "\(r.stdout)")
+        #expect(r.stdout.contains("every tensor fits the configs"), "\(r.stdout)")
+        #expect(r.stdout.contains("OpenCLIP block after the layer SD 2 reads"), "\(r.stdout)")
+        let wrong = try CLI.run(["inspect", Self.files.appendingPathComponent("sd2.safetensors").path,
+                                 "--config", CLI.fixtures.appendingPathComponent("sd1").path])
+        #expect(wrong.status != 0 && wrong.stderr.contains("weight problem(s)"), "\(wrong.stderr)")
+    }
+}
