@@ -55,7 +55,7 @@ import Testing
         let name = "first_stage_model.decoder.mid.attn_1.q.weight"
         let url = try Self.rewritten(replace: [name: ([16, 16, 3, 3], Array(repeating: 0.5, count: 16 * 16 * 9))])
         defer { try? FileManager.default.removeItem(at: url) }
-        Self.expectOneLine(Self.failure(url), naming: ["\(name): shape [16, 16, 3, 3], expected [16, 16, 1, 1]"])
+        Self.expectOneLine(Self.failure(url), naming: ["1 weight problem(s): \(name): shape [16, 16, 3, 3], expected [16, 16, 1, 1]"])
     }
 
     @Test func unknownTensor() throws {

@@ -74,9 +74,9 @@ public final class SingleFileCheckpoint {
         var used = Set<String>()
         func source(_ component: String, _ table: KeyTable, _ model: () throws -> Module) rethrows -> RenamedSource {
             let planned = try ParameterShapes.plan(model)
-            let (keys, found) = mapKeys(component, table, planned.checkpointShapes())
+            let (keys, claimed, found) = mapKeys(component, table, planned.checkpointShapes())
             problems += found
-            used.formUnion(keys.values.map(\.original))
+            used.formUnion(claimed)
             return RenamedSource(file: file, keys: keys)
         }
         let unet = source("unet", OriginalLayout.unet(configs.unet)) { UNet2DConditionModel(config: configs.unet) }
@@ -100,10 +100,11 @@ public final class SingleFileCheckpoint {
         return Plan(unet: unet, vae: vae, textEncoders: text, ignored: ignored)
     }
 
-    /// The original tensor of every expected parameter, and the problems found on the way.
+    /// The original tensor of every expected parameter, the original names claimed (a
+    /// mis-shaped tensor is reported once, as such), and the problems found on the way.
     func mapKeys(_ component: String, _ table: KeyTable, _ expected: [(name: String, shape: [Int])])
-        -> (keys: [String: MappedKey], problems: [String]) {
-        var keys: [String: MappedKey] = [:], problems: [String] = []
+        -> (keys: [String: MappedKey], claimed: Set<String>, problems: [String]) {
+        var keys: [String: MappedKey] = [:], claimed = Set<String>(), problems: [String] = []
         for (name, want) in expected {
             guard let key = table.map(name) else {
                 problems.append("\(component) \(name): no rule maps it to the original layout")
@@ -113,13 +114,14 @@ public final class SingleFileCheckpoint {
                 problems.append("\(key.original): missing (\(component) \(name))")
                 continue
             }
+            claimed.insert(key.original)
             guard let shape = key.transform.shape(from: stored), shape == want else {
                 problems.append("\(key.original): shape \(stored), expected \(expectedStored(want, key.transform)) (\(component) \(name))")
                 continue
             }
             keys[name] = key
         }
-        return (keys, problems)
+        return (keys, claimed, problems)
     }
 
     /// The stored shape a parameter of shape `want` needs, for messages.
