@@ -26,6 +26,11 @@ to copies of those configs (unet.json, vae.json, text_encoder.json, text_encoder
 the models are built on the meta device (no weights), rewritten in the original layout, and
 converted back with diffusers' own conversion functions, which must give every parameter
 of the diffusers models with its shape.
+
+With --real-sd15-file DIR (for load measurements; not a fixture, write it to an ignored
+place such as out/), a full-size SD 1.5-shaped pipeline with random float16 weights is
+written as DIR/sd15.safetensors, as the diffusers folder DIR/folder/, and as DIR/config/
+(that folder without its weights, for --config).
 """
 import argparse
 import json
@@ -298,12 +303,42 @@ def real_sdxl_header():
     print(len(state), "tensors ->", HEADER_OUT)
 
 
+def real_sd15_file(out):
+    """A full-size SD 1.5-shaped single file (random weights, float16) for load measurements, the
+    same models as a diffusers folder, and a folder of configs only (what --config needs)."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    def config(name):
+        with open(os.path.join(BENCH, name)) as f:
+            return json.load(f)
+
+    torch.manual_seed(0)
+    tokenizer = CLIPTokenizer.from_pretrained(os.path.join(BENCH, "sd15_pipeline", "tokenizer"))
+    scheduler = EulerDiscreteScheduler.from_pretrained(os.path.join(BENCH, "sd15_pipeline", "scheduler"))
+    pipe = StableDiffusionPipeline(unet=UNet2DConditionModel.from_config(config("sd15_unet.json")),
+                                   vae=AutoencoderKL.from_config(config("sd_vae.json")),
+                                   text_encoder=CLIPTextModel(CLIPTextConfig(**config("sd15_text.json"))),
+                                   tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False).to(torch.float16)
+    os.makedirs(out, exist_ok=True)
+    save_file(single_file_state(pipe, "sd1"), os.path.join(out, "sd15.safetensors"))
+    pipe.save_pretrained(os.path.join(out, "folder"), safe_serialization=True)
+    configs = os.path.join(out, "config")
+    shutil.copytree(os.path.join(out, "folder"), configs, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*.safetensors"))
+    print("wrote", out)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--real-sdxl-header", action="store_true", help="write the real SDXL header list instead")
+    parser.add_argument("--real-sd15-file", metavar="DIR", help="write a full-size SD 1.5-shaped file into DIR instead")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
-    if args.real_sdxl_header:
+    if args.real_sd15_file:
+        real_sd15_file(args.real_sd15_file)
+    elif args.real_sdxl_header:
         real_sdxl_header()
     else:
         tiny_fixtures()

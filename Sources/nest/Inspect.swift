@@ -37,6 +37,8 @@ struct Inspect: ParsableCommand {
             fail("\(path): no such file or folder")
         }
         let lower = path.lowercased()
+        let isWeights = !isDirectory.boolValue && !(lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
+        if config != nil && !isWeights { fail("--config is for single-file checkpoints; \(path) is not a weights file") }
         if isDirectory.boolValue && FileManager.default.fileExists(atPath: path + "/model_index.json") {
             inspectModelFolder()
             return
@@ -151,7 +153,11 @@ struct Inspect: ParsableCommand {
         for (key, value) in weights.metadata.sorted(by: { $0.key < $1.key }) {
             print("  metadata \(Escaped.text(key)): \(Escaped.text(value, limit: 4000))")
         }
-        if weights.names.contains(where: SingleFileCheckpoint.isOriginalLayoutName) { describeSingleFile() }
+        if weights.names.contains(where: SingleFileCheckpoint.isOriginalLayoutName) {
+            describeSingleFile()
+        } else if config != nil {
+            fail("--config is for single-file checkpoints; \(path) holds no original-layout tensors")
+        }
         for name in weights.names.prefix(limit) {
             let info = try weights.info(name)
             print("  \(Escaped.text(name))  \(info.dtype.rawValue) \(info.shape)")

@@ -145,19 +145,26 @@ public final class SingleFileCheckpoint {
     /// Plans (checking the whole file), then builds and loads every model.
     public func load(_ configs: Configs) throws -> Models {
         let plan = try plan(configs)
+        // Each component reads through a mapping of its own, dropped once it is loaded, so the
+        // pages of loaded components leave memory as they do with a folder's per-component files.
+        func fresh(_ planned: RenamedSource) throws -> RenamedSource {
+            RenamedSource(file: try SafeTensorsFile(path: path), keys: planned.keys)
+        }
         do {
             let unet = UNet2DConditionModel(config: configs.unet)
-            try unet.load(from: plan.unet)
+            try unet.load(from: try fresh(plan.unet))
             let vae = try AutoencoderKL(config: configs.vae)
-            try vae.load(from: plan.vae)
+            try vae.load(from: try fresh(plan.vae))
             let text = try zip(configs.textEncoders, plan.textEncoders).enumerated().map { i, pair in
                 let model = CLIPTextModel(config: pair.0, withProjection: family == .sdxl && i == 1)
-                try model.load(from: pair.1)
+                try model.load(from: try fresh(pair.1))
                 return model
             }
             return Models(unet: unet, vae: vae, textEncoders: text, ignored: plan.ignored)
         } catch let error as WeightLoadingError {
             throw ModelConfigError("\(path): \(error.description)")
+        } catch let error as SafeTensorsError {
+            throw ModelConfigError(error.description)
         }
     }
 }
