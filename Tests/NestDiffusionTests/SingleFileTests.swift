@@ -67,4 +67,23 @@ import Testing
         print("single-file parity \(flavour): max \(worst)/255, mean \(Double(total) / Double(image.count))/255")
         #expect(worst <= 1, "\(flavour): max |Δ| \(worst)/255 against diffusers' image from the same file")
     }
+
+    @Test func float16FileHoldsTheRoundedWeights() throws {
+        // Most shared files are float16: the SD 2 fixture (OpenCLIP's split and transposed tensors
+        // included) rewritten in float16 loads to the folder's weights rounded to float16.
+        let source = try SafeTensorsFile(path: Self.file("sd2").path)
+        var writer = SafeTensorsWriter()
+        for name in source.names { writer.add(name, shape: try source.info(name).shape, floats: try source.floats(name), as: .f16) }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sd2-f16-\(UUID().uuidString).safetensors")
+        try writer.write(to: url.path)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let single = try StableDiffusionPipeline.load(singleFile: url, config: Self.folder("sd2"))
+        let folder = try StableDiffusionPipeline.load(folder: Self.folder("sd2"))
+        for (a, b) in [(single.unet as Module, folder.unet as Module), (single.vae, folder.vae),
+                       (single.prompts.encoders[0], folder.prompts.encoders[0])] {
+            let (ta, tb) = (Self.tensors(a), Self.tensors(b))
+            let differing = tb.keys.filter { ta[$0] != tb[$0]!.map { Float(Float16($0)) } }.sorted()
+            #expect(differing.isEmpty, "\(differing.count) parameter(s) differ from the rounded folder weights, first \(differing.first ?? "")")
+        }
+    }
 }
