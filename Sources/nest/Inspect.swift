@@ -184,7 +184,8 @@ extension Inspect {
             let folder = try ModelFolder(url: URL(fileURLWithPath: config))
             let plan = try checkpoint.plan(try StableDiffusionPipeline.singleFileConfigs(checkpoint, folder: folder))
             let sources = [plan.unet, plan.vae] + plan.textEncoders
-            print("  every tensor fits the configs of \(config): \(sources.map(\.keys.count).reduce(0, +)) weights")
+            let tensors = Set(sources.flatMap { $0.keys.values.map(\.original) }).count
+            print("  every tensor fits the configs of \(config): \(tensors) tensors fill \(sources.map(\.keys.count).reduce(0, +)) parameters")
             for (reason, count) in plan.ignored.sorted(by: { $0.key < $1.key }) { print("  unused by design: \(count) × \(reason)") }
         } catch {
             fail(oneLine(error))

@@ -46,4 +46,43 @@ import Testing
                                  "--config", CLI.fixtures.appendingPathComponent("sd1").path])
         #expect(wrong.status != 0 && wrong.stderr.contains("weight problem(s)"), "\(wrong.stderr)")
     }
+
+    @Test func inspectRecognizesRealSizeSDXL() throws {
+        // The real SDXL base header (Tests/NestModelsTests/Fixtures/singlefile_sdxl) as a sparse float16 file,
+        // and a diffusers folder holding only the published configs.
+        let fixture = CLI.root.appendingPathComponent("Tests/NestModelsTests/Fixtures/singlefile_sdxl")
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let lines = try String(contentsOf: fixture.appendingPathComponent("header.txt"), encoding: .utf8).split(separator: "\n")
+        var entries: [String: Any] = [:], offset = 0
+        for line in lines {
+            let parts = line.split(separator: " ")
+            let shape = parts.count > 1 ? parts[1].split(separator: ",").map { Int($0)! } : []
+            entries[String(parts[0])] = ["dtype": "F16", "shape": shape, "data_offsets": [offset, offset + 2 * shape.reduce(1, *)]]
+            offset += 2 * shape.reduce(1, *)
+        }
+        let json = try JSONSerialization.data(withJSONObject: entries)
+        var length = UInt64(json.count).littleEndian
+        let file = dir.appendingPathComponent("sdxl.safetensors")
+        try (Data(bytes: &length, count: 8) + json).write(to: file)
+        let handle = try FileHandle(forWritingTo: file)
+        try handle.truncate(atOffset: UInt64(8 + json.count + offset))
+        try handle.close()
+        let configs = dir.appendingPathComponent("configs")
+        let components = ["unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "text_encoder": "CLIPTextModel",
+                          "text_encoder_2": "CLIPTextModelWithProjection"]
+        var index: [String: Any] = ["_class_name": "StableDiffusionXLPipeline"]
+        for (name, className) in components {
+            try FileManager.default.createDirectory(at: configs.appendingPathComponent(name), withIntermediateDirectories: true)
+            try FileManager.default.copyItem(at: fixture.appendingPathComponent("\(name).json"),
+                                             to: configs.appendingPathComponent("\(name)/config.json"))
+            index[name] = [name.hasPrefix("text") ? "transformers" : "diffusers", className]
+        }
+        try JSONSerialization.data(withJSONObject: index).write(to: configs.appendingPathComponent("model_index.json"))
+        let r = try CLI.run(["inspect", file.path, "--config", configs.path, "--limit", "0"])
+        // All tensors but the position ids and logit scale; the 32 fused q/k/v projections fill three parameters each.
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("single-file SDXL checkpoint: UNet, VAE, 2 text encoder(s); 70 cross-attention layers"), "\(r.stdout)")
+        #expect(r.stdout.contains("every tensor fits the configs of \(configs.path): \(lines.count - 2) tensors fill \(lines.count - 2 + 32 * 2 * 2) parameters"), "\(r.stdout)")
+    }
 }
