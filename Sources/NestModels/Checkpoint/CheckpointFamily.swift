@@ -19,7 +19,10 @@ public enum CheckpointFamily: String, Sendable, CaseIterable {
         }
     }
 
-    /// The family whose text-encoder tensors the file holds; nil when none fits.
+    /// SDXL's second encoder is CLIPTextModelWithProjection: its pooled output is projected.
+    public func textEncoderHasProjection(_ index: Int) -> Bool { self == .sdxl && index == 1 }
+
+    /// The family whose text-encoder tensors the file holds; an error saying what the file is otherwise.
     /// A file must also hold a UNet and a VAE in the original layout (checked by the caller).
     static func recognize(_ names: [String]) throws -> CheckpointFamily {
         func has(_ prefix: String) -> Bool { names.contains { $0.hasPrefix(prefix) } }

@@ -85,7 +85,7 @@ public final class SingleFileCheckpoint {
         }
         let names = ["text_encoder", "text_encoder_2"]
         let text = zip(configs.textEncoders, family.textEncoderTables).enumerated().map { i, pair in
-            source(names[i], pair.1) { CLIPTextModel(config: pair.0, withProjection: family == .sdxl && i == 1) }
+            source(names[i], pair.1) { CLIPTextModel(config: pair.0, withProjection: family.textEncoderHasProjection(i)) }
         }
         let ignoring = IgnoredTensors(family: family, textEncoders: configs.textEncoders)
         var ignored: [String: Int] = [:]
@@ -156,7 +156,7 @@ public final class SingleFileCheckpoint {
             let vae = try AutoencoderKL(config: configs.vae)
             try vae.load(from: try fresh(plan.vae))
             let text = try zip(configs.textEncoders, plan.textEncoders).enumerated().map { i, pair in
-                let model = CLIPTextModel(config: pair.0, withProjection: family == .sdxl && i == 1)
+                let model = CLIPTextModel(config: pair.0, withProjection: family.textEncoderHasProjection(i))
                 try model.load(from: try fresh(pair.1))
                 return model
             }
