@@ -20,6 +20,10 @@ public struct GenerationRequest {
     public var ipScale: Float
     /// Record the subject tokens' attention during the first batch (`Generator.attentionMaps`).
     public var recordAttention: Bool
+    /// LoRA files with their scales, applied for this request only.
+    public var loras: [LoRAChoice] = []
+    /// Textual-inversion files, their tokens usable in this request's prompts.
+    public var embeddings: [EmbeddingChoice] = []
 
     public init(generation: GenerationConfiguration, subjects: [Subject] = [], valueNormalization: Float? = nil,
                 tokenWeight: Float? = nil, ipImages: [RGBImage] = [], ipScale: Float = 1, recordAttention: Bool = false) {
@@ -34,6 +38,13 @@ public struct GenerationRequest {
         try generation.validate(limits: limits)
         try NestedAttentionOptions(valueNormalization: valueNormalization, tokenWeight: tokenWeight ?? 1).validate()
         try checkRange(ipScale, 0...10, field: "subject_scale")
+        for lora in loras {
+            try checkRange(lora.scale, -10...10, field: "lora")
+            if lora.path.isEmpty { throw GenerationRequestError(field: "lora", "names no file") }
+        }
+        for embedding in embeddings where embedding.path.isEmpty || embedding.token?.isEmpty == true {
+            throw GenerationRequestError(field: "embedding", "\(embedding.path): needs a file and, after ':', a token")
+        }
         for subject in subjects where subject.images.isEmpty {
             throw GenerationRequestError(field: "subject", "\(subject.placeholder) has no photos")
         }
@@ -122,9 +133,13 @@ public final class Generator {
     /// Built on the first request with subjects or IP-Adapter images.
     public private(set) var personalized: PersonalizedPipeline?
 
+    /// The LoRAs and embeddings of the last request, taken off when the next differs.
+    public let additions: PipelineAdditions
+
     public init(pipeline: StableDiffusionPipeline, catalog: AdapterCatalog) {
         self.pipeline = pipeline
         self.catalog = catalog
+        additions = PipelineAdditions(pipeline: pipeline)
     }
 
     /// The pipeline with the request's adapters loaded (nil for plain text-to-image).
@@ -145,6 +160,7 @@ public final class Generator {
         try request.validate()
         try pipeline.validate(request.generation)
         try catalog.checkPlaceholders(request)
+        try additions.apply(loras: request.loras, embeddings: request.embeddings)
         guard let pipe = try personalize(request) else {
             try generateImages(request.generation, batch: { try pipeline.generate($0, progress: $1) }, progress: progress, deliver: deliver)
             return

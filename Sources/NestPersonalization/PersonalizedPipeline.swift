@@ -128,7 +128,7 @@ public final class PersonalizedPipeline {
             let adapter = adapters[s.placeholder]!
             return (s, adapter, encoderTokens(s, adapter: adapter))
         }
-        let guided = config.guidanceScale > 1
+        let guided = base.usesGuidance(config)
         return try base.generate(config, conditioning: { [self] positive, negative in
             var bindings: [NestedBindingSubject] = []
             for (subject, adapter, tokens) in encoded {

@@ -7,6 +7,7 @@ import NestModels
 import NestPersonalization
 
 extension SchedulerKind: ExpressibleByArgument {}
+extension TimestepSpacing: ExpressibleByArgument {}
 
 /// A seed as the web UIs take it: a number, or -1 for a random one.
 struct SeedArgument: ExpressibleByArgument {
@@ -54,11 +55,15 @@ struct Generate: ParsableCommand {
     @Option(parsing: .unconditional, help: "Height in pixels (default: the model's native size).")
     var height: Int?
 
-    @Option(help: "Sampler: euler, euler-a, ddim, dpm++2m (default: the model folder's). The folder's config values are kept.")
+    @Option(name: [.customLong("scheduler"), .customLong("sampler")],
+            help: "Sampler: euler, euler-a, ddim, dpm++2m, lcm (default: the model folder's). The folder's config values are kept.")
     var scheduler: SchedulerKind?
 
     @Flag(inversion: .prefixedNo, help: "Karras sigmas (euler, dpm++2m); default: the folder's setting.")
     var karras: Bool?
+
+    @Option(help: "Timestep spacing: leading, trailing (SDXL-Turbo/Lightning), linspace (default: the folder's setting).")
+    var timestepSpacing: TimestepSpacing?
 
     @Option(parsing: .unconditional, help: "How many images (numbered files when more than one; at most 10000, each written as soon as its batch is done).")
     var count: Int = 1
@@ -71,6 +76,12 @@ struct Generate: ParsableCommand {
 
     @Flag(help: "Replace existing output files.")
     var overwrite = false
+
+    @Option(help: "Image-to-image: start from this PNG or JPEG (its size, rounded down to the VAE factor, unless --width/--height resize it).")
+    var initImage: String?
+
+    @Option(parsing: .unconditional, help: "Image-to-image: how much of the schedule runs, 0–1 (default 0.8); int(steps × strength) steps run.")
+    var strength: Double?
 
     @Option(help: "Weights variant to prefer, e.g. fp16.")
     var variant: String?
@@ -102,24 +113,35 @@ struct Generate: ParsableCommand {
     @Option(parsing: .unconditional, help: "IP-Adapter scale, 0–10.")
     var subjectScale: Float = 1
 
+    @Option(name: .customLong("lora"), help: "FILE[:SCALE]: a LoRA (diffusers/PEFT or web-UI layout, UNet and text encoders) at SCALE (default 1); repeatable.")
+    var loras: [String] = []
+
+    @Option(name: .customLong("embedding"), help: "FILE[:TOKEN]: a textual-inversion embedding (diffusers or web-UI layout), used in prompts as TOKEN (default: the file's token or name); repeatable.")
+    var embeddings: [String] = []
+
     @Option(help: "Write attention maps of the subject tokens (outer heatmaps and nested attention traced to the reference patches) as PNGs into this folder.")
     var saveAttention: String?
 
     @OptionGroup var engine: EngineOptions
 
-    /// The request as the library takes it (the seed resolved).
-    func request(seed: UInt64) -> GenerationConfiguration {
+    /// The request as the library takes it (the seed resolved, the init image read).
+    func request(seed: UInt64, initImage: RGBImage? = nil) -> GenerationConfiguration {
         GenerationConfiguration(prompt: prompt, negativePrompt: negativePrompt, steps: steps, guidanceScale: guidance,
                                 guidanceRescale: guidanceRescale, seed: seed, width: width, height: height,
-                                scheduler: scheduler, karras: karras, count: count, batchSize: batchSize)
+                                scheduler: scheduler, karras: karras, count: count, batchSize: batchSize,
+                                initImage: initImage, strength: strength, timestepSpacing: timestepSpacing)
     }
 
     /// Everything that needs no model, in the library's own checks; errors name the options.
     func validate() throws {
         do {
             // The library's whole check of the request, less the subjects (read in `run`).
-            try GenerationRequest(generation: request(seed: 0), valueNormalization: valueNorm, tokenWeight: tokenWeight,
+            // The init image is read in `run`; here only whether there is one matters.
+            var generation = request(seed: 0)
+            if initImage != nil { generation.strength = nil }
+            try GenerationRequest(generation: generation, valueNormalization: valueNorm, tokenWeight: tokenWeight,
                                   ipScale: subjectScale).validate()
+            if initImage != nil, let strength { try checkRange(strength, 0...1, field: "strength") }
         } catch let error as GenerationRequestError {
             throw ValidationError(optionMessage(error))
         }
@@ -148,14 +170,15 @@ struct Generate: ParsableCommand {
         let modelURL = URL(fileURLWithPath: model), configURL = config.map { URL(fileURLWithPath: $0) }
         // A single file takes its configs (and shipped adapters) from the --config folder.
         let configFolder: URL
-        do {
-            configFolder = try StableDiffusionPipeline.configFolder(model: modelURL, config: configURL)
-            try PipelineGeometry.read(folder: ModelFolder(url: configFolder)).validate(request(seed: 0))
-        } catch {
+        do { configFolder = try StableDiffusionPipeline.configFolder(model: modelURL, config: configURL) } catch {
             fail(cliMessage(error))
         }
         let seed = self.seed?.value ?? UInt64.random(in: 0..<(1 << 32))
         let inputs = GenerateInputs(command: self, model: configFolder.path, seed: seed)
+        do {
+            try inputs.request.generation.validate()
+            try PipelineGeometry.read(folder: ModelFolder(url: configFolder)).validate(inputs.request.generation)
+        } catch { fail(cliMessage(error)) }
         // Check every output before spending minutes loading and generating.
         for path in outputPaths { try checkWritable(path) }
         if let saveAttention {
@@ -183,9 +206,10 @@ struct Generate: ParsableCommand {
             }
         }
         let schedulerName = (try? pipeline.makeScheduler(config).kind.rawValue) ?? "?"
-        let width = config.width ?? pipeline.defaultSize.width, height = config.height ?? pipeline.defaultSize.height
+        let (height, width) = pipeline.geometry.size(of: config)
+        let stepsRun = config.denoisingSteps
         note(String(format: "loaded %@ in %.1f s; %d×%d, %d steps, %@, seed %llu", model, Date().timeIntervalSince(loadStart),
-                    width, height, steps, schedulerName, seed))
+                    width, height, stepsRun, schedulerName, seed))
 
         func parameters(_ made: GeneratedImage) -> String {
             var text = prompt
@@ -194,13 +218,17 @@ struct Generate: ParsableCommand {
             text += "\nSteps: \(steps), Sampler: \(schedulerName)\(karrasText), CFG scale: \(guidance), Seed: \(made.seed), "
                 + "Size: \(width)x\(height), Model: \(URL(fileURLWithPath: model).lastPathComponent)"
             if guidanceRescale > 0 { text += ", Guidance rescale: \(guidanceRescale)" }
+            if config.initImage != nil { text += ", Denoising strength: \(config.effectiveStrength)" }
+            for lora in inputs.request.loras {
+                text += ", LoRA: \(URL(fileURLWithPath: lora.path).deletingPathExtension().lastPathComponent):\(lora.scale)"
+            }
             if count > 1 { text += ", Batch size: \(made.batchSize), Batch pos: \(made.positionInBatch)" }
             return text + ", Generator: nest"
         }
 
-        let bar = ProgressBar(total: steps * config.batches.count)
+        let bar = ProgressBar(total: stepsRun * config.batches.count)
         do {
-            try generator.generate(inputs.request, progress: { batch, p in bar.update(batch * steps + p.step); return true }) { made in
+            try generator.generate(inputs.request, progress: { batch, p in bar.update(batch * stepsRun + p.step); return true }) { made in
                 if made.index == 0, let saveAttention {
                     let layers = try generator.writeAttentionMaps(of: inputs.request, image: made.image,
                                                                   to: URL(fileURLWithPath: saveAttention), overwrite: overwrite)

@@ -7,7 +7,7 @@ import NestPersonalization
 /// IP-Adapter images — read and checked before the model loads, so that bad input
 /// fails in one line before any work. The checks themselves are the library's.
 struct GenerateInputs {
-    let request: GenerationRequest
+    private(set) var request: GenerationRequest
     let catalog: AdapterCatalog
 
     init(command: Generate, model: String, seed: UInt64) {
@@ -21,11 +21,24 @@ struct GenerateInputs {
             if photos[token] == nil { order.append(token) }
             photos[token, default: []].append(Self.readImage(path))
         }
-        request = GenerationRequest(generation: command.request(seed: seed),
+        let initImage = command.initImage.map { path -> RGBImage in
+            do { return try ImageFile.decode(path: path) } catch { fail("--init-image \(error)") }
+        }
+        request = GenerationRequest(generation: command.request(seed: seed, initImage: initImage),
                                     subjects: order.map { Subject(placeholder: $0, images: photos[$0]!) },
                                     valueNormalization: command.valueNorm, tokenWeight: command.tokenWeight,
                                     ipImages: command.ipImages.map(Self.readImage), ipScale: command.subjectScale,
                                     recordAttention: command.saveAttention != nil)
+        do {
+            request.loras = try command.loras.map(LoRAChoice.init(argument:))
+        } catch { fail(cliMessage(error)) }
+        request.embeddings = command.embeddings.map(EmbeddingChoice.init(argument:))
+        if !request.loras.isEmpty || !request.embeddings.isEmpty {
+            do { try request.validate() } catch { fail(cliMessage(error)) }  // their scales, before reading the files
+        }
+        for (option, path) in request.loras.map({ ("--lora", $0.path) }) + request.embeddings.map({ ("--embedding", $0.path) }) {
+            do { close(try RegularFile.open(path).descriptor) } catch { fail("\(option) \(error)") }
+        }
         do {
             catalog = try AdapterCatalog(model: URL(fileURLWithPath: model), named: command.adapters)
             _ = try catalog.tokens(for: request.subjects)

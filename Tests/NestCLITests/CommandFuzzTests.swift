@@ -9,6 +9,7 @@ import Testing
 /// multiplies the number of runs.
 @Suite struct CommandFuzzTests {
     static let sdxl = CLI.fixtures.appendingPathComponent("sdxl").path
+    static let initImage = CLI.root.appendingPathComponent("Tests/NestDiffusionTests/Fixtures/img2img/init_32x32.png").path
 
     static let values: [String: [String]] = [
         "--steps": ["1", "2", "0", "-1", "1001", "nan", "1e9", "abc", ""],
@@ -19,7 +20,10 @@ import Testing
         "--count": ["1", "2", "0", "-1", "10001"],
         "--batch-size": ["1", "2", "0", "17", "-4"],
         "--seed": ["-1", "0", "7", "18446744073709551615", "18446744073709551616", "-2", "x"],
-        "--scheduler": ["euler", "euler-a", "ddim", "dpm++2m", "plms", ""],
+        "--scheduler": ["euler", "euler-a", "ddim", "dpm++2m", "lcm", "plms", ""],
+        "--timestep-spacing": ["trailing", "leading", "linspace", "sideways"],
+        "--init-image": ["INIT", "/nonexistent.png", "FIFO", "FOLDER", "/dev/zero"],
+        "--strength": ["1", "0.5", "0", "nan", "-0.1", "2"],
         "--negative-prompt": ["", "blurry", "\u{1B}[2J\u{7}", String(repeating: "x", count: 20_001)],
         "--variant": ["fp16", "../x", "", "a b"],
         "--subject": ["<critter>=", "=x", "<x>=/nonexistent.png", "<x>=/dev/zero", "<x>=FIFO", "<x>=FOLDER"],
@@ -50,6 +54,7 @@ import Testing
                 let key = keys[rng.nextInt(below: keys.count)], options = Self.values[key]!
                 let value = options[rng.nextInt(below: options.count)]
                     .replacingOccurrences(of: "FIFO", with: fifo).replacingOccurrences(of: "FOLDER", with: caseDir.path)
+                    .replacingOccurrences(of: "INIT", with: Self.initImage)
                 arguments += [key, value]
             }
             let r = try CLI.run(arguments, timeout: 60)

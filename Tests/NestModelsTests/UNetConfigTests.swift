@@ -87,7 +87,7 @@ enum RealConfigs {
             ("addition_embed_type", "text", "addition_embed_type 'text' is not supported"),
             ("encoder_hid_dim", 1024, "encoder_hid_dim 1024 is not supported"),
             ("dual_cross_attention", true, "dual_cross_attention true is not supported"),
-            ("time_cond_proj_dim", 256, "time_cond_proj_dim 256 is not supported"),
+            ("time_cond_proj_dim", 0, "time_cond_proj_dim"),
             ("time_embedding_type", "fourier", "time_embedding_type 'fourier' is not supported"),
             ("num_attention_heads", 8, "num_attention_heads is not supported"),
             ("resnet_time_scale_shift", "spatial", "resnet_time_scale_shift 'spatial' is not supported"),

@@ -64,6 +64,7 @@ extension GenerationConfiguration {
         if let width, let height, width * height > limits.maxPixels {
             throw GenerationRequestError(field: "width", "× height is \(width)×\(height) = \(width * height) pixels, more than the \(limits.maxPixels) allowed")
         }
+        try validateImageToImage(limits: limits)
     }
 
     /// The batches that make `count` images: batch k holds up to `batchSize`

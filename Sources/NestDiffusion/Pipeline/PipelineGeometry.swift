@@ -30,13 +30,23 @@ public struct PipelineGeometry: Sendable, Equatable {
                                 sampleSize: unet.sampleSize)
     }
 
+    /// The size a request generates: its width and height, else the init image's
+    /// size rounded down to the VAE factor (image-to-image), else the model's own.
+    public func size(of c: GenerationConfiguration) -> (height: Int, width: Int) {
+        let image = c.initImage.map { ($0.height - $0.height % vaeFactor, $0.width - $0.width % vaeFactor) }
+        return (c.height ?? image?.0 ?? defaultSize.height, c.width ?? image?.1 ?? defaultSize.width)
+    }
+
     /// Width and height must be whole latents the UNet can halve all the way down.
     public func validate(_ c: GenerationConfiguration) throws {
         let multiple = vaeFactor * unetFactor
-        for (name, value) in [("width", c.width ?? defaultSize.width), ("height", c.height ?? defaultSize.height)] {
-            guard value % multiple == 0 else {
-                throw GenerationRequestError(field: name, "\(value) is not a multiple of \(multiple) (the VAE's \(vaeFactor)× × the UNet's \(unetFactor)× downsampling)")
+        let size = self.size(of: c)
+        for (name, value, given) in [("width", size.width, c.width), ("height", size.height, c.height)] where value % multiple != 0 || value == 0 {
+            let reason = "is not a multiple of \(multiple) (the VAE's \(vaeFactor)× × the UNet's \(unetFactor)× downsampling)"
+            if given == nil, let image = c.initImage {
+                throw GenerationRequestError(field: "init_image", "is \(image.width)×\(image.height); its \(name) rounded down to a multiple of \(vaeFactor), \(value), \(reason); give width and height to resize it")
             }
+            throw GenerationRequestError(field: name, "\(value) \(reason)")
         }
     }
 }

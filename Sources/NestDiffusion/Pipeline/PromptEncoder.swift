@@ -57,13 +57,53 @@ public final class PromptEncoder {
 
     /// Tokens of `prompt` before BOS/EOS and truncation (CLIP keeps 75).
     public func tokenCount(_ prompt: String) -> Int {
-        tokenizers[0].encodeWithoutSpecialTokens(prompt).count
+        tokenizers[0].encodeWithoutSpecialTokens(expanded(prompt, tokenizer: 0)).count
     }
 
     /// Whether `token` occurs in the tokenized prompt (after truncation).
     public func position(of token: String, in prompt: String) -> Int? {
         guard let id = tokenizers[0].addedTokens[token] else { return nil }
-        return tokenizers[0].encode(prompt).firstIndex(of: id)
+        return tokenizers[0].encode(expanded(prompt, tokenizer: 0)).firstIndex(of: id)
+    }
+
+    /// Textual-inversion tokens by tokenizer: token → its vectors' tokens (token, token_1, …).
+    private var embeddingTokens: [[String: [String]]] = [[:], [:]]
+
+    /// Adds a textual-inversion token to tokenizer `index` with one vector per id: a token
+    /// with n vectors becomes `token token_1 … token_{n-1}` in prompts, as diffusers writes it.
+    public func addEmbedding(token: String, vectors: [[Float]], encoder index: Int) throws {
+        guard !vectors.isEmpty else { throw ModelConfigError("embedding \(token) has no vectors") }
+        if tokenizers[index].vocabulary[token] != nil || tokenizers[index].addedTokens[token] != nil {
+            throw ModelConfigError("embedding token \(token) is already a token of the tokenizer; name another (FILE:TOKEN)")
+        }
+        let names = [token] + (1..<vectors.count).map { "\(token)_\($0)" }
+        for (name, vector) in zip(names, vectors) {
+            let id = tokenizers[index].addToken(name)
+            try encoders[index].text_model.embeddings.setTokenEmbedding(id: id, vector: vector)
+        }
+        embeddingTokens[index][token] = names
+    }
+
+    /// Removes every textual-inversion token `addEmbedding` added.
+    public func removeEmbeddings() {
+        for index in tokenizers.indices {
+            for name in embeddingTokens[index].values.flatMap({ $0 }) {
+                if let id = tokenizers[index].addedTokens[name] { encoders[index].text_model.embeddings.removeTokenEmbedding(id: id) }
+                tokenizers[index].removeAddedToken(name)
+            }
+            embeddingTokens[index] = [:]
+        }
+    }
+
+    /// The prompt with each multi-vector embedding token spelled out, for tokenizer `index`.
+    func expanded(_ prompt: String, tokenizer index: Int) -> String {
+        var text = prompt
+        let ids = Set(tokenizers[index].encodeWithoutSpecialTokens(prompt))
+        for (token, names) in embeddingTokens[index].sorted(by: { $0.key < $1.key }) where names.count > 1 {
+            guard let id = tokenizers[index].addedTokens[token], ids.contains(id) else { continue }
+            text = text.replacingOccurrences(of: token, with: names.joined(separator: " "))
+        }
+        return text
     }
 
     /// Encodes prompts; with `zeros`, returns all-zero conditioning of the same
@@ -73,7 +113,7 @@ public final class PromptEncoder {
         var pooled: Tensor? = nil
         var allIds: [[[Int]]] = []
         for i in encoders.indices {
-            let ids = prompts.map { tokenizers[i].encode($0) }
+            let ids = prompts.map { tokenizers[i].encode(expanded($0, tokenizer: i)) }
             allIds.append(ids)
             let out = Autograd.noGrad { encoders[i].forward(ids: ids) }
             // SDXL takes the penultimate layer's states (not final-normed); SD 1/2 the normed last state.

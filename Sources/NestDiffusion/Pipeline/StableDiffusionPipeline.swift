@@ -51,13 +51,22 @@ public final class StableDiffusionPipeline {
 
     /// The scheduler a configuration asks for, built from the folder's config values.
     public func makeScheduler(_ c: GenerationConfiguration) throws -> any Scheduler {
-        try NestDiffusion.makeScheduler(kind: c.scheduler, config: schedulerConfig, karras: c.karras, stepCount: c.steps)
+        var config = schedulerConfig
+        if let spacing = c.timestepSpacing { config.timestepSpacing = spacing.rawValue }
+        return try NestDiffusion.makeScheduler(kind: c.scheduler, config: config, karras: c.karras, stepCount: c.steps)
+    }
+
+    /// Classifier-free guidance runs (two UNet batches per step) when the scale is
+    /// above 1 and the UNet does not take the scale as an embedding instead
+    /// (diffusers' `do_classifier_free_guidance`).
+    public func usesGuidance(_ c: GenerationConfiguration) -> Bool {
+        c.guidanceScale > 1 && unet.config.timeConditionDim == nil
     }
 
     /// Generates `count` images; values in [0, 1], NHWC [count, height, width, 3].
     /// `conditioning` sees (and may change) the encoded prompts before sampling —
     /// personalization installs its layers there and the single-token baseline
-    /// rewrites the placeholder's row.
+    /// rewrites the placeholder's row. With an init image, image-to-image.
     public func generate(_ c: GenerationConfiguration,
                          conditioning: ((inout EncodedPrompts, inout EncodedPrompts?) throws -> Void)? = nil,
                          progress: ((GenerationProgress) -> Bool)? = nil) throws -> Tensor {
@@ -65,60 +74,89 @@ public final class StableDiffusionPipeline {
         // One call is one batch; `generateImages` splits larger requests.
         try checkRange(c.count, 1...GenerationLimits.standard.maxBatchSize, field: "count")
         return try Autograd.noGrad {
-            let width = c.width ?? defaultSize.width, height = c.height ?? defaultSize.height
-            let guided = c.guidanceScale > 1
-            var positive = prompts.encode(Array(repeating: c.prompt, count: c.count))
-            var negative: EncodedPrompts? = nil
-            if guided {
-                let zeros = c.negativePrompt == nil && forceZerosForEmptyPrompt && prompts.isXL
-                negative = prompts.encode(Array(repeating: c.negativePrompt ?? "", count: c.count), zeros: zeros)
-            }
-            try conditioning?(&positive, &negative)
-            let context = negative.map { F.concat([$0.hidden, positive.hidden], axis: 0) } ?? positive.hidden
-            var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
-            if let pooled = positive.pooled {
-                let batch = guided ? 2 * c.count : c.count
-                // original size + crop top-left + target size, per batch item.
-                let perItem: [Float] = [Float(height), Float(width), 0, 0, Float(height), Float(width)]
-                let ids: [Float] = (0..<batch).flatMap { _ in perItem }
-                let embeds = negative?.pooled.map { F.concat([$0, pooled], axis: 0) } ?? pooled
-                added = (embeds, Tensor(ids, shape: [batch, 6]))
-            }
-
+            let (height, width) = geometry.size(of: c)
+            let text = try encodeText(c, height: height, width: width, conditioning: conditioning)
             var scheduler = try makeScheduler(c)
             scheduler.latentLayout = .nhwc
             let generator = TorchGenerator(seed: c.seed)
-            let channels = unet.config.inChannels
-            let (h, w) = (height / vaeScaleFactor, width / vaeScaleFactor)
-            // diffusers draws the initial noise in NCHW order from the seeded generator.
-            var latents = generator.randn([c.count, channels, h, w]).permuted([0, 2, 3, 1]).scaled(scheduler.initNoiseSigma)
-
-            // The context is the same tensor at every step: its cross-attention keys
-            // and values are computed once.
-            try ContextProjections.reusing {
-                for step in 0..<scheduler.stepCount {
-                    let input = guided ? F.concat([latents, latents], axis: 0) : latents
-                    let scaled = scheduler.scaleModelInput(input, step: step)
-                    let t = scheduler.timesteps[step]
-                    var noise = unet(sample: scaled, timestep: Array(repeating: t, count: scaled.shape[0]),
-                                     encoderHiddenStates: context, added: added)
-                    if guided {
-                        let halves = noise.chunked(2, axis: 0)
-                        let (uncond, text) = (halves[0], halves[1])
-                        noise = uncond + (text - uncond) * c.guidanceScale
-                        if c.guidanceRescale > 0 { noise = rescaleGuidance(noise, text: text, phi: c.guidanceRescale) }
-                    }
-                    latents = scheduler.step(modelOutput: noise, step: step, sample: latents, generator: generator)
-                    guard latents.allFinite else { throw NonFiniteGeneration(stage: "denoising step \(step + 1) of \(scheduler.stepCount)") }
-                    if let progress, !progress(GenerationProgress(step: step + 1, stepCount: scheduler.stepCount, latents: latents)) {
-                        throw GenerationCancelled()
-                    }
-                }
+            var latents: Tensor
+            if let image = c.initImage {
+                latents = imageToImageLatents(c, image: image, height: height, width: width, scheduler: scheduler, generator: generator)
+            } else {
+                let (h, w) = (height / vaeScaleFactor, width / vaeScaleFactor)
+                // diffusers draws the initial noise in NCHW order from the seeded generator.
+                latents = generator.randn([c.count, unet.config.inChannels, h, w]).permuted([0, 2, 3, 1])
+                    .scaled(scheduler.initNoiseSigma)
             }
+            latents = try denoise(latents, c, text: text, scheduler: &scheduler, generator: generator, progress: progress)
             let images = decode(latents)
             guard images.allFinite else { throw NonFiniteGeneration(stage: "the VAE decode") }
             return images
         }
+    }
+
+    /// What the UNet is conditioned on besides the latents, for every step.
+    struct TextConditioning {
+        let context: Tensor
+        let added: (textEmbeds: Tensor, timeIds: Tensor)?
+        let guided: Bool
+    }
+
+    /// Encodes the prompts (and the negative ones when guided) and SDXL's size conditioning.
+    func encodeText(_ c: GenerationConfiguration, height: Int, width: Int,
+                    conditioning: ((inout EncodedPrompts, inout EncodedPrompts?) throws -> Void)?) throws -> TextConditioning {
+        let guided = usesGuidance(c)
+        var positive = prompts.encode(Array(repeating: c.prompt, count: c.count))
+        var negative: EncodedPrompts? = nil
+        if guided {
+            let zeros = c.negativePrompt == nil && forceZerosForEmptyPrompt && prompts.isXL
+            negative = prompts.encode(Array(repeating: c.negativePrompt ?? "", count: c.count), zeros: zeros)
+        }
+        try conditioning?(&positive, &negative)
+        let context = negative.map { F.concat([$0.hidden, positive.hidden], axis: 0) } ?? positive.hidden
+        var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil
+        if let pooled = positive.pooled {
+            let batch = guided ? 2 * c.count : c.count
+            // original size + crop top-left + target size, per batch item.
+            let perItem: [Float] = [Float(height), Float(width), 0, 0, Float(height), Float(width)]
+            let ids: [Float] = (0..<batch).flatMap { _ in perItem }
+            let embeds = negative?.pooled.map { F.concat([$0, pooled], axis: 0) } ?? pooled
+            added = (embeds, Tensor(ids, shape: [batch, 6]))
+        }
+        return TextConditioning(context: context, added: added, guided: guided)
+    }
+
+    /// Runs the schedule from `c.firstStep` to the end.
+    func denoise(_ start: Tensor, _ c: GenerationConfiguration, text: TextConditioning, scheduler: inout any Scheduler,
+                 generator: TorchGenerator, progress: ((GenerationProgress) -> Bool)?) throws -> Tensor {
+        var latents = start
+        // LCM-distilled UNets take the guidance scale as an embedding of w = scale − 1.
+        let timeCondition = unet.config.timeConditionDim.map { guidanceScaleEmbedding(c.guidanceScale - 1, dim: $0, count: c.count) }
+        let first = c.firstStep, total = scheduler.stepCount - first
+        // The context is the same tensor at every step: its cross-attention keys
+        // and values are computed once.
+        try ContextProjections.reusing {
+            for step in first..<scheduler.stepCount {
+                let input = text.guided ? F.concat([latents, latents], axis: 0) : latents
+                let scaled = scheduler.scaleModelInput(input, step: step)
+                let t = scheduler.timesteps[step]
+                var noise = unet(sample: scaled, timestep: Array(repeating: t, count: scaled.shape[0]),
+                                 encoderHiddenStates: text.context, added: text.added, timestepCondition: timeCondition)
+                if text.guided {
+                    let halves = noise.chunked(2, axis: 0)
+                    let (uncond, positive) = (halves[0], halves[1])
+                    noise = uncond + (positive - uncond) * c.guidanceScale
+                    if c.guidanceRescale > 0 { noise = rescaleGuidance(noise, text: positive, phi: c.guidanceRescale) }
+                }
+                latents = scheduler.step(modelOutput: noise, step: step, sample: latents, generator: generator)
+                let done = step - first + 1
+                guard latents.allFinite else { throw NonFiniteGeneration(stage: "denoising step \(done) of \(total)") }
+                if let progress, !progress(GenerationProgress(step: done, stepCount: total, latents: latents)) {
+                    throw GenerationCancelled()
+                }
+            }
+        }
+        return latents
     }
 
     /// Latents → images in [0, 1] (SD pipelines divide by scaling_factor only).

@@ -72,6 +72,7 @@ public func makeScheduler(kind: SchedulerKind? = nil, config: SchedulerConfig, k
     case .eulerAncestral: scheduler = try EulerAncestralDiscreteScheduler(config: config)
     case .ddim: scheduler = try DDIMScheduler(config: config)
     case .dpmSolverMultistep: scheduler = try DPMSolverMultistepScheduler(config: config)
+    case .lcm: scheduler = try LCMScheduler(config: config)
     }
     if let stepCount { try scheduler.setTimesteps(stepCount) }
     return scheduler

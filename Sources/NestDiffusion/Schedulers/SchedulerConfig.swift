@@ -7,6 +7,7 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
     case eulerAncestral = "euler-a"
     case ddim
     case dpmSolverMultistep = "dpm++2m"
+    case lcm
 
     /// The diffusers class this kind reproduces.
     public var className: String {
@@ -15,6 +16,7 @@ public enum SchedulerKind: String, CaseIterable, Sendable {
         case .eulerAncestral: "EulerAncestralDiscreteScheduler"
         case .ddim: "DDIMScheduler"
         case .dpmSolverMultistep: "DPMSolverMultistepScheduler"
+        case .lcm: "LCMScheduler"
         }
     }
 
@@ -84,6 +86,9 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
     public var useLuLambdas: Bool?
     public var useFlowSigmas: Bool?
     public var useDynamicShifting: Bool?
+    // LCM.
+    public var originalInferenceSteps: Int?
+    public var timestepScaling: Double?
 
     public init() {}
 
@@ -104,6 +109,7 @@ public struct SchedulerConfig: Codable, Equatable, Sendable {
         case lambdaMinClipped = "lambda_min_clipped", varianceType = "variance_type"
         case useLuLambdas = "use_lu_lambdas", useFlowSigmas = "use_flow_sigmas"
         case useDynamicShifting = "use_dynamic_shifting"
+        case originalInferenceSteps = "original_inference_steps", timestepScaling = "timestep_scaling"
     }
 
     /// The scheduler the config's `_class_name` asks for (Euler when absent).
@@ -163,7 +169,7 @@ public enum PredictionType: String, Sendable {
     case epsilon, vPrediction = "v_prediction", sample
 }
 
-public enum TimestepSpacing: String, Sendable {
+public enum TimestepSpacing: String, CaseIterable, Sendable {
     case leading, trailing, linspace
 }
 

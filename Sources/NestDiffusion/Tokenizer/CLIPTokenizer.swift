@@ -62,6 +62,12 @@ public struct CLIPTokenizer {
         return id
     }
 
+    /// Forgets a token `addToken` added (vocabulary words stay).
+    public mutating func removeAddedToken(_ token: String) {
+        guard vocabulary[token] == nil, addedTokens.removeValue(forKey: token) != nil else { return }
+        sortAdded()
+    }
+
     /// Total number of ids (vocabulary plus added tokens beyond it).
     public var count: Int { max(vocabulary.values.max() ?? -1, addedTokens.values.max() ?? -1) + 1 }
 

@@ -69,7 +69,14 @@ public final class Linear: Module {
     /// The float32 weight to compute with (widened from float16 or bfloat16 when stored so).
     public var computeWeight: Tensor { halfWeight?.widened() ?? bfloat16Weight?.widened() ?? weight }
 
+    /// LoRA updates added to this layer's output (see `LowRankUpdate`).
+    public var lowRankUpdates: [LowRankUpdate] = []
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        lowRankUpdates.isEmpty ? base(x) : addingLowRank(base(x), input: x)
+    }
+
+    private func base(_ x: Tensor) -> Tensor {
         // The bfloat16 product records no gradient: an input that needs one takes the float32 path.
         if let bfloat16Weight, !x.needsGrad { return F.linear(x, bfloat16: bfloat16Weight, bias: bias) }
         return F.linear(x, weight: computeWeight, bias: bias)
@@ -108,7 +115,14 @@ public final class Conv2d: Module {
     /// The float32 weight to compute with (widened from float16 or bfloat16 when stored so).
     public var computeWeight: Tensor { halfWeight?.widened() ?? bfloat16Weight?.widened() ?? weight }
 
+    /// LoRA updates added to this layer's output (see `LowRankUpdate`).
+    public var lowRankUpdates: [LowRankUpdate] = []
+
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        lowRankUpdates.isEmpty ? base(x) : addingLowRank(base(x), input: x)
+    }
+
+    private func base(_ x: Tensor) -> Tensor {
         // A 1×1, stride-1, unpadded convolution over NHWC is a linear layer over channels.
         if let bfloat16Weight, !x.needsGrad {
             if weight.shape[1] == 1 && weight.shape[2] == 1 && stride == 1 && padding == 0 {

@@ -123,10 +123,18 @@ private enum PointwiseProjection {
         switch self {
         case .linear(let l): return l(x)
         case .conv(let c):
-            if let b = c.bfloat16Weight, !x.needsGrad { return F.linear(x, bfloat16: b, bias: c.bias) }
-            // The engine stores the kernel [O, 1, 1, I]; as [O, I] it is a Linear weight.
-            let w = c.computeWeight
-            return F.linear(x, weight: w.reshaped([w.shape[0], w.shape[3]]), bias: c.bias)
+            let y = Self.pointwise(c, x)
+            if c.lowRankUpdates.isEmpty { return y }
+            // The updates are convolutions over NHWC: view the tokens as a 1-pixel-high image.
+            let s = x.shape
+            return c.addingLowRank(y.reshaped([s[0], 1, s[1], -1]), input: x.reshaped([s[0], 1, s[1], s[2]])).reshaped(y.shape)
         }
+    }
+
+    private static func pointwise(_ c: Conv2d, _ x: Tensor) -> Tensor {
+        if let b = c.bfloat16Weight, !x.needsGrad { return F.linear(x, bfloat16: b, bias: c.bias) }
+        // The engine stores the kernel [O, 1, 1, I]; as [O, I] it is a Linear weight.
+        let w = c.computeWeight
+        return F.linear(x, weight: w.reshaped([w.shape[0], w.shape[3]]), bias: c.bias)
     }
 }

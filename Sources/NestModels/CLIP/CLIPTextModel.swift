@@ -43,6 +43,17 @@ public final class CLIPTextEmbeddings: Module {
         addedTokens[id] = Array(UnsafeBufferPointer(start: token_embedding.weight.data + source * dim, count: dim))
     }
 
+    /// Gives token `id` a learned vector (a textual-inversion embedding).
+    public func setTokenEmbedding(id: Int, vector: [Float]) throws {
+        let dim = token_embedding.weight.shape[1]
+        guard vector.count == dim else { throw ModelConfigError("an embedding of \(vector.count) values for a text encoder of width \(dim)") }
+        guard id >= 0 else { throw ModelConfigError("negative token id \(id)") }
+        addedTokens[id] = vector
+    }
+
+    /// Forgets an added token's embedding.
+    public func removeTokenEmbedding(id: Int) { addedTokens[id] = nil }
+
     /// ids: B rows of T tokens → [B, T, D].
     public func callAsFunction(_ ids: [Int], batch: Int, length: Int) -> Tensor {
         let positions = position_embedding.weight.slice(axis: 0, 0..<length)

@@ -1,7 +1,8 @@
 import Foundation
 
-/// Resizes 8-bit RGB exactly as Pillow's `Image.resize` does (bilinear and
-/// bicubic), because transformers' CLIP image processor resizes through Pillow
+/// Resizes 8-bit RGB exactly as Pillow's `Image.resize` does (bilinear,
+/// bicubic and Lanczos), because transformers' CLIP image processor and diffusers'
+/// VAE image processor (Lanczos, for image-to-image) resize through Pillow
 /// when torchvision is absent (its PIL backend) and the image encoder then sees
 /// Pillow's rounding. Matching it byte for byte makes preprocessing an exact
 /// function of the input rather than an approximation to tolerate.
@@ -12,11 +13,18 @@ import Foundation
 /// (so downscaling averages rather than aliases), normalized to sum to one and
 /// then quantized to fixed point with 22 fractional bits.
 public enum PillowFilter: Int, Sendable {
+    case lanczos = 1
     case bilinear = 2
     case bicubic = 3
 
     /// Half-width of the kernel at scale 1, in input pixels.
-    var support: Double { self == .bilinear ? 1 : 2 }
+    var support: Double {
+        switch self {
+        case .bilinear: 1
+        case .bicubic: 2
+        case .lanczos: 3
+        }
+    }
 
     func weight(_ t: Double) -> Double {
         let x = abs(t)
@@ -29,14 +37,23 @@ public enum PillowFilter: Int, Sendable {
             if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
             if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
             return 0
+        case .lanczos:
+            // sinc(x)·sinc(x/3) on [-3, 3), Pillow's truncation.
+            return t >= -3 && t < 3 ? Self.sinc(t) * Self.sinc(t / 3) : 0
         }
+    }
+
+    private static func sinc(_ x: Double) -> Double {
+        if x == 0 { return 1 }
+        let scaled = x * Double.pi
+        return sin(scaled) / scaled
     }
 
     /// Pillow's `resample` codes (PIL.Image.Resampling); the others are refused by name.
     init(code: Int) throws {
-        let names = [0: "NEAREST", 1: "LANCZOS", 4: "BOX", 5: "HAMMING"]
+        let names = [0: "NEAREST", 4: "BOX", 5: "HAMMING"]
         guard let filter = PillowFilter(rawValue: code) else {
-            throw ModelConfigError("resample \(code) (\(names[code] ?? "unknown")) is not supported; use 2 (BILINEAR) or 3 (BICUBIC)")
+            throw ModelConfigError("resample \(code) (\(names[code] ?? "unknown")) is not supported; use 1 (LANCZOS), 2 (BILINEAR) or 3 (BICUBIC)")
         }
         self = filter
     }

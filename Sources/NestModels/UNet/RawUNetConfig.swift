@@ -86,7 +86,6 @@ struct RawUNetConfig: Decodable {
         if classEmbeddingsConcat == true { throw refuse("class_embeddings_concat true is not supported") }
         if let v = encoderHidDim { throw refuse("encoder_hid_dim \(v) is not supported") }
         if let v = encoderHidDimType { throw refuse("encoder_hid_dim_type '\(v)' is not supported") }
-        if let v = timeCondProjDim { throw refuse("time_cond_proj_dim \(v) is not supported") }
         if let v = timeEmbeddingActFn { throw refuse("time_embedding_act_fn '\(v)' is not supported") }
         if let v = timestepPostAct, !["silu", "swish"].contains(v) { throw refuse("timestep_post_act '\(v)' is not supported") }
         if let v = actFn, !["silu", "swish"].contains(v) { throw refuse("act_fn '\(v)' is not supported") }

@@ -33,24 +33,52 @@ public func sinusoidalTimestepEmbedding(_ timesteps: [Float], dim: Int, flipSinT
 
 /// diffusers' `TimestepEmbedding`: linear_1 → SiLU → linear_2 (→ optional SiLU).
 /// The UNet uses one for the timestep and, in SDXL, one (`add_embedding`)
-/// for the pooled text embeds and size/crop ids.
+/// for the pooled text embeds and size/crop ids. LCM-distilled UNets also give
+/// the timestep one a bias-free `cond_proj`, which adds a projected condition
+/// (the guidance-scale embedding) to the sinusoids before linear_1.
 public final class TimestepEmbedding: Module {
     public let linear_1: Linear
     public let linear_2: Linear
+    public let cond_proj: Linear?
     public let postActivation: Bool
 
-    public init(inChannels: Int, embedDim: Int, postActivation: Bool = false) {
+    public init(inChannels: Int, embedDim: Int, postActivation: Bool = false, conditionDim: Int? = nil) {
         linear_1 = Linear(inChannels, embedDim)
         linear_2 = Linear(embedDim, embedDim)
+        cond_proj = conditionDim.map { Linear($0, inChannels, bias: false) }
         self.postActivation = postActivation
         super.init()
         child("linear_1", linear_1)
         child("linear_2", linear_2)
+        if let cond_proj { child("cond_proj", cond_proj) }
     }
 
-    /// x: [B, inChannels] → [B, embedDim].
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        let out = linear_2(F.silu(linear_1(x)))
+    /// x: [B, inChannels] → [B, embedDim]. `condition` [B, conditionDim] is
+    /// ignored without `cond_proj`, as in diffusers.
+    public func callAsFunction(_ x: Tensor, condition: Tensor? = nil) -> Tensor {
+        var input = x
+        if let cond_proj, let condition { input = x + cond_proj(condition) }
+        let out = linear_2(F.silu(linear_1(input)))
         return postActivation ? F.silu(out) : out
     }
+}
+
+/// The pipelines' `get_guidance_scale_embedding` for UNets with `time_cond_proj_dim`:
+/// sinusoids of w·1000 (sines first) with frequencies exp(−i·ln(10000)/(half − 1)),
+/// one row per batch item. Built in float32 step by step like torch.
+public func guidanceScaleEmbedding(_ w: Float, dim: Int, count: Int) -> Tensor {
+    let half = dim / 2
+    let scaled = w * 1000
+    let logBase = Float(Foundation.log(10000.0))
+    let step = logBase / Float(half - 1)
+    let out = Tensor(zeros: [count, dim])
+    for i in 0..<half {
+        let frequency = Float(exp(Double(Float(i) * -step)))
+        let angle = Double(scaled * frequency)
+        for row in 0..<count {
+            out.data[row * dim + i] = Float(sin(angle))
+            out.data[row * dim + half + i] = Float(cos(angle))
+        }
+    }
+    return out
 }

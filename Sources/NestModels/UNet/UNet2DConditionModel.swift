@@ -34,7 +34,7 @@ public final class UNet2DConditionModel: Module {
         conv_in = Conv2d(config.inChannels, levels[0].channels, kernelSize: config.convInKernel,
                          padding: (config.convInKernel - 1) / 2)
         time_embedding = TimestepEmbedding(inChannels: config.timestepChannels, embedDim: config.timeEmbeddingDim,
-                                           postActivation: config.timestepPostActivation)
+                                           postActivation: config.timestepPostActivation, conditionDim: config.timeConditionDim)
         add_embedding = config.addedTimeConditioning.map {
             TimestepEmbedding(inChannels: $0.projectionInputDim, embedDim: config.timeEmbeddingDim)
         }
@@ -106,9 +106,12 @@ public final class UNet2DConditionModel: Module {
     /// sample: [B, h, w, inChannels] latents; timestep: one per batch item or
     /// one for all; encoderHiddenStates: [B, T, crossAttentionDim]; added:
     /// SDXL's pooled text embeds [B, P] and time ids [B, 6], required exactly
-    /// when the config has "text_time" conditioning. Returns [B, h, w, outChannels].
+    /// when the config has "text_time" conditioning; timestepCondition: the
+    /// guidance-scale embedding [B, time_cond_proj_dim] of LCM-distilled UNets
+    /// (`guidanceScaleEmbedding`). Returns [B, h, w, outChannels].
     public func callAsFunction(sample: Tensor, timestep: [Float], encoderHiddenStates: Tensor,
-                               added: (textEmbeds: Tensor, timeIds: Tensor)? = nil) -> Tensor {
+                               added: (textEmbeds: Tensor, timeIds: Tensor)? = nil,
+                               timestepCondition: Tensor? = nil) -> Tensor {
         let b = sample.shape[0]
         precondition(sample.rank == 4 && sample.shape[3] == config.inChannels,
                      "UNet: sample must be [B, h, w, \(config.inChannels)], got \(sample.shape)")
@@ -122,7 +125,8 @@ public final class UNet2DConditionModel: Module {
 
         var emb = time_embedding(sinusoidalTimestepEmbedding(
             timestep.count == b ? timestep : Array(repeating: timestep[0], count: b),
-            dim: config.timestepChannels, flipSinToCos: config.flipSinToCos, downscaleFreqShift: config.freqShift))
+            dim: config.timestepChannels, flipSinToCos: config.flipSinToCos, downscaleFreqShift: config.freqShift),
+            condition: timestepCondition)
         if let add_embedding, let conditioning = config.addedTimeConditioning {
             emb = emb + add_embedding(addedConditioning(added, batch: b, conditioning))
         }

@@ -56,6 +56,9 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
     public let timeEmbeddingDim: Int
     /// SiLU after `time_embedding.linear_2` (diffusers' `timestep_post_act`).
     public let timestepPostActivation: Bool
+    /// `time_cond_proj_dim`: width of the guidance-scale embedding that LCM-distilled
+    /// UNets add to the timestep features (through `time_embedding.cond_proj`).
+    public let timeConditionDim: Int?
     public let addedTimeConditioning: AddedTimeConditioning?
     public let convInKernel: Int
     public let convOutKernel: Int
@@ -133,6 +136,7 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         timestepChannels = levels[0].channels
         timeEmbeddingDim = raw.timeEmbeddingDim ?? 4 * levels[0].channels
         timestepPostActivation = raw.timestepPostAct != nil
+        timeConditionDim = raw.timeCondProjDim
         convInKernel = raw.convInKernel ?? 3
         convOutKernel = raw.convOutKernel ?? 3
 
@@ -192,6 +196,7 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
                              ("time_embedding_dim", timeEmbeddingDim)] {
             try ConfigBounds.check(key, value, in: ConfigBounds.width)
         }
+        if let timeConditionDim { try ConfigBounds.check("time_cond_proj_dim", timeConditionDim, in: ConfigBounds.width) }
         try ConfigBounds.check("conv_in_kernel", convInKernel, in: ConfigBounds.kernel)
         try ConfigBounds.check("conv_out_kernel", convOutKernel, in: ConfigBounds.kernel)
         try ConfigBounds.check("downsample_padding", downsamplePadding, in: 0...3)
