@@ -117,3 +117,12 @@ func renamingHead(_ tail: String, _ renames: KeyValuePairs<String, String>) -> S
     }
     return tail
 }
+
+extension KeyTable {
+    /// The original name of a module (not a parameter), found through its weight and without
+    /// the table's prefix: `down_blocks.0.resnets.0.conv1` → `input_blocks.1.0.in_layers.2`.
+    public func moduleName(_ path: String) -> String? {
+        guard let key = map(path + ".weight"), key.original.hasSuffix(".weight") else { return nil }
+        return String(key.original.dropFirst(originalPrefix.count).dropLast(".weight".count))
+    }
+}
