@@ -21,10 +21,13 @@ struct SeedArgument: ExpressibleByArgument {
 /// Text-to-image from a diffusers folder.
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate images from a prompt with a Stable Diffusion model folder (SD 1.x, 2.x, SDXL).")
+        abstract: "Generate images from a prompt with a Stable Diffusion model (SD 1.x, 2.x, SDXL): a diffusers folder or a single-file checkpoint.")
 
-    @Option(help: "A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, …).")
+    @Option(help: "A diffusers model folder (model_index.json, unet/, vae/, text_encoder/, …) or a single-file checkpoint (FILE.safetensors in the original SD 1.x/2.x/SDXL layout).")
     var model: String?
+
+    @Option(help: "With a single-file --model: a diffusers folder of the same family whose configs, tokenizers and scheduler to use (its weights are not read).")
+    var config: String?
 
     @Option(name: .shortAndLong, help: "What to draw.")
     var prompt: String
@@ -163,11 +166,17 @@ struct Generate: ParsableCommand {
     func run() throws {
         try engine.apply()
         let model = DefaultModel.resolve(self.model)
+        let modelURL = URL(fileURLWithPath: model), configURL = config.map { URL(fileURLWithPath: $0) }
+        // A single file takes its configs (and shipped adapters) from the --config folder.
+        let configFolder: URL
+        do { configFolder = try StableDiffusionPipeline.configFolder(model: modelURL, config: configURL) } catch {
+            fail(cliMessage(error))
+        }
         let seed = self.seed?.value ?? UInt64.random(in: 0..<(1 << 32))
-        let inputs = GenerateInputs(command: self, model: model, seed: seed)
+        let inputs = GenerateInputs(command: self, model: configFolder.path, seed: seed)
         do {
             try inputs.request.generation.validate()
-            try PipelineGeometry.read(folder: ModelFolder(url: URL(fileURLWithPath: model))).validate(inputs.request.generation)
+            try PipelineGeometry.read(folder: ModelFolder(url: configFolder)).validate(inputs.request.generation)
         } catch { fail(cliMessage(error)) }
         // Check every output before spending minutes loading and generating.
         for path in outputPaths { try checkWritable(path) }
@@ -181,10 +190,10 @@ struct Generate: ParsableCommand {
         let loadStart = Date()
         let generator: Generator
         do {
-            // Narrow weights are read narrow: no whole float32 model exists first.
+            // Narrow weights are read narrow from a folder: no whole float32 model exists first.
             let line = LoadProgressLine()
             defer { line.finish() }
-            let pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model), variant: variant,
+            let pipeline = try StableDiffusionPipeline.load(model: modelURL, config: configURL, variant: variant,
                                                             precision: halfWeights ? .float16 : bfloat16 ? .bfloat16 : .float32,
                                                             progress: line.update)
             generator = Generator(pipeline: pipeline, catalog: inputs.catalog)

@@ -15,6 +15,9 @@ struct Inspect: ParsableCommand {
     /// What to inspect (checked present unless --system).
     var path: String { given ?? "" }
 
+    @Option(help: "With a single-file checkpoint: a diffusers folder of the same family whose configs to check every tensor against.")
+    var config: String?
+
     @Option(help: "List at most this many tensors.")
     var limit: Int = 50
 
@@ -34,6 +37,8 @@ struct Inspect: ParsableCommand {
             fail("\(path): no such file or folder")
         }
         let lower = path.lowercased()
+        let isWeights = !isDirectory.boolValue && !(lower.hasSuffix(".png") || lower.hasSuffix(".jpg") || lower.hasSuffix(".jpeg"))
+        if config != nil && !isWeights { fail("--config is for single-file checkpoints; \(path) is not a weights file") }
         if isDirectory.boolValue && FileManager.default.fileExists(atPath: path + "/model_index.json") {
             inspectModelFolder()
             return
@@ -167,6 +172,11 @@ struct Inspect: ParsableCommand {
         for (key, value) in weights.metadata.sorted(by: { $0.key < $1.key }) {
             print("  metadata \(Escaped.text(key)): \(Escaped.text(value, limit: 4000))")
         }
+        if weights.names.contains(where: SingleFileCheckpoint.isOriginalLayoutName) {
+            describeSingleFile()
+        } else if config != nil {
+            fail("--config is for single-file checkpoints; \(path) holds no original-layout tensors")
+        }
         for name in weights.names.prefix(limit) {
             let info = try weights.info(name)
             print("  \(Escaped.text(name))  \(info.dtype.rawValue) \(info.shape)")
@@ -183,6 +193,24 @@ func formatCount(_ n: Int) -> String {
 }
 
 extension Inspect {
+    /// The family a single-file checkpoint was recognized as and, with --config, the whole-file check.
+    func describeSingleFile() {
+        do {
+            let checkpoint = try SingleFileCheckpoint(path: path)
+            print("  single-file \(checkpoint.family.rawValue) checkpoint: UNet, VAE, \(checkpoint.family.textEncoderTables.count) "
+                  + "text encoder(s); \(checkpoint.crossAttentionLayers) cross-attention layers")
+            guard let config else { return }
+            let folder = try ModelFolder(url: URL(fileURLWithPath: config))
+            let plan = try checkpoint.plan(try StableDiffusionPipeline.singleFileConfigs(checkpoint, folder: folder))
+            let sources = [plan.unet, plan.vae] + plan.textEncoders
+            let tensors = Set(sources.flatMap { $0.keys.values.map(\.original) }).count
+            print("  every tensor fits the configs of \(config): \(tensors) tensors fill \(sources.map(\.keys.count).reduce(0, +)) parameters")
+            for (reason, count) in plan.ignored.sorted(by: { $0.key < $1.key }) { print("  unused by design: \(count) × \(reason)") }
+        } catch {
+            fail(oneLine(error))
+        }
+    }
+
     func printSystem() {
         print("engine configuration (environment variables; values in effect):")
         for entry in EngineConfiguration.current.entries {

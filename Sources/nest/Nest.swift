@@ -9,8 +9,8 @@ struct Nest: ParsableCommand {
         commandName: "nest",
         abstract: "Nested Attention personalization for Stable Diffusion models, on CPU.",
         discussion: """
-            `nest generate` runs text-to-image with SD 1.x, 2.x and SDXL diffusers folders, \
-            giving the images diffusers gives for the same seed. `nest inspect` shows what a \
+            `nest generate` runs text-to-image with SD 1.x, 2.x and SDXL diffusers folders or \
+            single-file checkpoints, giving the images diffusers gives for the same seed. `nest inspect` shows what a \
             model folder, weights file or image holds. `nest demo` trains a small network on \
             the engine and writes a PNG.
             """,

@@ -11,10 +11,11 @@ struct LoRATargets {
 
     init(_ root: Module, unet: UNet2DConditionConfig? = nil) {
         collect(root, path: "")
-        let blocks = unet.map { LDMNames.blocks($0) }
+        // The single-file checkpoints' key table names the UNet's modules the LDM way.
+        let original = unet.map { OriginalLayout.unet($0) }
         for path in layers.keys {
             var names = [path] + Self.prefixAliases.compactMap { path.hasPrefix($0.path) ? $0.alias + path.dropFirst($0.path.count) : nil }
-            if let blocks, let ldm = LDMNames.name(of: path, blocks: blocks) { names.append(ldm) }
+            if let original, let ldm = original.moduleName(path) { names.append(ldm) }
             for name in names {
                 dotted[name] = path
                 kohya[Self.underscored(name)] = path
