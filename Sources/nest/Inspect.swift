@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import NestDiffusion
-import NestEngine
 import NestIO
 import NestModels
 
@@ -213,10 +212,11 @@ extension Inspect {
 
     func printSystem() {
         print("engine configuration (environment variables; values in effect):")
-        for entry in EngineConfiguration.current.entries {
+        let report = SystemReport.current
+        for entry in report.settings {
             print("  \(entry.variable.padding(toLength: 27, withPad: " ", startingAt: 0)) \(entry.value.padding(toLength: 6, withPad: " ", startingAt: 0)) \(entry.meaning)")
         }
-        print("kernels: AVX-512 \(VectorKernels.available ? "yes" : "no"), AVX512_BF16 \(BFloat16Weights.hardware ? "yes" : "no")")
+        print("kernels: AVX-512 \(report.avx512 ? "yes" : "no"), AVX512_BF16 \(report.avx512BFloat16 ? "yes" : "no")")
     }
 }
 
