@@ -136,19 +136,14 @@ func conv2dWinogradForward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Fl
     let tilesY = (g.ho + 1) / 2, tilesX = (g.wo + 1) / 2
     let tilesPerImage = tilesY * tilesX, total = g.n * tilesPerImage
     let tb = winogradTileBlock
-    let blocks = (total + tb - 1) / tb
-    // Per worker: V (16·tb·C), M (16·tb·O), a zero row, 16 rows of a tile being transformed.
-    let scratch = ScratchBuffers(count: min(Threads.count, blocks), floats: 16 * tb * (c + o) + c + 16 * max(c, o))
-    parallelTasks(blocks) { worker, block in
-        let v = scratch[worker], m = v + 16 * tb * c, zero = m + 16 * tb * o, tmp = zero + c
-        zero.update(repeating: 0, count: c)
-        let t0 = block * tb, count = min(tb, total - t0)
+    forEachWinogradBlock(tiles: total, tileBlock: tb, planes: 16, c: c, o: o) { block in
+        let v = block.v, m = block.m, tmp = block.tmp, t0 = block.first, count = block.count
         // Input transform V = Bᵀ d B, Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; V[ξ][t][:].
         let vPlane = tb * c
         for t in 0..<count {
             let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
             let iy0 = (rem / tilesX) * 2 - g.padTop, ix0 = (rem % tilesX) * 2 - g.padLeft
-            winogradInputTile(x + img * g.h * g.w * c, g, iy0: iy0, ix0: ix0, zero: zero, tmp: tmp, v + t * c, vPlane: vPlane)
+            winogradInputTile(x + img * g.h * g.w * c, g, iy0: iy0, ix0: ix0, zero: block.zero, tmp: tmp, v + t * c, vPlane: vPlane)
         }
         // 16 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
         for xi in 0..<16 {

@@ -116,18 +116,13 @@ func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
     let u = winograd4Weights(weight, o: o, c: c, packed: packed)
     let up = UnsafePointer(u.pointer), uPlane = packed ? nest_f32_packed_floats(o, c) : o * c
     let tb = winograd4TileBlock
-    let blocks = (total + tb - 1) / tb
-    // Per worker: V (36·tb·C), M (36·tb·O), a zero row, 36 rows of a tile being transformed.
-    let scratch = ScratchBuffers(count: min(Threads.count, blocks), floats: 36 * tb * (c + o) + c + 36 * max(c, o))
-    parallelTasks(blocks) { worker, block in
-        let v = scratch[worker], m = v + 36 * tb * c, zero = m + 36 * tb * o, tmp = zero + c
-        zero.update(repeating: 0, count: c)
-        let t0 = block * tb, count = min(tb, total - t0)
+    forEachWinogradBlock(tiles: total, tileBlock: tb, planes: 36, c: c, o: o) { block in
+        let v = block.v, m = block.m, tmp = block.tmp, t0 = block.first, count = block.count
         let vPlane = tb * c
         for t in 0..<count {
             let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
             let iy0 = (rem / tilesX) * 4 - g.padTop, ix0 = (rem % tilesX) * 4 - g.padLeft
-            winograd4InputTile(x + img * g.h * g.w * c, g, iy0: iy0, ix0: ix0, zero: zero, tmp: tmp, v + t * c, vPlane: vPlane)
+            winograd4InputTile(x + img * g.h * g.w * c, g, iy0: iy0, ix0: ix0, zero: block.zero, tmp: tmp, v + t * c, vPlane: vPlane)
         }
         // 36 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
         for xi in 0..<36 {
