@@ -29,6 +29,7 @@ ptrdiff_t nest_attention_scratch_floats(ptrdiff_t d, ptrdiff_t dv) {
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include "exp_avx512.h"
+#include "attention_tile_avx512.h"
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -51,8 +52,7 @@ AVX512 INLINE void score_tile(const float *k, ptrdiff_t kStride, ptrdiff_t valid
         for (int j = 8; j < 16 && j < valid; j++)
             for (ptrdiff_t c = 0; c < d; c += 16) _mm_prefetch((const char *)(k + j * kStride + c), _MM_HINT_T0);
     __m512 acc[8][3];
-    for (int j = 0; j < 8; j++)
-        for (int v = 0; v < 3; v++) acc[j][v] = _mm512_setzero_ps();
+    nest_tile_zero(acc);
     for (ptrdiff_t c = 0; c < d; c++) {
         const __m512 q0 = _mm512_load_ps(qt + c * ATTN_QB), q1 = _mm512_load_ps(qt + c * ATTN_QB + 16),
                      q2 = _mm512_load_ps(qt + c * ATTN_QB + 32);
@@ -63,13 +63,7 @@ AVX512 INLINE void score_tile(const float *k, ptrdiff_t kStride, ptrdiff_t valid
             acc[j][2] = _mm512_fmadd_ps(b, q2, acc[j][2]);
         }
     }
-    for (int j = 0; j < 8; j++) {
-        const __mmask16 live = j < valid ? (__mmask16)0xFFFF : 0;
-        for (int v = 0; v < 3; v++) {
-            _mm512_store_ps(st + j * ATTN_QB + 16 * v, acc[j][v]);
-            mx[v] = _mm512_mask_max_ps(mx[v], live, mx[v], acc[j][v]);
-        }
-    }
+    nest_tile_store_scores(acc, valid, st, ATTN_QB, mx);
 }
 
 // Oᵀ rows c0..c0+nc (nc ≤ 8): ot[c] = ot[c]·corr + Σ_j v_j[c]·pt[j]. Inlined
@@ -77,9 +71,7 @@ AVX512 INLINE void score_tile(const float *k, ptrdiff_t kStride, ptrdiff_t valid
 AVX512 INLINE void value_tile(const float *v, ptrdiff_t vStride, ptrdiff_t cols, const float *pt,
                               float *ot, int nc, const __m512 corr[3]) {
     __m512 acc[8][3];
-    for (int c = 0; c < 8; c++)
-        for (int w = 0; w < 3; w++)
-            acc[c][w] = c < nc ? _mm512_mul_ps(_mm512_load_ps(ot + c * ATTN_QB + 16 * w), corr[w]) : _mm512_setzero_ps();
+    nest_tile_load_rescaled(acc, ot, ATTN_QB, nc, corr);
     for (ptrdiff_t j = 0; j < cols; j++) {
         const float *vr = v + j * vStride;
         _mm_prefetch((const char *)(vr + 8 * vStride), _MM_HINT_T0);
@@ -93,8 +85,7 @@ AVX512 INLINE void value_tile(const float *v, ptrdiff_t vStride, ptrdiff_t cols,
             acc[c][2] = _mm512_fmadd_ps(b, p2, acc[c][2]);
         }
     }
-    for (int c = 0; c < nc; c++)
-        for (int w = 0; w < 3; w++) _mm512_store_ps(ot + c * ATTN_QB + 16 * w, acc[c][w]);
+    nest_tile_store_rows(acc, ot, ATTN_QB, nc);
 }
 
 AVX512 void nest_attention_block(const float *q, ptrdiff_t qStride, const float *k, ptrdiff_t kStride,

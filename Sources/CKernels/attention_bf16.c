@@ -24,6 +24,7 @@ ptrdiff_t nest_attention_bf16_scratch_floats(ptrdiff_t d, ptrdiff_t dv) {
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include "exp_avx512.h"
+#include "attention_tile_avx512.h"
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -59,8 +60,7 @@ BF16 INLINE void score_tile_bf16(const uint32_t *k, ptrdiff_t valid, const uint3
     const uint32_t *row[8];
     for (int j = 0; j < 8; j++) row[j] = j < valid ? k + j * dp : zero;
     __m512 acc[8][3];
-    for (int j = 0; j < 8; j++)
-        for (int v = 0; v < 3; v++) acc[j][v] = _mm512_setzero_ps();
+    nest_tile_zero(acc);
     for (ptrdiff_t p = 0; p < dp; p++) {
         const __m512bh q0 = (__m512bh)_mm512_load_si512(qt + p * BQB), q1 = (__m512bh)_mm512_load_si512(qt + p * BQB + 16),
                        q2 = (__m512bh)_mm512_load_si512(qt + p * BQB + 32);
@@ -71,22 +71,14 @@ BF16 INLINE void score_tile_bf16(const uint32_t *k, ptrdiff_t valid, const uint3
             acc[j][2] = _mm512_dpbf16_ps(acc[j][2], b, q2);
         }
     }
-    for (int j = 0; j < 8; j++) {
-        const __mmask16 live = j < valid ? (__mmask16)0xFFFF : 0;
-        for (int v = 0; v < 3; v++) {
-            _mm512_store_ps(st + j * BQB + 16 * v, acc[j][v]);
-            mx[v] = _mm512_mask_max_ps(mx[v], live, mx[v], acc[j][v]);
-        }
-    }
+    nest_tile_store_scores(acc, valid, st, BQB, mx);
 }
 
 // Oᵀ rows c0..c0+nc (nc ≤ 8): ot[c] = ot[c]·corr + Σ_pairs v-word[c]·pt-pair.
 BF16 INLINE void value_tile_bf16(const uint32_t *v, ptrdiff_t dv, ptrdiff_t pairs, const uint32_t *pt,
                                  float *ot, int nc, const __m512 corr[3]) {
     __m512 acc[8][3];
-    for (int c = 0; c < 8; c++)
-        for (int w = 0; w < 3; w++)
-            acc[c][w] = c < nc ? _mm512_mul_ps(_mm512_load_ps(ot + c * BQB + 16 * w), corr[w]) : _mm512_setzero_ps();
+    nest_tile_load_rescaled(acc, ot, BQB, nc, corr);
     for (ptrdiff_t j = 0; j < pairs; j++) {
         const uint32_t *vr = v + j * dv;
         const __m512bh p0 = (__m512bh)_mm512_load_si512(pt + j * BQB), p1 = (__m512bh)_mm512_load_si512(pt + j * BQB + 16),
@@ -99,8 +91,7 @@ BF16 INLINE void value_tile_bf16(const uint32_t *v, ptrdiff_t dv, ptrdiff_t pair
             acc[c][2] = _mm512_dpbf16_ps(acc[c][2], b, p2);
         }
     }
-    for (int c = 0; c < nc; c++)
-        for (int w = 0; w < 3; w++) _mm512_store_ps(ot + c * BQB + 16 * w, acc[c][w]);
+    nest_tile_store_rows(acc, ot, BQB, nc);
 }
 
 BF16 void nest_attention_block_bf16(const float *q, ptrdiff_t qStride, const unsigned int *k,

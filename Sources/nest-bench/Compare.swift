@@ -55,31 +55,7 @@ func makeSwiftCase(_ name: String) -> () -> Void {
     // A "-bf16" suffix: the UNet's linear layers in bfloat16 (`storeWeightsAsBFloat16`).
     let bf16 = parts.last == "bf16"
     if bf16 { parts.removeLast() }
-    if (parts[0] == "sd15" || parts[0] == "sdxl") && parts[1] == "unet" {
-        let xl = parts[0] == "sdxl", size = Int(parts[2])!
-        let config = try! UNet2DConditionConfig.decode(benchConfig(xl ? "sdxl_unet.json" : "sd15_unet.json"), name: name)
-        let unet = UNet2DConditionModel(config: config, seed: 1)
-        // Weights are stored narrower only once frozen (inference).
-        if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" { unet.freeze(); unet.storeWeightsAsHalf() }
-        if bf16 || ProcessInfo.processInfo.environment["NEST_BF16"] == "1" {
-            unet.freeze()
-            let saved = unet.storeWeightsAsBFloat16()
-            FileHandle.standardError.write(Data("bfloat16 weights: \(saved >> 20) MiB of float32 given back (BF16 hardware: \(BFloat16Weights.hardware))\n".utf8))
-        }
-        let x = Tensor.randn([2, size, size, 4], seed: 2)
-        let context = Tensor.randn([2, 77, xl ? 2048 : 768], seed: 3)
-        let added = xl ? (Tensor.randn([2, 1280], seed: 4), Tensor([1024, 1024, 0, 0, 1024, 1024, 1024, 1024, 0, 0, 1024, 1024], shape: [2, 6])) : nil
-        if parts.count > 3 {
-            let count = Int(String(parts[3].last!))!
-            let subjects = [5, 9].prefix(count).enumerated().map { i, index -> NestedBindingSubject in
-                let adapter = benchAdapter(unet, tokenWidth: 768, seed: UInt64(i))
-                return NestedBindingSubject(adapter: adapter, tokens: Tensor.randn([1, 16, 768], seed: 10 + UInt64(i)), tokenIndex: [index, index])
-            }
-            let binding = try! NestedAttentionBinding.install(on: unet, subjects: subjects)
-            return { _ = binding; _ = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context, added: added) }
-        }
-        return { _ = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context, added: added) }
-    }
+    if (parts[0] == "sd15" || parts[0] == "sdxl") && parts[1] == "unet" { return makeUNetCase(name, parts: parts, bf16: bf16) }
     if parts[0] == "vae" {
         let size = Int(parts[2])!
         let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
@@ -92,81 +68,117 @@ func makeSwiftCase(_ name: String) -> () -> Void {
         let ids = (0..<2).map { _ in (0..<77).map { _ in rng.nextInt(below: 49408) } }
         return { _ = text.forward(ids: ids) }
     }
-    if parts == ["generate", "20"] {
-        // A whole SD 1.5 generation at 512×512 (as tools/bench_torch.py's): text encoding,
-        // 20 Euler steps at guidance 7.5, VAE decode; a small fixture tokenizer.
-        let folder = benchRoot.appendingPathComponent("tools/bench_configs/sd15_pipeline")
-        let text = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sd15_text.json")))
-        let prompts = try! PromptEncoder(tokenizers: [try! CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer"))],
-                                         encoders: [text])
-        let unet = UNet2DConditionModel(config: try! UNet2DConditionConfig.decode(benchConfig("sd15_unet.json"), name: name), seed: 1)
-        let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
-        let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
-                                           schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
-                                           forceZerosForEmptyPrompt: false)
-        if bf16 {
-            for module in [unet, vae, text] as [Module] { module.freeze(); module.storeWeightsAsBFloat16() }
-        }
-        let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: 20, guidanceScale: 7.5, seed: 1,
-                                             width: 512, height: 512)
-        return { _ = try! pipe.generate(config) }
-    }
-    if name == "sdxl-generate-1024" {
-        // SDXL at 1024×1024 (128² latents), both text encoders, UNet, VAE decode,
-        // all resident as in a pipeline: for the peak memory of a generation
-        // (one step reaches it; more steps only repeat the UNet call). Not in
-        // `compare`'s default list: it takes minutes and PyTorch's side is not written.
-        let folder = benchRoot.appendingPathComponent("tools/bench_configs/sd15_pipeline")
-        let tokenizer = try! CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer"))
-        let textL = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sd15_text.json")))
-        let textG = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sdxl_text2.json")),
-                                  withProjection: true)
-        let prompts = try! PromptEncoder(tokenizers: [tokenizer, tokenizer], encoders: [textL, textG])
-        let unet = UNet2DConditionModel(config: try! UNet2DConditionConfig.decode(benchConfig("sdxl_unet.json"), name: name), seed: 1)
-        let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
-        let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
-                                           schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
-                                           forceZerosForEmptyPrompt: true)
-        if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" {
-            let before = currentRSSMiB()
-            let saved = ([unet, vae, textL, textG] as [Module]).reduce(0) { $0 + $1.storeWeightsAsHalf() }
-            FileHandle.standardError.write(Data(String(format: "float16 weights: %.0f MiB of float32 given back; RSS %.0f -> %.0f MiB\n",
-                                                       Double(saved) / 1048576, before, currentRSSMiB()).utf8))
-        }
-        let steps = Int(ProcessInfo.processInfo.environment["NEST_BENCH_STEPS"] ?? "1") ?? 1
-        let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: steps, guidanceScale: 5, seed: 1,
-                                             width: 1024, height: 1024)
-        return { _ = try! pipe.generate(config) }
-    }
-    if name == "train-step" {
-        // The miniature world's UNet, frozen; a nested adapter's projections trained
-        // with AdamW on fixed encoder tokens, batch 8 at 16×16 latents.
-        let config = try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name)
-        let unet = UNet2DConditionModel(config: config, seed: 1)
-        unet.freeze()
-        let adapter = benchAdapter(unet, tokenWidth: 128, seed: 7)
-        let parameters = adapter.layers.trainableParameters
-        adapter.layers.unfreeze()
-        let optimizer = AdamW(parameters: adapter.layers.trainableParameters, config: .init(learningRate: 1e-4))
-        _ = parameters
-        let tokens = Tensor.randn([8, 16, 128], seed: 8)
-        let x = Tensor.randn([8, 16, 16, 4], seed: 9), context = Tensor.randn([8, 32, 128], seed: 10)
-        let target = Tensor.randn([8, 16, 16, 4], seed: 11)
-        var rng = SeededRandom(seed: 12)
-        let timesteps = (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
-        return {
-            Autograd.withGrad {
-                let binding = try! NestedAttentionBinding.install(
-                    on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: Array(repeating: 3, count: 8))])
-                let loss = F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target)
-                binding.uninstall()
-                loss.backward()
-            }
-            optimizer.update(learningRate: 1e-4)
-            optimizer.zeroGrad()
-        }
-    }
+    if parts == ["generate", "20"] { return makeGenerateCase(name, bf16: bf16) }
+    if name == "sdxl-generate-1024" { return makeSDXLGenerateCase(name) }
+    if name == "train-step" { return makeTrainStepCase(name) }
     fatalError("nest-bench: unknown case \(name) (known: \(compareCases.joined(separator: ", ")))")
+}
+
+/// A UNet forward, optionally with one or two nested subjects bound ("-n1"/"-n2").
+func makeUNetCase(_ name: String, parts: [String], bf16: Bool) -> () -> Void {
+    let xl = parts[0] == "sdxl", size = Int(parts[2])!
+    let config = try! UNet2DConditionConfig.decode(benchConfig(xl ? "sdxl_unet.json" : "sd15_unet.json"), name: name)
+    let unet = UNet2DConditionModel(config: config, seed: 1)
+    // Weights are stored narrower only once frozen (inference).
+    if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" { unet.freeze(); unet.storeWeightsAsHalf() }
+    if bf16 || ProcessInfo.processInfo.environment["NEST_BF16"] == "1" {
+        unet.freeze()
+        let saved = unet.storeWeightsAsBFloat16()
+        FileHandle.standardError.write(Data("bfloat16 weights: \(saved >> 20) MiB of float32 given back (BF16 hardware: \(BFloat16Weights.hardware))\n".utf8))
+    }
+    let x = Tensor.randn([2, size, size, 4], seed: 2)
+    let context = Tensor.randn([2, 77, xl ? 2048 : 768], seed: 3)
+    let added = xl ? (Tensor.randn([2, 1280], seed: 4), Tensor([1024, 1024, 0, 0, 1024, 1024, 1024, 1024, 0, 0, 1024, 1024], shape: [2, 6])) : nil
+    if parts.count > 3 {
+        let count = Int(String(parts[3].last!))!
+        let subjects = [5, 9].prefix(count).enumerated().map { i, index -> NestedBindingSubject in
+            let adapter = benchAdapter(unet, tokenWidth: 768, seed: UInt64(i))
+            return NestedBindingSubject(adapter: adapter, tokens: Tensor.randn([1, 16, 768], seed: 10 + UInt64(i)), tokenIndex: [index, index])
+        }
+        let binding = try! NestedAttentionBinding.install(on: unet, subjects: subjects)
+        return { _ = binding; _ = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context, added: added) }
+    }
+    return { _ = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context, added: added) }
+}
+
+/// A whole SD 1.5 generation at 512×512 (as tools/bench_torch.py's).
+func makeGenerateCase(_ name: String, bf16: Bool) -> () -> Void {
+    // A whole SD 1.5 generation at 512×512 (as tools/bench_torch.py's): text encoding,
+    // 20 Euler steps at guidance 7.5, VAE decode; a small fixture tokenizer.
+    let folder = benchRoot.appendingPathComponent("tools/bench_configs/sd15_pipeline")
+    let text = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sd15_text.json")))
+    let prompts = try! PromptEncoder(tokenizers: [try! CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer"))],
+                                     encoders: [text])
+    let unet = UNet2DConditionModel(config: try! UNet2DConditionConfig.decode(benchConfig("sd15_unet.json"), name: name), seed: 1)
+    let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
+    let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
+                                       schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
+                                       forceZerosForEmptyPrompt: false)
+    if bf16 {
+        for module in [unet, vae, text] as [Module] { module.freeze(); module.storeWeightsAsBFloat16() }
+    }
+    let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: 20, guidanceScale: 7.5, seed: 1,
+                                         width: 512, height: 512)
+    return { _ = try! pipe.generate(config) }
+}
+
+/// An SDXL generation at 1024×1024, every model resident: for a generation's peak memory.
+func makeSDXLGenerateCase(_ name: String) -> () -> Void {
+    // SDXL at 1024×1024 (128² latents), both text encoders, UNet, VAE decode,
+    // all resident as in a pipeline: for the peak memory of a generation
+    // (one step reaches it; more steps only repeat the UNet call). Not in
+    // `compare`'s default list: it takes minutes and PyTorch's side is not written.
+    let folder = benchRoot.appendingPathComponent("tools/bench_configs/sd15_pipeline")
+    let tokenizer = try! CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer"))
+    let textL = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sd15_text.json")))
+    let textG = CLIPTextModel(config: try! JSONDecoder().decode(CLIPTextConfig.self, from: benchConfig("sdxl_text2.json")),
+                              withProjection: true)
+    let prompts = try! PromptEncoder(tokenizers: [tokenizer, tokenizer], encoders: [textL, textG])
+    let unet = UNet2DConditionModel(config: try! UNet2DConditionConfig.decode(benchConfig("sdxl_unet.json"), name: name), seed: 1)
+    let vae = try! AutoencoderKL(config: try! JSONDecoder().decode(AutoencoderKLConfig.self, from: benchConfig("sd_vae.json")))
+    let pipe = StableDiffusionPipeline(folder: try! ModelFolder(url: folder), prompts: prompts, unet: unet, vae: vae,
+                                       schedulerConfig: try! SchedulerConfig.load(from: folder.appendingPathComponent("scheduler/scheduler_config.json")),
+                                       forceZerosForEmptyPrompt: true)
+    if ProcessInfo.processInfo.environment["NEST_HALF_WEIGHTS"] == "1" {
+        let before = currentRSSMiB()
+        let saved = ([unet, vae, textL, textG] as [Module]).reduce(0) { $0 + $1.storeWeightsAsHalf() }
+        FileHandle.standardError.write(Data(String(format: "float16 weights: %.0f MiB of float32 given back; RSS %.0f -> %.0f MiB\n",
+                                                   Double(saved) / 1048576, before, currentRSSMiB()).utf8))
+    }
+    let steps = Int(ProcessInfo.processInfo.environment["NEST_BENCH_STEPS"] ?? "1") ?? 1
+    let config = GenerationConfiguration(prompt: "a photo of a cat on the beach", steps: steps, guidanceScale: 5, seed: 1,
+                                         width: 1024, height: 1024)
+    return { _ = try! pipe.generate(config) }
+}
+
+/// One training step of a nested adapter on the miniature world's frozen UNet.
+func makeTrainStepCase(_ name: String) -> () -> Void {
+    // The miniature world's UNet, frozen; a nested adapter's projections trained
+    // with AdamW on fixed encoder tokens, batch 8 at 16×16 latents.
+    let config = try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name)
+    let unet = UNet2DConditionModel(config: config, seed: 1)
+    unet.freeze()
+    let adapter = benchAdapter(unet, tokenWidth: 128, seed: 7)
+    let parameters = adapter.layers.trainableParameters
+    adapter.layers.unfreeze()
+    let optimizer = AdamW(parameters: adapter.layers.trainableParameters, config: .init(learningRate: 1e-4))
+    _ = parameters
+    let tokens = Tensor.randn([8, 16, 128], seed: 8)
+    let x = Tensor.randn([8, 16, 16, 4], seed: 9), context = Tensor.randn([8, 32, 128], seed: 10)
+    let target = Tensor.randn([8, 16, 16, 4], seed: 11)
+    var rng = SeededRandom(seed: 12)
+    let timesteps = (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
+    return {
+        Autograd.withGrad {
+            let binding = try! NestedAttentionBinding.install(
+                on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: Array(repeating: 3, count: 8))])
+            let loss = F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target)
+            binding.uninstall()
+            loss.backward()
+        }
+        optimizer.update(learningRate: 1e-4)
+        optimizer.zeroGrad()
+    }
 }
 
 func benchAdapter(_ unet: UNet2DConditionModel, tokenWidth: Int, seed: UInt64) -> PersonalizationAdapter {

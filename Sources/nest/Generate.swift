@@ -178,14 +178,7 @@ struct Generate: ParsableCommand {
             try inputs.request.generation.validate()
             try PipelineGeometry.read(folder: ModelFolder(url: configFolder)).validate(inputs.request.generation)
         } catch { fail(cliMessage(error)) }
-        // Check every output before spending minutes loading and generating.
-        for path in outputPaths { try checkWritable(path) }
-        if let saveAttention {
-            do {
-                try checkAttentionMapFolder(URL(fileURLWithPath: saveAttention), tokens: inputs.request.subjects.map(\.placeholder),
-                                            overwrite: overwrite)
-            } catch { fail("--save-attention: \(error)") }
-        }
+        try checkOutputs(placeholders: inputs.request.subjects.map(\.placeholder))
 
         let loadStart = Date()
         let generator: Generator
@@ -201,12 +194,7 @@ struct Generate: ParsableCommand {
         } catch { fail(String(describing: error)) }
         // The request itself is checked by `generator.generate`, before any step.
         let pipeline = generator.pipeline, config = inputs.request.generation
-        for (text, name) in [(prompt, "prompt"), (negativePrompt ?? "", "negative prompt")] {
-            let tokens = pipeline.prompts.tokenCount(text)
-            if tokens > 75 {
-                warn("the \(name) is \(tokens) tokens; CLIP sees only the first 75, the rest is ignored (as diffusers truncates)")
-            }
-        }
+        warnAboutLongPrompts(pipeline)
         let schedulerName = (try? pipeline.makeScheduler(config).kind.rawValue) ?? "?"
         let (height, width) = pipeline.geometry.size(of: config)
         let stepsRun = config.denoisingSteps
@@ -247,6 +235,26 @@ struct Generate: ParsableCommand {
             fail(cliMessage(error))
         }
         bar.finish()
+    }
+
+    /// Checks every output before spending minutes loading and generating.
+    func checkOutputs(placeholders: [String]) throws {
+        for path in outputPaths { try checkWritable(path) }
+        if let saveAttention {
+            do {
+                try checkAttentionMapFolder(URL(fileURLWithPath: saveAttention), tokens: placeholders, overwrite: overwrite)
+            } catch { fail("--save-attention: \(error)") }
+        }
+    }
+
+    /// CLIP sees 75 tokens of a prompt; a longer one is warned about, not refused.
+    func warnAboutLongPrompts(_ pipeline: StableDiffusionPipeline) {
+        for (text, name) in [(prompt, "prompt"), (negativePrompt ?? "", "negative prompt")] {
+            let tokens = pipeline.prompts.tokenCount(text)
+            if tokens > 75 {
+                warn("the \(name) is \(tokens) tokens; CLIP sees only the first 75, the rest is ignored (as diffusers truncates)")
+            }
+        }
     }
 
     /// Fails early, in one line, when `path` cannot be written.

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import NestDiffusion
-import NestEngine
 import NestIO
 import NestModels
 
@@ -89,17 +88,16 @@ struct Inspect: ParsableCommand {
 
     /// The memory each precision's weights will hold once `nest generate` loaded them.
     func printLoadingCost(_ url: URL) {
-        let costs: [(component: String, cost: [WeightPrecision: LoadingCost])]
-        do { costs = try StableDiffusionPipeline.loadingCost(folder: url) } catch {
+        let costs: [PrecisionLoadingCost]
+        do { costs = try StableDiffusionPipeline.loadingCostByPrecision(folder: url) } catch {
             print("  loading: cannot be estimated (\(oneLine(error)))")
             return
         }
         print("  loading holds (the weights; each step's activations come on top):")
-        let options: [(WeightPrecision, String)] = [(.float32, "default"), (.float16, "--half-weights"), (.bfloat16, "--bf16")]
-        for (precision, option) in options {
-            let total = costs.reduce(LoadingCost(inPlaceBytes: 0, allocatedBytes: 0)) { $0 + ($1.cost[precision] ?? $0) }
-            let parts = costs.map { "\($0.component) \(byteText($0.cost[precision]?.totalBytes ?? 0))" }
-            let label = option.padding(toLength: 15, withPad: " ", startingAt: 0)
+        let options = ["float32": "default", "float16": "--half-weights", "bfloat16": "--bf16"]
+        for total in costs {
+            let parts = total.components.map { "\($0.name) \(byteText($0.totalBytes))" }
+            let label = (options[total.precision] ?? total.precision).padding(toLength: 15, withPad: " ", startingAt: 0)
             print("    \(label) \(byteText(total.totalBytes)): \(byteText(total.inPlaceBytes)) used in place from the files, "
                   + "\(byteText(total.allocatedBytes)) copied (\(parts.joined(separator: ", ")))")
         }
@@ -213,10 +211,11 @@ extension Inspect {
 
     func printSystem() {
         print("engine configuration (environment variables; values in effect):")
-        for entry in EngineConfiguration.current.entries {
+        let report = SystemReport.current
+        for entry in report.settings {
             print("  \(entry.variable.padding(toLength: 27, withPad: " ", startingAt: 0)) \(entry.value.padding(toLength: 6, withPad: " ", startingAt: 0)) \(entry.meaning)")
         }
-        print("kernels: AVX-512 \(VectorKernels.available ? "yes" : "no"), AVX512_BF16 \(BFloat16Weights.hardware ? "yes" : "no")")
+        print("kernels: AVX-512 \(report.avx512 ? "yes" : "no"), AVX512_BF16 \(report.avx512BFloat16 ? "yes" : "no")")
     }
 }
 

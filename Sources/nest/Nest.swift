@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import NestEngine
 import NestIO
+import NestModels
 
 @main
 struct Nest: ParsableCommand {
@@ -17,7 +17,7 @@ struct Nest: ParsableCommand {
         subcommands: [Generate.self, Serve.self, Train.self, World.self, Eval.self, Inspect.self, Demo.self])
 
     static func main() {
-        BLAS.preferFastKernels()
+        EngineSetup.preferFastKernels()
         checkCommandNames(Array(CommandLine.arguments.dropFirst()))
         do {
             var command = try parseAsRoot()
@@ -59,7 +59,7 @@ struct EngineOptions: ParsableArguments {
     func apply() throws {
         if let threads {
             guard (1...1024).contains(threads) else { throw ValidationError("--threads must be between 1 and 1024, got \(threads)") }
-            Threads.count = threads
+            EngineSetup.apply(threads: threads)
         }
     }
 }

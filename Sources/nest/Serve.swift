@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import NestDiffusion
-import NestEngine
 import NestPersonalization
 import NestServer
 

@@ -37,3 +37,27 @@ extension StableDiffusionPipeline {
     /// Holds every weight as bfloat16, multiplied in bfloat16 where the CPU can.
     public func storeWeightsAsBFloat16() { for module in weightModules { module.storeWeightsAsBFloat16() } }
 }
+
+/// What loading a folder's weights holds with one precision: summed over the
+/// components, and each component's total.
+public struct PrecisionLoadingCost: Sendable {
+    /// "float32", "float16" or "bfloat16".
+    public let precision: String
+    public let inPlaceBytes: Int
+    public let allocatedBytes: Int
+    public var totalBytes: Int { inPlaceBytes + allocatedBytes }
+    public let components: [(name: String, totalBytes: Int)]
+}
+
+extension StableDiffusionPipeline {
+    /// `loadingCost(folder:)` summed per precision (float32, float16, bfloat16 in that order).
+    public static func loadingCostByPrecision(folder url: URL) throws -> [PrecisionLoadingCost] {
+        let costs = try loadingCost(folder: url)
+        return WeightPrecision.allCases.map { precision in
+            let total = costs.reduce(LoadingCost(inPlaceBytes: 0, allocatedBytes: 0)) { $0 + ($1.cost[precision] ?? $0) }
+            return PrecisionLoadingCost(precision: precision.rawValue, inPlaceBytes: total.inPlaceBytes,
+                                        allocatedBytes: total.allocatedBytes,
+                                        components: costs.map { ($0.component, $0.cost[precision]?.totalBytes ?? 0) })
+        }
+    }
+}

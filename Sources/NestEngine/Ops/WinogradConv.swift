@@ -136,41 +136,14 @@ func conv2dWinogradForward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Fl
     let tilesY = (g.ho + 1) / 2, tilesX = (g.wo + 1) / 2
     let tilesPerImage = tilesY * tilesX, total = g.n * tilesPerImage
     let tb = winogradTileBlock
-    let blocks = (total + tb - 1) / tb
-    // Per worker: V (16·tb·C), M (16·tb·O), a zero row, 16 rows of a tile being transformed.
-    let scratch = ScratchBuffers(count: min(Threads.count, blocks), floats: 16 * tb * (c + o) + c + 16 * max(c, o))
-    parallelTasks(blocks) { worker, block in
-        let v = scratch[worker], m = v + 16 * tb * c, zero = m + 16 * tb * o, tmp = zero + c
-        zero.update(repeating: 0, count: c)
-        let t0 = block * tb, count = min(tb, total - t0)
+    forEachWinogradBlock(tiles: total, tileBlock: tb, planes: 16, c: c, o: o) { block in
+        let v = block.v, m = block.m, tmp = block.tmp, t0 = block.first, count = block.count
         // Input transform V = Bᵀ d B, Bᵀ = [[1,0,-1,0],[0,1,1,0],[0,-1,1,0],[0,1,0,-1]]; V[ξ][t][:].
         let vPlane = tb * c
         for t in 0..<count {
             let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
             let iy0 = (rem / tilesX) * 2 - g.padTop, ix0 = (rem % tilesX) * 2 - g.padLeft
-            let image = x + img * g.h * g.w * c
-            @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> {
-                let iy = iy0 + i, ix = ix0 + j
-                return iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? image + (iy * g.w + ix) * c : UnsafePointer(zero)
-            }
-            // Along each input row: tmp[i][j] = (d B)[i][j].
-            for i in 0..<4 {
-                let d0 = pixel(i, 0), d1 = pixel(i, 1), d2 = pixel(i, 2), d3 = pixel(i, 3)
-                let r0 = tmp + (i * 4) * c, r1 = r0 + c, r2 = r1 + c, r3 = r2 + c
-                for ch in 0..<c {
-                    let a0 = d0[ch], a1 = d1[ch], a2 = d2[ch], a3 = d3[ch]
-                    r0[ch] = a0 - a2; r1[ch] = a1 + a2; r2[ch] = a2 - a1; r3[ch] = a1 - a3
-                }
-            }
-            // Down each column: V[i][j] = (Bᵀ tmp)[i][j].
-            for j in 0..<4 {
-                let b0 = tmp + j * c, b1 = tmp + (4 + j) * c, b2 = tmp + (8 + j) * c, b3 = tmp + (12 + j) * c
-                let o0 = v + j * vPlane + t * c, o1 = o0 + 4 * vPlane, o2 = o1 + 4 * vPlane, o3 = o2 + 4 * vPlane
-                for ch in 0..<c {
-                    let a0 = b0[ch], a1 = b1[ch], a2 = b2[ch], a3 = b3[ch]
-                    o0[ch] = a0 - a2; o1[ch] = a1 + a2; o2[ch] = a2 - a1; o3[ch] = a1 - a3
-                }
-            }
+            winogradInputTile(x + img * g.h * g.w * c, g, iy0: iy0, ix0: ix0, zero: block.zero, tmp: tmp, v + t * c, vPlane: vPlane)
         }
         // 16 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
         for xi in 0..<16 {
@@ -182,33 +155,76 @@ func conv2dWinogradForward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Fl
         for t in 0..<count {
             let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
             let oy0 = (rem / tilesX) * 2, ox0 = (rem % tilesX) * 2
-            let src = m + t * o
-            // Down each column j: tmp[0][j] = M0j + M1j + M2j, tmp[1][j] = M1j - M2j - M3j.
-            for j in 0..<4 {
-                let m0 = src + j * mPlane, m1 = m0 + 4 * mPlane, m2 = m1 + 4 * mPlane, m3 = m2 + 4 * mPlane
-                let s0 = tmp + j * o, s1 = tmp + (4 + j) * o
-                for oc in 0..<o {
-                    let a0 = m0[oc], a1 = m1[oc], a2 = m2[oc], a3 = m3[oc]
-                    s0[oc] = a0 + a1 + a2; s1[oc] = a1 - a2 - a3
-                }
-            }
-            // Along each row i, into the (up to) 2×2 output pixels.
-            for i in 0..<2 where oy0 + i < g.ho {
-                let s0 = tmp + (i * 4) * o, s1 = s0 + o, s2 = s1 + o, s3 = s2 + o
-                let left = out + ((img * g.ho + oy0 + i) * g.wo + ox0) * o
-                if let bias {
-                    for oc in 0..<o { left[oc] = s0[oc] + s1[oc] + s2[oc] + bias[oc] }
-                } else {
-                    for oc in 0..<o { left[oc] = s0[oc] + s1[oc] + s2[oc] }
-                }
-                guard ox0 + 1 < g.wo else { continue }
-                let right = left + o
-                if let bias {
-                    for oc in 0..<o { right[oc] = s1[oc] - s2[oc] - s3[oc] + bias[oc] }
-                } else {
-                    for oc in 0..<o { right[oc] = s1[oc] - s2[oc] - s3[oc] }
-                }
-            }
+            winogradOutputTile(m + t * o, mPlane: mPlane, outputs: o, tmp: tmp, bias: bias,
+                               left0: out + ((img * g.ho + oy0) * g.wo + ox0) * o, lineStride: g.wo * o,
+                               rows: min(2, g.ho - oy0), hasRight: ox0 + 1 < g.wo)
+        }
+    }
+}
+
+/// The input transform of one tile, V = Bᵀ d B: the 4×4 input pixels from
+/// (iy0, ix0) of `image` (zeros outside it) into 16 planes `vPlane` floats
+/// apart, plane i·4 + j at `v` + (i·4 + j)·vPlane; `tmp` holds 16 rows of C.
+@inline(__always)
+private func winogradInputTile(_ image: UnsafePointer<Float>, _ g: ConvGeometry, iy0: Int, ix0: Int,
+                               zero: UnsafeMutablePointer<Float>, tmp: UnsafeMutablePointer<Float>,
+                               _ v: UnsafeMutablePointer<Float>, vPlane: Int) {
+    let c = g.c
+    @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> {
+        let iy = iy0 + i, ix = ix0 + j
+        return iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? image + (iy * g.w + ix) * c : UnsafePointer(zero)
+    }
+    // Along each input row: tmp[i][j] = (d B)[i][j].
+    for i in 0..<4 {
+        let d0 = pixel(i, 0), d1 = pixel(i, 1), d2 = pixel(i, 2), d3 = pixel(i, 3)
+        let r0 = tmp + (i * 4) * c, r1 = r0 + c, r2 = r1 + c, r3 = r2 + c
+        for ch in 0..<c {
+            let a0 = d0[ch], a1 = d1[ch], a2 = d2[ch], a3 = d3[ch]
+            r0[ch] = a0 - a2; r1[ch] = a1 + a2; r2[ch] = a2 - a1; r3[ch] = a1 - a3
+        }
+    }
+    // Down each column: V[i][j] = (Bᵀ tmp)[i][j].
+    for j in 0..<4 {
+        let b0 = tmp + j * c, b1 = tmp + (4 + j) * c, b2 = tmp + (8 + j) * c, b3 = tmp + (12 + j) * c
+        let o0 = v + j * vPlane, o1 = o0 + 4 * vPlane, o2 = o1 + 4 * vPlane, o3 = o2 + 4 * vPlane
+        for ch in 0..<c {
+            let a0 = b0[ch], a1 = b1[ch], a2 = b2[ch], a3 = b3[ch]
+            o0[ch] = a0 - a2; o1[ch] = a1 + a2; o2[ch] = a2 - a1; o3[ch] = a1 - a3
+        }
+    }
+}
+
+/// The output transform of one tile, Y = Aᵀ M A plus bias: from the 16
+/// product planes at `src` (`mPlane` floats apart) into `rows` lines of the
+/// 2×2 output pixels from `left0` (the right column only when `hasRight`).
+@inline(__always)
+private func winogradOutputTile(_ src: UnsafeMutablePointer<Float>, mPlane: Int, outputs o: Int, tmp: UnsafeMutablePointer<Float>,
+                                bias: UnsafePointer<Float>?, left0: UnsafeMutablePointer<Float>, lineStride: Int,
+                                rows: Int, hasRight: Bool) {
+    // Down each column j: tmp[0][j] = M0j + M1j + M2j, tmp[1][j] = M1j - M2j - M3j.
+    for j in 0..<4 {
+        let m0 = src + j * mPlane, m1 = m0 + 4 * mPlane, m2 = m1 + 4 * mPlane, m3 = m2 + 4 * mPlane
+        let s0 = tmp + j * o, s1 = tmp + (4 + j) * o
+        for oc in 0..<o {
+            let a0 = m0[oc], a1 = m1[oc], a2 = m2[oc], a3 = m3[oc]
+            s0[oc] = a0 + a1 + a2; s1[oc] = a1 - a2 - a3
+        }
+    }
+    // Along each row i, into the (up to) 2×2 output pixels.
+    for i in 0..<rows {
+        let s0 = tmp + (i * 4) * o, s1 = s0 + o, s2 = s1 + o, s3 = s2 + o
+        let left = left0 + i * lineStride
+        if let bias {
+            for oc in 0..<o { left[oc] = s0[oc] + s1[oc] + s2[oc] + bias[oc] }
+        } else {
+            for oc in 0..<o { left[oc] = s0[oc] + s1[oc] + s2[oc] }
+        }
+        guard hasRight else { continue }
+        let right = left + o
+        if let bias {
+            for oc in 0..<o { right[oc] = s1[oc] - s2[oc] - s3[oc] + bias[oc] }
+        } else {
+            for oc in 0..<o { right[oc] = s1[oc] - s2[oc] - s3[oc] }
         }
     }
 }

@@ -116,50 +116,13 @@ func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
     let u = winograd4Weights(weight, o: o, c: c, packed: packed)
     let up = UnsafePointer(u.pointer), uPlane = packed ? nest_f32_packed_floats(o, c) : o * c
     let tb = winograd4TileBlock
-    let blocks = (total + tb - 1) / tb
-    // Per worker: V (36·tb·C), M (36·tb·O), a zero row, 36 rows of a tile being transformed.
-    let scratch = ScratchBuffers(count: min(Threads.count, blocks), floats: 36 * tb * (c + o) + c + 36 * max(c, o))
-    parallelTasks(blocks) { worker, block in
-        let v = scratch[worker], m = v + 36 * tb * c, zero = m + 36 * tb * o, tmp = zero + c
-        zero.update(repeating: 0, count: c)
-        let t0 = block * tb, count = min(tb, total - t0)
+    forEachWinogradBlock(tiles: total, tileBlock: tb, planes: 36, c: c, o: o) { block in
+        let v = block.v, m = block.m, tmp = block.tmp, t0 = block.first, count = block.count
         let vPlane = tb * c
         for t in 0..<count {
             let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
             let iy0 = (rem / tilesX) * 4 - g.padTop, ix0 = (rem % tilesX) * 4 - g.padLeft
-            let image = x + img * g.h * g.w * c
-            @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> {
-                let iy = iy0 + i, ix = ix0 + j
-                return iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? image + (iy * g.w + ix) * c : UnsafePointer(zero)
-            }
-            // Along each input row: tmp[i][j] = (d B)[i][j].
-            for i in 0..<6 {
-                let d0 = pixel(i, 0), d1 = pixel(i, 1), d2 = pixel(i, 2), d3 = pixel(i, 3), d4 = pixel(i, 4), d5 = pixel(i, 5)
-                let r = tmp + (i * 6) * c
-                for ch in 0..<c {
-                    let a0 = d0[ch], a1 = d1[ch], a2 = d2[ch], a3 = d3[ch], a4 = d4[ch], a5 = d5[ch]
-                    r[ch] = 4 * a0 - 5 * a2 + a4
-                    r[c + ch] = a4 + a3 - 4 * (a1 + a2)
-                    r[2 * c + ch] = a4 - a3 + 4 * (a1 - a2)
-                    r[3 * c + ch] = a4 - a2 + 2 * (a3 - a1)
-                    r[4 * c + ch] = a4 - a2 - 2 * (a3 - a1)
-                    r[5 * c + ch] = 4 * a1 - 5 * a3 + a5
-                }
-            }
-            // Down each column: V[i][j] = (Bᵀ tmp)[i][j], stored at plane i·6 + j.
-            for j in 0..<6 {
-                let b0 = tmp + j * c, b1 = b0 + 6 * c, b2 = b1 + 6 * c, b3 = b2 + 6 * c, b4 = b3 + 6 * c, b5 = b4 + 6 * c
-                let o0 = v + j * vPlane + t * c, step = 6 * vPlane
-                for ch in 0..<c {
-                    let a0 = b0[ch], a1 = b1[ch], a2 = b2[ch], a3 = b3[ch], a4 = b4[ch], a5 = b5[ch]
-                    o0[ch] = 4 * a0 - 5 * a2 + a4
-                    o0[step + ch] = a4 + a3 - 4 * (a1 + a2)
-                    o0[2 * step + ch] = a4 - a3 + 4 * (a1 - a2)
-                    o0[3 * step + ch] = a4 - a2 + 2 * (a3 - a1)
-                    o0[4 * step + ch] = a4 - a2 - 2 * (a3 - a1)
-                    o0[5 * step + ch] = 4 * a1 - 5 * a3 + a5
-                }
-            }
+            winograd4InputTile(x + img * g.h * g.w * c, g, iy0: iy0, ix0: ix0, zero: block.zero, tmp: tmp, v + t * c, vPlane: vPlane)
         }
         // 36 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
         for xi in 0..<36 {
@@ -175,37 +138,89 @@ func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
         for t in 0..<count {
             let tile = t0 + t, img = tile / tilesPerImage, rem = tile % tilesPerImage
             let oy0 = (rem / tilesX) * 4, ox0 = (rem % tilesX) * 4
-            let src = m + t * o
-            // Down each column j: tmp[r][j] = (Aᵀ M)[r][j], r 0..<4.
-            for j in 0..<6 {
-                let m0 = src + j * mPlane, step = 6 * mPlane
-                let s = tmp + j * o
-                for oc in 0..<o {
-                    let a0 = m0[oc], a1 = m0[step + oc], a2 = m0[2 * step + oc]
-                    let a3 = m0[3 * step + oc], a4 = m0[4 * step + oc], a5 = m0[5 * step + oc]
-                    let p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4
-                    s[oc] = a0 + p12 + p34
-                    s[6 * o + oc] = m12 + 2 * m34
-                    s[12 * o + oc] = p12 + 4 * p34
-                    s[18 * o + oc] = m12 + 8 * m34 + a5
-                }
-            }
-            // Along each row r, into the (up to) 4×4 output pixels.
-            for r in 0..<4 where oy0 + r < g.ho {
-                let s0 = tmp + (r * 6) * o, s1 = s0 + o, s2 = s1 + o, s3 = s2 + o, s4 = s3 + o, s5 = s4 + o
-                let row = out + ((img * g.ho + oy0 + r) * g.wo + ox0) * rowStride
-                let width = min(4, g.wo - ox0)
-                let b = bias
-                for oc in 0..<o {
-                    let a0 = s0[oc], a1 = s1[oc], a2 = s2[oc], a3 = s3[oc], a4 = s4[oc], a5 = s5[oc]
-                    let p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4
-                    let bb = b?[oc] ?? 0
-                    row[oc] = a0 + p12 + p34 + bb
-                    if width > 1 { row[rowStride + oc] = m12 + 2 * m34 + bb }
-                    if width > 2 { row[2 * rowStride + oc] = p12 + 4 * p34 + bb }
-                    if width > 3 { row[3 * rowStride + oc] = m12 + 8 * m34 + a5 + bb }
-                }
-            }
+            winograd4OutputTile(m + t * o, mPlane: mPlane, outputs: o, tmp: tmp, bias: bias,
+                                row0: out + ((img * g.ho + oy0) * g.wo + ox0) * rowStride, rowStride: rowStride, lineStride: g.wo * rowStride,
+                                rows: min(4, g.ho - oy0), width: min(4, g.wo - ox0))
+        }
+    }
+}
+
+/// The input transform of one tile, V = Bᵀ d B: the 6×6 input pixels from
+/// (iy0, ix0) of `image` (zeros outside it) into 36 planes `vPlane` floats
+/// apart, plane i·6 + j at `v` + (i·6 + j)·vPlane; `tmp` holds 36 rows of C.
+@inline(__always)
+private func winograd4InputTile(_ image: UnsafePointer<Float>, _ g: ConvGeometry, iy0: Int, ix0: Int,
+                                zero: UnsafeMutablePointer<Float>, tmp: UnsafeMutablePointer<Float>,
+                                _ v: UnsafeMutablePointer<Float>, vPlane: Int) {
+    let c = g.c
+    @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> {
+        let iy = iy0 + i, ix = ix0 + j
+        return iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? image + (iy * g.w + ix) * c : UnsafePointer(zero)
+    }
+    // Along each input row: tmp[i][j] = (d B)[i][j].
+    for i in 0..<6 {
+        let d0 = pixel(i, 0), d1 = pixel(i, 1), d2 = pixel(i, 2), d3 = pixel(i, 3), d4 = pixel(i, 4), d5 = pixel(i, 5)
+        let r = tmp + (i * 6) * c
+        for ch in 0..<c {
+            let a0 = d0[ch], a1 = d1[ch], a2 = d2[ch], a3 = d3[ch], a4 = d4[ch], a5 = d5[ch]
+            r[ch] = 4 * a0 - 5 * a2 + a4
+            r[c + ch] = a4 + a3 - 4 * (a1 + a2)
+            r[2 * c + ch] = a4 - a3 + 4 * (a1 - a2)
+            r[3 * c + ch] = a4 - a2 + 2 * (a3 - a1)
+            r[4 * c + ch] = a4 - a2 - 2 * (a3 - a1)
+            r[5 * c + ch] = 4 * a1 - 5 * a3 + a5
+        }
+    }
+    // Down each column: V[i][j] = (Bᵀ tmp)[i][j], stored at plane i·6 + j.
+    for j in 0..<6 {
+        let b0 = tmp + j * c, b1 = b0 + 6 * c, b2 = b1 + 6 * c, b3 = b2 + 6 * c, b4 = b3 + 6 * c, b5 = b4 + 6 * c
+        let o0 = v + j * vPlane, step = 6 * vPlane
+        for ch in 0..<c {
+            let a0 = b0[ch], a1 = b1[ch], a2 = b2[ch], a3 = b3[ch], a4 = b4[ch], a5 = b5[ch]
+            o0[ch] = 4 * a0 - 5 * a2 + a4
+            o0[step + ch] = a4 + a3 - 4 * (a1 + a2)
+            o0[2 * step + ch] = a4 - a3 + 4 * (a1 - a2)
+            o0[3 * step + ch] = a4 - a2 + 2 * (a3 - a1)
+            o0[4 * step + ch] = a4 - a2 - 2 * (a3 - a1)
+            o0[5 * step + ch] = 4 * a1 - 5 * a3 + a5
+        }
+    }
+}
+
+/// The output transform of one tile, Y = Aᵀ M A plus bias: from the 36
+/// product planes at `src` (`mPlane` floats apart) into `rows` × `width`
+/// output pixels from `row0`: pixels `rowStride` floats apart, lines `lineStride`.
+@inline(__always)
+private func winograd4OutputTile(_ src: UnsafeMutablePointer<Float>, mPlane: Int, outputs o: Int, tmp: UnsafeMutablePointer<Float>,
+                                 bias: UnsafePointer<Float>?, row0: UnsafeMutablePointer<Float>, rowStride: Int, lineStride: Int,
+                                 rows: Int, width: Int) {
+    // Down each column j: tmp[r][j] = (Aᵀ M)[r][j], r 0..<4.
+    for j in 0..<6 {
+        let m0 = src + j * mPlane, step = 6 * mPlane
+        let s = tmp + j * o
+        for oc in 0..<o {
+            let a0 = m0[oc], a1 = m0[step + oc], a2 = m0[2 * step + oc]
+            let a3 = m0[3 * step + oc], a4 = m0[4 * step + oc], a5 = m0[5 * step + oc]
+            let p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4
+            s[oc] = a0 + p12 + p34
+            s[6 * o + oc] = m12 + 2 * m34
+            s[12 * o + oc] = p12 + 4 * p34
+            s[18 * o + oc] = m12 + 8 * m34 + a5
+        }
+    }
+    // Along each row r, into the (up to) 4×4 output pixels.
+    for r in 0..<rows {
+        let s0 = tmp + (r * 6) * o, s1 = s0 + o, s2 = s1 + o, s3 = s2 + o, s4 = s3 + o, s5 = s4 + o
+        let row = row0 + r * lineStride
+        let b = bias
+        for oc in 0..<o {
+            let a0 = s0[oc], a1 = s1[oc], a2 = s2[oc], a3 = s3[oc], a4 = s4[oc], a5 = s5[oc]
+            let p12 = a1 + a2, m12 = a1 - a2, p34 = a3 + a4, m34 = a3 - a4
+            let bb = b?[oc] ?? 0
+            row[oc] = a0 + p12 + p34 + bb
+            if width > 1 { row[rowStride + oc] = m12 + 2 * m34 + bb }
+            if width > 2 { row[2 * rowStride + oc] = p12 + 4 * p34 + bb }
+            if width > 3 { row[3 * rowStride + oc] = m12 + 8 * m34 + a5 + bb }
         }
     }
 }

@@ -140,8 +140,14 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         convInKernel = raw.convInKernel ?? 3
         convOutKernel = raw.convOutKernel ?? 3
 
+        addedTimeConditioning = try Self.addedTimeConditioning(of: raw)
+        try checkShapes()
+    }
+
+    /// SDXL's added time conditioning (`addition_embed_type` "text_time"), or none.
+    private static func addedTimeConditioning(of raw: RawUNetConfig) throws -> AddedTimeConditioning? {
         switch raw.additionEmbedType {
-        case nil: addedTimeConditioning = nil
+        case nil: return nil
         case "text_time":
             guard let dim = raw.additionTimeEmbedDim else {
                 throw ModelConfigError("addition_embed_type 'text_time' needs addition_time_embed_dim")
@@ -153,10 +159,9 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
             guard input > 6 * dim else {
                 throw ModelConfigError("projection_class_embeddings_input_dim \(input) leaves no room for pooled text embeds beside 6 × addition_time_embed_dim \(dim)")
             }
-            addedTimeConditioning = AddedTimeConditioning(timeEmbedDim: dim, projectionInputDim: input)
+            return AddedTimeConditioning(timeEmbedDim: dim, projectionInputDim: input)
         case let other?: throw ModelConfigError("addition_embed_type '\(other)' is not supported")
         }
-        try checkShapes()
     }
 
     /// Widths the layers need to be constructible.
