@@ -13,6 +13,13 @@ struct ConvGeometry {
     var wo: Int { (w + padLeft + padRight - kw) / stride + 1 }
     var k: Int { kh * kw * c }
     var isPointwise: Bool { kh == 1 && kw == 1 && stride == 1 && padTop == 0 && padLeft == 0 && padBottom == 0 && padRight == 0 }
+
+    /// The C floats of input pixel (iy, ix) of one NHWC `image`, or `zero` (C zeros) where
+    /// (iy, ix) falls in the padding: the Winograd tiles read their inputs through this.
+    @inline(__always)
+    func pixel(_ image: UnsafePointer<Float>, _ iy: Int, _ ix: Int, zero: UnsafePointer<Float>) -> UnsafePointer<Float> {
+        iy >= 0 && iy < h && ix >= 0 && ix < w ? image + (iy * w + ix) * c : zero
+    }
 }
 
 /// Upper bound on one worker's unfolded tile, in floats (8 MiB).

@@ -170,10 +170,7 @@ private func winogradInputTile(_ image: UnsafePointer<Float>, _ g: ConvGeometry,
                                zero: UnsafeMutablePointer<Float>, tmp: UnsafeMutablePointer<Float>,
                                _ v: UnsafeMutablePointer<Float>, vPlane: Int) {
     let c = g.c
-    @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> {
-        let iy = iy0 + i, ix = ix0 + j
-        return iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? image + (iy * g.w + ix) * c : UnsafePointer(zero)
-    }
+    @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> { g.pixel(image, iy0 + i, ix0 + j, zero: zero) }
     // Along each input row: tmp[i][j] = (d B)[i][j].
     for i in 0..<4 {
         let d0 = pixel(i, 0), d1 = pixel(i, 1), d2 = pixel(i, 2), d3 = pixel(i, 3)

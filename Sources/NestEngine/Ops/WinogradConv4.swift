@@ -153,37 +153,34 @@ private func winograd4InputTile(_ image: UnsafePointer<Float>, _ g: ConvGeometry
                                 zero: UnsafeMutablePointer<Float>, tmp: UnsafeMutablePointer<Float>,
                                 _ v: UnsafeMutablePointer<Float>, vPlane: Int) {
     let c = g.c
-    @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> {
-        let iy = iy0 + i, ix = ix0 + j
-        return iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? image + (iy * g.w + ix) * c : UnsafePointer(zero)
-    }
+    @inline(__always) func pixel(_ i: Int, _ j: Int) -> UnsafePointer<Float> { g.pixel(image, iy0 + i, ix0 + j, zero: zero) }
     // Along each input row: tmp[i][j] = (d B)[i][j].
     for i in 0..<6 {
-        let d0 = pixel(i, 0), d1 = pixel(i, 1), d2 = pixel(i, 2), d3 = pixel(i, 3), d4 = pixel(i, 4), d5 = pixel(i, 5)
-        let r = tmp + (i * 6) * c
-        for ch in 0..<c {
-            let a0 = d0[ch], a1 = d1[ch], a2 = d2[ch], a3 = d3[ch], a4 = d4[ch], a5 = d5[ch]
-            r[ch] = 4 * a0 - 5 * a2 + a4
-            r[c + ch] = a4 + a3 - 4 * (a1 + a2)
-            r[2 * c + ch] = a4 - a3 + 4 * (a1 - a2)
-            r[3 * c + ch] = a4 - a2 + 2 * (a3 - a1)
-            r[4 * c + ch] = a4 - a2 - 2 * (a3 - a1)
-            r[5 * c + ch] = 4 * a1 - 5 * a3 + a5
-        }
+        winograd4InputLine(pixel(i, 0), pixel(i, 1), pixel(i, 2), pixel(i, 3), pixel(i, 4), pixel(i, 5),
+                           into: tmp + (i * 6) * c, stride: c, c: c)
     }
     // Down each column: V[i][j] = (Bᵀ tmp)[i][j], stored at plane i·6 + j.
     for j in 0..<6 {
-        let b0 = tmp + j * c, b1 = b0 + 6 * c, b2 = b1 + 6 * c, b3 = b2 + 6 * c, b4 = b3 + 6 * c, b5 = b4 + 6 * c
-        let o0 = v + j * vPlane, step = 6 * vPlane
-        for ch in 0..<c {
-            let a0 = b0[ch], a1 = b1[ch], a2 = b2[ch], a3 = b3[ch], a4 = b4[ch], a5 = b5[ch]
-            o0[ch] = 4 * a0 - 5 * a2 + a4
-            o0[step + ch] = a4 + a3 - 4 * (a1 + a2)
-            o0[2 * step + ch] = a4 - a3 + 4 * (a1 - a2)
-            o0[3 * step + ch] = a4 - a2 + 2 * (a3 - a1)
-            o0[4 * step + ch] = a4 - a2 - 2 * (a3 - a1)
-            o0[5 * step + ch] = 4 * a1 - 5 * a3 + a5
-        }
+        let b0 = UnsafePointer(tmp + j * c), line = 6 * c
+        winograd4InputLine(b0, b0 + line, b0 + 2 * line, b0 + 3 * line, b0 + 4 * line, b0 + 5 * line,
+                           into: v + j * vPlane, stride: 6 * vPlane, c: c)
+    }
+}
+
+/// Bᵀ along one line of six points, each C floats: the six results go to `out`,
+/// `stride` floats apart. The rows and then the columns of a tile pass through it.
+@inline(__always)
+private func winograd4InputLine(_ d0: UnsafePointer<Float>, _ d1: UnsafePointer<Float>, _ d2: UnsafePointer<Float>,
+                                _ d3: UnsafePointer<Float>, _ d4: UnsafePointer<Float>, _ d5: UnsafePointer<Float>,
+                                into out: UnsafeMutablePointer<Float>, stride: Int, c: Int) {
+    for ch in 0..<c {
+        let a0 = d0[ch], a1 = d1[ch], a2 = d2[ch], a3 = d3[ch], a4 = d4[ch], a5 = d5[ch]
+        out[ch] = 4 * a0 - 5 * a2 + a4
+        out[stride + ch] = a4 + a3 - 4 * (a1 + a2)
+        out[2 * stride + ch] = a4 - a3 + 4 * (a1 - a2)
+        out[3 * stride + ch] = a4 - a2 + 2 * (a3 - a1)
+        out[4 * stride + ch] = a4 - a2 - 2 * (a3 - a1)
+        out[5 * stride + ch] = 4 * a1 - 5 * a3 + a5
     }
 }
 
