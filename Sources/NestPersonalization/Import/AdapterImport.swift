@@ -237,6 +237,9 @@ extension AdapterImport {
         do {
             unet = try UNet2DConditionConfig.load(from: model.appendingPathComponent("unet/config.json"))
             let encoderFolder = imageEncoder ?? model.appendingPathComponent("image_encoder")
+            if imageEncoder == nil && !FileManager.default.fileExists(atPath: encoderFolder.path) {
+                throw AdapterImportError("\(model.path) has no image_encoder/; name the encoder's CLIP image encoder folder (--image-encoder)")
+            }
             encoder = try decodeConfig(CLIPVisionConfig.self, from: encoderFolder.appendingPathComponent("config.json"))
         } catch { throw AdapterImportError("\(error)") }
         let plan: AdapterImport, adapter: PersonalizationAdapter
