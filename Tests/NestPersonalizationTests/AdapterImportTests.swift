@@ -146,6 +146,13 @@ import Testing
         Self.expectRefused(stray, naming: ["ip_adapter.17.to_k_ip.weight", "names no cross-attention", "another base model"])
     }
 
+    @Test func aTensorTheResamplerLacksIsNamed() throws {
+        // image_proj.* matches every resampler name; one the resampler has no parameter for is still refused by name.
+        let url = try Self.variant(adding: [("image_proj.scale", [1])])
+        defer { try? FileManager.default.removeItem(at: url) }
+        Self.expectRefused(url, naming: ["image_proj.scale maps to resampler.scale, which is no parameter of a nested adapter"])
+    }
+
     @Test func aUserTableReadsARenamedLayout() throws {
         // The same encoder with its projections renamed: refused by the built-in table, read with a one-rule extension.
         let file = try SafeTensorsFile(path: Self.checkpoint.path)
