@@ -43,6 +43,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Side of the identity score's box-filtered features (16; finer for near framings).")
     var featureSide = 16
 
+    @Option(help: "Distractor individuals per scored subject (identity chance is 1 / (distractors + 1)).")
+    var distractors = 7
+
     @Flag(help: "Only the validation rows (truth, unrelated images, truth through the VAE) and autoencoder.png (truths beside their reconstructions): checks an autoencoder before anything is trained on its latents. Needs no adapters.")
     var autoencoderOnly = false
 
@@ -55,6 +58,7 @@ struct Eval: ParsableCommand {
             throw ValidationError("--framing: unknown framing '\(framing)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         do { try WorldRenderer.checkSide(size) } catch { throw ValidationError("--size: \(error)") }
+        guard (1...63).contains(distractors) else { throw ValidationError("--distractors must be between 1 and 63, got \(distractors)") }
         guard [8, 16, 32].contains(featureSide) else { throw ValidationError("--feature-side must be 8, 16 or 32, got \(featureSide)") }
         guard size == 64 || autoencoderOnly else {
             throw ValidationError("--size other than 64 needs --autoencoder-only (the world's models draw 64×64)")
@@ -72,6 +76,7 @@ struct Eval: ParsableCommand {
         options.steps = steps; options.guidance = guidance; options.valueNormalization = valueNorm
         options.heldOutCombinations = !allContexts
         options.framing = Framing(rawValue: framing)!; options.side = size; options.featureSide = featureSide
+        options.distractors = distractors
         let evaluation = WorldEvaluationRun(model: URL(fileURLWithPath: DefaultModel.resolve(model)),
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly)
         var bar: ProgressBar? = nil

@@ -179,7 +179,7 @@ func coverage(_ subjects: [PlacedSubject], index: Int, framing: Framing, side: I
         #expect(try JSONDecoder().decode(Context.self, from: Data(nearText.utf8)) == near)
     }
 
-    @Test func badFramingsAndSidesAreNamed() {
+    @Test func badFramingsAndSidesAreNamed() throws {
         #expect(try Framing.list("portrait, close-up") == [.portrait, .closeUp])
         #expect(throws: WorldError.self) { try Framing.list("portrait,selfie") }
         do { _ = try Framing.list("selfie"); Issue.record("accepted") } catch {
