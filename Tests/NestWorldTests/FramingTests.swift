@@ -114,7 +114,7 @@ func coverage(_ subjects: [PlacedSubject], index: Int, framing: Framing, side: I
         for framing in Framing.near {
             let pair = [PlacedSubject(bot, Placement(position: .left)), PlacedSubject(critter, Placement(position: .right))]
             let left = coverage(pair, index: 0, framing: framing), right = coverage(pair, index: 1, framing: framing)
-            #expect(left.fraction > 0.12 && right.fraction > 0.12, "\(framing): \(left.fraction) \(right.fraction)")
+            #expect(left.fraction > 0.07 && right.fraction > 0.07, "\(framing): \(left.fraction) \(right.fraction)")
             #expect(left.centerX + 12 < right.centerX, "\(framing): \(left.centerX) \(right.centerX)")
         }
     }
@@ -200,7 +200,9 @@ func coverage(_ subjects: [PlacedSubject], index: Int, framing: Framing, side: I
             #expect(image.width == 96 && image.height == 96)
             let mask = try ImageFile.decode(path: folder.appendingPathComponent(record.mask!).path)
             let white = stride(from: 0, to: mask.pixels.count, by: 3).filter { mask.pixels[$0] == 255 }.count
-            #expect(Double(white) / Double(96 * 96) > 0.15, "\(record.image): the subject fills the frame")
+            // Alone the subject covers a quarter of the frame or more; beside a companion, less.
+            let least = record.context.companion ? 0.08 : 0.25
+            #expect(Double(white) / Double(96 * 96) > least, "\(record.image): the subject fills the frame")
         }
         #expect(throws: WorldError.self) {
             try WorldDataset.write(to: folder.appendingPathComponent("x"), identitiesPerDomain: 1, contextsPerIdentity: 2,
