@@ -3,6 +3,7 @@ import Foundation
 import NestDiffusion
 import NestEvaluation
 import NestPersonalization
+import NestWorld
 
 /// `nest eval`: the miniature world's identity-versus-prompt evaluation.
 struct Eval: ParsableCommand {
@@ -33,6 +34,18 @@ struct Eval: ParsableCommand {
     @Flag(help: "Prompt with any context, not only the held-out background × style pairs.")
     var allContexts = false
 
+    @Option(help: "Framing of every prompted scene: scene (the wide shot), portrait, half-body or close-up.")
+    var framing: String = "scene"
+
+    @Option(help: "Side in pixels of the truths scored (with --autoencoder-only: 64, 96, 128).")
+    var size = 64
+
+    @Option(help: "Side of the identity score's box-filtered features (16; finer for near framings).")
+    var featureSide = 16
+
+    @Option(help: "Distractor individuals per scored subject (identity chance is 1 / (distractors + 1)).")
+    var distractors = 7
+
     @Flag(help: "Only the validation rows (truth, unrelated images, truth through the VAE) and autoencoder.png (truths beside their reconstructions): checks an autoencoder before anything is trained on its latents. Needs no adapters.")
     var autoencoderOnly = false
 
@@ -41,6 +54,15 @@ struct Eval: ParsableCommand {
     func validate() throws {
         guard (1...1000).contains(identities) else { throw ValidationError("--identities must be between 1 and 1000, got \(identities)") }
         guard (1...100).contains(prompts) else { throw ValidationError("--prompts must be between 1 and 100, got \(prompts)") }
+        guard Framing(rawValue: framing) != nil else {
+            throw ValidationError("--framing: unknown framing '\(framing)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        do { try WorldRenderer.checkSide(size) } catch { throw ValidationError("--size: \(error)") }
+        guard (1...63).contains(distractors) else { throw ValidationError("--distractors must be between 1 and 63, got \(distractors)") }
+        guard [8, 16, 32].contains(featureSide) else { throw ValidationError("--feature-side must be 8, 16 or 32, got \(featureSide)") }
+        guard size == 64 || autoencoderOnly else {
+            throw ValidationError("--size other than 64 needs --autoencoder-only (the world's models draw 64×64)")
+        }
         do {
             try GenerationConfiguration(prompt: "", steps: steps, guidanceScale: guidance).validate()
             try NestedAttentionOptions(valueNormalization: valueNorm).validate()
@@ -53,6 +75,8 @@ struct Eval: ParsableCommand {
         options.identitiesPerDomain = identities; options.promptsPerIdentity = prompts
         options.steps = steps; options.guidance = guidance; options.valueNormalization = valueNorm
         options.heldOutCombinations = !allContexts
+        options.framing = Framing(rawValue: framing)!; options.side = size; options.featureSide = featureSide
+        options.distractors = distractors
         let evaluation = WorldEvaluationRun(model: URL(fileURLWithPath: DefaultModel.resolve(model)),
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly)
         var bar: ProgressBar? = nil
