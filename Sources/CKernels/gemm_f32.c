@@ -103,12 +103,13 @@ WINO_TARGET void nest_winograd4_pack_weights(const float *w, ptrdiff_t o, ptrdif
                                              float *out, float *scratch) {
     const ptrdiff_t plane = nest_f32_packed_floats(o, c);
     for (ptrdiff_t nb = nb0; nb < nb1; nb++) {
-        // scratch[(tap·c + ch)·32 + j] = w[nb·32 + j][tap][ch], zero past o.
+        // scratch[(tap·c + ch)·32 + j] = w[nb·32 + j][ch][tap] (OIHW), zero past o.
         for (ptrdiff_t j = 0; j < F32_NR; j++) {
             ptrdiff_t oc = nb * F32_NR + j;
             if (oc < o) {
                 const float *src = w + oc * 9 * c;
-                for (ptrdiff_t e = 0; e < 9 * c; e++) scratch[e * F32_NR + j] = src[e];
+                for (ptrdiff_t ch = 0; ch < c; ch++)
+                    for (int tap = 0; tap < 9; tap++) scratch[(tap * c + ch) * F32_NR + j] = src[ch * 9 + tap];
             } else {
                 for (ptrdiff_t e = 0; e < 9 * c; e++) scratch[e * F32_NR + j] = 0;
             }

@@ -65,7 +65,7 @@ let convShapes = args.contains("--small-convs") ? [(8, 8, 128, 128, 3), (8, 8, 1
                                     (8, 16, 64, 64, 3), (8, 8, 192, 192, 3), (8, 16, 128, 64, 3)]
 for (batch, size, cin, cout, k) in convShapes {
     let x = Tensor.randn([batch, size, size, cin], seed: 3)
-    let w = Tensor.randn([cout, k, k, cin], seed: 4, std: 0.02)
+    let w = Tensor.randn([cout, cin, k, k], seed: 4, std: 0.02)
     let bias = Tensor.randn([cout], seed: 5)
     gemmRate = max(gemmRate, gemmFlops / best(1) {
         BLAS.gemm(m: n, n: n, k: n, a: a.data, lda: n, b: b.data, ldb: n, c: c.data, ldc: n)

@@ -86,4 +86,29 @@ import Testing
             #expect(differing.isEmpty, "\(differing.count) parameter(s) differ from the rounded folder weights, first \(differing.first ?? "")")
         }
     }
+
+    @Test func halfWeightsAreReadNarrowFromTheFile() throws {
+        // A float16 single file with --half-weights: each large weight is the file's
+        // float16 bytes in place, and the image is the one narrowing afterwards gives.
+        let source = try SafeTensorsFile(path: Self.file("sd1").path)
+        var writer = SafeTensorsWriter()
+        for name in source.names { writer.add(name, shape: try source.info(name).shape, floats: try source.floats(name), as: .f16) }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sd1-f16-\(UUID().uuidString).safetensors")
+        try writer.write(to: url.path)
+        defer { try? FileManager.default.removeItem(at: url) }
+        let narrow = try StableDiffusionPipeline.load(singleFile: url, config: Self.folder("sd1"), precision: .float16)
+        let wide = try StableDiffusionPipeline.load(singleFile: url, config: Self.folder("sd1"))
+        wide.storeWeightsAsHalf()
+        func below(_ m: Module) -> [Module] { [m] + m.children.flatMap { below($0.module) } }
+        let layers = ([narrow.unet, narrow.vae] + narrow.prompts.encoders as [Module]).flatMap(below)
+        let halves = layers.compactMap { ($0 as? Linear)?.halfWeight ?? ($0 as? Conv2d)?.halfWeight }
+        #expect(!halves.isEmpty, "no weight narrowed")  // the tiny fixture has few of at least 4096 values
+        let copied = halves.filter { !$0.usesFileInPlace }.count
+        #expect(copied == 0, "\(copied) of \(halves.count) float16 weights were copied instead of read in place")
+        let c = Self.cases.first { $0.flavour == "sd1" }!
+        let config = GenerationConfiguration(prompt: c.prompt, negativePrompt: c.negative_prompt, steps: c.steps,
+                                             guidanceScale: c.guidance, seed: c.seed,
+                                             scheduler: SchedulerKind(rawValue: c.scheduler)!)
+        #expect(try narrow.generate(config).array == wide.generate(config).array)
+    }
 }

@@ -20,8 +20,6 @@ struct Fixtures {
         return Tensor(try! file.floats(name), shape: info.shape)
     }
 
-    /// Conv weights are stored OIHW like checkpoints; the engine wants OHWI.
-    func convWeight(_ name: String) -> Tensor { tensor(name).permuted([0, 2, 3, 1]) }
 }
 
 /// Largest |a - b| relative to max(1, max |b|): scale-aware float32 closeness.
@@ -38,14 +36,10 @@ func maxRelativeError(_ a: Tensor, _ b: Tensor) -> Float {
 /// back-propagates the stored upstream gradient and checks every input's
 /// gradient against PyTorch's.
 func checkAgainstTorch(_ name: String, inputs names: [String], tolerance: Float = 1e-5,
-                       transform: [String: (Tensor) -> Tensor] = [:],
-                       gradTransform: [String: (Tensor) -> Tensor] = [:],
                        _ f: ([Tensor]) -> Tensor) {
     let fx = Fixtures.shared
     let inputs = names.map { n -> Tensor in
-        let t = fx.tensor("\(name).\(n)")
-        let u = transform[n].map { $0(t) } ?? t
-        let leaf = u.detached().copy()
+        let leaf = fx.tensor("\(name).\(n)").detached().copy()
         leaf.requiresGrad = true
         return leaf
     }
@@ -59,8 +53,7 @@ func checkAgainstTorch(_ name: String, inputs names: [String], tolerance: Float 
     for (n, t) in zip(names, inputs) {
         guard fx.has("\(name).grad.\(n)") else { continue }
         guard let g = t.grad else { Issue.record("\(name): no gradient for \(n)"); continue }
-        let gg = gradTransform[n].map { $0(g) } ?? g
-        let e = maxRelativeError(gg, fx.tensor("\(name).grad.\(n)"))
+        let e = maxRelativeError(g, fx.tensor("\(name).grad.\(n)"))
         #expect(e < tolerance * 10, "\(name): gradient of \(n) differs from PyTorch by \(e)")
     }
 }

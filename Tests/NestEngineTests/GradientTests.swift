@@ -30,13 +30,13 @@ import Testing
         checkGradients("conv3x3 pad1", inputs: [r([2, 5, 6, 3], 10), r([4, 3, 3, 3], 11, 0.3), r([4], 12)]) {
             F.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 1, padding: 1)
         }
-        checkGradients("conv3x3 stride2", inputs: [r([1, 7, 8, 2], 13), r([3, 3, 3, 2], 14, 0.3), r([3], 15)]) {
+        checkGradients("conv3x3 stride2", inputs: [r([1, 7, 8, 2], 13), r([3, 2, 3, 3], 14, 0.3), r([3], 15)]) {
             F.conv2d($0[0], weight: $0[1], bias: $0[2], stride: 2, padding: 1)
         }
-        checkGradients("conv1x1", inputs: [r([2, 3, 3, 4], 16), r([5, 1, 1, 4], 17, 0.3)]) {
+        checkGradients("conv1x1", inputs: [r([2, 3, 3, 4], 16), r([5, 4, 1, 1], 17, 0.3)]) {
             F.conv2d($0[0], weight: $0[1], stride: 1, padding: 0)
         }
-        checkGradients("conv asym pad", inputs: [r([1, 6, 5, 2], 18), r([2, 3, 3, 2], 19, 0.3)]) {
+        checkGradients("conv asym pad", inputs: [r([1, 6, 5, 2], 18), r([2, 2, 3, 3], 19, 0.3)]) {
             F.conv2d($0[0], weight: $0[1], bias: nil, stride: 2, padding: (0, 1, 1, 0))
         }
     }

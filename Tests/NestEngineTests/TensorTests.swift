@@ -53,7 +53,7 @@ import Glibc
     }
 
     @Test func threadCountDoesNotChangeResults() {
-        let x = Tensor.randn([2, 17, 13, 8], seed: 3), w = Tensor.randn([6, 3, 3, 8], seed: 4)
+        let x = Tensor.randn([2, 17, 13, 8], seed: 3), w = Tensor.randn([6, 8, 3, 3], seed: 4)
         let q = Tensor.randn([2, 300, 16], seed: 5), k = Tensor.randn([2, 520, 16], seed: 6)
         func run() -> [Float] {
             F.conv2d(x, weight: w, stride: 1, padding: 1).array

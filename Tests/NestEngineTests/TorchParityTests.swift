@@ -4,8 +4,6 @@ import Testing
 /// Forward (and backward) of every operation against PyTorch 2.13 on the
 /// same inputs; fixtures from tools/make_fixtures.py.
 @Suite struct TorchParityTests {
-    let ohwi: [String: (Tensor) -> Tensor] = ["w": { $0.permuted([0, 2, 3, 1]) }]
-    let oihw: [String: (Tensor) -> Tensor] = ["w": { $0.permuted([0, 3, 1, 2]) }]
 
     @Test func linearAndMatmul() {
         checkAgainstTorch("linear", inputs: ["x", "w", "b"]) { F.linear($0[0], weight: $0[1], bias: $0[2]) }
@@ -16,7 +14,7 @@ import Testing
 
     @Test(arguments: [("conv3x3", 1, 1), ("conv3x3_s2", 2, 1), ("conv1x1", 1, 0), ("conv4x4_s2_p0", 2, 0)])
     func conv2d(name: String, stride: Int, padding: Int) {
-        checkAgainstTorch(name, inputs: ["x", "w", "b"], transform: ohwi, gradTransform: oihw) {
+        checkAgainstTorch(name, inputs: ["x", "w", "b"]) {
             F.conv2d($0[0], weight: $0[1], bias: $0[2], stride: stride, padding: padding)
         }
     }

@@ -25,7 +25,7 @@ import Testing
         ]
         for (n, h, w, c, o, pad, hasBias) in cases {
             let x = Tensor.randn([n, h, w, c], seed: UInt64(h * 100 + w))
-            let weight = Tensor.randn([o, 3, 3, c], seed: 7, std: 0.1)
+            let weight = Tensor.randn([o, c, 3, 3], seed: 7, std: 0.1)
             let bias = hasBias ? Tensor.randn([o], seed: 8) : nil
             let g = ConvGeometry(n: n, h: h, w: w, c: c, o: o, kh: 3, kw: 3, stride: 1,
                                  padTop: pad.0, padLeft: pad.1, padBottom: pad.2, padRight: pad.3)
@@ -45,7 +45,7 @@ import Testing
         let (n, h, w, c, o) = (2, 9, 10, 256, 480)
         #expect(winograd4OutputChunk(o: o, c: c) < o, "this case must take several passes")
         let x = Tensor.randn([n, h, w, c], seed: 5)
-        let weight = Tensor.randn([o, 3, 3, c], seed: 6, std: 0.05), bias = Tensor.randn([o], seed: 7)
+        let weight = Tensor.randn([o, c, 3, 3], seed: 6, std: 0.05), bias = Tensor.randn([o], seed: 7)
         let r = both(tile: 4) { F.conv2d(x, weight: weight, bias: bias, stride: 1, padding: 1).array }
         let scale = r.direct.map { abs($0) }.max()!
         let worst = zip(r.winograd, r.direct).map { abs($0 - $1) }.max()!
@@ -56,7 +56,7 @@ import Testing
     /// weight planes instead of the packed panels: the same result either way.
     @Test func winograd4PathsAgree() {
         let x = Tensor.randn([4, 33, 30, 48], seed: 11)
-        let weight = Tensor.randn([70, 3, 3, 48], seed: 12, std: 0.1), bias = Tensor.randn([70], seed: 13)
+        let weight = Tensor.randn([70, 48, 3, 3], seed: 12, std: 0.1), bias = Tensor.randn([70], seed: 13)
         func run() -> [Float] {
             ConvolutionAlgorithm.with(winograd: true) { ConvolutionAlgorithm.with(winogradTile: 4) {
                 F.conv2d(x, weight: weight, bias: bias, stride: 1, padding: 1).array
@@ -71,7 +71,7 @@ import Testing
     }
 
     @Test(arguments: [2, 4]) func gradientsMatchDirectConvolution(tile: Int) {
-        let x = Tensor.randn([24, 9, 10, 32], seed: 1), weight = Tensor.randn([40, 3, 3, 32], seed: 2, std: 0.1)
+        let x = Tensor.randn([24, 9, 10, 32], seed: 1), weight = Tensor.randn([40, 32, 3, 3], seed: 2, std: 0.1)
         let seed = Tensor.randn([24, 9, 10, 40], seed: 3)
         let r = both(tile: tile) { () -> [Float] in
             let xi = Tensor(x.array, shape: x.shape, requiresGrad: true)

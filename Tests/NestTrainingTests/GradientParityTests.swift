@@ -26,10 +26,8 @@ import Testing
         for (path, p) in model.namedParameters() {
             guard let grad = p.tensor.grad else { Issue.record("\(prefix): no gradient for \(path)"); continue }
             let expected = try Self.file.tensor("\(prefix).grad.\(path)")
-            // Our conv weights are OHWI; PyTorch's gradients are OIHW like the checkpoint.
-            let ours = p.layout == .convOIHW ? grad.permuted([0, 3, 1, 2]) : grad
             var e: Float = 0
-            for i in 0..<expected.count { e = max(e, abs(ours.data[i] - expected.data[i])) }
+            for i in 0..<expected.count { e = max(e, abs(grad.data[i] - expected.data[i])) }
             if e / scale > worst.0 { worst = (e / scale, path) }
             checked += 1
         }

@@ -117,12 +117,11 @@ enum LoRAShapes {
             return LowRankUpdate(down: down.reshaped([rank, inF]), up: up2, scale: factor)
         }
         let conv = module as! Conv2d
-        let w = conv.weight.shape  // [O, kh, kw, I]
+        let w = conv.weight.shape  // [O, I, kh, kw]
         let kernel = down.shape.count == 4 ? [down.shape[2], down.shape[3]] : [1, 1]
-        guard down.shape[1] == w[3], kernel == [w[1], w[2]], up.shape[0] == w[0] else {
-            throw mismatch("[r, \(w[3]), \(w[1]), \(w[2])] → [\(w[0]), r, 1, 1]")
+        guard down.shape[1] == w[1], kernel == [w[2], w[3]], up.shape[0] == w[0] else {
+            throw mismatch("[r, \(w[1]), \(w[2]), \(w[3])] → [\(w[0]), r, 1, 1]")
         }
-        let ohwi = Autograd.noGrad { down.reshaped([rank, w[3], w[1], w[2]]).permuted([0, 2, 3, 1]) }
-        return LowRankUpdate(down: ohwi, up: up2, scale: factor)
+        return LowRankUpdate(down: down.reshaped([rank, w[1], w[2], w[3]]), up: up2, scale: factor)
     }
 }

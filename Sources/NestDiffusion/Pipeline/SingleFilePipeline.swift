@@ -12,19 +12,12 @@ extension StableDiffusionPipeline {
     }
 
     /// Loads a model given as a diffusers folder, or as a single file with the folder whose configs it uses.
-    /// A folder's weights are read in `precision` straight from its files; a single file's
-    /// are read as float32 and then narrowed (its renamed tensors take the copying path).
+    /// Either way the weights are read in `precision` straight from the files.
     public static func load(model: URL, config: URL?, variant: String? = nil, precision: WeightPrecision = .float32,
                             progress: (@Sendable (PipelineLoadProgress) -> Void)? = nil) throws -> StableDiffusionPipeline {
         if isSingleFile(model) {
             if let variant { throw ModelConfigError("\(model.path): a single file has no weight variants (got \(variant))") }
-            let pipeline = try load(singleFile: model, config: config)
-            switch precision {
-            case .float32: break
-            case .float16: pipeline.storeWeightsAsHalf()
-            case .bfloat16: pipeline.storeWeightsAsBFloat16()
-            }
-            return pipeline
+            return try load(singleFile: model, config: config, precision: precision)
         }
         _ = try configFolder(model: model, config: config)
         return try load(folder: model, variant: variant, precision: precision, progress: progress)
@@ -55,8 +48,10 @@ extension StableDiffusionPipeline {
     /// A single file holds weights only: the models' configs, the tokenizers and the
     /// scheduler config come from `config`, a diffusers folder of the same family
     /// (its weights are not read). The whole file is checked against those configs
-    /// before any model is built (see `SingleFileCheckpoint.plan`).
-    public static func load(singleFile url: URL, config configURL: URL?) throws -> StableDiffusionPipeline {
+    /// before any model is built (see `SingleFileCheckpoint.plan`); `precision` keeps the
+    /// large weights narrow straight from the file, as for a folder.
+    public static func load(singleFile url: URL, config configURL: URL?,
+                            precision: WeightPrecision = .float32) throws -> StableDiffusionPipeline {
         let checkpoint = try SingleFileCheckpoint(path: url.path)
         guard let configURL else { throw noConfigFolder(url, checkpoint.family) }
         let folder = try ModelFolder(url: configURL)
@@ -67,7 +62,7 @@ extension StableDiffusionPipeline {
         }
         let schedulerConfig = try SchedulerConfig.load(
             from: try folder.component("scheduler").appendingPathComponent("scheduler_config.json"))
-        let models = try checkpoint.load(configs)
+        let models = try checkpoint.load(configs, precision: precision)
         let prompts = try PromptEncoder(tokenizers: tokenizers, encoders: models.textEncoders)
         return StableDiffusionPipeline(folder: folder, prompts: prompts, unet: models.unet, vae: models.vae,
                                        schedulerConfig: schedulerConfig,

@@ -10,7 +10,7 @@ import CKernels
 /// relative, the sums stay float32. Inference only. On CPUs without BF16 the
 /// same rounded weight is widened to float32 for each use instead.
 public final class BFloat16Weights: @unchecked Sendable {
-    /// The weight's own shape ([out, in] or [out, kh, kw, in]).
+    /// The weight's own shape ([out, in] or [out, in, kh, kw]).
     public let shape: [Int]
     /// Rows (outputs) and columns (inputs) of the matrix it multiplies as.
     public let n: Int, k: Int
@@ -90,7 +90,7 @@ extension F {
 }
 
 extension F {
-    /// A convolution with a bfloat16 weight [O, kh, kw, C] as one bfloat16
+    /// A convolution with a bfloat16 weight [O, C, kh, kw] as one bfloat16
     /// GEMM over the unfolded input (im2col), for the convolutions Winograd
     /// does not take (small images, strides): bfloat16 products on the
     /// direct convolution's work. No gradient is recorded. Nil where the
@@ -98,9 +98,9 @@ extension F {
     /// BF16 hardware).
     static func conv2d(_ x: Tensor, bfloat16 weight: BFloat16Weights, bias: Tensor?, stride: Int,
                        padding: Int) -> Tensor? {
-        guard BFloat16Weights.multiplies, x.rank == 4, weight.shape.count == 4, weight.shape[3] == x.shape[3] else { return nil }
+        guard BFloat16Weights.multiplies, x.rank == 4, weight.shape.count == 4, weight.shape[1] == x.shape[3] else { return nil }
         let g = ConvGeometry(n: x.shape[0], h: x.shape[1], w: x.shape[2], c: x.shape[3], o: weight.shape[0],
-                             kh: weight.shape[1], kw: weight.shape[2], stride: stride,
+                             kh: weight.shape[2], kw: weight.shape[3], stride: stride,
                              padTop: padding, padLeft: padding, padBottom: padding, padRight: padding)
         guard g.ho > 0 && g.wo > 0, !ConvolutionAlgorithm.winogradApplies(g) else { return nil }
         if let bias { precondition(bias.count == g.o, "conv2d bias \(bias.shape) for \(g.o) outputs") }

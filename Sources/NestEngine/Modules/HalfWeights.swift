@@ -37,14 +37,6 @@ public final class HalfWeights: @unchecked Sendable {
         self.shape = shape; self.bits = bits; self.owner = owner
     }
 
-    /// Copies float16 values given in PyTorch's OIHW order into the engine's OHWI `shape`.
-    init(shape: [Int], permutingOIHW source: UnsafePointer<UInt16>) {
-        self.shape = shape
-        owner = nil
-        bits = .allocate(capacity: max(shape.reduce(1, *), 1))
-        permuteOIHWToOHWI(source, bits, engineShape: shape)
-    }
-
     deinit { if owner == nil { bits.deallocate() } }
 
     /// A new float32 tensor with the weight's values.

@@ -84,7 +84,7 @@ public final class Linear: Module {
 }
 
 public final class Conv2d: Module {
-    public let weight: Tensor  // [O, kh, kw, I]
+    public let weight: Tensor  // [O, I, kh, kw] (OIHW, as checkpoints store it)
     public let bias: Tensor?
     public let stride: Int
     public let padding: Int
@@ -94,7 +94,7 @@ public final class Conv2d: Module {
         let seed = seed ?? ParameterSeeds.next()
         let fanIn = inChannels * kernelSize * kernelSize
         let bound = 1 / Float(max(fanIn, 1)).squareRoot()
-        let shape = [outChannels, kernelSize, kernelSize, inChannels]
+        let shape = [outChannels, inChannels, kernelSize, kernelSize]
         weight = ParameterShapes.make(shape) { Tensor.uniform(shape, low: -bound, high: bound, seed: seed) }
         self.bias = bias ? ParameterShapes.make([outChannels]) {
             Tensor.uniform([outChannels], low: -bound, high: bound, seed: seed &+ 1)
@@ -102,7 +102,7 @@ public final class Conv2d: Module {
         self.stride = stride
         self.padding = padding
         super.init()
-        parameter("weight", weight, layout: .convOIHW)
+        parameter("weight", weight)
         if let b = self.bias { parameter("bias", b) }
     }
 
@@ -125,7 +125,7 @@ public final class Conv2d: Module {
     private func base(_ x: Tensor) -> Tensor {
         // A 1×1, stride-1, unpadded convolution over NHWC is a linear layer over channels.
         if let bfloat16Weight, !x.needsGrad {
-            if weight.shape[1] == 1 && weight.shape[2] == 1 && stride == 1 && padding == 0 {
+            if weight.shape[2] == 1 && weight.shape[3] == 1 && stride == 1 && padding == 0 {
                 return F.linear(x, bfloat16: bfloat16Weight, bias: bias)
             }
             if let y = F.conv2d(x, bfloat16: bfloat16Weight, bias: bias, stride: stride, padding: padding) { return y }

@@ -44,7 +44,7 @@ public struct LoadReport: Sendable {
 }
 
 extension Module {
-    /// Loads every parameter from `source`, converting layouts (OIHW → OHWI).
+    /// Loads every parameter from `source` (the engine keeps each tensor in its checkpoint's layout).
     ///
     /// Strict loading (the default) fails on any missing or unexpected tensor
     /// and on any shape mismatch, naming each; non-strict loading skips
@@ -98,14 +98,11 @@ extension Module {
         return try ParameterShapes.forLoading(build)
     }
 
-    /// Parameters in checkpoint layout (OHWI → OIHW), ready to save.
+    /// Parameters by checkpoint name, ready to save.
     public func checkpointTensors(prefix: String = "") -> [(name: String, tensor: Tensor)] {
         namedParameters().map { path, p in
             precondition(!p.tensor.released, "\(prefix + path) is stored as float16 for inference (storeWeightsAsHalf); it cannot be saved")
-            switch p.layout {
-            case .plain: return (prefix + path, p.tensor)
-            case .convOIHW: return (prefix + path, Autograd.noGrad { p.tensor.permuted([0, 3, 1, 2]) })
-            }
+            return (prefix + path, p.tensor)
         }
     }
 }

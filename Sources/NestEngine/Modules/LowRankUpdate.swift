@@ -6,13 +6,13 @@
 /// exactly, and the extra work is rank·(in + out) per position against the
 /// layer's in·out.
 public final class LowRankUpdate {
-    /// Linear: [rank, in]. Convolution: [rank, kh, kw, in] (the engine's OHWI), run with
+    /// Linear: [rank, in]. Convolution: [rank, in, kh, kw] (OIHW, as LoRA files store it), run with
     /// the base convolution's stride and padding.
     public let down: Tensor
     /// [out, rank], already multiplied by the scale.
     public let up: Tensor
 
-    /// `down` in the engine's layout (OHWI for convolutions); `up` as [out, rank].
+    /// `down` as [rank, in] or [rank, in, kh, kw]; `up` as [out, rank].
     public init(down: Tensor, up: Tensor, scale: Float) {
         precondition(up.rank == 2 && up.shape[1] == down.shape[0], "low-rank update: up \(up.shape) does not follow down \(down.shape)")
         self.down = down

@@ -3,28 +3,15 @@
 /// (`down_blocks.0.resnets.1.conv1.weight`) is its tensor name in the file
 /// and loading is a walk over names.
 open class Module {
-    /// How a checkpoint tensor maps onto a parameter.
-    public enum Layout: Sendable {
-        /// Same shape and order as the checkpoint.
-        case plain
-        /// Checkpoint is PyTorch OIHW; the engine stores OHWI (channels last).
-        case convOIHW
-    }
-
+    /// A registered tensor. Every parameter has its checkpoint's shape and
+    /// element order (convolutions included: OIHW), so loading and saving
+    /// never reorder values.
     public final class Parameter {
         public let tensor: Tensor
-        public let layout: Layout
-        init(_ tensor: Tensor, _ layout: Layout) { self.tensor = tensor; self.layout = layout }
+        init(_ tensor: Tensor) { self.tensor = tensor }
 
-        /// The tensor's shape as it appears in a checkpoint.
-        public var checkpointShape: [Int] {
-            switch layout {
-            case .plain: return tensor.shape
-            case .convOIHW:
-                let s = tensor.shape
-                return [s[0], s[3], s[1], s[2]]
-            }
-        }
+        /// The tensor's shape as it appears in a checkpoint (its own).
+        public var checkpointShape: [Int] { tensor.shape }
     }
 
     public private(set) var children: [(name: String, module: Module)] = []
@@ -42,9 +29,9 @@ open class Module {
 
     /// Registers a parameter under `name` and returns its tensor.
     @discardableResult
-    public func parameter(_ name: String, _ tensor: Tensor, layout: Layout = .plain) -> Tensor {
+    public func parameter(_ name: String, _ tensor: Tensor) -> Tensor {
         precondition(!ownParameters.contains { $0.name == name }, "duplicate parameter \(name)")
-        ownParameters.append((name, Parameter(tensor, layout)))
+        ownParameters.append((name, Parameter(tensor)))
         return tensor
     }
 

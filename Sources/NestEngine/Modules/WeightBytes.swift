@@ -36,7 +36,7 @@ public struct WeightBytes {
     }
 
     /// Gives the resident pages lying wholly inside these bytes back to the
-    /// OS once their values were copied elsewhere (a permuted or narrowed
+    /// OS once their values were copied elsewhere (a converted or narrowed
     /// weight): otherwise the copy and the mapped original would both count
     /// against the process. Pages shared with a neighbouring tensor stay.
     func discardPages() {

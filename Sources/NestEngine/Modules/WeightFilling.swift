@@ -1,9 +1,9 @@
-/// Giving one parameter its values from a checkpoint at the least cost:
-/// float32 bytes that lie in a mapped file in the engine's layout are used in
-/// place; a convolution weight (OIHW in the file, OHWI here) is permuted into
-/// fresh memory and the mapped pages it came from are given back; weights
-/// kept narrow (`WeightPrecision`) go from the file to float16 or bfloat16
-/// one tensor at a time, never through a whole float32 model.
+/// Giving one parameter its values from a checkpoint at the least cost.
+/// Every parameter has its file's layout (convolutions included: OIHW), so
+/// float32 bytes that lie aligned in a mapped file are used in place, with no
+/// copy and no reordering; weights kept narrow (`WeightPrecision`) go from the
+/// file to float16 or bfloat16 one tensor at a time, never through a whole
+/// float32 model.
 struct ParameterFiller {
     let source: WeightSource
     let precision: WeightPrecision
@@ -40,11 +40,9 @@ struct ParameterFiller {
     }
 
     /// The bytes as the engine's values, when they can serve in place:
-    /// the engine's layout, the wanted element type, an aligned address.
-    static func inPlace<T>(_ bytes: WeightBytes, _ layout: Module.Layout, _ element: WeightBytes.Element,
-                           _ type: T.Type) -> UnsafeMutablePointer<T>? {
-        guard layout == .plain, bytes.element == element else { return nil }
-        return bytes.typed(type)
+    /// the wanted element type at an aligned address.
+    static func inPlace<T>(_ bytes: WeightBytes, _ element: WeightBytes.Element, _ type: T.Type) -> UnsafeMutablePointer<T>? {
+        bytes.element == element ? bytes.typed(type) : nil
     }
 
     /// What filling this parameter will hold, by the same rules as `fill`.
@@ -52,12 +50,12 @@ struct ParameterFiller {
         let count = parameter.tensor.count
         let bytes = source.weightBytes(of: name)
         if narrowed[ObjectIdentifier(parameter.tensor)] != nil {
-            if precision == .float16, let bytes, Self.inPlace(bytes, parameter.layout, .float16, UInt16.self) != nil {
+            if precision == .float16, let bytes, Self.inPlace(bytes, .float16, UInt16.self) != nil {
                 return LoadingCost(inPlaceBytes: count * 2, allocatedBytes: 0)
             }
             return LoadingCost(inPlaceBytes: 0, allocatedBytes: count * 2)
         }
-        if let bytes, Self.inPlace(bytes, parameter.layout, .float32, Float.self) != nil {
+        if let bytes, Self.inPlace(bytes, .float32, Float.self) != nil {
             return LoadingCost(inPlaceBytes: count * 4, allocatedBytes: 0)
         }
         return LoadingCost(inPlaceBytes: 0, allocatedBytes: count * 4)
@@ -69,63 +67,40 @@ struct ParameterFiller {
             throw WeightLoadingError("\(name): the model holds this weight narrowed (float16 or bfloat16); it cannot be reloaded")
         }
         if let layer = narrowed[ObjectIdentifier(tensor)] {
-            try narrow(name, parameter, into: layer)
+            try narrow(name, tensor, into: layer)
             return
         }
         let bytes = source.weightBytes(of: name)
-        if let bytes, let pointer = Self.inPlace(bytes, parameter.layout, .float32, Float.self) {
+        if let bytes, let pointer = Self.inPlace(bytes, .float32, Float.self) {
             tensor.replaceStorage(Storage(borrowing: pointer, count: tensor.count, owner: bytes.owner))
-            return
-        }
-        if tensor.awaitsLoading {
-            tensor.replaceStorage(try engineLayoutValues(name, parameter, bytes))
-        } else if parameter.layout == .plain {
-            try source.read(name, into: tensor.data, count: tensor.count)
+        } else if tensor.awaitsLoading {
+            tensor.replaceStorage(try freshValues(name, tensor, bytes))
         } else {
-            let values = try engineLayoutValues(name, parameter, bytes)
-            withExtendedLifetime(values) { tensor.data.update(from: values.pointer, count: tensor.count) }
+            try source.read(name, into: tensor.data, count: tensor.count)
         }
     }
 
-    /// The weight in fresh float32 memory, in the engine's layout; mapped
-    /// pages it was read from are given back.
-    private func engineLayoutValues(_ name: String, _ parameter: Module.Parameter, _ bytes: WeightBytes?) throws -> Storage {
-        let count = parameter.tensor.count, shape = parameter.tensor.shape
-        let out = Storage(count: count)
-        switch parameter.layout {
-        case .plain:
-            try source.read(name, into: out.pointer, count: count)
-        case .convOIHW:
-            if let bytes, bytes.element == .float32, let pointer = bytes.typed(Float.self) {
-                permuteOIHWToOHWI(UnsafePointer(pointer), out.pointer, engineShape: shape)
-            } else {
-                let raw = Storage(count: count)
-                try source.read(name, into: raw.pointer, count: count)
-                permuteOIHWToOHWI(UnsafePointer(raw.pointer), out.pointer, engineShape: shape)
-            }
-        }
+    /// The weight converted to float32 in fresh memory; mapped pages it was
+    /// read from are given back.
+    private func freshValues(_ name: String, _ tensor: Tensor, _ bytes: WeightBytes?) throws -> Storage {
+        let out = Storage(count: tensor.count)
+        try source.read(name, into: out.pointer, count: tensor.count)
         bytes?.discardPages()
         return out
     }
 
-    private func narrow(_ name: String, _ parameter: Module.Parameter, into layer: Module) throws {
-        let tensor = parameter.tensor
+    private func narrow(_ name: String, _ tensor: Tensor, into layer: Module) throws {
         let bytes = source.weightBytes(of: name)
         func values() throws -> Tensor {
-            Tensor(storage: try engineLayoutValues(name, parameter, bytes), shape: tensor.shape)
+            Tensor(storage: try freshValues(name, tensor, bytes), shape: tensor.shape)
         }
         switch precision {
         case .float32:
             preconditionFailure("float32 weights are not narrowed")
         case .float16:
             let half: HalfWeights
-            if let bytes, bytes.element == .float16, let bits = bytes.typed(UInt16.self) {
-                if Self.inPlace(bytes, parameter.layout, .float16, UInt16.self) != nil {
-                    half = HalfWeights(shape: tensor.shape, borrowing: bits, owner: bytes.owner)
-                } else {
-                    half = HalfWeights(shape: tensor.shape, permutingOIHW: UnsafePointer(bits))
-                    bytes.discardPages()
-                }
+            if let bytes, let bits = Self.inPlace(bytes, .float16, UInt16.self) {
+                half = HalfWeights(shape: tensor.shape, borrowing: bits, owner: bytes.owner)
             } else {
                 half = HalfWeights(try values())
             }
@@ -138,29 +113,12 @@ struct ParameterFiller {
     }
 }
 
-/// Copies a convolution weight from PyTorch's [O, I, kh, kw] order into the
-/// engine's [O, kh, kw, I] (`engineShape`), output channels in parallel.
-func permuteOIHWToOHWI<T>(_ source: UnsafePointer<T>, _ destination: UnsafeMutablePointer<T>, engineShape: [Int]) {
-    let (o, h, w, i) = (engineShape[0], engineShape[1], engineShape[2], engineShape[3])
-    let per = h * w * i
-    parallelRanges(o, grain: max(1, (1 << 16) / max(per, 1))) { outputs in
-        for oc in outputs {
-            let src = source + oc * per, dst = destination + oc * per
-            for ic in 0..<i {
-                for y in 0..<h {
-                    for x in 0..<w { dst[(y * w + x) * i + ic] = src[(ic * h + y) * w + x] }
-                }
-            }
-        }
-    }
-}
-
 /// The memory a model's weights hold once loaded.
 public struct LoadingCost: Sendable, Equatable {
     /// Checkpoint bytes used in place from mapped files: resident as the page
     /// cache serves them, shared with it, never copied.
     public var inPlaceBytes: Int
-    /// Fresh memory: permuted, converted or narrowed copies.
+    /// Fresh memory: converted or narrowed copies.
     public var allocatedBytes: Int
     public var totalBytes: Int { inPlaceBytes + allocatedBytes }
 

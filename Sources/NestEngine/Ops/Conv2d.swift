@@ -1,10 +1,11 @@
-/// 2-D convolution on channels-last tensors.
+/// 2-D convolution on channels-last inputs with PyTorch's weight layout.
 ///
-/// x: [N, H, W, C]; weight: [O, kh, kw, C] (PyTorch's OIHW transposed at
-/// load); output [N, Ho, Wo, O]. A 1×1 stride-1 convolution is one GEMM. Any
-/// other kernel runs as tiles of output pixels: each worker unfolds its tile
-/// (im2col) into a private buffer of bounded size and multiplies it by the
-/// weights, so no whole-image unfolded buffer ever exists.
+/// x: [N, H, W, C]; weight: [O, C, kh, kw] (OIHW, as checkpoints store it, so
+/// a loaded weight is the file's own bytes); output [N, Ho, Wo, O]. A 1×1
+/// stride-1 convolution is one GEMM. Any other kernel runs as tiles of
+/// output pixels: each worker unfolds its tile (im2col, in the weight's
+/// (C, kh, kw) order) into a private buffer of bounded size and multiplies it
+/// by the weights, so no whole-image unfolded buffer ever exists.
 
 struct ConvGeometry {
     let n, h, w, c, o, kh, kw, stride: Int
@@ -36,36 +37,48 @@ func convTiling(rows: Int, k: Int) -> (tileRows: Int, tiles: Int) {
     return (tileRows, (rows + tileRows - 1) / tileRows)
 }
 
-/// Unfolds output pixels [r0, r1) into `col` ([r1 - r0, kh·kw·C]).
+/// Unfolds output pixels `rows` into `col` ([rows.count, C·kh·kw]), each
+/// row in (C, kh, kw) order: the order of an OIHW weight's input dimensions,
+/// so one GEMM against the weight as stored computes the convolution. Each
+/// row is written front to back while the kh·kw input pixels under the
+/// kernel are read side by side, channel by channel.
 @inline(__always)
 func im2col(_ x: UnsafePointer<Float>, _ g: ConvGeometry, rows: Range<Int>, col: UnsafeMutablePointer<Float>) {
-    let c = g.c, k = g.k, hw = g.ho * g.wo
+    let c = g.c, k = g.k, hw = g.ho * g.wo, taps = g.kh * g.kw
+    let zero = UnsafeMutablePointer<Float>.allocate(capacity: max(c, 1))
+    zero.initialize(repeating: 0, count: max(c, 1))
+    let taken = UnsafeMutablePointer<UnsafePointer<Float>>.allocate(capacity: taps)
+    defer { zero.deallocate(); taken.deallocate() }
     for (t, r) in rows.enumerated() {
         let img = r / hw, rem = r % hw
         let oy = rem / g.wo, ox = rem % g.wo
-        let base = x + img * g.h * g.w * c
-        var dst = col + t * k
+        let image = x + img * g.h * g.w * c
         let iy0 = oy * g.stride - g.padTop, ix0 = ox * g.stride - g.padLeft
         for ky in 0..<g.kh {
-            let iy = iy0 + ky
-            if iy < 0 || iy >= g.h {
-                dst.update(repeating: 0, count: g.kw * c)
-                dst += g.kw * c
-                continue
-            }
-            let rowBase = base + iy * g.w * c
-            if ix0 >= 0 && ix0 + g.kw <= g.w {
-                // The whole kernel row is inside the image: one contiguous copy.
-                dst.update(from: rowBase + ix0 * c, count: g.kw * c)
-                dst += g.kw * c
-            } else {
-                for kx in 0..<g.kw {
-                    let ix = ix0 + kx
-                    if ix < 0 || ix >= g.w { dst.update(repeating: 0, count: c) } else { dst.update(from: rowBase + ix * c, count: c) }
-                    dst += c
-                }
-            }
+            for kx in 0..<g.kw { taken[ky * g.kw + kx] = g.pixel(image, iy0 + ky, ix0 + kx, zero: zero) }
         }
+        unfoldPixels(taken, taps: taps, channels: c, into: col + t * k)
+    }
+}
+
+/// dst[ch·taps + tap] = pixels[tap][ch]: one unfolded row from its kernel's input pixels.
+@inline(__always)
+private func unfoldPixels(_ pixels: UnsafeMutablePointer<UnsafePointer<Float>>, taps: Int, channels c: Int,
+                          into dst: UnsafeMutablePointer<Float>) {
+    if taps == 9 {
+        // 3×3 kernels (nearly every convolution of a diffusion model), spelled out.
+        let p0 = pixels[0], p1 = pixels[1], p2 = pixels[2], p3 = pixels[3], p4 = pixels[4]
+        let p5 = pixels[5], p6 = pixels[6], p7 = pixels[7], p8 = pixels[8]
+        for ch in 0..<c {
+            let d = dst + ch * 9
+            d[0] = p0[ch]; d[1] = p1[ch]; d[2] = p2[ch]; d[3] = p3[ch]; d[4] = p4[ch]
+            d[5] = p5[ch]; d[6] = p6[ch]; d[7] = p7[ch]; d[8] = p8[ch]
+        }
+        return
+    }
+    for ch in 0..<c {
+        let d = dst + ch * taps
+        for tap in 0..<taps { d[tap] = pixels[tap][ch] }
     }
 }
 
@@ -89,11 +102,6 @@ func conv2dForwardKernel(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
         return
     }
     let (tileRows, tiles) = convTiling(rows: rows, k: g.k)
-    if g.stride == 1 && g.kh > 1
-        && (g.ho * g.wo >= ConvolutionAlgorithm.rowUnfoldMinimumPixels.load(ordering: .relaxed) || tileRows < 2 * g.ho * g.wo) {
-        conv2dRowUnfoldForward(x, weight, g, beta: beta, out)
-        return
-    }
     let buffers = ScratchBuffers(count: workerCount(tiles), floats: tileRows * g.k)
     _ = parallelWorkers(tiles) { worker, tileRange in
         let col = buffers[worker]
@@ -102,58 +110,6 @@ func conv2dForwardKernel(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
             im2col(x, g, rows: r0..<r1, col: col)
             BLAS.gemmSerial(transB: true, m: r1 - r0, n: g.o, k: g.k, a: col, lda: g.k, b: weight, ldb: g.k,
                             beta: beta, c: out + r0 * g.o, ldc: g.o)
-        }
-    }
-}
-
-/// Stride-1 convolution that unfolds only along x: row (iy, ox) of the
-/// buffer holds the kw·C inputs under kernel row iy at output column ox.
-/// Output rows oy0..<oy1 then equal Σ_ky U[(oy0+ky)·Wo ..< (oy1+ky)·Wo] · W_kyᵀ,
-/// kh GEMMs over contiguous slices, with a buffer kh times smaller than im2col's.
-func conv2dRowUnfoldForward(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ g: ConvGeometry,
-                            beta: Float, _ out: UnsafeMutablePointer<Float>) {
-    let rowK = g.kw * g.c
-    let rowFloats = g.wo * rowK
-    // Output rows per tile: bounded buffer, and enough tiles to feed every worker.
-    // Tiles of about 512 output pixels (enough rows for efficient GEMMs) are
-    // handed out dynamically, so a slow core does not stall the others.
-    let maxRows = max(1, min(convTileFloats / rowFloats - (g.kh - 1), (512 + g.wo - 1) / g.wo))
-    var tilesPerImage = (g.ho + maxRows - 1) / maxRows
-    let tileRows = (g.ho + tilesPerImage - 1) / tilesPerImage
-    tilesPerImage = (g.ho + tileRows - 1) / tileRows
-    let tiles = g.n * tilesPerImage
-    let buffers = ScratchBuffers(count: min(Threads.count, tiles), floats: (tileRows + g.kh - 1) * rowFloats)
-    parallelTasks(tiles) { worker, tile in
-        let u = buffers[worker]
-        do {
-            let img = tile / tilesPerImage
-            let oy0 = (tile % tilesPerImage) * tileRows, oy1 = min(g.ho, oy0 + tileRows)
-            let image = x + img * g.h * g.w * g.c
-            // Unfold input rows iy = oy0 - padTop ..< oy1 - padTop + kh - 1.
-            for (r, iy) in ((oy0 - g.padTop)..<(oy1 - g.padTop + g.kh - 1)).enumerated() {
-                let dstRow = u + r * rowFloats
-                if iy < 0 || iy >= g.h { dstRow.update(repeating: 0, count: rowFloats); continue }
-                let src = image + iy * g.w * g.c
-                for ox in 0..<g.wo {
-                    var dst = dstRow + ox * rowK
-                    let ix0 = ox - g.padLeft
-                    if ix0 >= 0 && ix0 + g.kw <= g.w {
-                        dst.update(from: src + ix0 * g.c, count: rowK)
-                    } else {
-                        for kx in 0..<g.kw {
-                            let ix = ix0 + kx
-                            if ix < 0 || ix >= g.w { dst.update(repeating: 0, count: g.c) } else { dst.update(from: src + ix * g.c, count: g.c) }
-                            dst += g.c
-                        }
-                    }
-                }
-            }
-            let m = (oy1 - oy0) * g.wo
-            let c = out + ((img * g.ho) + oy0) * g.wo * g.o
-            for ky in 0..<g.kh {
-                BLAS.gemmSerial(transB: true, m: m, n: g.o, k: rowK, a: u + ky * rowFloats, lda: rowK,
-                                b: weight + ky * rowK, ldb: g.k, beta: ky == 0 ? beta : 1, c: c, ldc: g.o)
-            }
         }
     }
 }
@@ -177,11 +133,11 @@ extension F {
     public static func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: Int,
                               padding: (top: Int, left: Int, bottom: Int, right: Int)) -> Tensor {
         precondition(x.rank == 4, "conv2d input must be NHWC, got \(x.shape)")
-        precondition(weight.rank == 4 && weight.shape[3] == x.shape[3],
-                     "conv2d weight \(weight.shape) must be [O, kh, kw, \(x.shape[3])]")
+        precondition(weight.rank == 4 && weight.shape[1] == x.shape[3],
+                     "conv2d weight \(weight.shape) must be [O, \(x.shape[3]), kh, kw]")
         precondition(stride >= 1, "conv2d stride must be positive")
         let g = ConvGeometry(n: x.shape[0], h: x.shape[1], w: x.shape[2], c: x.shape[3], o: weight.shape[0],
-                             kh: weight.shape[1], kw: weight.shape[2], stride: stride,
+                             kh: weight.shape[2], kw: weight.shape[3], stride: stride,
                              padTop: padding.top, padLeft: padding.left, padBottom: padding.bottom, padRight: padding.right)
         precondition(g.ho > 0 && g.wo > 0, "conv2d: kernel \(g.kh)×\(g.kw) larger than padded input \(x.shape)")
         if let bias { precondition(bias.count == g.o, "conv2d bias \(bias.shape) for \(g.o) outputs") }
@@ -203,24 +159,16 @@ extension F {
 func conv2dInputGrad(_ gy: Tensor, weight: Tensor, _ g: ConvGeometry) -> Tensor {
     precondition(g.padTop <= g.kh - 1 && g.padLeft <= g.kw - 1 && g.padBottom <= g.kh - 1 && g.padRight <= g.kw - 1,
                  "conv2d backward supports padding up to kernel size - 1")
-    // Flipped kernel: W'[c, ky, kx, o] = W[o, kh-1-ky, kw-1-kx, c].
-    let wt = Tensor(uninitialized: [g.c, g.kh, g.kw, g.o])
-    // A transpose per kernel tap in 16×16 tiles of (input, output) channels:
-    // each tile reads 16 cache lines and writes 16 whole ones (a plain loop
-    // here cost 4% of a training step, a 16-channel-block one 3.9%).
+    // Flipped kernel: W'[c, o, ky, kx] = W[o, c, kh-1-ky, kw-1-kx]. Each
+    // (o, c) pair's taps are contiguous on both sides, so the transpose
+    // moves whole kernels.
+    let wt = Tensor(uninitialized: [g.c, g.o, g.kh, g.kw])
     let src = UnsafePointer(weight.data), dst = wt.data, taps = g.kh * g.kw
-    parallelRanges((g.c + 15) / 16) { blocks in
-        for block in blocks {
-            let c0 = block * 16, c1 = min(g.c, c0 + 16)
-            for o0 in stride(from: 0, to: g.o, by: 16) {
-                let o1 = min(g.o, o0 + 16)
-                for t in 0..<taps {
-                    let from = src + (taps - 1 - t) * g.c
-                    for c in c0..<c1 {
-                        let row = dst + (c * taps + t) * g.o
-                        for o in o0..<o1 { row[o] = from[o * taps * g.c + c] }
-                    }
-                }
+    parallelRanges(g.c, grain: max(1, 4096 / max(g.o * taps, 1))) { channels in
+        for c in channels {
+            for o in 0..<g.o {
+                let from = src + (o * g.c + c) * taps, to = dst + (c * g.o + o) * taps
+                for t in 0..<taps { to[t] = from[taps - 1 - t] }
             }
         }
     }
@@ -242,10 +190,11 @@ func conv2dInputGrad(_ gy: Tensor, weight: Tensor, _ g: ConvGeometry) -> Tensor 
     return gx
 }
 
-/// dL/dW = Σ over tiles of dYᵀ · unfold(x), with one accumulator per worker.
+/// dL/dW = Σ over tiles of dYᵀ · unfold(x), with one accumulator per worker;
+/// the unfolded columns' (C, kh, kw) order makes the product OIHW.
 func conv2dWeightGrad(_ gy: Tensor, x: Tensor, _ g: ConvGeometry) -> Tensor {
     let rows = g.n * g.ho * g.wo
-    let gw = Tensor(zeros: [g.o, g.kh, g.kw, g.c])
+    let gw = Tensor(zeros: [g.o, g.c, g.kh, g.kw])
     if g.isPointwise {
         BLAS.gemm(transA: true, m: g.o, n: g.c, k: rows, a: gy.data, lda: g.o, b: x.data, ldb: g.c, c: gw.data, ldc: g.c)
         return gw

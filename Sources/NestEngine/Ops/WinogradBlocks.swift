@@ -28,3 +28,14 @@ func forEachWinogradBlock(tiles total: Int, tileBlock tb: Int, planes: Int, c: I
         body(WinogradBlock(first: t0, count: min(tb, total - t0), v: v, m: m, zero: zero, tmp: tmp))
     }
 }
+
+/// One output channel's 3×3 kernel, stored [C][3][3] (OIHW), rewritten as
+/// nine rows of C channels ([3][3][C]) so the weight transforms run over
+/// contiguous channels.
+@inline(__always)
+func winogradKernelTapsFirst(_ kernel: UnsafePointer<Float>, c: Int, into taps: UnsafeMutablePointer<Float>) {
+    for ch in 0..<c {
+        let k = kernel + ch * 9
+        for tap in 0..<9 { taps[tap * c + ch] = k[tap] }
+    }
+}

@@ -75,17 +75,6 @@ public enum ConvolutionAlgorithm {
 
     /// Output tiles (2×2 pixels, over the batch) below which Winograd is not used.
     public static let winogradMinimumTiles = Atomic<Int>(512)
-    /// Output pixels per image below which a stride-1 convolution may unfold
-    /// whole kernels across the batch (one GEMM per tile of several images)
-    /// rather than rows within one image (kh GEMMs of one image's rows each):
-    /// at 8×8 and 4×4 with a batch of 8 the per-image GEMMs are too small for
-    /// the BLAS (16 rows at 4×4) and packing dominates. It does so only where
-    /// its tiles hold at least twice the rows: with batch 2 and wide layers
-    /// (SD 1.5's 8×8 level) both are one image per tile, and unfolding whole
-    /// kernels would only copy three times as much.
-    /// Both thresholds are global tuning knobs for benchmarks that sweep
-    /// them; everything else leaves them alone.
-    public static let rowUnfoldMinimumPixels = Atomic<Int>(256)
 }
 
 /// Tiles handled together: their transformed inputs (16·T·C floats) and
@@ -98,12 +87,12 @@ let winogradTileBlock = 96
 func winogradWeights(_ weight: UnsafePointer<Float>, o: Int, c: Int) -> Storage {
     let u = Storage(count: 16 * o * c)
     let up = u.pointer, plane = o * c
-    let scratch = ScratchBuffers(count: Threads.count, floats: 12 * c)
+    let scratch = ScratchBuffers(count: Threads.count, floats: 21 * c)
     _ = parallelWorkers(o) { worker, range in
-        let tmp = scratch[worker]
+        let tmp = scratch[worker], base = tmp + 12 * c
         for oc in range {
-            // g[ky][kx] is a row of C channels at weight[oc, ky, kx, :].
-            let base = weight + oc * 9 * c
+            // g[ky][kx] becomes a row of C channels at base[(ky·3 + kx)·C].
+            winogradKernelTapsFirst(weight + oc * 9 * c, c: c, into: base)
             // G·g over ky, for each kx: tmp[row][kx][:]
             for kx in 0..<3 {
                 let g0 = base + kx * c, g1 = base + (3 + kx) * c, g2 = base + (6 + kx) * c

@@ -44,15 +44,15 @@ func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int, packed: Bo
     }
     let u = Storage(count: 36 * o * c)
     let up = u.pointer, plane = o * c
-    let scratch = ScratchBuffers(count: Threads.count, floats: 18 * c)
+    let scratch = ScratchBuffers(count: Threads.count, floats: 27 * c)
     @inline(__always) func g6(_ a: Float, _ b: Float, _ d: Float) -> (Float, Float, Float, Float, Float, Float) {
         let s = a + d
         return (0.25 * a, -(s + b) / 6, -(s - b) / 6, a / 24 + b / 12 + d / 6, a / 24 - b / 12 + d / 6, d)
     }
     _ = parallelWorkers(o) { worker, range in
-        let tmp = scratch[worker]
+        let tmp = scratch[worker], base = tmp + 18 * c
         for oc in range {
-            let base = weight + oc * 9 * c
+            winogradKernelTapsFirst(weight + oc * 9 * c, c: c, into: base)
             // G·g over ky, for each kx: tmp[row][kx][:], row 0..<6.
             for kx in 0..<3 {
                 let g0 = base + kx * c, g1 = base + (3 + kx) * c, g2 = base + (6 + kx) * c

@@ -133,8 +133,8 @@ private enum PointwiseProjection {
 
     private static func pointwise(_ c: Conv2d, _ x: Tensor) -> Tensor {
         if let b = c.bfloat16Weight, !x.needsGrad { return F.linear(x, bfloat16: b, bias: c.bias) }
-        // The engine stores the kernel [O, 1, 1, I]; as [O, I] it is a Linear weight.
+        // The kernel [O, I, 1, 1] as [O, I] is a Linear weight.
         let w = c.computeWeight
-        return F.linear(x, weight: w.reshaped([w.shape[0], w.shape[3]]), bias: c.bias)
+        return F.linear(x, weight: w.reshaped([w.shape[0], w.shape[1]]), bias: c.bias)
     }
 }

@@ -41,4 +41,23 @@ public struct RenamedSource: WeightSource {
             stored.withUnsafeBufferPointer { destination.update(from: $0.baseAddress! + part * count, count: count) }
         }
     }
+
+    /// The stored bytes in place under the diffusers name, for every tensor
+    /// whose values keep their stored order (as stored, a 1×1 convolution seen
+    /// as a matrix, one part of a fused tensor): a single file then loads
+    /// without copies, and float16 files stay narrow with `--half-weights`.
+    /// Transposed tensors are reordered through `read`.
+    public func weightBytes(of name: String) -> WeightBytes? {
+        guard let key = keys[name], let stored = file.weightBytes(of: key.original) else { return nil }
+        switch key.transform {
+        case .same, .squeezeConvolution:
+            return stored
+        case let .slice(part, parts):
+            let length = stored.bytes.count / parts
+            let bytes = UnsafeRawBufferPointer(rebasing: stored.bytes[(part * length)..<((part + 1) * length)])
+            return WeightBytes(element: stored.element, bytes: bytes, owner: stored.owner, mappedFromFile: stored.mappedFromFile)
+        case .transpose:
+            return nil
+        }
+    }
 }

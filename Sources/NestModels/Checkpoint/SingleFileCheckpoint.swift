@@ -142,22 +142,27 @@ public final class SingleFileCheckpoint {
         public let ignored: [String: Int]
     }
 
-    /// Plans (checking the whole file), then builds and loads every model.
-    public func load(_ configs: Configs) throws -> Models {
+    /// Plans (checking the whole file), then builds and loads every model, its
+    /// large weights read straight into `precision` (see `WeightPrecision`).
+    /// The models are built for loading: no weight is initialized first.
+    public func load(_ configs: Configs, precision: WeightPrecision = .float32) throws -> Models {
         let plan = try plan(configs)
+        let options = WeightLoadOptions(precision: precision)
         // Each component reads through a mapping of its own, dropped once it is loaded, so the
         // pages of loaded components leave memory as they do with a folder's per-component files.
         func fresh(_ planned: RenamedSource) throws -> RenamedSource {
             RenamedSource(file: try SafeTensorsFile(path: path), keys: planned.keys)
         }
         do {
-            let unet = UNet2DConditionModel(config: configs.unet)
-            try unet.load(from: try fresh(plan.unet))
-            let vae = try AutoencoderKL(config: configs.vae)
-            try vae.load(from: try fresh(plan.vae))
+            let unet = ParameterShapes.forLoading { UNet2DConditionModel(config: configs.unet) }
+            try unet.load(from: try fresh(plan.unet), options: options)
+            let vae = try ParameterShapes.forLoading { try AutoencoderKL(config: configs.vae) }
+            try vae.load(from: try fresh(plan.vae), options: options)
             let text = try zip(configs.textEncoders, plan.textEncoders).enumerated().map { i, pair in
-                let model = CLIPTextModel(config: pair.0, withProjection: family.textEncoderHasProjection(i))
-                try model.load(from: try fresh(pair.1))
+                let model = ParameterShapes.forLoading {
+                    CLIPTextModel(config: pair.0, withProjection: family.textEncoderHasProjection(i))
+                }
+                try model.load(from: try fresh(pair.1), options: options)
                 return model
             }
             return Models(unet: unet, vae: vae, textEncoders: text, ignored: plan.ignored)
