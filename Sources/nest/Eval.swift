@@ -33,6 +33,12 @@ struct Eval: ParsableCommand {
     @Flag(help: "Prompt with any context, not only the held-out background × style pairs.")
     var allContexts = false
 
+    @Option(help: "Which contexts get a table: held-out (the background × style pairs no adapter saw; the default), seen (the pairs the adapters trained on) or both (two tables in one run).")
+    var contexts: ContextChoice?
+
+    @Option(help: "Draw the held-out individuals and contexts from this seed (0 to 2^40 - 1); different seeds never share an individual. Without it: the fixed default draw.")
+    var seed: UInt64?
+
     @Flag(help: "Only the validation rows (truth, unrelated images, truth through the VAE) and autoencoder.png (truths beside their reconstructions): checks an autoencoder before anything is trained on its latents. Needs no adapters.")
     var autoencoderOnly = false
 
@@ -41,6 +47,10 @@ struct Eval: ParsableCommand {
     func validate() throws {
         guard (1...1000).contains(identities) else { throw ValidationError("--identities must be between 1 and 1000, got \(identities)") }
         guard (1...100).contains(prompts) else { throw ValidationError("--prompts must be between 1 and 100, got \(prompts)") }
+        if allContexts && contexts != nil { throw ValidationError("--all-contexts and --contexts cannot be combined; choose one") }
+        if let seed, seed > WorldEvaluation.maximumDrawSeed {
+            throw ValidationError("--seed must be between 0 and \(WorldEvaluation.maximumDrawSeed), got \(seed)")
+        }
         do {
             try GenerationConfiguration(prompt: "", steps: steps, guidanceScale: guidance).validate()
             try NestedAttentionOptions(valueNormalization: valueNorm).validate()
@@ -53,6 +63,12 @@ struct Eval: ParsableCommand {
         options.identitiesPerDomain = identities; options.promptsPerIdentity = prompts
         options.steps = steps; options.guidance = guidance; options.valueNormalization = valueNorm
         options.heldOutCombinations = !allContexts
+        options.drawSeed = seed
+        switch contexts {
+        case .seen: options.contexts = .seen
+        case .both: options.contextTables = [.heldOut, .seen]
+        case .heldOut, nil: break
+        }
         let evaluation = WorldEvaluationRun(model: URL(fileURLWithPath: DefaultModel.resolve(model)),
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly)
         var bar: ProgressBar? = nil
@@ -70,4 +86,9 @@ struct Eval: ParsableCommand {
         print(summary.table)
         print("wrote \(output)/" + summary.written.joined(separator: ", "))
     }
+}
+
+/// `nest eval --contexts`: the context sets that get a table.
+enum ContextChoice: String, ExpressibleByArgument, CaseIterable {
+    case heldOut = "held-out", seen, both
 }
