@@ -30,7 +30,9 @@ public enum LossWeighting: Equatable, Sendable {
     public func weights(_ schedule: NoiseSchedule, timesteps: [Int], predictsVelocity: Bool) -> [Float] {
         guard case .minSNR(let gamma) = self else { return timesteps.map { _ in 1 } }
         return Self.signalToNoise(schedule, timesteps: timesteps).map { snr in
-            Swift.min(snr, gamma) / (predictsVelocity ? snr + 1 : snr)
+            // A zero-terminal-SNR schedule's last step has SNR 0: ε's weight is then its limit, 1.
+            if !predictsVelocity && snr == 0 { return 1 }
+            return Swift.min(snr, gamma) / (predictsVelocity ? snr + 1 : snr)
         }
     }
 
@@ -46,6 +48,7 @@ public enum LossWeighting: Equatable, Sendable {
         let expanded = Tensor(perSample.flatMap { Array(repeating: $0, count: size) }, shape: prediction.shape)
         // weightedMSELoss divides by the sum of the weights; the min-SNR loss divides by the element count.
         let total = perSample.reduce(0) { $0 + Double($1) } * Double(size)
+        // All weights 0 (v-prediction at SNR 0 only): nothing to learn from this batch.
         guard total > 0 else { return F.mseLoss(prediction, target).scaled(0) }
         return F.weightedMSELoss(prediction, target, weights: expanded).scaled(Float(total / Double(prediction.count)))
     }

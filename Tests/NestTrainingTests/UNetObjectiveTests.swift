@@ -36,6 +36,12 @@ import Testing
             #expect(Self.close(ours, expected, relative: 1e-5), "\(kind): \(ours) vs \(expected)")
         }
         #expect(LossWeighting.uniform.weights(schedule, timesteps: timesteps, predictsVelocity: false).allSatisfy { $0 == 1 })
+        // Zero terminal SNR: the last step's ε weight is its limit 1 (not 0/0), v's is 0.
+        let rescaled = try SchedulerConfig.decode(Data(#"{"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012, "rescale_betas_zero_snr": true}"#.utf8), name: "test")
+        let zeroSNR = try makeScheduler(kind: .ddim, config: rescaled, stepCount: 1).noiseSchedule
+        #expect(LossWeighting.signalToNoise(zeroSNR, timesteps: [999]) == [0])
+        #expect(weighting.weights(zeroSNR, timesteps: [999], predictsVelocity: false) == [1])
+        #expect(weighting.weights(zeroSNR, timesteps: [999], predictsVelocity: true) == [0])
     }
 
     /// One denoising step of the tiny sd1 UNet, weighted as diffusers' train_text_to_image does.
