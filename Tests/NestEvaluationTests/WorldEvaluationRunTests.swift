@@ -72,7 +72,7 @@ import Testing
         let dir = try Self.temporaryFolder()
         defer { try? FileManager.default.removeItem(at: dir) }
         var options = WorldEvaluation.Options()
-        options.identitiesPerDomain = 1; options.promptsPerIdentity = 1; options.steps = 1
+        options.identitiesPerDomain = 1; options.promptsPerIdentity = 1; options.steps = 1; options.distractors = 1
         options.contextTables = [.heldOut, .seen]; options.drawSeed = 3
         let output = dir.appendingPathComponent("out")
         let summary = try WorldEvaluationRun(model: Self.world, output: output, options: options).run()
