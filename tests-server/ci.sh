@@ -9,20 +9,8 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 [ -n "${NEST:-}" ] || swift build --product nest
 
+. tools/venv_pytest.sh
 venv=.build/server-venv
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests-server/requirements.txt
-
-start=$SECONDS
-set +e
-"$venv/bin/python" -m pytest -q -s -p no:cacheprovider tests-server
-status=$?
-set -e
-echo "tests-server/ci.sh: server tests took $((SECONDS - start)) s"
-if [ "$status" -eq 5 ]; then
-    echo "tests-server/ci.sh: pytest collected no tests (exit 5): the server's tests are missing" >&2
-    exit 1
-fi
-exit "$status"
+venv_ready "$venv"
+venv_pip "$venv" -r tests-server/requirements.txt
+venv_pytest tests-server/ci.sh "$venv" -s tests-server

@@ -16,8 +16,11 @@
 set -euo pipefail
 WORK=${1:-runs/world}
 NEST=${NEST:-.build/release/nest}
-# Debian's OpenBLAS misdetects AVX-512 CPUs as Prescott (4x slower sgemm).
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+# Debian's OpenBLAS misdetects AVX-512 CPUs as Prescott (4x slower sgemm); on a CPU
+# without AVX-512 the SkylakeX kernels would stop at an illegal instruction.
+if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
+    export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+fi
 unset OPENBLAS_L2_SIZE
 mkdir -p "$WORK"
 [ -x "$NEST" ] || swift build -c release --product nest

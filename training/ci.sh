@@ -12,21 +12,9 @@ if [ -z "$wheel" ] || [ ! -f "$wheel" ]; then
     exit 1
 fi
 
+. tools/venv_pytest.sh
 venv=.build/training-venv
-if [ ! -x "$venv/bin/python" ]; then
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check "$wheel"
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -r training/requirements.txt
-
-start=$SECONDS
-set +e
-HF_HUB_OFFLINE=1 PATH="$PWD/$venv/bin:$PATH" "$venv/bin/python" -m pytest -q -p no:cacheprovider training/tests
-status=$?
-set -e
-echo "training/ci.sh: recipe tests took $((SECONDS - start)) s"
-if [ "$status" -eq 5 ]; then
-    echo "training/ci.sh: pytest collected no tests (exit 5): the recipe's tests are missing" >&2
-    exit 1
-fi
-exit "$status"
+venv_ready "$venv"
+venv_pip "$venv" "$wheel"
+venv_pip "$venv" -r training/requirements.txt
+HF_HUB_OFFLINE=1 PATH="$PWD/$venv/bin:$PATH" venv_pytest training/ci.sh "$venv" training/tests

@@ -31,6 +31,11 @@ public struct WorldEvaluation {
         /// `nest eval --seed`: which block of held-out individuals, and which
         /// contexts, are drawn (see `individualSeed`). Nil: the fixed draw from `seed`.
         public var drawSeed: UInt64? = nil
+        /// How every prompted scene is framed, and the side its truths are rendered at.
+        public var framing: Framing = .scene
+        public var side = WorldRenderer.side
+        /// Side of the identity score's features (`WorldMetrics.featureSide`).
+        public var featureSide = WorldMetrics.featureSide
         public init() {}
     }
 
@@ -43,11 +48,13 @@ public struct WorldEvaluation {
         public var distractors: [Identity]
         /// Two-subject cases: the companion (other domain) and its reference.
         public var companion: (identity: Identity, reference: RGBImage, distractors: [Identity])?
+        /// The image side the case's truths are rendered at.
+        public var side = WorldRenderer.side
 
         public var scene: SceneSpec {
             SceneSpec(subjects: WorldRenderer.subjects(identity: identity, context: context, seed: sceneSeed,
                                                        companion: companion?.identity),
-                      background: context.background, style: context.style)
+                      background: context.background, style: context.style, framing: context.framing, side: side)
         }
 
         public func prompt(placeholders: Bool) -> String {
@@ -104,8 +111,9 @@ public struct WorldEvaluation {
                     var context = Context.random(seed: rng.next())
                     while !options.contexts.admits(context) { context = Context.random(seed: rng.next()) }
                     context.companion = twoSubjects
+                    context.framing = options.framing
                     var c = Case(identity: identity, reference: ref, context: context, sceneSeed: rng.next(),
-                                 distractors: identities(domain, options.distractors))
+                                 distractors: identities(domain, options.distractors), side: options.side)
                     if twoSubjects {
                         let other = individuals(domain.other, from: Self.companionIndex + out.count, 1)[0]
                         c.companion = (other, reference(other), identities(domain.other, options.distractors))
@@ -129,10 +137,12 @@ public struct WorldEvaluation {
             var subjects = [(main, c.distractors)]
             if let companion = c.companion { subjects.append((0, companion.distractors)) }
             for (index, distractors) in subjects {
-                let hit = WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors)
+                let hit = WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors,
+                                                   featureSide: options.featureSide)
                 hits.append(hit)
                 identity += hit ? 1 : 0
-                inPlace += WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors, anywhere: false) ? 1 : 0
+                inPlace += WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors, anywhere: false,
+                                                    featureSide: options.featureSide) ? 1 : 0
                 identityCount += 1
             }
             for (aspect, hit) in WorldMetrics.promptHits(image, scene: scene, subject: main) where hit {

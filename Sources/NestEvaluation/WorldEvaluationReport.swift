@@ -69,14 +69,35 @@ extension WorldEvaluationRun {
 
     /// `autoencoderOnly`: results.md with the validation rows and autoencoder.png (truths beside their reconstructions).
     func writeAutoencoderCheck(_ validation: Validation, cases: Int) throws -> Summary {
-        let table = WorldEvaluation.table(validation.rows, chance: chance)
-        let report = "# Autoencoder check\n\n\(cases) held-out scenes, model \(model.lastPathComponent).\n\n" + table
+        let error = Self.pixelError(validation.truth, validation.throughVAE)
+        var table = WorldEvaluation.table(validation.rows, chance: chance)
+        table += String(format: "\nPer pixel, truth against truth through the VAE: mean absolute error %.2f of 255, PSNR %.1f dB.\n",
+                        error.meanAbsolute, error.psnr)
+        var report = "# Autoencoder check\n\n\(cases) held-out scenes, model \(model.lastPathComponent), "
+        report += "framing \(options.framing.rawValue), \(options.side)×\(options.side) pixels, "
+        report += "identity on \(options.featureSide)×\(options.featureSide) features.\n\n" + table
         try Data(report.utf8).write(to: output.appendingPathComponent("results.md"))
         var tiles: [RGBImage] = []
         for (t, r) in zip(validation.truth, validation.throughVAE).prefix(32) { tiles.append(t); tiles.append(r) }
         try ImageFile.writePNG(ContactSheet.make(tiles, columns: 8).enlarged(2),
                                to: output.appendingPathComponent("autoencoder.png").path)
         return Summary(table: table, written: ["results.md", "autoencoder.png"])
+    }
+}
+
+extension WorldEvaluationRun {
+    /// Mean absolute byte difference and PSNR over image pairs of equal size.
+    static func pixelError(_ a: [RGBImage], _ b: [RGBImage]) -> (meanAbsolute: Double, psnr: Double) {
+        var absolute = 0.0, squared = 0.0, count = 0.0
+        for (x, y) in zip(a, b) {
+            for i in x.pixels.indices {
+                let d = Double(x.pixels[i]) - Double(y.pixels[i])
+                absolute += abs(d); squared += d * d
+            }
+            count += Double(x.pixels.count)
+        }
+        let mse = squared / max(count, 1)
+        return (absolute / max(count, 1), mse > 0 ? 10 * log10(255 * 255 / mse) : .infinity)
     }
 }
 

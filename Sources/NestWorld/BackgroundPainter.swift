@@ -8,7 +8,7 @@ enum BackgroundPainter {
 
     static func paint(_ background: Background, seed: UInt64, on canvas: inout Canvas) {
         var rng = WorldRandom(seed: seed, stream: "background")
-        let w = Float(canvas.width), h = Float(canvas.height)
+        let w = canvas.sceneWidth, h = canvas.sceneHeight
         func sky(_ top: WorldColor, _ bottom: WorldColor) {
             canvas.shadeAll { p in top.mixed(with: bottom, min(1, p.y / horizon)) }
         }

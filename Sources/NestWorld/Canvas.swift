@@ -1,6 +1,6 @@
 import NestIO
 
-/// A point in scene pixels (0...64 across), y down.
+/// A point in scene units (0...64 across whatever the image's side), y down.
 public struct Point: Sendable { public var x: Float, y: Float
     public init(_ x: Float, _ y: Float) { self.x = x; self.y = y } }
 
@@ -9,10 +9,14 @@ public struct Point: Sendable { public var x: Float, y: Float
 /// any per-shape coverage math.
 public struct Canvas {
     public let width: Int, height: Int, factor: Int
+    /// Image pixels per scene unit: scenes are painted in 64-unit coordinates
+    /// and a 96- or 128-pixel image draws the same scene finer (1 keeps the
+    /// 64-pixel arithmetic exactly).
+    public let pixelsPerUnit: Float
     var samples: [Float]
 
-    public init(width: Int, height: Int, factor: Int = 4, fill: WorldColor = .black) {
-        self.width = width; self.height = height; self.factor = factor
+    public init(width: Int, height: Int, factor: Int = 4, pixelsPerUnit: Float = 1, fill: WorldColor = .black) {
+        self.width = width; self.height = height; self.factor = factor; self.pixelsPerUnit = pixelsPerUnit
         samples = [Float](repeating: 0, count: width * factor * height * factor * 3)
         var i = 0
         while i < samples.count { samples[i] = fill.r; samples[i + 1] = fill.g; samples[i + 2] = fill.b; i += 3 }
@@ -20,13 +24,18 @@ public struct Canvas {
 
     var sampleWidth: Int { width * factor }
     var sampleHeight: Int { height * factor }
+    /// The canvas's extent in scene units.
+    var sceneWidth: Float { Float(width) / pixelsPerUnit }
+    var sceneHeight: Float { Float(height) / pixelsPerUnit }
+    /// Samples per scene unit.
+    var samplesPerUnit: Float { Float(factor) * pixelsPerUnit }
 
     /// Paints every sample whose centre lies inside `[minX,maxX]×[minY,maxY]`
-    /// (pixel units) and for which `color` answers a colour. Only the box is
+    /// (scene units) and for which `color` answers a colour. Only the box is
     /// visited, so small shapes stay cheap.
     public mutating func shade(minX: Float, minY: Float, maxX: Float, maxY: Float,
                                alpha: Float = 1, _ color: (Point) -> WorldColor?) {
-        let f = Float(factor)
+        let f = samplesPerUnit
         let x0 = max(0, Int((minX * f).rounded(.down))), x1 = min(sampleWidth - 1, Int((maxX * f).rounded(.up)))
         let y0 = max(0, Int((minY * f).rounded(.down))), y1 = min(sampleHeight - 1, Int((maxY * f).rounded(.up)))
         guard x0 <= x1, y0 <= y1 else { return }
@@ -45,7 +54,7 @@ public struct Canvas {
 
     /// Whole-canvas shading (gradients, skies).
     public mutating func shadeAll(_ color: (Point) -> WorldColor?) {
-        shade(minX: 0, minY: 0, maxX: Float(width), maxY: Float(height), color)
+        shade(minX: 0, minY: 0, maxX: sceneWidth, maxY: sceneHeight, color)
     }
 
     public mutating func fill(_ shape: Shape, _ color: WorldColor, alpha: Float = 1,

@@ -24,14 +24,19 @@ public enum WorldCaption {
         let noun = placeholder ?? scene.identity.domain.classWord
         let size = rng.pick(c.size == .small ? ["small", "little", "tiny"] : ["large", "big"])
         let traits = describe ? traitWords(scene.identity).map { $0 + " " }.joined() : ""
-        let subject = "a \(size) \(traits)\(noun)"
+        // A near framing names the shot instead of the size, from its own
+        // stream: the rest of the wording is that of the wide shot.
+        var framingRNG = WorldRandom(seed: seed, stream: "caption.framing")
+        let shot = phrases(c.framing).map { framingRNG.pick($0) + " of " }
+        let subject = shot.map { "\($0)a \(traits)\(noun)" } ?? "a \(size) \(traits)\(noun)"
+        let photo = shot == nil ? "a photo of " : ""
         let position = rng.pick(phrases(c.position))
         let place = rng.pick(phrases(c.background))
         let style = rng.pick(phrases(c.style))
         let accessory = phrases(c.accessory).map { " " + rng.pick($0) } ?? ""
         let companion = c.companion ? " with a \(companionPlaceholder ?? scene.identity.domain.other.classWord)" : ""
         switch rng.int(4) {
-        case 0: return "a photo of \(subject)\(accessory) \(position) \(place)\(companion), \(style)"
+        case 0: return "\(photo)\(subject)\(accessory) \(position) \(place)\(companion), \(style)"
         case 1: return "\(subject)\(accessory) \(place), \(position)\(companion), \(style)"
         case 2: return "\(style): \(subject)\(companion) \(place) \(position)\(accessory.isEmpty ? "" : ",\(accessory)")"
         default: return "\(place), \(subject)\(accessory)\(companion) \(position), \(style)"
@@ -88,6 +93,17 @@ public enum WorldCaption {
         case .flat: return ["flat illustration", "flat colors", "flat style"]
         case .sketch: return ["sketch", "pencil sketch", "rough sketch"]
         case .night: return ["at night", "night scene", "by night"]
+        }
+    }
+
+    /// Nil for the wide shot, which captions name by the subject's size.
+    /// No hyphens: every word stays one token of the world's vocabulary.
+    static func phrases(_ f: Framing) -> [String]? {
+        switch f {
+        case .scene: return nil
+        case .portrait: return ["a portrait", "a bust portrait"]
+        case .halfBody: return ["a half body shot", "a waist up shot"]
+        case .closeUp: return ["a closeup", "a full body closeup"]
         }
     }
 

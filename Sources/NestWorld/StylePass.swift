@@ -15,8 +15,12 @@ enum StylePass {
         let w = c.sampleWidth, h = c.sampleHeight, f = c.factor
         var lum = [Float](repeating: 0, count: w * h)
         for i in 0..<(w * h) { lum[i] = 0.299 * c.samples[3 * i] + 0.587 * c.samples[3 * i + 1] + 0.114 * c.samples[3 * i + 2] }
-        let d = max(1, f / 2)  // edge probe half a pixel away
-        let period = 3 * f, width = max(1, f * 2 / 3)
+        // Edge probe half a scene unit away, hatching every 3 units: the same
+        // strokes at every image side (exactly the 64-pixel ones at 1 pixel per unit).
+        let s = c.pixelsPerUnit
+        func units(_ samples: Int) -> Int { max(1, Int((Float(samples) * s).rounded())) }
+        let d = units(max(1, f / 2))
+        let period = units(3 * f), width = units(max(1, f * 2 / 3))
         for y in 0..<h {
             for x in 0..<w {
                 let i = y * w + x

@@ -13,6 +13,9 @@ import NestIO
 /// same bytes either way (portraits draw from their own seed stream).
 /// With `holdOut` no scene has a held-out background × style pair
 /// (`Context.heldOutPairs`): those are for evaluation.
+/// `framings` are drawn per scene (`Context.random(seed:framings:)`; the
+/// default, the wide shot only, writes the first edition's bytes) and every
+/// image, portraits and masks included, is `side` pixels square.
 /// Everything follows from `seed`: the same call writes the same bytes.
 public enum WorldDataset {
     public struct Record: Codable, Equatable, Sendable {
@@ -36,8 +39,11 @@ public enum WorldDataset {
     public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
                              placeholder: String? = nil, domains: [Domain] = Domain.allCases,
                              portraits: Int = 0, holdOut: Bool = false, masks: Bool = false,
-                             describe: Float = 0) throws -> [Record] {
+                             describe: Float = 0, framings: [Framing] = [.scene],
+                             side: Int = WorldRenderer.side) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
+        try WorldRenderer.checkSide(side)
+        guard !framings.isEmpty else { throw WorldError("no framing given; choose from \(Framing.allCases.map(\.rawValue))") }
         let fm = FileManager.default
         try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
         var identities: [Identity] = []
@@ -59,15 +65,15 @@ public enum WorldDataset {
             let portraitPaths = try (0..<portraits).map { k -> String in
                 let path = String(format: "images/%@/portrait-%02d.png", name, k)
                 let context = Context.portrait(background: portraitRNG.pick(Background.allCases))
-                let image = WorldRenderer.render(identity: identity, context: context, seed: portraitRNG.next())
+                let image = WorldRenderer.render(identity: identity, context: context, seed: portraitRNG.next(), side: side)
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(path).path, overwrite: true)
                 return path
             }
             for k in 0..<contextsPerIdentity {
                 var sceneSeed = rng.next()
                 while holdOut && Context.random(seed: sceneSeed).isHeldOut { sceneSeed = rng.next() }
-                let context = Context.random(seed: sceneSeed)
-                let image = WorldRenderer.render(identity: identity, context: context, seed: sceneSeed)
+                let context = Context.random(seed: sceneSeed, framings: framings)
+                let image = WorldRenderer.render(identity: identity, context: context, seed: sceneSeed, side: side)
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(paths[k]).path, overwrite: true)
                 var describeRNG = WorldRandom(seed: sceneSeed, stream: "describe")
                 let described = placeholder == nil && describeRNG.unit() < describe
@@ -76,7 +82,7 @@ public enum WorldDataset {
                 var mask: String? = nil
                 if masks {
                     mask = paths[k].replacingOccurrences(of: ".png", with: "-mask.png")
-                    try ImageFile.writePNG(subjectMask(image, identity: identity, context: context, seed: sceneSeed),
+                    try ImageFile.writePNG(subjectMask(image, identity: identity, context: context, seed: sceneSeed, side: side),
                                            to: folder.appendingPathComponent(mask!).path, overwrite: true)
                 }
                 records.append(Record(image: paths[k], caption: caption,
@@ -101,10 +107,14 @@ public enum WorldDataset {
     /// White where `image` (the scene of `identity` in `context`) differs from
     /// the same scene drawn without that subject: its body, accessory and the
     /// edges the style pass draws around it; the companion stays black.
-    static func subjectMask(_ image: RGBImage, identity: Identity, context: Context, seed: UInt64) -> RGBImage {
-        let subjects = WorldRenderer.subjects(identity: identity, context: context, seed: seed)
-        let without = WorldRenderer.render(subjects: Array(subjects.dropLast()), background: context.background,
-                                           style: context.style, seed: seed)
+    static func subjectMask(_ image: RGBImage, identity: Identity, context: Context, seed: UInt64,
+                            side: Int = WorldRenderer.side) -> RGBImage {
+        var subjects = WorldRenderer.subjects(identity: identity, context: context, seed: seed)
+        // The subject keeps its place but is not drawn: in a near framing a
+        // companion left alone would otherwise move to the centre.
+        subjects[subjects.count - 1].visible = false
+        let without = WorldRenderer.render(subjects: subjects, background: context.background,
+                                           style: context.style, seed: seed, framing: context.framing, side: side)
         var pixels = [UInt8](repeating: 0, count: image.pixels.count)
         for i in stride(from: 0, to: pixels.count, by: 3) {
             var d = 0

@@ -1,23 +1,29 @@
 import NestIO
 
-/// A scene to compare generations against: subjects in place, background, style.
+/// A scene to compare generations against: subjects in place, background,
+/// style, framing, and the image side it is drawn at.
 public struct SceneSpec: Sendable {
     public var subjects: [PlacedSubject]
     public var background: Background
     public var style: Style
+    public var framing: Framing
+    public var side: Int
 
-    public init(subjects: [PlacedSubject], background: Background, style: Style) {
+    public init(subjects: [PlacedSubject], background: Background, style: Style, framing: Framing = .scene,
+                side: Int = WorldRenderer.side) {
         self.subjects = subjects; self.background = background; self.style = style
+        self.framing = framing; self.side = side
     }
 
     /// One subject in a context (with the context's companion, if any).
-    public init(identity: Identity, context: Context, seed: UInt64) {
+    public init(identity: Identity, context: Context, seed: UInt64, side: Int = WorldRenderer.side) {
         self.init(subjects: WorldRenderer.subjects(identity: identity, context: context, seed: seed),
-                  background: context.background, style: context.style)
+                  background: context.background, style: context.style, framing: context.framing, side: side)
     }
 
     public func render(seed: UInt64, supersampling: Int = WorldRenderer.supersampling) -> RGBImage {
-        WorldRenderer.render(subjects: subjects, background: background, style: style, seed: seed, supersampling: supersampling)
+        WorldRenderer.render(subjects: subjects, background: background, style: style, seed: seed,
+                             supersampling: supersampling, framing: framing, side: side)
     }
 }
 
@@ -36,20 +42,24 @@ public enum PromptAspect: String, CaseIterable, Sendable { case background, posi
 /// - prompt: for each aspect the prompt names, render the scene with every
 ///   value of that aspect (the rest as prompted); the aspect scores when the
 ///   prompted value's render is the nearest. Chance is 1/(number of values).
+///   In a near framing (`Framing.near`) the size aspect is the framing: the
+///   subject's size there follows from the shot (chance 1/3).
 ///
 /// Nearness: squared distance of 16×16 box-filtered images (fine enough for
 /// markings and palette, coarse enough to forgive a pixel of placement),
 /// minimum over a few render seeds (background props and placement jitter).
 public enum WorldMetrics {
     public static let renderSeeds: [UInt64] = [101, 202, 303, 404]
-    static let featureSide = 16
+    /// Features are `featureSide`×`featureSide` box-filtered images; a finer
+    /// side can be asked for where subjects fill the frame.
+    public static let featureSide = 16
     /// Candidates are drawn 2×2 supersampled: 4× cheaper than the world's
     /// own renders, and the same 16×16 features to within a level or two.
     static let metricSupersampling = 2
 
     /// Box-filtered image as floats in [0, 1].
-    public static func feature(_ image: RGBImage) -> [Float] {
-        let f = featureSide, bx = image.width / f, by = image.height / f
+    public static func feature(_ image: RGBImage, side f: Int = featureSide) -> [Float] {
+        let bx = image.width / f, by = image.height / f
         var out = [Float](repeating: 0, count: f * f * 3)
         for y in 0..<image.height {
             for x in 0..<image.width {
@@ -68,8 +78,10 @@ public enum WorldMetrics {
     }
 
     /// Distance from `image` to the nearest render of `scene` over the render seeds.
-    static func distance(_ image: [Float], _ scene: SceneSpec) -> Float {
-        renderSeeds.map { distance(image, feature(scene.render(seed: $0, supersampling: metricSupersampling))) }.min()!
+    static func distance(_ image: [Float], _ scene: SceneSpec, featureSide: Int = featureSide) -> Float {
+        renderSeeds.map {
+            distance(image, feature(scene.render(seed: $0, supersampling: metricSupersampling), side: featureSide))
+        }.min()!
     }
 
     /// Index of the nearest candidate scene.
@@ -85,11 +97,14 @@ public enum WorldMetrics {
     /// is, wherever it stands (a face-recognition score is blind to framing
     /// too; where it stands is the prompt score's business). Otherwise only
     /// the prompted placement counts.
+    /// `featureSide` above 16 compares finer features (for near framings).
     public static func identityHit(_ image: RGBImage, scene: SceneSpec, subject index: Int = 0,
-                                   distractors: [Identity], anywhere: Bool = true) -> Bool {
-        let f = feature(image)
+                                   distractors: [Identity], anywhere: Bool = true, featureSide: Int = featureSide) -> Bool {
+        let f = feature(image, side: featureSide)
+        // Near framings draw every size alike: only positions differ there.
+        let sizes = scene.framing == .scene ? SubjectSize.allCases : [scene.subjects[index].placement.size]
         let placements: [SceneSpec] = anywhere
-            ? Position.allCases.flatMap { position in SubjectSize.allCases.map { size in
+            ? Position.allCases.flatMap { position in sizes.map { size in
                 var s = scene
                 s.subjects[index].placement.position = position
                 s.subjects[index].placement.size = size
@@ -97,7 +112,10 @@ public enum WorldMetrics {
             } }
             : [scene]
         let d = ([scene.subjects[index].identity] + distractors).map { who in
-            placements.map { p in var s = p; s.subjects[index].identity = who; return distance(f, s) }.min()!
+            placements.map { p in
+                var s = p; s.subjects[index].identity = who
+                return distance(f, s, featureSide: featureSide)
+            }.min()!
         }
         return d.indices.min { d[$0] < d[$1] }! == 0
     }
@@ -122,7 +140,10 @@ public enum WorldMetrics {
         case .background: return vary(Background.allCases, scene.background) { $0.background = $1 }
         case .style: return vary(Style.allCases, scene.style) { $0.style = $1 }
         case .position: return vary(Position.allCases, p.position) { $0.subjects[i].placement.position = $1 }
-        case .size: return vary(SubjectSize.allCases, p.size) { $0.subjects[i].placement.size = $1 }
+        case .size:
+            // In a near framing the framing is what sets the subject's size.
+            if scene.framing != .scene { return vary(Framing.near, scene.framing) { $0.framing = $1 } }
+            return vary(SubjectSize.allCases, p.size) { $0.subjects[i].placement.size = $1 }
         case .accessory: return vary(Accessory.allCases, p.accessory) { $0.subjects[i].placement.accessory = $1 }
         }
     }

@@ -99,8 +99,8 @@ public enum WorldModel {
         }
     }
 
-    /// Captions of many random scenes of both domains, with class words and
-    /// trait words: the words the tokenizer must spell whole.
+    /// Captions of many random scenes of both domains and every framing, with
+    /// class words and trait words: the words the tokenizer must spell whole.
     static func captionCorpus() -> [String] {
         var texts: [String] = []
         var rng = WorldRandom(seed: 7, stream: "vocabulary")
@@ -108,6 +108,18 @@ public enum WorldModel {
             for domain in Domain.allCases {
                 let seed = rng.next()
                 let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: .random(seed: seed), seed: seed)
+                texts.append(WorldCaption.caption(for: scene, describe: true, seed: seed))
+            }
+        }
+        // Then the near framings' captions, from their own stream (the words
+        // above keep their order; the vocabulary grows by the framing words,
+        // so a text encoder trained on the old one must be trained again).
+        var near = WorldRandom(seed: 7, stream: "vocabulary.framings")
+        for _ in 0..<1000 {
+            for domain in Domain.allCases {
+                let seed = near.next()
+                let context = Context.random(seed: seed, framings: Framing.near)
+                let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: context, seed: seed)
                 texts.append(WorldCaption.caption(for: scene, describe: true, seed: seed))
             }
         }

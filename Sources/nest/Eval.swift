@@ -3,6 +3,7 @@ import Foundation
 import NestDiffusion
 import NestEvaluation
 import NestPersonalization
+import NestWorld
 
 /// `nest eval`: the miniature world's identity-versus-prompt evaluation.
 struct Eval: ParsableCommand {
@@ -38,6 +39,17 @@ struct Eval: ParsableCommand {
 
     @Option(help: "Draw the held-out individuals and contexts from this seed (0 to 2^40 - 1); different seeds never share an individual. Without it: the fixed default draw.")
     var seed: UInt64?
+    @Option(help: "Framing of every prompted scene: scene (the wide shot), portrait, half-body or close-up.")
+    var framing: String = "scene"
+
+    @Option(help: "Side in pixels of the truths scored (with --autoencoder-only: 64, 96, 128).")
+    var size = 64
+
+    @Option(help: "Side of the identity score's box-filtered features (16; finer for near framings).")
+    var featureSide = 16
+
+    @Option(help: "Distractor individuals per scored subject (identity chance is 1 / (distractors + 1)).")
+    var distractors = 7
 
     @Flag(help: "Only the validation rows (truth, unrelated images, truth through the VAE) and autoencoder.png (truths beside their reconstructions): checks an autoencoder before anything is trained on its latents. Needs no adapters.")
     var autoencoderOnly = false
@@ -50,6 +62,15 @@ struct Eval: ParsableCommand {
         if allContexts && contexts != nil { throw ValidationError("--all-contexts and --contexts cannot be combined; choose one") }
         if let seed, seed > WorldEvaluation.maximumDrawSeed {
             throw ValidationError("--seed must be between 0 and \(WorldEvaluation.maximumDrawSeed), got \(seed)")
+        }
+        guard Framing(rawValue: framing) != nil else {
+            throw ValidationError("--framing: unknown framing '\(framing)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        do { try WorldRenderer.checkSide(size) } catch { throw ValidationError("--size: \(error)") }
+        guard (1...63).contains(distractors) else { throw ValidationError("--distractors must be between 1 and 63, got \(distractors)") }
+        guard [8, 16, 32].contains(featureSide) else { throw ValidationError("--feature-side must be 8, 16 or 32, got \(featureSide)") }
+        guard size == 64 || autoencoderOnly else {
+            throw ValidationError("--size other than 64 needs --autoencoder-only (the world's models draw 64×64)")
         }
         do {
             try GenerationConfiguration(prompt: "", steps: steps, guidanceScale: guidance).validate()
@@ -69,6 +90,8 @@ struct Eval: ParsableCommand {
         case .both: options.contextTables = [.heldOut, .seen]
         case .heldOut, nil: break
         }
+        options.framing = Framing(rawValue: framing)!; options.side = size; options.featureSide = featureSide
+        options.distractors = distractors
         let evaluation = WorldEvaluationRun(model: URL(fileURLWithPath: DefaultModel.resolve(model)),
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly)
         var bar: ProgressBar? = nil

@@ -14,7 +14,7 @@ struct Nest: ParsableCommand {
             model folder, weights file or image holds. `nest demo` trains a small network on \
             the engine and writes a PNG.
             """,
-        subcommands: [Generate.self, Serve.self, Train.self, World.self, Eval.self, Inspect.self, Demo.self])
+        subcommands: [Generate.self, Serve.self, Train.self, Adapter.self, World.self, Eval.self, Inspect.self, Demo.self])
 
     static func main() {
         EngineSetup.preferFastKernels()

@@ -45,10 +45,18 @@ struct WorldDatasetCommand: ParsableCommand {
     @Option(help: "Fraction of captions (0...1) that name the subject's visible traits before its noun (\"a small dark golden spotted critter\"); ignored with --placeholder.")
     var describe: Float = 0
 
+    @Option(help: "Framings drawn per scene, comma-separated: scene (the wide shot), portrait, half-body, close-up.")
+    var framings: String = "scene"
+
+    @Option(help: "Image side in pixels (64, 96, 128: the same scenes drawn finer).")
+    var size: Int = 64
+
     @Flag(help: "Also write preview.png, a contact sheet of the first images.")
     var preview = false
 
     func validate() throws {
+        do { _ = try Framing.list(framings) } catch { throw ValidationError("--framings: \(error)") }
+        do { try WorldRenderer.checkSide(size) } catch { throw ValidationError("--size: \(error)") }
         guard (0...1).contains(describe) else { throw ValidationError("--describe must be between 0 and 1, got \(describe)") }
         guard identities > 0 else { throw ValidationError("--identities must be positive, got \(identities)") }
         guard contexts >= 2 else { throw ValidationError("--contexts must be at least 2, got \(contexts)") }
@@ -70,7 +78,7 @@ struct WorldDatasetCommand: ParsableCommand {
             records = try WorldDataset.write(to: folder, identitiesPerDomain: identities, contextsPerIdentity: contexts,
                                              seed: seed, placeholder: placeholder, domains: domains,
                                              portraits: portraits, holdOut: holdOut, masks: masks,
-                                             describe: describe)
+                                             describe: describe, framings: Framing.list(framings), side: size)
         } catch { fail(String(describing: error)) }
         if preview {
             let images = try records.prefix(48).map { try ImageFile.decode(path: folder.appendingPathComponent($0.image).path) }
@@ -117,7 +125,7 @@ struct WorldPackCommand: ParsableCommand {
 struct WorldSubjectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "subject",
-        abstract: "Render one individual as a subject photo (centre, large, flat style, no accessory), e.g. for --subject.")
+        abstract: "Render one individual as a subject photo (centre, large, flat style, no accessory; wide shot unless --framing), e.g. for --subject.")
 
     @Option(help: "critter or bot.")
     var domain: String
@@ -128,6 +136,12 @@ struct WorldSubjectCommand: ParsableCommand {
     @Option(help: "Background of the photo.")
     var background: String = "beach"
 
+    @Option(help: "Framing: scene (the wide shot), portrait, half-body or close-up.")
+    var framing: String = "scene"
+
+    @Option(help: "Image side in pixels (64, 96, 128).")
+    var size: Int = 64
+
     @Option(name: .shortAndLong, help: "Output PNG (must not exist yet).")
     var output: String
 
@@ -136,11 +150,15 @@ struct WorldSubjectCommand: ParsableCommand {
         guard let b = Background(rawValue: background) else {
             fail("--background: unknown background '\(background)' (\(Background.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
+        guard let f = Framing(rawValue: framing) else {
+            fail("--framing: unknown framing '\(framing)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        do { try WorldRenderer.checkSide(size) } catch { fail("--size: \(error)") }
         // As the other world commands: an existing output is never replaced.
         let exists = "\(output) already exists; choose another name (nothing was overwritten)"
         if FileManager.default.fileExists(atPath: output) { fail(exists) }
         let identity = Identity.random(domain: d, seed: seed)
-        let image = WorldRenderer.render(identity: identity, context: Context(background: b), seed: seed)
+        let image = WorldRenderer.render(identity: identity, context: Context(background: b, framing: f), seed: seed, side: size)
         do { try ImageFile.writePNG(image, to: output) } catch let error as ImageError where error.kind == .alreadyExists {
             fail(exists)  // it appeared while rendering
         } catch { fail(String(describing: error)) }

@@ -36,3 +36,24 @@ import Testing
         #expect(try ImageFile.decode(path: out).width > 0)
     }
 }
+
+/// Framings and image sides from the command line: a bad name or side is
+/// refused in one line naming it; a good one draws the asked-for side.
+@Suite struct WorldFramingCommandTests {
+    @Test func framingsAndSidesAreCheckedAndDrawn() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = try CLI.run(["world", "dataset", "--output", dir.appendingPathComponent("a").path,
+                               "--framings", "portrait,selfie"])
+        #expect(bad.status != 0 && bad.stderr.contains("selfie"), "\(bad.stderr)")
+        let odd = try CLI.run(["world", "subject", "--domain", "bot", "--seed", "2", "--size", "100",
+                               "--output", dir.appendingPathComponent("odd.png").path])
+        #expect(odd.status != 0 && odd.stderr.contains("100"), "\(odd.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("odd.png").path))
+        let out = dir.appendingPathComponent("near.png").path
+        let good = try CLI.run(["world", "subject", "--domain", "bot", "--seed", "2", "--framing", "close-up",
+                                "--size", "96", "--output", out])
+        #expect(good.status == 0, "\(good.stderr)")
+        #expect(try ImageFile.decode(path: out).width == 96)
+    }
+}

@@ -38,7 +38,9 @@ import Testing
         #expect(last.array.allSatisfy { $0 > 3 }, "DDIM clamped x̂₀: \(last.array)")
 
         var longest = 0
-        for caption in WorldModel.captionCorpus().prefix(2000) {
+        let corpus = WorldModel.captionCorpus()
+        // The wide shot's captions, then the near framings' (at the end).
+        for caption in corpus.prefix(2000) + corpus.suffix(1000) {
             let words = caption.split(whereSeparator: { $0 == " " || $0 == "," || $0 == ":" }).count
             let punctuation = caption.filter { $0 == "," || $0 == ":" }.count
             let ids = tokenizer.encodeWithoutSpecialTokens(caption)
