@@ -18,8 +18,19 @@ public struct WorldEvaluation {
         public var guidance: Float = 5
         public var valueNormalization: Float = 1
         public var seed: UInt64 = 9001
-        /// Prompt only with held-out background × style pairs (`Context.heldOutPairs`).
-        public var heldOutCombinations = true
+        /// Prompt only with held-out background × style pairs (`Context.heldOutPairs`);
+        /// false: any context. `contexts` says the same with a third choice, seen pairs only.
+        public var heldOutCombinations: Bool {
+            get { contexts == .heldOut }
+            set { contexts = newValue ? .heldOut : .any }
+        }
+        /// Which contexts the prompts draw from.
+        public var contexts: ContextSet = .heldOut
+        /// The context sets that get a table each in one run (nil: one table, `contexts`).
+        public var contextTables: [ContextSet]? = nil
+        /// `nest eval --seed`: which block of held-out individuals, and which
+        /// contexts, are drawn (see `individualSeed`). Nil: the fixed draw from `seed`.
+        public var drawSeed: UInt64? = nil
         /// How every prompted scene is framed, and the side its truths are rendered at.
         public var framing: Framing = .scene
         public var side = WorldRenderer.side
@@ -67,6 +78,8 @@ public struct WorldEvaluation {
         /// Per scored subject, in case order, whether identity (any placement) was a hit:
         /// rows scored on the same cases can be compared case by case.
         public var identityHits: [Bool] = []
+        /// The context set the row was scored on, in runs with a table per set.
+        public var contexts: String? = nil
     }
 
     public let options: Options
@@ -78,25 +91,31 @@ public struct WorldEvaluation {
 
     /// The held-out cases: single subjects of both domains, then two-subject scenes.
     public func cases(twoSubjects: Bool) -> [Case] {
-        var rng = WorldRandom(seed: options.seed, stream: "evaluation")
+        var rng = options.drawSeed.map { WorldRandom(seed: $0, stream: "evaluation.draw") }
+            ?? WorldRandom(seed: options.seed, stream: "evaluation")
         func identities(_ domain: Domain, _ n: Int) -> [Identity] { (0..<n).map { _ in Identity.random(domain: domain, seed: rng.next()) } }
+        /// The evaluated individuals: from the draw seed's own block when there is one.
+        func individuals(_ domain: Domain, from first: Int, _ n: Int) -> [Identity] {
+            guard let draw = options.drawSeed else { return identities(domain, n) }
+            return (first..<(first + n)).map { Identity.random(domain: domain, seed: Self.individualSeed(draw: draw, index: $0)) }
+        }
         func reference(_ identity: Identity) -> RGBImage {
             let seed = rng.next()
             return WorldRenderer.render(identity: identity, context: Self.referenceContext(&rng), seed: seed)
         }
         var out: [Case] = []
         for domain in Domain.allCases {
-            for identity in identities(domain, options.identitiesPerDomain) {
+            for identity in individuals(domain, from: 0, options.identitiesPerDomain) {
                 let ref = reference(identity)
                 for _ in 0..<options.promptsPerIdentity {
                     var context = Context.random(seed: rng.next())
-                    while options.heldOutCombinations && !context.isHeldOut { context = Context.random(seed: rng.next()) }
+                    while !options.contexts.admits(context) { context = Context.random(seed: rng.next()) }
                     context.companion = twoSubjects
                     context.framing = options.framing
                     var c = Case(identity: identity, reference: ref, context: context, sceneSeed: rng.next(),
                                  distractors: identities(domain, options.distractors), side: options.side)
                     if twoSubjects {
-                        let other = Identity.random(domain: domain.other, seed: rng.next())
+                        let other = individuals(domain.other, from: Self.companionIndex + out.count, 1)[0]
                         c.companion = (other, reference(other), identities(domain.other, options.distractors))
                     }
                     out.append(c)

@@ -4,15 +4,29 @@ import NestWorld
 
 extension WorldEvaluationRun {
     /// results.md: what was evaluated and how, the table, the paired identity differences and the prompts.
-    func report(_ evaluation: WorldEvaluation, rows: Rows, cases: Int, pairs: Int) -> String {
-        let single = evaluation.cases(twoSubjects: false)
-        var report = "# Miniature world evaluation\n\n"
-        report += "\(cases) single-subject prompts (\(options.identitiesPerDomain) held-out identities per domain × "
+    func report(_ tables: [Table]) -> String {
+        let heading = "# Miniature world evaluation\n\n"
+        guard tables.count > 1 else { return heading + report(tables[0]) }
+        var out = heading + "One table per context set, each on its own prompts"
+        out += options.drawSeed.map { ", all with the individuals of draw seed \($0).\n" } ?? ".\n"
+        for table in tables { out += "\n## \(table.set.title)\n\n" + report(table) }
+        return out
+    }
+
+    /// One table's section: what was evaluated and how, the table, the paired differences and the prompts.
+    func report(_ table: Table) -> String {
+        let evaluation = table.evaluation, rows = table.rows, options = evaluation.options
+        let single = table.images.single, cases = single.count, pairs = table.images.pairs.count
+        var report = "\(cases) single-subject prompts (\(options.identitiesPerDomain) held-out identities per domain × "
         report += "\(options.promptsPerIdentity) contexts) and \(pairs) two-subject prompts; \(options.steps) steps, "
         report += "guidance \(options.guidance), model \(model.lastPathComponent). "
-        report += options.heldOutCombinations
-            ? "Every prompt pairs a background and a style that no adapter saw in training (\(Context.heldOutPairs.map { "\($0.0.rawValue) + \($0.1.rawValue)" }.joined(separator: ", "))). "
-            : "Prompts with any context. "
+        switch options.contexts {
+        case .heldOut:
+            report += "Every prompt pairs a background and a style that no adapter saw in training (\(Context.heldOutPairs.map { "\($0.0.rawValue) + \($0.1.rawValue)" }.joined(separator: ", "))). "
+        case .seen: report += "Every prompt pairs a background and a style the adapters saw in training. "
+        case .any: report += "Prompts with any context. "
+        }
+        if let draw = options.drawSeed { report += "Individuals and contexts of draw seed \(draw). " }
         report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain, "
         report += "each rendered at every position and size (in place: at the prompted placement only) "
         report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"

@@ -37,6 +37,22 @@ extension WorldEvaluationRun {
         var pairBase: WorldEvaluation.Row
         var pairNested: WorldEvaluation.Row
         var all: [WorldEvaluation.Row] { validation + [base] + methods + [pairBase, pairNested] }
+
+        /// Marks every row with the context set it was scored on (runs with several tables).
+        mutating func label(_ contexts: String) {
+            for i in validation.indices { validation[i].contexts = contexts }
+            for i in methods.indices { methods[i].contexts = contexts }
+            base.contexts = contexts; pairBase.contexts = contexts; pairNested.contexts = contexts
+        }
+    }
+
+    /// One context set's cases, images and scored rows.
+    struct Table {
+        var set: WorldEvaluation.ContextSet
+        var evaluation: WorldEvaluation
+        var images: Images
+        var rows: Rows
+        var truth: [RGBImage]
     }
 
     func validationRows(_ evaluation: WorldEvaluation, cases single: [WorldEvaluation.Case], vae: AutoencoderKL) throws -> Validation {

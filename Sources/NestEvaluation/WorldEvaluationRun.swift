@@ -85,23 +85,37 @@ public struct WorldEvaluationRun {
         }
         let pipeline = try StableDiffusionPipeline.load(folder: model)
         try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
-        let evaluation = WorldEvaluation(options: options)
-        let single = evaluation.cases(twoSubjects: false)
-        let validation = try validationRows(evaluation, cases: single, vae: pipeline.vae)
-        if autoencoderOnly { return try writeAutoencoderCheck(validation, cases: single.count) }
-
+        if autoencoderOnly {
+            let evaluation = WorldEvaluation(options: options)
+            let single = evaluation.cases(twoSubjects: false)
+            return try writeAutoencoderCheck(try validationRows(evaluation, cases: single, vae: pipeline.vae), cases: single.count)
+        }
         let generator = Generator(pipeline: pipeline, catalog: nested)
-        let images = try generateAll(evaluation, generator: generator, baselines: baselines(on: pipeline), progress: progress)
-        let rows = score(evaluation, images: images, validation: validation.rows)
-        try Data(report(evaluation, rows: rows, cases: images.single.count, pairs: images.pairs.count).utf8)
-            .write(to: output.appendingPathComponent("results.md"))
+        let sets = options.contextTables ?? [options.contexts]
+        var tables: [Table] = []
+        for (k, set) in sets.enumerated() {
+            var setOptions = options
+            setOptions.contexts = set
+            let evaluation = WorldEvaluation(options: setOptions)
+            let single = evaluation.cases(twoSubjects: false)
+            let validation = try validationRows(evaluation, cases: single, vae: pipeline.vae)
+            let images = try generateAll(evaluation, generator: generator, baselines: baselines(on: pipeline)) { done, total in
+                progress(k * total + done, sets.count * total)
+            }
+            var rows = score(evaluation, images: images, validation: validation.rows)
+            if sets.count > 1 { rows.label(set.rawValue) }
+            tables.append(Table(set: set, evaluation: evaluation, images: images, rows: rows, truth: validation.truth))
+        }
+        try Data(report(tables).utf8).write(to: output.appendingPathComponent("results.md"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(rows.all).write(to: output.appendingPathComponent("results.json"))
-        try ImageFile.writePNG(samples(images, truth: validation.truth), to: output.appendingPathComponent("samples.png").path)
-        try writeAttentionMaps(evaluation.request(single[0], adapters: true), generator: generator)
-        return Summary(table: WorldEvaluation.table(rows.all, chance: chance),
-                       written: ["results.md", "results.json", "samples.png", "attention/"])
+        try encoder.encode(tables.flatMap(\.rows.all)).write(to: output.appendingPathComponent("results.json"))
+        let first = tables[0]
+        try ImageFile.writePNG(samples(first.images, truth: first.truth), to: output.appendingPathComponent("samples.png").path)
+        try writeAttentionMaps(first.evaluation.request(first.images.single[0], adapters: true), generator: generator)
+        let table = tables.count == 1 ? WorldEvaluation.table(first.rows.all, chance: chance)
+            : tables.map { "\($0.set.title):\n\n" + WorldEvaluation.table($0.rows.all, chance: chance) }.joined(separator: "\n")
+        return Summary(table: table, written: ["results.md", "results.json", "samples.png", "attention/"])
     }
 
     var chance: (identity: Double, prompt: Double) {

@@ -30,7 +30,8 @@ public final class AdapterTrainer {
     public let noise: NoiseSchedule
     public let predictsVelocity: Bool
     public var state = TrainingState()
-    public private(set) var emaWeights: [Tensor] = []
+    /// The moving average of the adapter's weights, when `options.ema` asks for one.
+    public let ema: ExponentialMovingAverage?
 
     public init(pipeline: PersonalizedPipeline, adapter: PersonalizationAdapter, options: AdapterTrainingOptions) throws {
         self.pipeline = pipeline
@@ -57,8 +58,12 @@ public final class AdapterTrainer {
                                         totalSteps: options.totalSteps, decay: options.schedule)
         predictsVelocity = (pipeline.base.schedulerConfig.predictionType ?? "epsilon") == "v_prediction"
         state.seed = options.seed
-        if options.ema != nil { emaWeights = optimizer.parameters.map { $0.tensor.copy() } }
+        let trained = optimizer.parameters
+        ema = options.ema.map { ExponentialMovingAverage(trained, decay: $0) }
     }
+
+    /// What a checkpoint holds: the trained weights and, with `ema`, their average ("ema." + name).
+    public var checkpointTensors: [(path: String, tensor: Tensor)] { optimizer.parameters + (ema?.shadows ?? []) }
 
     /// Normalized CLIP input for an augmented reference photo.
     func referencePixels(_ image: RGBImage, seed: UInt64) -> Tensor {
@@ -235,11 +240,7 @@ public final class AdapterTrainer {
             if let clip = options.gradientClip { clipGradNorm(parameters, maxNorm: clip) }
             optimizer.update(learningRate: schedule.rate(at: state.step / options.gradientAccumulation))
             optimizer.zeroGrad()
-            if let decay = options.ema {
-                for (shadow, p) in zip(emaWeights, parameters) {
-                    for i in 0..<p.count { shadow.data[i] = decay * shadow.data[i] + (1 - decay) * p.data[i] }
-                }
-            }
+            ema?.update(toward: parameters, update: optimizer.step)
         }
         state.step += 1
         return loss.item

@@ -55,7 +55,7 @@ public final class AdapterTrainingRun: TrainingRunSteps {
         }
         trainer = try AdapterTrainer(pipeline: pipeline, adapter: adapter, options: config.training)
         if resume {
-            trainer.state = try TrainingCheckpoint.load(into: adapter.trainableParameters, optimizer: trainer.optimizer,
+            trainer.state = try TrainingCheckpoint.load(into: trainer.checkpointTensors, optimizer: trainer.optimizer,
                                                         from: checkpointURL.path)
         }
     }
@@ -127,7 +127,7 @@ public final class AdapterTrainingRun: TrainingRunSteps {
     }
 
     func saveCheckpoint(step: Int, log: FileHandle) throws {
-        try TrainingCheckpoint.save(parameters: trainer.adapter.trainableParameters, optimizer: trainer.optimizer,
+        try TrainingCheckpoint.save(parameters: trainer.checkpointTensors, optimizer: trainer.optimizer,
                                     state: trainer.state, to: checkpointURL.path)
         if let batches = config.validationBatches {
             let v = try validate(batches: batches)
@@ -138,7 +138,10 @@ public final class AdapterTrainingRun: TrainingRunSteps {
     }
 
     func writeTrained() throws {
-        try trainer.adapter.save(path: output.appendingPathComponent("adapter.json").path, overwrite: true)
+        let save = { try self.trainer.adapter.save(path: self.output.appendingPathComponent("adapter.json").path, overwrite: true) }
+        // With `ema` the average is what the run writes (and what sampling should use).
+        guard let ema = trainer.ema else { return try save() }
+        try ema.withAveragedWeights(in: trainer.optimizer.parameters.map(\.tensor), save)
     }
 
     /// Mean loss with the adapter and with the base model over `batches` fixed

@@ -53,13 +53,35 @@ public struct BaseRunConfig: Codable, CheckedConfig {
     /// UNet only: supervise the subject noun's cross-attention with the
     /// records' `"mask"` images, `{"weight": 0.02, "words": ["critter", "bot"]}`.
     public var attentionLocalization: AttentionLocalization?
+    /// UNet only: "uniform" (plain MSE, the default) or "min_snr" with `snr_gamma` (default 5).
+    public var lossWeighting: String?
+    public var snrGamma: Float?
+    /// UNet only: decay of the exponential moving average of the weights
+    /// (e.g. 0.999); the average is what the run writes and samples with.
+    public var ema: Float?
+    /// Ramps the EMA decay up as min(ema, (1 + n) / (10 + n)) over the first updates.
+    public var emaWarmup: Bool?
+    /// UNet only: records ({"image", "caption"}) whose denoising error, in
+    /// ε-units with noise and timesteps fixed across runs, is logged at every checkpoint.
+    public var validationData: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, output, resolution, batchSize = "batch_size", steps, learningRate = "learning_rate"
         case weightDecay = "weight_decay", warmupSteps = "warmup_steps", schedule, gradientClip = "gradient_clip", seed
         case klWeight = "kl_weight", logvarShift = "logvar_shift", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip, sampleEvery = "sample_every"
         case attentionLocalization = "attention_localization"
+        case lossWeighting = "loss_weighting", snrGamma = "snr_gamma", ema, emaWarmup = "ema_warmup"
+        case validationData = "validation_data"
     }
+
+    /// The first key set that only a UNet run reads, for refusing it elsewhere.
+    var unetOnlyKey: String? {
+        [("loss_weighting", lossWeighting != nil), ("snr_gamma", snrGamma != nil), ("ema", ema != nil),
+         ("ema_warmup", emaWarmup != nil), ("validation_data", validationData != nil)].first { $0.1 }?.0
+    }
+
+    /// The checked loss weighting (its range checks are `validate`'s).
+    var weighting: LossWeighting { (try? LossWeighting.configured(lossWeighting, gamma: snrGamma)) ?? .uniform }
 
     var optimization: OptimizationOptions {
         OptimizationOptions(learningRate: learningRate ?? 1e-4, weightDecay: weightDecay ?? 1e-2, warmupSteps: warmupSteps ?? 0,
@@ -99,6 +121,11 @@ extension BaseRunConfig {
         flip = try c.decodeIfPresent(Bool.self, forKey: .flip)
         sampleEvery = try c.decodeIfPresent(Int.self, forKey: .sampleEvery)
         attentionLocalization = try c.decodeIfPresent(AttentionLocalization.self, forKey: .attentionLocalization)
+        lossWeighting = try c.decodeIfPresent(String.self, forKey: .lossWeighting)
+        snrGamma = try c.real(.snrGamma)
+        ema = try c.real(.ema)
+        emaWarmup = try c.decodeIfPresent(Bool.self, forKey: .emaWarmup)
+        validationData = try c.decodeIfPresent(String.self, forKey: .validationData)
     }
 
     public func validate() throws {
@@ -119,6 +146,10 @@ extension BaseRunConfig {
         try check.real("logvar_shift", logvarShift, .any)
         if let shift = logvarShift, abs(shift) > 50 { throw check.fail("logvar_shift", "between -50 and 50", shift) }
         try check.real("caption_dropout", captionDropout, .probability)
+        _ = try LossWeighting.configured(lossWeighting, gamma: snrGamma)
+        try check.real("ema", ema, .belowOne)
+        if emaWarmup != nil && ema == nil { throw ModelConfigError("ema_warmup needs \"ema\" (the decay it ramps up to)") }
+        try check.text("validation_data", validationData)
         if let localization = attentionLocalization {
             try localization.validate()
             if flip ?? true {

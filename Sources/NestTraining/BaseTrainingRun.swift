@@ -16,6 +16,8 @@ public final class BaseTrainingRun: TrainingRunSteps {
     private(set) var unetTrainer: UNetTrainer?
     private(set) var clipTrainer: CLIPTrainer?
     private(set) var imageProcessor: CLIPImageProcessor?
+    /// Held-out records of `validation_data` (UNet runs).
+    private(set) var validation: TrainingManifest?
     var images: [URL: RGBImage] = [:]
 
     public var state: TrainingState {
@@ -38,6 +40,10 @@ public final class BaseTrainingRun: TrainingRunSteps {
             if component != .unet { throw ModelConfigError("attention_localization is for unet training only") }
             try Self.checkMasks(manifest, resolution: config.resolution ?? 64)
         }
+        if component != .unet, let key = config.unetOnlyKey {
+            throw ModelConfigError("\(key) is for unet training only")
+        }
+        validation = try config.validationData.map { try TrainingManifest(url: resolve($0)) }
         let folder = resolve(config.model)
         source = folder.appendingPathComponent(component.rawValue)
         let options = config.optimization
@@ -73,11 +79,13 @@ public final class BaseTrainingRun: TrainingRunSteps {
             unetTrainer = try UNetTrainer(unet: unet, vae: try vae(), prompts: try PromptEncoder.load(folder: model),
                                           schedulerConfig: schedulerConfig, options: options,
                                           captionDropout: config.captionDropout ?? 0.1,
-                                          localization: config.attentionLocalization)
+                                          localization: config.attentionLocalization, lossWeighting: config.weighting,
+                                          emaDecay: config.ema, emaWarmup: config.emaWarmup ?? false)
         }
+
         try checkResolution()
         if resume {
-            state = try TrainingCheckpoint.load(into: optimizer.parameters, optimizer: optimizer, from: checkpoint.path)
+            state = try TrainingCheckpoint.load(into: checkpointTensors, optimizer: optimizer, from: checkpoint.path)
         }
     }
 
@@ -183,8 +191,11 @@ public final class BaseTrainingRun: TrainingRunSteps {
     }
 
     func saveCheckpoint(step: Int, log: FileHandle) throws {
-        try TrainingCheckpoint.save(parameters: optimizer.parameters, optimizer: optimizer, state: state,
+        try TrainingCheckpoint.save(parameters: checkpointTensors, optimizer: optimizer, state: state,
                                     to: output.appendingPathComponent("checkpoint.safetensors").path)
+        if let loss = try validationLoss() {
+            log.write(Data((String(format: #"{"step": %d, "validation_loss": %.6f}"#, step, loss) + "\n").utf8))
+        }
     }
 
     /// The trained component(s) in diffusers' layout.
@@ -200,7 +211,9 @@ public final class BaseTrainingRun: TrainingRunSteps {
         switch component {
         case .unet:
             let folder = try copyConfig("unet")
-            try unetTrainer!.unet.save(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors").path, overwrite: true)
+            try withSamplingWeights {
+                try unetTrainer!.unet.save(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors").path, overwrite: true)
+            }
         case .vae:
             let folder = try copyConfig("vae")
             let vae = vaeTrainer!.vae
@@ -235,11 +248,11 @@ public final class BaseTrainingRun: TrainingRunSteps {
             let pipe = StableDiffusionPipeline(folder: folder, prompts: trainer.prompts, unet: trainer.unet, vae: trainer.vae,
                                                schedulerConfig: try SchedulerConfig.load(from: try folder.component("scheduler").appendingPathComponent("scheduler_config.json")),
                                                forceZerosForEmptyPrompt: trainer.prompts.isXL)
-            for sample in samples {
+            for sample in samples { try withSamplingWeights {
                 let config = GenerationConfiguration(prompt: sample.caption, steps: 20, guidanceScale: 5, seed: 0,
                                                      width: resolution, height: resolution)
                 tiles += try StableDiffusionPipeline.images(try Autograd.noGrad { try pipe.generate(config) })
-            }
+            } }
             tiles += try samples.map { try image($0.image) }
         } else { return }
         let folder = output.appendingPathComponent("samples")

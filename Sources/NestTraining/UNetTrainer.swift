@@ -32,13 +32,18 @@ public final class UNetTrainer {
     let localizedTokenIds: Set<Int>
     /// The last step's localization term (before weighting), when it had one.
     public private(set) var lastLocalizationLoss: Float?
+    /// How each sample's error counts (plain MSE or min-SNR-γ).
+    public let lossWeighting: LossWeighting
+    /// The moving average of the UNet's weights that sampling uses, when the run keeps one.
+    public let ema: ExponentialMovingAverage?
 
     /// Every trained tensor by checkpoint name (for `TrainingCheckpoint`).
     public var parameters: [(path: String, tensor: Tensor)] { optimizer.parameters }
 
     public init(unet: UNet2DConditionModel, vae: AutoencoderKL, prompts: PromptEncoder, schedulerConfig: SchedulerConfig,
                 options: OptimizationOptions = .init(), captionDropout: Float = 0.1, useLatentMean: Bool = false,
-                localization: AttentionLocalization? = nil) throws {
+                localization: AttentionLocalization? = nil, lossWeighting: LossWeighting = .uniform,
+                emaDecay: Float? = nil, emaWarmup: Bool = false) throws {
         guard unet.config.inChannels == vae.config.latentChannels else {
             throw ModelConfigError("the UNet takes \(unet.config.inChannels) channels but the VAE's latents have \(vae.config.latentChannels)")
         }
@@ -53,6 +58,7 @@ public final class UNetTrainer {
         self.captionDropout = captionDropout
         self.useLatentMean = useLatentMean
         self.localization = localization
+        self.lossWeighting = lossWeighting
         var ids = Set<Int>()
         for word in localization?.words ?? [] {
             let tokens = prompts.tokenizers[0].encodeWithoutSpecialTokens(word)
@@ -68,6 +74,8 @@ public final class UNetTrainer {
         noise = try makeScheduler(kind: .ddim, config: schedulerConfig, stepCount: 1).noiseSchedule
         predictsVelocity = prediction == "v_prediction"
         optimizer = options.makeOptimizer(unet.trainableParameters)
+        let trained = optimizer.parameters
+        ema = emaDecay.map { ExponentialMovingAverage(trained, decay: $0, warmup: emaWarmup) }
         schedule = options.makeSchedule()
         state.seed = options.seed
     }
@@ -122,7 +130,8 @@ public final class UNetTrainer {
         let prediction = unet.withAttentionProcessors({ path, _ in processors[path] }) {
             unet(sample: noisy, timestep: timesteps.map(Float.init), encoderHiddenStates: encoded.hidden, added: added)
         }
-        let loss = F.mseLoss(prediction, target)
+        let loss = lossWeighting.loss(prediction: prediction, target: target, schedule: noise, timesteps: timesteps,
+                                      predictsVelocity: predictsVelocity)
         lastLocalizationLoss = nil
         if let localization, let masks,
            let term = AttentionLocalization.loss(maps: recorders.flatMap(\.recorder.maps), tokens: tokens, masks: masks) {
@@ -132,6 +141,7 @@ public final class UNetTrainer {
             loss.backward()
         }
         applyUpdate(optimizer, schedule: schedule, options: options, step: state.step)
+        ema?.update(toward: optimizer.parameters.map(\.tensor), update: optimizer.step)
         state.step += 1
         return loss.item
     }

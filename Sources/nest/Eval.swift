@@ -34,6 +34,11 @@ struct Eval: ParsableCommand {
     @Flag(help: "Prompt with any context, not only the held-out background × style pairs.")
     var allContexts = false
 
+    @Option(help: "Which contexts get a table: held-out (the background × style pairs no adapter saw; the default), seen (the pairs the adapters trained on) or both (two tables in one run).")
+    var contexts: ContextChoice?
+
+    @Option(help: "Draw the held-out individuals and contexts from this seed (0 to 2^40 - 1); different seeds never share an individual. Without it: the fixed default draw.")
+    var seed: UInt64?
     @Option(help: "Framing of every prompted scene: scene (the wide shot), portrait, half-body or close-up.")
     var framing: String = "scene"
 
@@ -54,6 +59,10 @@ struct Eval: ParsableCommand {
     func validate() throws {
         guard (1...1000).contains(identities) else { throw ValidationError("--identities must be between 1 and 1000, got \(identities)") }
         guard (1...100).contains(prompts) else { throw ValidationError("--prompts must be between 1 and 100, got \(prompts)") }
+        if allContexts && contexts != nil { throw ValidationError("--all-contexts and --contexts cannot be combined; choose one") }
+        if let seed, seed > WorldEvaluation.maximumDrawSeed {
+            throw ValidationError("--seed must be between 0 and \(WorldEvaluation.maximumDrawSeed), got \(seed)")
+        }
         guard Framing(rawValue: framing) != nil else {
             throw ValidationError("--framing: unknown framing '\(framing)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -75,6 +84,12 @@ struct Eval: ParsableCommand {
         options.identitiesPerDomain = identities; options.promptsPerIdentity = prompts
         options.steps = steps; options.guidance = guidance; options.valueNormalization = valueNorm
         options.heldOutCombinations = !allContexts
+        options.drawSeed = seed
+        switch contexts {
+        case .seen: options.contexts = .seen
+        case .both: options.contextTables = [.heldOut, .seen]
+        case .heldOut, nil: break
+        }
         options.framing = Framing(rawValue: framing)!; options.side = size; options.featureSide = featureSide
         options.distractors = distractors
         let evaluation = WorldEvaluationRun(model: URL(fileURLWithPath: DefaultModel.resolve(model)),
@@ -94,4 +109,9 @@ struct Eval: ParsableCommand {
         print(summary.table)
         print("wrote \(output)/" + summary.written.joined(separator: ", "))
     }
+}
+
+/// `nest eval --contexts`: the context sets that get a table.
+enum ContextChoice: String, ExpressibleByArgument, CaseIterable {
+    case heldOut = "held-out", seen, both
 }

@@ -150,6 +150,8 @@ import Testing
         (["eval", "-o", "/tmp/nest-eval-never", "--guidance", "nan"], "--guidance must be a finite number"),
         (["eval", "-o", "/tmp/nest-eval-never", "--identities", "100000"], "--identities must be between 1 and 1000"),
         (["eval", "-o", "/nonexistent-folder/eval", "--identities", "1"], "folder /nonexistent-folder does not exist or is not writable"),
+        (["eval", "-o", "/tmp/nest-eval-never", "--seed", "1099511627776"], "--seed must be between 0 and 1099511627775, got 1099511627776"),
+        (["eval", "-o", "/tmp/nest-eval-never", "--all-contexts", "--contexts", "seen"], "--all-contexts and --contexts cannot be combined"),
         (["demo", "--threads", "-1"], "--threads must be between 1 and 1024, got -1"),
         (["demo", "--steps", "0", "-o", "/tmp/nest-demo-never.png"], "--steps must be between 1 and 100000"),
     ])

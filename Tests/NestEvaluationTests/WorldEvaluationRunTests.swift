@@ -66,4 +66,26 @@ import Testing
         #expect(plain[0].pixels == base[0].pixels)
         #expect(plain[0].pixels != nested[0].pixels, "the adapters change the image")
     }
+
+    /// `--contexts both`: one run, a table per context set, each with its own paired differences.
+    @Test func bothContextSetsGetTheirOwnTables() throws {
+        let dir = try Self.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var options = WorldEvaluation.Options()
+        options.identitiesPerDomain = 1; options.promptsPerIdentity = 1; options.steps = 1; options.distractors = 1
+        options.contextTables = [.heldOut, .seen]; options.drawSeed = 3
+        let output = dir.appendingPathComponent("out")
+        let summary = try WorldEvaluationRun(model: Self.world, output: output, options: options).run()
+        let report = try String(contentsOf: output.appendingPathComponent("results.md"), encoding: .utf8)
+        for set in [WorldEvaluation.ContextSet.heldOut, .seen] {
+            #expect(report.contains("## " + set.title) && summary.table.contains(set.title), "no table for \(set)")
+        }
+        // Paired differences in each table: the methods against the base model, and the two-subject row.
+        let paired = report.split(separator: "\n").filter { $0.hasPrefix("- ") && $0.contains(" ± ") }
+        #expect(paired.count % 2 == 0 && paired.count >= 4, "\(paired)")
+        let rows = try JSONDecoder().decode([WorldEvaluation.Row].self, from: Data(contentsOf: output.appendingPathComponent("results.json")))
+        let held = rows.filter { $0.contexts == "held-out" }, seen = rows.filter { $0.contexts == "seen" }
+        #expect(!held.isEmpty && held.count == seen.count && held.count + seen.count == rows.count)
+        #expect(held.map(\.method) == seen.map(\.method))
+    }
 }

@@ -25,12 +25,13 @@ import Testing
     var output: URL { dir.appendingPathComponent("run") }
 
     @discardableResult
-    func adapterConfig(steps: Int, model: String = AdapterTrainerTests.folder.path, checkpointEvery: Int = 2) throws -> URL {
+    func adapterConfig(steps: Int, model: String = AdapterTrainerTests.folder.path, checkpointEvery: Int = 2,
+                       training extra: String = "") throws -> URL {
         let text = """
             {"model": "\(model)", "data": "train.jsonl", "output": "run",
              "adapter": {"placeholder_token": "<critter>", "class_word": "cat",
                          "resampler": {"width": 16, "depth": 1, "heads": 2, "head_dim": 8, "queries": 4}},
-             "training": {"steps": \(steps), "batch_size": 2, "resolution": 16},
+             "training": {"steps": \(steps), "batch_size": 2, "resolution": 16\(extra)},
              "checkpoint_every": \(checkpointEvery), "log_every": 1}
             """
         let url = dir.appendingPathComponent("config.json")
@@ -70,6 +71,26 @@ import Testing
         #expect(try loggedSteps() == [1, 2, 3, 4], "each step once after a resume")
         #expect(!FileManager.default.fileExists(atPath: stale.path) && !FileManager.default.fileExists(atPath: staleSample.path))
         for name in kept { #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent(name).path), "\(name) removed") }
+    }
+
+    /// With `ema` an adapter run checkpoints the average beside the weights and writes the average.
+    @Test func adapterRunWritesItsMovingAverage() throws {
+        defer { cleanUp() }
+        try AdapterTrainingRun(configFile: try adapterConfig(steps: 2, training: #", "ema": 0.5, "learning_rate": 0.01"#), resume: false).run()
+        let written = try SafeTensorsFile(path: output.appendingPathComponent("adapter.safetensors").path)
+        let saved = try SafeTensorsFile(path: output.appendingPathComponent("checkpoint.safetensors").path)
+        let averaged = written.tensors.keys.filter { saved.tensors["ema." + $0] != nil }
+        #expect(!averaged.isEmpty, "the checkpoint holds the average of the written tensors")
+        var differs = false
+        for name in averaged {
+            let value = try written.tensor(name).array
+            #expect(value == (try saved.tensor("ema." + name).array), "\(name) is not the average")
+            let raw = try saved.tensor(name).array
+            if value != raw { differs = true }
+        }
+        #expect(differs, "the average differs from the last step's weights")
+        let resumed = try AdapterTrainingRun(configFile: try adapterConfig(steps: 3, training: #", "ema": 0.5"#), resume: true)
+        #expect(resumed.trainer.ema?.shadows.first?.tensor.array == (try saved.tensor(resumed.trainer.ema!.shadows[0].path).array))
     }
 
     /// The log keeps lines up to the checkpoint's step and drops an unfinished last line.

@@ -68,6 +68,7 @@ import Testing
         ("learning_rate", -1e-4), ("weight_decay", -0.1), ("warmup_steps", -10), ("gradient_clip", -1), ("kl_weight", -1e-6),
         ("caption_dropout", 1.5), ("logvar_shift", 1000), ("attention_localization.weight", -1),
         ("attention_localization.words", [String]()), ("data", ""),
+        ("loss_weighting", "min-snr"), ("snr_gamma", 5), ("ema", 1), ("ema", -0.1), ("ema_warmup", true), ("validation_data", ""),
     ]
 
     @Test func everyBaseValueIsRangeChecked() {
