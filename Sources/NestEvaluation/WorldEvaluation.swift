@@ -171,15 +171,15 @@ public struct WorldEvaluation {
     }
 
     /// The results as a Markdown table.
-    public static func table(_ rows: [Row], chance: (identity: Double, prompt: Double)) -> String {
+    public static func table(_ rows: [Row], chance: (identity: Double, prompt: Double, aspects: [Double])) -> String {
         var out = "| method | images | identity ↑ | identity in place | prompt ↑ | background | position | size | style | accessory |\n"
         out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for r in rows {
             let a = PromptAspect.allCases.map { String(format: "%.2f", r.aspects[$0.rawValue] ?? 0) }.joined(separator: " | ")
             out += String(format: "| %@ | %d | %.2f | %.2f | %.2f | ", r.method, r.images, r.identity, r.identityInPlace, r.prompt) + a + " |\n"
         }
-        out += String(format: "| *chance* | | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", chance.identity, chance.identity, chance.prompt,
-                      1 / 6.0, 1 / 3.0, 1 / 2.0, 1 / 3.0, 1 / 4.0)
+        let aspects = chance.aspects.map { String(format: "%.2f", $0) }.joined(separator: " | ")
+        out += String(format: "| *chance* | | %.2f | %.2f | %.2f | ", chance.identity, chance.identity, chance.prompt) + aspects + " |\n"
         return out
     }
 }

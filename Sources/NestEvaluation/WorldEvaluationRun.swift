@@ -118,8 +118,9 @@ public struct WorldEvaluationRun {
         return Summary(table: table, written: ["results.md", "results.json", "samples.png", "attention/"])
     }
 
-    var chance: (identity: Double, prompt: Double) {
-        (1 / Double(options.distractors + 1), WorldMetrics.promptChance)
+    var chance: (identity: Double, prompt: Double, aspects: [Double]) {
+        (1 / Double(options.distractors + 1), WorldMetrics.promptChance(framing: options.framing),
+         WorldMetrics.aspectChance(framing: options.framing))
     }
 
     /// The semantic-correspondence picture: the first case generated again with its attention recorded.

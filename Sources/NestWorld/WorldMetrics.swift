@@ -148,10 +148,26 @@ public enum WorldMetrics {
         }
     }
 
-    /// Chance level of the prompt score (mean over aspects of 1 / values).
-    public static var promptChance: Double {
-        let counts = [Background.allCases.count, Position.allCases.count, SubjectSize.allCases.count,
-                      Style.allCases.count, Accessory.allCases.count]
-        return counts.map { 1 / Double($0) }.reduce(0, +) / Double(counts.count)
+    /// Chance level of each prompt aspect (1 / values), in `PromptAspect` order. In a near
+    /// framing the size aspect asks which near framing an image shows.
+    public static func aspectChance(framing: Framing = .scene) -> [Double] {
+        PromptAspect.allCases.map { aspect in
+            switch aspect {
+            case .background: return 1 / Double(Background.allCases.count)
+            case .position: return 1 / Double(Position.allCases.count)
+            case .size: return 1 / Double(framing == .scene ? SubjectSize.allCases.count : Framing.near.count)
+            case .style: return 1 / Double(Style.allCases.count)
+            case .accessory: return 1 / Double(Accessory.allCases.count)
+            }
+        }
     }
+
+    /// Chance level of the prompt score (mean over aspects of 1 / values).
+    public static func promptChance(framing: Framing = .scene) -> Double {
+        let chances = aspectChance(framing: framing)
+        return chances.reduce(0, +) / Double(chances.count)
+    }
+
+    /// The wide shot's chance level of the prompt score.
+    public static var promptChance: Double { promptChance(framing: .scene) }
 }
