@@ -68,14 +68,20 @@ import Testing
         #expect(worst <= 1, "\(flavour): max |Δ| \(worst)/255 against diffusers' image from the same file")
     }
 
+    /// The `flavour` single-file fixture rewritten with float16 tensors, in a temporary file.
+    static func float16Copy(_ flavour: String) throws -> URL {
+        let source = try SafeTensorsFile(path: file(flavour).path)
+        var writer = SafeTensorsWriter()
+        for name in source.names { writer.add(name, shape: try source.info(name).shape, floats: try source.floats(name), as: .f16) }
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(flavour)-f16-\(UUID().uuidString).safetensors")
+        try writer.write(to: url.path)
+        return url
+    }
+
     @Test func float16FileHoldsTheRoundedWeights() throws {
         // Most shared files are float16: the SD 2 fixture (OpenCLIP's split and transposed tensors
         // included) rewritten in float16 loads to the folder's weights rounded to float16.
-        let source = try SafeTensorsFile(path: Self.file("sd2").path)
-        var writer = SafeTensorsWriter()
-        for name in source.names { writer.add(name, shape: try source.info(name).shape, floats: try source.floats(name), as: .f16) }
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sd2-f16-\(UUID().uuidString).safetensors")
-        try writer.write(to: url.path)
+        let url = try Self.float16Copy("sd2")
         defer { try? FileManager.default.removeItem(at: url) }
         let single = try StableDiffusionPipeline.load(singleFile: url, config: Self.folder("sd2"))
         let folder = try StableDiffusionPipeline.load(folder: Self.folder("sd2"))
@@ -90,11 +96,7 @@ import Testing
     @Test func halfWeightsAreReadNarrowFromTheFile() throws {
         // A float16 single file with --half-weights: each large weight is the file's
         // float16 bytes in place, and the image is the one narrowing afterwards gives.
-        let source = try SafeTensorsFile(path: Self.file("sd1").path)
-        var writer = SafeTensorsWriter()
-        for name in source.names { writer.add(name, shape: try source.info(name).shape, floats: try source.floats(name), as: .f16) }
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("sd1-f16-\(UUID().uuidString).safetensors")
-        try writer.write(to: url.path)
+        let url = try Self.float16Copy("sd1")
         defer { try? FileManager.default.removeItem(at: url) }
         let narrow = try StableDiffusionPipeline.load(singleFile: url, config: Self.folder("sd1"), precision: .float16)
         let wide = try StableDiffusionPipeline.load(singleFile: url, config: Self.folder("sd1"))

@@ -1,3 +1,4 @@
+import NestTestSupport
 import Foundation
 import NestDiffusion
 import NestEngine
@@ -25,24 +26,7 @@ import Testing
     static var checkpoint: URL { fixtures.appendingPathComponent(reference.checkpoint) }
 
     /// The sdxl pipeline fixture plus the tiny SDXL image encoder and its processor, as the reference assembled it.
-    static let model: URL = {
-        let fm = FileManager.default
-        let dir = fm.temporaryDirectory.appendingPathComponent("nest-import-model-\(UUID().uuidString)")
-        try! fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        let pipeline = tests.appendingPathComponent("NestDiffusionTests/Fixtures/pipelines/sdxl")
-        for name in try! fm.contentsOfDirectory(atPath: pipeline.path) where name != "model_index.json" {
-            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
-        }
-        let models = tests.appendingPathComponent("NestModelsTests/Fixtures/sdxl")
-        for name in ["image_encoder", "feature_extractor"] {
-            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: models.appendingPathComponent(name))
-        }
-        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
-        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
-        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
-        try! JSONSerialization.data(withJSONObject: index).write(to: dir.appendingPathComponent("model_index.json"))
-        return dir
-    }()
+    static let model = ModelFolderFixture.withImageEncoder("sdxl", prefix: "nest-import-model")
 
     static func temporaryFolder() -> URL {
         FileManager.default.temporaryDirectory.appendingPathComponent("nest-import-\(UUID().uuidString)")

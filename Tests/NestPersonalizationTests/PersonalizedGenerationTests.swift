@@ -1,3 +1,4 @@
+import NestTestSupport
 import Foundation
 import NestDiffusion
 import NestEngine
@@ -12,24 +13,7 @@ import Testing
     static let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 
     /// A model folder: the sd1 pipeline fixture plus image_encoder/ and feature_extractor/.
-    static let folder: URL = {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nest-personalized-\(UUID().uuidString)")
-        let fm = FileManager.default
-        try! fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        let pipeline = tests.appendingPathComponent("NestDiffusionTests/Fixtures/pipelines/sd1")
-        for name in try! fm.contentsOfDirectory(atPath: pipeline.path) where name != "model_index.json" {
-            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
-        }
-        let models = tests.appendingPathComponent("NestModelsTests/Fixtures/sd1")
-        for name in ["image_encoder", "feature_extractor"] {
-            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: models.appendingPathComponent(name))
-        }
-        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
-        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
-        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
-        try! JSONSerialization.data(withJSONObject: index).write(to: dir.appendingPathComponent("model_index.json"))
-        return dir
-    }()
+    static let folder = ModelFolderFixture.withImageEncoder("sd1", prefix: "nest-personalized")
 
     static func photo(seed: UInt64) -> RGBImage {
         var rng = SeededRandom(seed: seed)

@@ -1,3 +1,4 @@
+import NestTestSupport
 import Foundation
 import NestDiffusion
 import NestEngine
@@ -11,24 +12,7 @@ import Testing
     static let tests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 
     /// The sd1 pipeline fixture plus the sd1 image encoder, as one model folder.
-    static let folder: URL = {
-        let fm = FileManager.default
-        let dir = fm.temporaryDirectory.appendingPathComponent("nest-trainer-\(UUID().uuidString)")
-        try! fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        let pipeline = tests.appendingPathComponent("NestDiffusionTests/Fixtures/pipelines/sd1")
-        for name in try! fm.contentsOfDirectory(atPath: pipeline.path) where name != "model_index.json" {
-            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
-        }
-        let models = tests.appendingPathComponent("NestModelsTests/Fixtures/sd1")
-        for name in ["image_encoder", "feature_extractor"] {
-            try! fm.createSymbolicLink(at: dir.appendingPathComponent(name), withDestinationURL: models.appendingPathComponent(name))
-        }
-        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
-        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
-        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
-        try! JSONSerialization.data(withJSONObject: index).write(to: dir.appendingPathComponent("model_index.json"))
-        return dir
-    }()
+    static let folder = ModelFolderFixture.withImageEncoder("sd1", prefix: "nest-trainer")
 
     static func image(_ seed: UInt64, size: Int = 32) -> RGBImage {
         var rng = SeededRandom(seed: seed)
