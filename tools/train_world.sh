@@ -4,14 +4,16 @@
 # and every stage continues from its last checkpoint (finished stages are
 # skipped). Usage: tools/train_world.sh [WORK_DIR]   (default: runs/world)
 #
+# The second edition: near framings (the subject fills the frame, as a face
+# fills a portrait), in which an individual's markings survive at 64 pixels.
 #   1. data:    nest world model + nest world dataset (base and adapter sets)
-#   2. vae, clip (in parallel)   3. vae2: the VAE continued with a 1000x
-#   weaker KL term   4. unet: the text-to-image UNet on vae2's latents
-#   5. adapters per domain: nested, then the single-token and IP-Adapter-style
+#   2. vae, clip (in parallel)   3. unet: the text-to-image UNet on the VAE's
+#   latents, with an exponential moving average for sampling
+#   4. adapters per domain: nested, then the single-token and IP-Adapter-style
 #   baselines, each with its own trained copy of the image encoder; each lands
 #   in WORK_DIR/model/adapters when done.
 #   Pack it: nest world pack --model WORK_DIR/model
-# UNET_STEPS (default 3000) sets the UNet's length; a run resumed with
+# UNET_STEPS (default 6000) sets the UNet's length; a run resumed with
 # another value stretches its cosine schedule.
 set -euo pipefail
 WORK=${1:-runs/world}
@@ -22,27 +24,49 @@ if grep -qw avx512f /proc/cpuinfo 2>/dev/null; then
     export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
 fi
 unset OPENBLAS_L2_SIZE
+# No stage runs longer than this in one go (default 2.5 h); a paused stage
+# continues from its last checkpoint when the script runs again.
+STAGE_LIMIT=${STAGE_LIMIT:-9000}
 mkdir -p "$WORK"
 [ -x "$NEST" ] || swift build -c release --product nest
 
-stage() { # NAME COMPONENT THREADS: run or resume `nest train COMPONENT`
+stage() { # NAME COMPONENT THREADS: run or resume `nest train COMPONENT`, for at most STAGE_LIMIT seconds
   local name=$1 component=$2 threads=$3
   if [ -e "$WORK/$name/done" ]; then return; fi
-  local resume=()
+  local resume=() rc=0
   [ -e "$WORK/$name/checkpoint.safetensors" ] && resume=(--resume)
-  NEST_THREADS=$threads "$NEST" train "$component" --config "$WORK/$name.json" "${resume[@]}" > "$WORK/$name.out" 2>&1
+  NEST_THREADS=$threads timeout "$STAGE_LIMIT" "$NEST" train "$component" --config "$WORK/$name.json" "${resume[@]}" \
+      >> "$WORK/$name.out" 2>&1 || rc=$?
+  if [ $rc = 124 ]; then
+    echo "$name: paused after ${STAGE_LIMIT} s (last log: $(tail -n 1 "$WORK/$name/log.jsonl")); run the script again to continue" >&2
+    return 3
+  elif [ $rc != 0 ]; then
+    echo "$name failed (exit $rc): see $WORK/$name.out" >&2; return $rc
+  fi
   touch "$WORK/$name/done"
 }
 
-# 1. Untrained model folder and data (deterministic from the seeds).
+# 1. Untrained model folder and data (deterministic from the seeds): near
+#    framings only (portrait, half-body, close-up in equal parts; one scene
+#    in four with a second subject), in which an individual's markings
+#    survive the autoencoder at 64 pixels (docs/world.md, "Second edition").
+#    `held` is a small set of other individuals for the UNet's held-out loss.
+FRAMINGS=portrait,half-body,close-up
 [ -d "$WORK/base" ] || "$NEST" world model -o "$WORK/base"
-[ -d "$WORK/data" ] || "$NEST" world dataset -o "$WORK/data" --identities 1000 --contexts 8 --seed 1 --describe 0.5 --masks
+[ -d "$WORK/data" ] || "$NEST" world dataset -o "$WORK/data" --identities 1000 --contexts 8 --seed 1 --describe 0.5 --masks \
+    --framings $FRAMINGS
+[ -d "$WORK/held" ] || "$NEST" world dataset -o "$WORK/held" --identities 16 --contexts 4 --seed 2 --describe 0.5 \
+    --framings $FRAMINGS > /dev/null
 
-# 2. Autoencoder and CLIP, side by side.
+# 2. Autoencoder and CLIP, side by side. The VAE's posterior is narrowed
+#    from the start (log-variance - 6) under a KL weight of 1e-8: a wide
+#    posterior (KL weight 1e-5 on a per-pixel mean loss, about 10^5 times
+#    Stable Diffusion's) leaves a latent sample little more than a blurred
+#    image (the first edition needed a second VAE stage to undo it).
 cat > "$WORK/vae.json" <<JSON
-{"model": "base", "data": "data/manifest.jsonl", "output": "vae", "resolution": 64, "batch_size": 8, "steps": 1800,
- "learning_rate": 5e-4, "warmup_steps": 50, "schedule": "cosine", "kl_weight": 1e-5, "flip": false,
- "checkpoint_every": 100, "log_every": 10, "seed": 1}
+{"model": "base", "data": "data/manifest.jsonl", "output": "vae", "resolution": 64, "batch_size": 8, "steps": 3000,
+ "learning_rate": 5e-4, "warmup_steps": 50, "schedule": "cosine", "kl_weight": 1e-8, "logvar_shift": -6, "flip": false,
+ "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 1}
 JSON
 cat > "$WORK/clip.json" <<JSON
 {"model": "base", "data": "data/manifest.jsonl", "output": "clip", "resolution": 64, "batch_size": 64, "steps": 600,
@@ -56,41 +80,31 @@ else
   wait $VAE; wait $CLIP
 fi
 
-# 3. The VAE again, with its posterior narrowed (log-variance - 6) and a KL
-#    weight of 1e-8. The KL weight above (1e-5 on a per-pixel mean loss) is
-#    about 10^5 times Stable Diffusion's: its posterior stayed nearly as wide
-#    as the latents (std 0.64 against 0.69), so a latent sample carried little
-#    more than a blurred image. (Training the first stage with these settings
-#    directly would save half an hour but is untested.)
-if [ ! -e "$WORK/vae2/done" ]; then
-  rm -rf "$WORK/model.vae" && cp -r "$WORK/base" "$WORK/model.vae" && cp "$WORK"/vae/vae/* "$WORK/model.vae/vae/"
-  cat > "$WORK/vae2.json" <<JSON
-{"model": "model.vae", "data": "data/manifest.jsonl", "output": "vae2", "resolution": 64, "batch_size": 8, "steps": 2500,
- "learning_rate": 3e-4, "warmup_steps": 50, "schedule": "cosine", "kl_weight": 1e-8, "logvar_shift": -6, "flip": false,
- "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 11}
-JSON
-  stage vae2 vae 2
-fi
-
-# 4. The text-to-image UNet from scratch on vae2's latents and the trained
-#    text encoder. Nested Attention works through the model's attention to
-#    the subject's noun at the subject's pixels; trained on the diffusion loss
-#    alone, the world's UNets attended every word alike everywhere (inside /
-#    outside the subject 0.9-1.1 in every layer, tools/probe_attention.py),
-#    so the renderer's masks supervise the noun's cross-attention
+# 3. The text-to-image UNet from scratch on the VAE's latents and the trained
+#    text encoder, ε-prediction (v-prediction and min-SNR weighting were no
+#    better after 100 steps: docs/training.md), sampled with its EMA weights.
+#    Nested Attention works through the model's attention to the subject's
+#    noun at the subject's pixels; trained on the diffusion loss alone, the
+#    world's UNets attended every word alike everywhere (inside / outside the
+#    subject 0.9-1.1 in every layer, tools/probe_attention.py), so the
+#    renderer's masks supervise the noun's cross-attention
 #    (attention_localization, as FastComposer does with segmentation masks),
 #    and half the captions name the subject's visible traits before its noun
 #    (data step 1, --describe 0.5) so the noun carries looks, not only a
 #    class. Adapters trained on an older UNet are stale: they are retrained.
 if [ ! -e "$WORK/unet/done" ]; then
-  rm -rf "$WORK/model.partial" && cp -r "$WORK/base" "$WORK/model.partial"
-  cp "$WORK"/vae2/vae/* "$WORK/model.partial/vae/"
-  cp "$WORK"/clip/text_encoder/* "$WORK/model.partial/text_encoder/"
-  cp "$WORK"/clip/image_encoder/* "$WORK/model.partial/image_encoder/"
+  if [ ! -d "$WORK/model.partial" ]; then
+    cp -r "$WORK/base" "$WORK/model.partial.tmp"
+    cp "$WORK"/vae/vae/* "$WORK/model.partial.tmp/vae/"
+    cp "$WORK"/clip/text_encoder/* "$WORK/model.partial.tmp/text_encoder/"
+    cp "$WORK"/clip/image_encoder/* "$WORK/model.partial.tmp/image_encoder/"
+    mv "$WORK/model.partial.tmp" "$WORK/model.partial"
+  fi
   cat > "$WORK/unet.json" <<JSON
 {"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
- "steps": ${UNET_STEPS:-3000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "steps": ${UNET_STEPS:-6000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
  "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 3,
+ "ema": 0.999, "ema_warmup": true, "validation_data": "held/manifest.jsonl",
  "attention_localization": {"weight": 0.05, "words": ["critter", "bot"]}}
 JSON
   stage unet unet 2
@@ -99,11 +113,12 @@ JSON
 fi
 MODEL=model
 
-# 5. One Nested Attention adapter per domain, side by side; then the
+# 4. One Nested Attention adapter per domain, side by side; then the
 #    baselines (single-token, IP-Adapter-style). Every adapter sees its
-#    subject through portraits (centre, large, flat: the world's aligned
-#    crops) and trains its own copy of the image encoder: the world's CLIP
-#    learned from captions that never name an individual's traits. The
+#    subject through close-up references (centre, large, flat, the whole
+#    subject: the world's aligned crops) and trains its own copy of the
+#    image encoder: the world's CLIP learned from captions that never name
+#    an individual's traits. The
 #    subject's pixels count 8x in the loss (masks from the renderer): with a
 #    plain loss the adapters' loss curves matched to four decimals and the
 #    trained adapters changed generations by 2/255 on average.
@@ -124,7 +139,8 @@ install_adapter() { # RUN NAME
 }
 for domain in critter bot; do
   [ -d "$WORK/data-$domain-pm" ] || "$NEST" world dataset -o "$WORK/data-$domain-pm" --domain $domain \
-      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" --portraits 4 --hold-out --masks > /dev/null
+      --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" --portraits 4 --reference-framing close-up \
+      --hold-out --masks --framings $FRAMINGS > /dev/null
 done
 for kind in nested single-token ip-adapter; do
   suffix=$([ $kind = nested ] && echo "" || echo "-$kind")

@@ -7,7 +7,7 @@ import NestWorld
 /// Held-out: the identities come from a seed stream the datasets never use;
 /// the prompts (by default) pair background and style as no adapter dataset
 /// written with `--hold-out` does (`Context.heldOutPairs`); and each subject
-/// is shown to the adapter through one portrait render (`Context.portrait`),
+/// is shown to the adapter through one reference render (`Context.reference`),
 /// never the target.
 public struct WorldEvaluation {
     public struct Options: Sendable {
@@ -31,8 +31,19 @@ public struct WorldEvaluation {
         /// `nest eval --seed`: which block of held-out individuals, and which
         /// contexts, are drawn (see `individualSeed`). Nil: the fixed draw from `seed`.
         public var drawSeed: UInt64? = nil
-        /// How every prompted scene is framed, and the side its truths are rendered at.
-        public var framing: Framing = .scene
+        /// How the prompted scenes are framed: the wide shot, or near framings
+        /// drawn per case from their own stream (the rest of the draw does not
+        /// change with them). Scene and near framings are not mixed: the
+        /// prompt score's size aspect means different things in the two.
+        public var framings: [Framing] = [.scene]
+        /// How each subject's reference photo is framed (`Context.reference`);
+        /// nil: the wide shot's for `scene`, a close-up (the whole subject,
+        /// large) for near framings.
+        public var referenceFraming: Framing? = nil
+        /// The framing whose chance levels apply (every near framing has the same).
+        public var framing: Framing { framings.first ?? .scene }
+        public var referenceShot: Framing { referenceFraming ?? (framing == .scene ? .scene : .closeUp) }
+        /// The side the truths are rendered at.
         public var side = WorldRenderer.side
         /// Side of the identity score's features (`WorldMetrics.featureSide`).
         public var featureSide = WorldMetrics.featureSide
@@ -78,6 +89,8 @@ public struct WorldEvaluation {
         /// Per scored subject, in case order, whether identity (any placement) was a hit:
         /// rows scored on the same cases can be compared case by case.
         public var identityHits: [Bool] = []
+        /// Per case, the fraction of prompt aspects recognized (their mean is `prompt`).
+        public var promptScores: [Double] = []
         /// The context set the row was scored on, in runs with a table per set.
         public var contexts: String? = nil
     }
@@ -85,14 +98,19 @@ public struct WorldEvaluation {
     public let options: Options
     public init(options: Options = .init()) { self.options = options }
 
-    static func referenceContext(_ rng: inout WorldRandom) -> Context {
-        Context.portrait(background: rng.pick(Background.allCases))
+    /// Framing lists `nest eval` accepts: the wide shot alone, or near framings.
+    public static func checkFramings(_ framings: [Framing]) throws {
+        guard !framings.isEmpty else { throw EvaluationError("no framing given") }
+        if framings.contains(.scene) && framings != [.scene] {
+            throw EvaluationError("scene cannot be mixed with near framings (its size aspect is small/large, theirs the framing)")
+        }
     }
 
     /// The held-out cases: single subjects of both domains, then two-subject scenes.
     public func cases(twoSubjects: Bool) -> [Case] {
         var rng = options.drawSeed.map { WorldRandom(seed: $0, stream: "evaluation.draw") }
             ?? WorldRandom(seed: options.seed, stream: "evaluation")
+        var framingRNG = WorldRandom(seed: options.drawSeed ?? options.seed, stream: "evaluation.framing")
         func identities(_ domain: Domain, _ n: Int) -> [Identity] { (0..<n).map { _ in Identity.random(domain: domain, seed: rng.next()) } }
         /// The evaluated individuals: from the draw seed's own block when there is one.
         func individuals(_ domain: Domain, from first: Int, _ n: Int) -> [Identity] {
@@ -101,7 +119,8 @@ public struct WorldEvaluation {
         }
         func reference(_ identity: Identity) -> RGBImage {
             let seed = rng.next()
-            return WorldRenderer.render(identity: identity, context: Self.referenceContext(&rng), seed: seed)
+            let context = Context.reference(background: rng.pick(Background.allCases), framing: options.referenceShot)
+            return WorldRenderer.render(identity: identity, context: context, seed: seed)
         }
         var out: [Case] = []
         for domain in Domain.allCases {
@@ -111,7 +130,7 @@ public struct WorldEvaluation {
                     var context = Context.random(seed: rng.next())
                     while !options.contexts.admits(context) { context = Context.random(seed: rng.next()) }
                     context.companion = twoSubjects
-                    context.framing = options.framing
+                    context.framing = options.framings.count == 1 ? options.framings[0] : framingRNG.pick(options.framings)
                     var c = Case(identity: identity, reference: ref, context: context, sceneSeed: rng.next(),
                                  distractors: identities(domain, options.distractors), side: options.side)
                     if twoSubjects {
@@ -131,6 +150,7 @@ public struct WorldEvaluation {
         var identity = 0, inPlace = 0, identityCount = 0
         var hits: [Bool] = []
         var aspectHits: [PromptAspect: Int] = [:]
+        var promptScores: [Double] = []
         for (c, image) in zip(cases, images) {
             let scene = c.scene
             let main = scene.subjects.count - 1  // the main subject is drawn last
@@ -145,16 +165,16 @@ public struct WorldEvaluation {
                                                     featureSide: options.featureSide) ? 1 : 0
                 identityCount += 1
             }
-            for (aspect, hit) in WorldMetrics.promptHits(image, scene: scene, subject: main) where hit {
-                aspectHits[aspect, default: 0] += 1
-            }
+            let promptHits = WorldMetrics.promptHits(image, scene: scene, subject: main)
+            for (aspect, hit) in promptHits where hit { aspectHits[aspect, default: 0] += 1 }
+            promptScores.append(Double(promptHits.filter(\.value).count) / Double(PromptAspect.allCases.count))
         }
         let n = Double(images.count)
         var aspects: [String: Double] = [:]
         for aspect in PromptAspect.allCases { aspects[aspect.rawValue] = Double(aspectHits[aspect] ?? 0) / n }
         return Row(method: method, images: images.count, identity: Double(identity) / Double(identityCount),
                    identityInPlace: Double(inPlace) / Double(identityCount), prompt: aspects.values.reduce(0, +) / Double(aspects.count),
-                   aspects: aspects, identityHits: hits)
+                   aspects: aspects, identityHits: hits, promptScores: promptScores)
     }
 
     /// Each row's identity against `base` case by case (same cases, same seeds):

@@ -27,6 +27,10 @@ extension WorldEvaluationRun {
         case .any: report += "Prompts with any context. "
         }
         if let draw = options.drawSeed { report += "Individuals and contexts of draw seed \(draw). " }
+        if options.framings != [.scene] {
+            report += "Framings \(options.framings.map(\.rawValue).joined(separator: ", ")) (drawn per prompt); "
+            report += "each subject shown through one \(options.referenceShot.rawValue) reference. "
+        }
         report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain, "
         report += "each rendered at every position and size (in place: at the prompted placement only) "
         report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"
@@ -74,7 +78,7 @@ extension WorldEvaluationRun {
         table += String(format: "\nPer pixel, truth against truth through the VAE: mean absolute error %.2f of 255, PSNR %.1f dB.\n",
                         error.meanAbsolute, error.psnr)
         var report = "# Autoencoder check\n\n\(cases) held-out scenes, model \(model.lastPathComponent), "
-        report += "framing \(options.framing.rawValue), \(options.side)×\(options.side) pixels, "
+        report += "framing \(options.framings.map(\.rawValue).joined(separator: ", ")), \(options.side)×\(options.side) pixels, "
         report += "identity on \(options.featureSide)×\(options.featureSide) features.\n\n" + table
         try Data(report.utf8).write(to: output.appendingPathComponent("results.md"))
         var tiles: [RGBImage] = []

@@ -22,9 +22,13 @@ public struct WorldEvaluationRun {
     public var options: WorldEvaluation.Options
     /// Only the validation rows and autoencoder.png: needs no adapters and no image encoder.
     public var autoencoderOnly: Bool
+    /// Only the trade-off sweep (`tradeoffCurves`): tradeoff.md and tradeoff.json.
+    public var tradeoff: Bool
 
-    public init(model: URL, output: URL, options: WorldEvaluation.Options = .init(), autoencoderOnly: Bool = false) {
+    public init(model: URL, output: URL, options: WorldEvaluation.Options = .init(), autoencoderOnly: Bool = false,
+                tradeoff: Bool = false) {
         self.model = model; self.output = output; self.options = options; self.autoencoderOnly = autoencoderOnly
+        self.tradeoff = tradeoff
     }
 
     /// What a run wrote: the Markdown table (also printed by the CLI) and the file names in `output`.
@@ -90,6 +94,7 @@ public struct WorldEvaluationRun {
             let single = evaluation.cases(twoSubjects: false)
             return try writeAutoencoderCheck(try validationRows(evaluation, cases: single, vae: pipeline.vae), cases: single.count)
         }
+        if tradeoff { return try runTradeoff(pipeline: pipeline, progress: progress) }
         let generator = Generator(pipeline: pipeline, catalog: nested)
         let sets = options.contextTables ?? [options.contexts]
         var tables: [Table] = []

@@ -94,9 +94,12 @@ public struct Context: Codable, Equatable, Sendable {
 
     /// How a subject is shown to an encoder: centred, large, flat, nothing
     /// worn, alone — the world's analog of the aligned face crops the paper's
-    /// encoder is given. Only the background varies.
-    public static func portrait(background: Background) -> Context {
-        Context(background: background, position: .center, size: .large, style: .flat, accessory: .none, companion: false)
+    /// encoder is given. Only the background varies. `framing`: the wide
+    /// shot's large subject (`scene`, the first edition's references) or a
+    /// near framing (`close-up` shows the whole subject and its markings).
+    public static func reference(background: Background, framing: Framing = .scene) -> Context {
+        Context(background: background, position: .center, size: .large, style: .flat, accessory: .none, companion: false,
+                framing: framing)
     }
 
     public var placement: Placement { Placement(position: position, size: size, accessory: accessory) }

@@ -7,7 +7,8 @@ import NestIO
 /// `{"image", "caption", "references": [other images of the same identity]}`
 /// (paths relative to the manifest), and `identities.json` with the traits.
 /// With `portraits` > 0 each identity also gets that many portrait renders
-/// (`Context.portrait`, under `images/NAME/portrait-KK.png`) and they, not
+/// (`Context.reference`, framed as `referenceFraming`, under
+/// `images/NAME/portrait-KK.png`) and they, not
 /// the other scenes, are every record's references — the encoder then sees
 /// at training time what it is shown at generation time. The scenes are the
 /// same bytes either way (portraits draw from their own seed stream).
@@ -40,6 +41,7 @@ public enum WorldDataset {
                              placeholder: String? = nil, domains: [Domain] = Domain.allCases,
                              portraits: Int = 0, holdOut: Bool = false, masks: Bool = false,
                              describe: Float = 0, framings: [Framing] = [.scene],
+                             referenceFraming: Framing = .scene,
                              side: Int = WorldRenderer.side) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         try WorldRenderer.checkSide(side)
@@ -64,7 +66,7 @@ public enum WorldDataset {
             var portraitRNG = WorldRandom(seed: seed &+ UInt64(index), stream: "portrait")
             let portraitPaths = try (0..<portraits).map { k -> String in
                 let path = String(format: "images/%@/portrait-%02d.png", name, k)
-                let context = Context.portrait(background: portraitRNG.pick(Background.allCases))
+                let context = Context.reference(background: portraitRNG.pick(Background.allCases), framing: referenceFraming)
                 let image = WorldRenderer.render(identity: identity, context: context, seed: portraitRNG.next(), side: side)
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(path).path, overwrite: true)
                 return path

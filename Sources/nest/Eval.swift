@@ -39,8 +39,11 @@ struct Eval: ParsableCommand {
 
     @Option(help: "Draw the held-out individuals and contexts from this seed (0 to 2^40 - 1); different seeds never share an individual. Without it: the fixed default draw.")
     var seed: UInt64?
-    @Option(help: "Framing of every prompted scene: scene (the wide shot), portrait, half-body or close-up.")
+    @Option(help: "Framing of the prompted scenes: scene (the wide shot), or near framings, comma-separated (portrait, half-body, close-up; a list is drawn from per prompt).")
     var framing: String = "scene"
+
+    @Option(help: "Framing of each subject's reference photo (default: scene for the wide shot, close-up for near framings).")
+    var referenceFraming: String?
 
     @Option(help: "Side in pixels of the truths scored (with --autoencoder-only: 64, 96, 128).")
     var size = 64
@@ -54,17 +57,23 @@ struct Eval: ParsableCommand {
     @Flag(help: "Only the validation rows (truth, unrelated images, truth through the VAE) and autoencoder.png (truths beside their reconstructions): checks an autoencoder before anything is trained on its latents. Needs no adapters.")
     var autoencoderOnly = false
 
+    @Flag(help: "Only the trade-off sweep: identity against prompt fidelity as Nested Attention's token weight and value normalization and the IP-Adapter baseline's scale move (tradeoff.md, tradeoff.json; tools/plot_tradeoff.py draws it).")
+    var tradeoff = false
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
         guard (1...1000).contains(identities) else { throw ValidationError("--identities must be between 1 and 1000, got \(identities)") }
         guard (1...100).contains(prompts) else { throw ValidationError("--prompts must be between 1 and 100, got \(prompts)") }
         if allContexts && contexts != nil { throw ValidationError("--all-contexts and --contexts cannot be combined; choose one") }
+        if tradeoff && autoencoderOnly { throw ValidationError("--tradeoff and --autoencoder-only cannot be combined; choose one") }
+        if tradeoff && contexts == .both { throw ValidationError("--tradeoff scores one context set; choose --contexts held-out or seen") }
         if let seed, seed > WorldEvaluation.maximumDrawSeed {
             throw ValidationError("--seed must be between 0 and \(WorldEvaluation.maximumDrawSeed), got \(seed)")
         }
-        guard Framing(rawValue: framing) != nil else {
-            throw ValidationError("--framing: unknown framing '\(framing)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
+        do { try WorldEvaluation.checkFramings(Framing.list(framing)) } catch { throw ValidationError("--framing: \(error)") }
+        if let referenceFraming, Framing(rawValue: referenceFraming) == nil {
+            throw ValidationError("--reference-framing: unknown framing '\(referenceFraming)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         do { try WorldRenderer.checkSide(size) } catch { throw ValidationError("--size: \(error)") }
         guard (1...63).contains(distractors) else { throw ValidationError("--distractors must be between 1 and 63, got \(distractors)") }
@@ -90,10 +99,12 @@ struct Eval: ParsableCommand {
         case .both: options.contextTables = [.heldOut, .seen]
         case .heldOut, nil: break
         }
-        options.framing = Framing(rawValue: framing)!; options.side = size; options.featureSide = featureSide
+        options.framings = try Framing.list(framing); options.referenceFraming = referenceFraming.flatMap(Framing.init(rawValue:))
+        options.side = size; options.featureSide = featureSide
         options.distractors = distractors
         let evaluation = WorldEvaluationRun(model: URL(fileURLWithPath: DefaultModel.resolve(model)),
-                                            output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly)
+                                            output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly,
+                                            tradeoff: tradeoff)
         var bar: ProgressBar? = nil
         let summary: WorldEvaluationRun.Summary
         do {

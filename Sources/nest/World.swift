@@ -36,6 +36,9 @@ struct WorldDatasetCommand: ParsableCommand {
     @Option(help: "Portrait renders per identity (centre, large, flat, no accessory) to use as the references instead of the other scenes; 0: none.")
     var portraits: Int = 0
 
+    @Option(help: "How the --portraits references are framed: scene (the wide shot's large subject) or a near framing (close-up shows the whole subject).")
+    var referenceFraming: String = "scene"
+
     @Flag(help: "Leave out the held-out background × style pairs (beach+sketch, snow+night, city+flat), which `nest eval` prompts with.")
     var holdOut = false
 
@@ -56,6 +59,9 @@ struct WorldDatasetCommand: ParsableCommand {
 
     func validate() throws {
         do { _ = try Framing.list(framings) } catch { throw ValidationError("--framings: \(error)") }
+        guard Framing(rawValue: referenceFraming) != nil else {
+            throw ValidationError("--reference-framing: unknown framing '\(referenceFraming)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
         do { try WorldRenderer.checkSide(size) } catch { throw ValidationError("--size: \(error)") }
         guard (0...1).contains(describe) else { throw ValidationError("--describe must be between 0 and 1, got \(describe)") }
         guard identities > 0 else { throw ValidationError("--identities must be positive, got \(identities)") }
@@ -78,7 +84,8 @@ struct WorldDatasetCommand: ParsableCommand {
             records = try WorldDataset.write(to: folder, identitiesPerDomain: identities, contextsPerIdentity: contexts,
                                              seed: seed, placeholder: placeholder, domains: domains,
                                              portraits: portraits, holdOut: holdOut, masks: masks,
-                                             describe: describe, framings: Framing.list(framings), side: size)
+                                             describe: describe, framings: Framing.list(framings),
+                                             referenceFraming: Framing(rawValue: referenceFraming)!, side: size)
         } catch { fail(String(describing: error)) }
         if preview {
             let images = try records.prefix(48).map { try ImageFile.decode(path: folder.appendingPathComponent($0.image).path) }

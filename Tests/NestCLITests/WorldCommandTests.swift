@@ -55,5 +55,17 @@ import Testing
                                 "--size", "96", "--output", out])
         #expect(good.status == 0, "\(good.stderr)")
         #expect(try ImageFile.decode(path: out).width == 96)
+        let badReference = try CLI.run(["world", "dataset", "--output", dir.appendingPathComponent("b").path,
+                                        "--portraits", "1", "--reference-framing", "headshot"])
+        #expect(badReference.status != 0 && badReference.stderr.contains("--reference-framing") && badReference.stderr.contains("headshot"),
+                "\(badReference.stderr)")
+        // nest eval: scene and near framings are not mixed; the trade-off is one context set, not an autoencoder check.
+        for (arguments, named) in [(["--framing", "scene,portrait"], "--framing"), (["--reference-framing", "selfie"], "selfie"),
+                                   (["--tradeoff", "--autoencoder-only"], "--tradeoff"), (["--tradeoff", "--contexts", "both"], "--tradeoff")] {
+            let r = try CLI.run(["eval", "--output", dir.appendingPathComponent("e").path] + arguments)
+            #expect(r.status != 0 && r.stderr.contains(named), "\(arguments): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("b").path))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("e").path))
     }
 }

@@ -59,6 +59,35 @@ import Testing
         #expect(portraits.allSatisfy { $0.width == 64 && $0.height == 64 } && portraits[0].pixels != portraits[1].pixels)
     }
 
+    /// `referenceFraming`: the references are the same individuals, backgrounds and
+    /// seeds drawn in that framing (`Context.reference`); the scenes do not change.
+    @Test func referencesCanBeNearFramed() throws {
+        let wide = temporaryFolder("wide-refs"), near = temporaryFolder("near-refs")
+        defer { try? FileManager.default.removeItem(at: wide); try? FileManager.default.removeItem(at: near) }
+        let a = try WorldDataset.write(to: wide, identitiesPerDomain: 1, contextsPerIdentity: 2, seed: 8, portraits: 2,
+                                       framings: Framing.near)
+        let b = try WorldDataset.write(to: near, identitiesPerDomain: 1, contextsPerIdentity: 2, seed: 8, portraits: 2,
+                                       framings: Framing.near, referenceFraming: .closeUp)
+        #expect(a.map(\.image) == b.map(\.image) && a.map(\.references) == b.map(\.references))
+        for (x, y) in zip(a, b) {
+            #expect(try Data(contentsOf: wide.appendingPathComponent(x.image)) == Data(contentsOf: near.appendingPathComponent(y.image)))
+        }
+        let identities = try JSONDecoder().decode([Identity].self, from: Data(contentsOf: near.appendingPathComponent("identities.json")))
+        for (index, identity) in identities.enumerated() {
+            let record = b.first { $0.identity == index }!
+            var rng = WorldRandom(seed: 8 &+ UInt64(index), stream: "portrait")
+            for path in record.references {
+                let background = rng.pick(Background.allCases), seed = rng.next()
+                let expected = WorldRenderer.render(identity: identity, context: Context.reference(background: background, framing: .closeUp),
+                                                    seed: seed)
+                let written = try ImageFile.decode(path: near.appendingPathComponent(path).path)
+                let wideShot = try ImageFile.decode(path: wide.appendingPathComponent(path).path)
+                #expect(written.pixels == expected.pixels, "\(path) is the close-up reference")
+                #expect(written.pixels != wideShot.pixels)
+            }
+        }
+    }
+
     /// `describe`: about that fraction of captions gain the subject's trait
     /// words before its noun and nothing else changes — same images, same
     /// wording otherwise; a placeholder caption is never described.
