@@ -29,6 +29,10 @@ unset OPENBLAS_L2_SIZE
 STAGE_LIMIT=${STAGE_LIMIT:-9000}
 mkdir -p "$WORK"
 [ -x "$NEST" ] || swift build -c release --product nest
+# RESUME_FROM=DIR: first copy in the stages that tools/world_stages.py saved
+# there (finished ones in float16, an unfinished one as a compact checkpoint),
+# e.g. RESUME_FROM=tools/world-stages to continue the committed run.
+if [ -n "${RESUME_FROM:-}" ]; then python3 tools/world_stages.py restore "$RESUME_FROM" "$WORK"; fi
 
 stage() { # NAME COMPONENT THREADS: run or resume `nest train COMPONENT`, for at most STAGE_LIMIT seconds
   local name=$1 component=$2 threads=$3
@@ -52,7 +56,7 @@ stage() { # NAME COMPONENT THREADS: run or resume `nest train COMPONENT`, for at
 #    survive the autoencoder at 64 pixels (docs/world.md, "Second edition").
 #    `held` is a small set of other individuals for the UNet's held-out loss.
 FRAMINGS=portrait,half-body,close-up
-[ -d "$WORK/base" ] || "$NEST" world model -o "$WORK/base"
+[ -d "$WORK/base" ] || "$NEST" world model -o "$WORK/base" --framings $FRAMINGS
 [ -d "$WORK/data" ] || "$NEST" world dataset -o "$WORK/data" --identities 1000 --contexts 8 --seed 1 --describe 0.5 --masks \
     --framings $FRAMINGS
 [ -d "$WORK/held" ] || "$NEST" world dataset -o "$WORK/held" --identities 16 --contexts 4 --seed 2 --describe 0.5 \

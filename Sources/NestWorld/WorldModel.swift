@@ -12,8 +12,9 @@ public enum WorldModel {
     /// Text and image embedding width (and the UNet's cross_attention_dim).
     public static let width = 128
 
-    /// Writes the skeleton; `folder` must not exist yet.
-    public static func writeSkeleton(to folder: URL) throws {
+    /// Writes the skeleton; `folder` must not exist yet. `settings` other than
+    /// the first edition's are recorded in `world.json`.
+    public static func writeSkeleton(to folder: URL, settings: WorldSettings = .firstEdition) throws {
         let fm = FileManager.default
         guard !fm.fileExists(atPath: folder.path) else {
             throw WorldError("\(folder.path) already exists; choose a new folder (nothing was overwritten)")
@@ -84,6 +85,7 @@ public enum WorldModel {
                    // As SD 1.5's own config has them: a DDIM loaded from this
                    // config must not clamp x̂₀ to ±1 (latents are wider than that).
                    "clip_sample": false, "set_alpha_to_one": false], "scheduler/scheduler_config.json")
+        if settings != .firstEdition { try settings.write(model: folder) }
     }
 
     static let floatMark = "__whole_float__"
@@ -128,7 +130,7 @@ public enum WorldModel {
 }
 
 /// A miniature-world error with a one-line message.
-public struct WorldError: Error, CustomStringConvertible {
+public struct WorldError: Error, CustomStringConvertible, Equatable, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

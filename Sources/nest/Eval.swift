@@ -39,10 +39,10 @@ struct Eval: ParsableCommand {
 
     @Option(help: "Draw the held-out individuals and contexts from this seed (0 to 2^40 - 1); different seeds never share an individual. Without it: the fixed default draw.")
     var seed: UInt64?
-    @Option(help: "Framing of the prompted scenes: scene (the wide shot), or near framings, comma-separated (portrait, half-body, close-up; a list is drawn from per prompt).")
-    var framing: String = "scene"
+    @Option(help: "Framing of the prompted scenes: scene (the wide shot), or near framings, comma-separated (portrait, half-body, close-up; a list is drawn from per prompt). Default: the model's world.json, else scene.")
+    var framing: String?
 
-    @Option(help: "Framing of each subject's reference photo (default: scene for the wide shot, close-up for near framings).")
+    @Option(help: "Framing of each subject's reference photo (default: the model's world.json, else scene for the wide shot and close-up for near framings).")
     var referenceFraming: String?
 
     @Option(help: "Side in pixels of the truths scored (with --autoencoder-only: 64, 96, 128).")
@@ -71,7 +71,9 @@ struct Eval: ParsableCommand {
         if let seed, seed > WorldEvaluation.maximumDrawSeed {
             throw ValidationError("--seed must be between 0 and \(WorldEvaluation.maximumDrawSeed), got \(seed)")
         }
-        do { try WorldEvaluation.checkFramings(Framing.list(framing)) } catch { throw ValidationError("--framing: \(error)") }
+        if let framing {
+            do { try WorldEvaluation.checkFramings(Framing.list(framing)) } catch { throw ValidationError("--framing: \(error)") }
+        }
         if let referenceFraming, Framing(rawValue: referenceFraming) == nil {
             throw ValidationError("--reference-framing: unknown framing '\(referenceFraming)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -99,10 +101,16 @@ struct Eval: ParsableCommand {
         case .both: options.contextTables = [.heldOut, .seen]
         case .heldOut, nil: break
         }
-        options.framings = try Framing.list(framing); options.referenceFraming = referenceFraming.flatMap(Framing.init(rawValue:))
+        let folder = URL(fileURLWithPath: DefaultModel.resolve(model))
+        let world: WorldSettings
+        do { world = try WorldSettings.read(model: folder) } catch { fail(String(describing: error)) }
+        options.framings = try framing.map(Framing.list) ?? world.framings
+        options.referenceFraming = referenceFraming.flatMap(Framing.init(rawValue:))
+            ?? (framing == nil ? world.referenceFraming : nil)
+        do { try WorldEvaluation.checkFramings(options.framings) } catch { fail("\(folder.path)/world.json: \(error)") }
         options.side = size; options.featureSide = featureSide
         options.distractors = distractors
-        let evaluation = WorldEvaluationRun(model: URL(fileURLWithPath: DefaultModel.resolve(model)),
+        let evaluation = WorldEvaluationRun(model: folder,
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly,
                                             tradeoff: tradeoff)
         var bar: ProgressBar? = nil

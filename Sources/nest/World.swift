@@ -103,8 +103,24 @@ struct WorldModelCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output folder (must not exist yet).")
     var output: String
 
+    @Option(help: "The framings the world will be trained on, comma-separated (recorded in world.json for nest eval; default: scene, the first edition's wide shot).")
+    var framings: String = "scene"
+
+    @Option(help: "How its subjects are shown to adapters (default: scene for the wide shot, close-up otherwise).")
+    var referenceFraming: String?
+
+    func validate() throws {
+        do { _ = try Framing.list(framings) } catch { throw ValidationError("--framings: \(error)") }
+        if let referenceFraming, Framing(rawValue: referenceFraming) == nil {
+            throw ValidationError("--reference-framing: unknown framing '\(referenceFraming)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+    }
+
     func run() throws {
-        do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output)) } catch { fail(String(describing: error)) }
+        let list = try Framing.list(framings)
+        let reference = referenceFraming.flatMap(Framing.init(rawValue:)) ?? (list == [.scene] ? .scene : .closeUp)
+        let settings = WorldSettings(framings: list, referenceFraming: reference)
+        do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output), settings: settings) } catch { fail(String(describing: error)) }
         print("wrote \(output)")
     }
 }

@@ -68,4 +68,33 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("b").path))
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("e").path))
     }
+
+    /// `world model --framings` records them in world.json, and `nest eval` prompts in them
+    /// unless told otherwise.
+    @Test func evalTakesTheWorldsFramings() throws {
+        let dir = CLI.temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let skeleton = dir.appendingPathComponent("skeleton")
+        #expect(try CLI.run(["world", "model", "--output", skeleton.path, "--framings", "portrait,close-up"]).status == 0)
+        let written = try Data(contentsOf: skeleton.appendingPathComponent("world.json"))
+        // The shipped (first-edition) world with that file added.
+        let model = dir.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: CLI.root.appendingPathComponent("Sources/nest/Resources/world"), to: model)
+        try written.write(to: model.appendingPathComponent("world.json"))
+        func check(_ extra: [String], _ expected: String) throws {
+            let out = dir.appendingPathComponent("eval-\(extra.count)")
+            let r = try CLI.run(["eval", "--model", model.path, "--output", out.path, "--autoencoder-only",
+                                 "--identities", "1", "--prompts", "1"] + extra)
+            #expect(r.status == 0, "\(r.stderr)")
+            let report = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
+            #expect(report.contains("framing \(expected),"), "\(report)")
+        }
+        try check([], "portrait, close-up")
+        try check(["--framing", "half-body"], "half-body")
+        try Data(#"{"framings": ["scene", "portrait"], "reference_framing": "close-up"}"#.utf8)
+            .write(to: model.appendingPathComponent("world.json"))
+        let mixed = try CLI.run(["eval", "--model", model.path, "--output", dir.appendingPathComponent("m").path,
+                                 "--autoencoder-only"])
+        #expect(mixed.status != 0 && mixed.stderr.contains("world.json") && mixed.stderr.contains("cannot be mixed"), "\(mixed.stderr)")
+    }
 }

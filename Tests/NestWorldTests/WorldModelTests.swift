@@ -53,3 +53,25 @@ import Testing
         #expect(!odd.isEmpty && odd.allSatisfy { $0 < text.vocabSize })
     }
 }
+
+/// `world.json`: the framings a world is trained on travel with its folder; a
+/// folder without one is a first-edition world; a broken one is named.
+@Suite struct WorldSettingsTests {
+    @Test func settingsAreRecordedReadAndChecked() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("world-settings-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let near = WorldSettings(framings: Framing.near, referenceFraming: .closeUp)
+        try WorldModel.writeSkeleton(to: dir.appendingPathComponent("near"), settings: near)
+        #expect(try WorldSettings.read(model: dir.appendingPathComponent("near")) == near)
+        try WorldModel.writeSkeleton(to: dir.appendingPathComponent("wide"))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("wide/world.json").path))
+        #expect(try WorldSettings.read(model: dir.appendingPathComponent("wide")) == .firstEdition)
+        let broken = dir.appendingPathComponent("wide/world.json")
+        try Data(#"{"framings": ["portrait", "selfie"], "reference_framing": "close-up"}"#.utf8).write(to: broken)
+        #expect(throws: WorldError("\(broken.path): not a world settings file (\"framings\": [...], \"reference_framing\": \"...\")")) {
+            try WorldSettings.read(model: dir.appendingPathComponent("wide"))
+        }
+        try Data(#"{"framings": [], "reference_framing": "close-up"}"#.utf8).write(to: broken)
+        #expect(throws: WorldError("\(broken.path): no framings listed")) { try WorldSettings.read(model: dir.appendingPathComponent("wide")) }
+    }
+}

@@ -1,0 +1,41 @@
+import Foundation
+
+/// `world.json` in a world model folder: how the world's pictures are framed,
+/// written by `nest world model --framings` and carried through training and
+/// packing, so the evaluation prompts in the framings the model was trained
+/// on and shows subjects as its adapters saw them. A folder without it is a
+/// first-edition world: wide shots with wide-shot references.
+public struct WorldSettings: Codable, Equatable, Sendable {
+    public var framings: [Framing]
+    public var referenceFraming: Framing
+
+    enum CodingKeys: String, CodingKey { case framings, referenceFraming = "reference_framing" }
+
+    public static let fileName = "world.json"
+    public static let firstEdition = WorldSettings(framings: [.scene], referenceFraming: .scene)
+
+    public init(framings: [Framing], referenceFraming: Framing) {
+        self.framings = framings; self.referenceFraming = referenceFraming
+    }
+
+    /// The settings of the model folder `folder`; the first edition's where it has no `world.json`.
+    public static func read(model folder: URL) throws -> WorldSettings {
+        let url = folder.appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: url.path) else { return firstEdition }
+        do {
+            let settings = try JSONDecoder().decode(WorldSettings.self, from: Data(contentsOf: url))
+            guard !settings.framings.isEmpty else { throw WorldError("no framings listed") }
+            return settings
+        } catch let error as WorldError {
+            throw WorldError("\(url.path): \(error)")
+        } catch {
+            throw WorldError("\(url.path): not a world settings file (\"framings\": [...], \"reference_framing\": \"...\")")
+        }
+    }
+
+    public func write(model folder: URL) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(self).write(to: folder.appendingPathComponent(Self.fileName), options: .atomic)
+    }
+}
