@@ -12,18 +12,19 @@ This process then reads the IR, compiles it for the CPU plugin (LATENCY hint,
 INFERENCE_NUM_THREADS = T, INFERENCE_PRECISION_HINT = the precision), runs one
 warm-up and the best of N timed calls, and prints one JSON line:
 
-    {"case", "seconds", "peak_rss_mib", "precision", "rel_l2_vs_torch",
-     "compile_seconds", "convert_peak_rss_mib"}
+    {"case", "seconds", "peak_rss_mib", "rss_after_mib", "precision",
+     "rel_l2_vs_torch", "compile_seconds", "convert_peak_rss_mib"}
 
 "precision" is what the compiled model reports it runs, read back after
 compiling: a bf16 hint on a CPU without native bfloat16 (no AVX512_BF16 or AMX)
 runs float32. "peak_rss_mib" is this process's getrusage peak (reading,
 compiling and running; conversion happens in the converter, whose peak is
-"convert_peak_rss_mib"). "rel_l2_vs_torch" compares the warm-up's output with
-PyTorch's float32 output. A case name ending in "-bf16" is the same model with
-bf16 as the default precision. Cases that are not one model call print
-{"case", "not_applicable": why}. Needs openvino (pip), torch, diffusers and
-transformers.
+"convert_peak_rss_mib"); "rss_after_mib", VmRSS after the timed calls, tells
+what the compiled model keeps from what compiling needed. "rel_l2_vs_torch"
+compares the warm-up's output with PyTorch's float32 output. A case name
+ending in "-bf16" is the same model with bf16 as the default precision. Cases
+that are not one model call print {"case", "not_applicable": why}. Needs
+openvino (pip), torch, diffusers and transformers.
 """
 import argparse
 import json
@@ -116,6 +117,11 @@ def relative_l2(output, reference):
     return float(np.linalg.norm(output - reference) / np.linalg.norm(reference))
 
 
+def current_rss_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
 def measure(args, folder):
     """Compiles the IR in `folder` and times it: the JSON line's fields."""
     import numpy as np
@@ -143,6 +149,7 @@ def measure(args, folder):
         call()
         best = min(best, time.perf_counter() - start)
     return {"seconds": best, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_after_mib": current_rss_mib(),
             "precision": compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name(),
             "rel_l2_vs_torch": relative_l2(output, io["reference"]), "compile_seconds": compile_seconds}
 

@@ -16,7 +16,7 @@ import unittest
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_openvino.py")
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
-FIELDS = {"case": str, "seconds": float, "peak_rss_mib": float, "precision": str,
+FIELDS = {"case": str, "seconds": float, "peak_rss_mib": float, "rss_after_mib": float, "precision": str,
           "rel_l2_vs_torch": float, "compile_seconds": float, "convert_peak_rss_mib": float}
 
 
