@@ -6,7 +6,8 @@
 The model and its inputs come from tools/bench_torch.py's builders (same configs,
 seeds and random weights as the PyTorch column). A separate converter process
 builds them, runs PyTorch once in float32 for a reference output, converts the
-model with `openvino.convert_model` (example inputs: the case's own) and saves
+model with `openvino.convert_model` (example inputs: the case's own; their
+shapes made static) and saves
 the IR with float32 weights, the inputs and the reference to a temporary folder.
 This process then reads the IR, compiles it for the CPU plugin (LATENCY hint,
 INFERENCE_NUM_THREADS = T, INFERENCE_PRECISION_HINT = the precision), runs one
@@ -95,6 +96,9 @@ def convert(model_name, folder, threads):
         # would run the model twice more, and once is all the conversion needs.
         traced = torch.jit.trace(module, inputs, check_trace=False)
         model = ov.convert_model(traced, example_input=inputs)
+    # The trace leaves batch and spatial sizes dynamic; the case's shapes are fixed,
+    # and static shapes let the CPU plugin plan its memory and kernels once.
+    model.reshape({port: ov.PartialShape(list(tensor.shape)) for port, tensor in zip(model.inputs, inputs)})
     ov.save_model(model, os.path.join(folder, "model.xml"), compress_to_fp16=False)
     arrays = {f"input{i}": tensor.numpy() for i, tensor in enumerate(inputs)}
     np.savez(os.path.join(folder, "io.npz"), reference=reference, **arrays)
