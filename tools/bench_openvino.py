@@ -7,8 +7,8 @@ The model and its inputs come from tools/bench_torch.py's builders (same configs
 seeds and random weights as the PyTorch column). A separate converter process
 builds them, runs PyTorch once in float32 for a reference output, converts the
 model with `openvino.convert_model` (example inputs: the case's own; their
-shapes made static) and saves
-the IR with float32 weights, the inputs and the reference to a temporary folder.
+shapes made static) and saves the IR with float32 weights, the inputs and the
+reference to a temporary folder.
 This process then reads the IR, compiles it for the CPU plugin (LATENCY hint,
 INFERENCE_NUM_THREADS = T, INFERENCE_PRECISION_HINT = the precision), runs one
 warm-up and the best of N timed calls, and prints one JSON line:
