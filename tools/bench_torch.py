@@ -75,40 +75,93 @@ def bind_nested(model, subjects, tokens=16, gen=None):
     model.set_attn_processor(processors)
 
 
-def case(name):
-    """Returns a zero-argument callable doing one timed unit of work."""
+def unet_config(family):
+    """The UNet config of a case family: the published SD 1.5 / SDXL ones, or
+    the tiny SD 1-style fixture UNet (tools/model_fixtures) for quick checks."""
+    if family == "tiny":
+        from model_fixtures.unet import CONFIGS as FIXTURE_UNETS
+        return dict(FIXTURE_UNETS["sd1"])
+    return config("sdxl_unet.json" if family == "sdxl" else "sd15_unet.json")
+
+
+class UNetCall(torch.nn.Module):
+    """One UNet forward with positional tensors in and one tensor out, the form
+    tools/bench_openvino.py traces; `added` are SDXL's text_embeds and time_ids."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, sample, timestep, context, *added):
+        kwargs = {"added_cond_kwargs": {"text_embeds": added[0], "time_ids": added[1]}} if added else {}
+        return self.model(sample, timestep, encoder_hidden_states=context, return_dict=False, **kwargs)[0]
+
+
+class VAEDecodeCall(torch.nn.Module):
+    def __init__(self, vae):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, latents):
+        return self.vae.decode(latents, return_dict=False)[0]
+
+
+class TextCall(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids):
+        return self.model(ids, return_dict=False)[0]
+
+
+UNET_FAMILIES = ("sd15", "sdxl", "tiny")
+
+
+def model_call(name):
+    """(module, inputs) of a case that is one model forward, or None for the
+    other cases. Draws its random inputs from a generator seeded 0 (weights:
+    torch's global generator, seeded by the caller)."""
     g = torch.Generator().manual_seed(0)
-    if name.startswith("sd15-unet-") or name.startswith("sdxl-unet-"):
-        xl = name.startswith("sdxl")
-        parts = name.split("-")
+    parts = name.split("-")
+    if len(parts) >= 3 and parts[0] in UNET_FAMILIES and parts[1] == "unet":
         bf16 = parts[-1] == "bf16"  # the whole UNet in bfloat16 (oneDNN's bf16 kernels where the CPU has them)
         if bf16:
             parts = parts[:-1]
         size = int(parts[2])
-        model = unet("sdxl_unet.json" if xl else "sd15_unet.json")
+        cfg = unet_config(parts[0])
+        from diffusers import UNet2DConditionModel
+        model = UNet2DConditionModel.from_config(cfg).eval()
         if len(parts) > 3:  # nested1 / nested2
             bind_nested(model, subjects=[5, 9][:int(parts[3][-1])], gen=g)
         x = torch.randn(2, 4, size, size, generator=g)
-        ctx = torch.randn(2, 77, 2048 if xl else 768, generator=g)
+        ctx = torch.randn(2, 77, cfg["cross_attention_dim"], generator=g)
         if bf16:
             model, x, ctx = model.to(torch.bfloat16), x.to(torch.bfloat16), ctx.to(torch.bfloat16)
-        kwargs = {}
-        if xl:
-            kwargs["added_cond_kwargs"] = {"text_embeds": torch.randn(2, 1280, generator=g),
-                                           "time_ids": torch.tensor([[1024., 1024, 0, 0, 1024, 1024]] * 2)}
-        t = torch.tensor([999, 999])
-        return lambda: model(x, t, encoder_hidden_states=ctx, **kwargs).sample
+        added = ()
+        if cfg.get("addition_embed_type") == "text_time":  # SDXL: pooled text embeds and 6 size/crop ids
+            pooled = cfg["projection_class_embeddings_input_dim"] - 6 * cfg["addition_time_embed_dim"]
+            added = (torch.randn(2, pooled, generator=g), torch.tensor([[1024., 1024, 0, 0, 1024, 1024]] * 2))
+        return UNetCall(model), (x, torch.tensor([999, 999]), ctx) + added
     if name.startswith("vae-decode-"):
         from diffusers import AutoencoderKL
         size = int(name.split("-")[2])
         vae = AutoencoderKL.from_config(config("sd_vae.json")).eval()
-        z = torch.randn(1, 4, size // 8, size // 8, generator=g)
-        return lambda: vae.decode(z).sample
+        return VAEDecodeCall(vae), (torch.randn(1, 4, size // 8, size // 8, generator=g),)
     if name == "clip-text":
         from transformers import CLIPTextConfig, CLIPTextModel
         model = CLIPTextModel(CLIPTextConfig(**config("sd15_text.json"))).eval()
-        ids = torch.randint(0, 49408, (2, 77), generator=g)
-        return lambda: model(ids).last_hidden_state
+        return TextCall(model), (torch.randint(0, 49408, (2, 77), generator=g),)
+    return None
+
+
+def case(name):
+    """Returns a zero-argument callable doing one timed unit of work."""
+    call = model_call(name)
+    if call is not None:
+        module, inputs = call
+        return lambda: module(*inputs)
+    g = torch.Generator().manual_seed(0)
     if name in ("generate-20", "generate-20-bf16"):
         # A whole SD 1.5 generation at 512x512: text encoding, 20 Euler steps with
         # guidance 7.5 (batch 2 UNet calls), VAE decode. Tokenizer: a small fixture

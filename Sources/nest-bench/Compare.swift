@@ -12,9 +12,10 @@ import NestPersonalization
 ///
 ///   swift build -c release --product nest-bench
 ///   env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX HF_HUB_OFFLINE=1 \
-///       .build/release/nest-bench compare [--cases a,b,…] [--repeats N] [--generate-repeats N] [--python python3]
+///       .build/release/nest-bench compare [--cases a,b,…] [--repeats N] [--generate-repeats N] [--python python3] [--openvino]
 /// Each side runs one warm-up call and reports the best of N more (N = 0: the
-/// warm-up itself, the default for the whole-generation case).
+/// warm-up itself, the default for the whole-generation case). `--openvino`
+/// adds OpenVINO columns (CompareTable.swift; needs `pip install openvino`).
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sd15-unet-64-bf16", "sdxl-unet-64",
                     "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20", "generate-20-bf16"]
 /// Cases `nest-bench case` runs that `compare` does not (no PyTorch side).
@@ -189,7 +190,14 @@ func benchAdapter(_ unet: UNet2DConditionModel, tokenWidth: Int, seed: UInt64) -
     return PersonalizationAdapter(config: config, seed: seed)
 }
 
-struct CaseResult: Decodable { let seconds: Double; let peak_rss_mib: Double; let flops: Double? }
+/// A child's JSON line; `precision` and `rel_l2_vs_torch` come from the OpenVINO side.
+struct CaseResult: Decodable {
+    let seconds: Double
+    let peak_rss_mib: Double
+    let flops: Double?
+    let precision: String?
+    let rel_l2_vs_torch: Double?
+}
 
 func runChild(_ executable: String, _ arguments: [String], environment: [String: String]) -> CaseResult? {
     let process = Process()
@@ -216,66 +224,21 @@ func compare(arguments: [String]) {
     let script = benchRoot.appendingPathComponent("tools/bench_torch.py").path
     let threads = String(Threads.count)
     print("nest-bench compare: \(threads) thread(s) each; OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"); best of \(repeats) after a warm-up")
-    func row(_ cells: [String]) -> String {
-        zip(cells, [22, 10, 10, 7, 11, 11]).enumerated().map { i, p in
-            i == 0 ? p.0.padding(toLength: p.1, withPad: " ", startingAt: 0)
-                   : String(repeating: " ", count: max(0, p.1 - p.0.count)) + p.0
-        }.joined(separator: " ")
+    print(MachinePeaks.measure().summary)
+    var openvino = arguments.contains("--openvino") ? OpenVINOSide(python: python, pythonArguments: pythonArgs, threads: threads) : nil
+    if let side = openvino, !side.importable {
+        print("nest-bench compare: --openvino: \((pythonArgs.first ?? python)) cannot import openvino (pip install openvino); its columns show —")
+        openvino = nil
     }
-    print(row(["case", "swift s", "torch s", "ratio", "swift MiB", "torch MiB"]))
+    let table = CompareTable(openvino: arguments.contains("--openvino"))
+    print(table.header)
     // A whole generation takes minutes: one timed call each unless asked for more.
     let generateRepeats = value("--generate-repeats") ?? "0"
     for name in cases {
         let n = name.hasPrefix("generate") ? generateRepeats : repeats
         let swift = runChild(CommandLine.arguments[0], ["case", name, "--repeats", n], environment: ["NEST_THREADS": threads])
         let torch = runChild(python, pythonArgs + [script, name, "--repeats", n, "--threads", threads], environment: ["HF_HUB_OFFLINE": "1"])
-        func f(_ x: Double?, _ format: String) -> String { x.map { String(format: format, $0) } ?? "—" }
-        let ratio = swift.flatMap { s in torch.map { s.seconds / $0.seconds } }
-        var line = row([name, f(swift?.seconds, "%.3f"), f(torch?.seconds, "%.3f"), f(ratio, "%.2fx"),
-                        f(swift?.peak_rss_mib, "%.0f"), f(torch?.peak_rss_mib, "%.0f")])
-        if let s = swift, let flops = s.flops, flops > 0 {
-            line += String(format: "   %.0f GFLOP: %.0f", flops / 1e9, flops / 1e9 / s.seconds)
-            if let t = torch { line += String(format: " vs %.0f GFLOP/s", flops / 1e9 / t.seconds) }
-        }
-        print(line)
+        print(table.row(name, swift: swift, torch: torch, ov: openvino?.run(name, repeats: n)))
         fflush(stdout)
     }
-}
-
-/// `nest-bench bf16 [--size S] [--rounds N]`: the SD 1.5 UNet with float32
-/// weights and the same UNet with bfloat16 weights (`storeWeightsAsBFloat16`),
-/// called alternately in one process (the VM's speed drifts between
-/// processes), and how far the bfloat16 output is from the float32 one.
-func bf16Bench(arguments args: [String]) {
-    func value(_ flag: String) -> Int? { args.firstIndex(of: flag).flatMap { Int(args[$0 + 1]) } }
-    let size = value("--size") ?? 64, rounds = value("--rounds") ?? 3
-    let config = try! UNet2DConditionConfig.decode(benchConfig("sd15_unet.json"), name: "sd15")
-    let full = UNet2DConditionModel(config: config, seed: 1), narrow = UNet2DConditionModel(config: config, seed: 1)
-    try! narrow.load(from: TensorDictionary(Dictionary(uniqueKeysWithValues: full.checkpointTensors().map { ($0.name, $0.tensor) })))
-    full.freeze()
-    narrow.freeze()
-    if args.contains("--half") { narrow.storeWeightsAsHalf() } else if !args.contains("--same") { narrow.storeWeightsAsBFloat16() }
-    let x = Tensor.randn([2, size, size, 4], seed: 2), context = Tensor.randn([2, 77, 768], seed: 3)
-    var outputs: [Tensor] = []
-    var times: [[Double]] = [[], [], []]
-    for round in 0...rounds {
-        // float32; bfloat16; bfloat16 linear layers with float32 attention.
-        for (i, (unet, attention)) in [(full, true), (narrow, true), (narrow, false)].enumerated() {
-            var y: Tensor? = nil
-            let t = AttentionKernel.with(bfloat16: attention) {
-                seconds { y = unet(sample: x, timestep: [999, 999], encoderHiddenStates: context) }
-            }
-            if round == 0 { outputs.append(y!) } else { times[i].append(t) }
-        }
-    }
-    let (a, b) = (outputs[0].array, outputs[1].array)
-    var diff = 0.0, norm = 0.0
-    for i in a.indices {
-        let d = Double(a[i]) - Double(b[i])
-        diff += d * d
-        norm += Double(a[i]) * Double(a[i])
-    }
-    let (f, n, linearOnly) = (times[0].min()!, times[1].min()!, times[2].min()!)
-    print(String(format: "SD 1.5 UNet %d²: float32 %.3f s, bfloat16 %.3f s (%.2f×; with float32 attention %.3f s); relative L2 difference %.2e",
-                 size, f, n, n / f, linearOnly, (diff / norm).squareRoot()))
 }
