@@ -48,6 +48,27 @@ extension WorldEvaluationRun {
         return report
     }
 
+    /// comparison.png: one case per row — the reference photo, Nested Attention, each baseline
+    /// (in the results' order), the base model with the class word, and the truth — for the
+    /// first two prompts of the first two identities of each domain.
+    func comparison(_ images: Images, truth: [RGBImage]) -> RGBImage {
+        let prompts = options.promptsPerIdentity, identities = options.identitiesPerDomain
+        var tiles: [RGBImage] = []
+        for domain in 0..<2 {
+            for identity in 0..<min(2, identities) {
+                for j in 0..<min(2, prompts) {
+                    let k = (domain * identities + identity) * prompts + j
+                    tiles.append(images.single[k].reference)
+                    tiles.append(images.nested[k])
+                    for baseline in images.baselines { tiles.append(baseline.images[k]) }
+                    tiles.append(images.base[k])
+                    tiles.append(truth[k])
+                }
+            }
+        }
+        return ContactSheet.make(tiles, columns: 4 + images.baselines.count).enlarged(2)
+    }
+
     /// samples.png: per identity (the first two of each domain) the reference, Nested Attention
     /// for each prompt, then the truths; then two-subject scenes beside their base-model images.
     func samples(_ images: Images, truth: [RGBImage]) throws -> RGBImage {

@@ -117,10 +117,11 @@ public struct WorldEvaluationRun {
         try encoder.encode(tables.flatMap(\.rows.all)).write(to: output.appendingPathComponent("results.json"))
         let first = tables[0]
         try ImageFile.writePNG(samples(first.images, truth: first.truth), to: output.appendingPathComponent("samples.png").path)
+        try ImageFile.writePNG(comparison(first.images, truth: first.truth), to: output.appendingPathComponent("comparison.png").path)
         try writeAttentionMaps(first.evaluation.request(first.images.single[0], adapters: true), generator: generator)
         let table = tables.count == 1 ? WorldEvaluation.table(first.rows.all, chance: chance)
             : tables.map { "\($0.set.title):\n\n" + WorldEvaluation.table($0.rows.all, chance: chance) }.joined(separator: "\n")
-        return Summary(table: table, written: ["results.md", "results.json", "samples.png", "attention/"])
+        return Summary(table: table, written: ["results.md", "results.json", "samples.png", "comparison.png", "attention/"])
     }
 
     var chance: (identity: Double, prompt: Double, aspects: [Double]) {

@@ -1,6 +1,7 @@
 import Foundation
 import NestDiffusion
 import NestEvaluation
+import NestIO
 import NestPersonalization
 import NestWorld
 import Testing
@@ -87,5 +88,11 @@ import Testing
         let held = rows.filter { $0.contexts == "held-out" }, seen = rows.filter { $0.contexts == "seen" }
         #expect(!held.isEmpty && held.count == seen.count && held.count + seen.count == rows.count)
         #expect(held.map(\.method) == seen.map(\.method))
+        // comparison.png: a row per case (one identity per domain, one prompt: two rows) of the
+        // reference, Nested Attention, the base model and the truth (the shipped world has no
+        // baselines), each cell 64 pixels and a 2-pixel gutter, doubled.
+        let sheet = try ImageFile.decode(path: output.appendingPathComponent("comparison.png").path)
+        #expect(sheet.width == (4 * 66 + 2) * 2 && sheet.height == (2 * 66 + 2) * 2, "\(sheet.width)×\(sheet.height)")
+        #expect(summary.written.contains("comparison.png"))
     }
 }
