@@ -131,7 +131,7 @@ adapter_config() { # DOMAIN KIND NAME
 {"model": "$MODEL", "data": "data-$1-pm/manifest.jsonl", "output": "$3",
  "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2", "train_image_encoder": true,
              "resampler": {"width": 128, "depth": 2, "heads": 4, "head_dim": 32, "queries": 16, "ff_mult": 2}},
- "training": {"steps": 2000, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 50, "schedule": "cosine",
+ "training": {"steps": 4000, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 50, "schedule": "cosine",
               "flip_targets": false, "seed": 4, "subject_loss_weight": 8},
  "checkpoint_every": 100, "log_every": 10, "sample_every": 500}
 JSON
