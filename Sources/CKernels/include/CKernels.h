@@ -80,9 +80,14 @@ ptrdiff_t nest_f32_packed_floats(ptrdiff_t n, ptrdiff_t k);
 void nest_f32_pack_panels(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldw, float *out);
 void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
                           const float *packed, float *c, ptrdiff_t ldc);
+/* The same product for CPUs with AVX2 and FMA (nest_kernels_avx2()), on the
+ * same packed panels (gemm_f32_avx2.c). */
+void nest_f32_gemm_packed_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                               const float *packed, float *c, ptrdiff_t ldc);
 /* Winograd F(4×4, 3×3) weights U = G·g·Gᵀ of w [o][c][3][3] (OIHW), panels nb0..<nb1
  * of 36 packed planes (each nest_f32_packed_floats(o, c) floats; padding
- * columns zero); scratch: 9·c·32 floats. AVX-512 only. */
+ * columns zero); scratch: 9·c·32 floats. Built for AVX-512, AVX2 and baseline
+ * x86-64; picks by itself. */
 void nest_winograd4_pack_weights(const float *w, ptrdiff_t o, ptrdiff_t c, ptrdiff_t nb0, ptrdiff_t nb1,
                                  float *out, float *scratch);
 

@@ -35,6 +35,22 @@ public enum VectorKernels {
         }
         set { enabled.store(newValue && available, ordering: .relaxed) }
     }
+
+    /// Whether the CPU has AVX2 and FMA: the kernels built for them run
+    /// where AVX-512 is missing (x86-64 CPUs since about 2013).
+    public static let availableAVX2 = nest_kernels_avx2() != 0
+    static let enabledAVX2 = Atomic<Bool>(VectorKernels.availableAVX2)
+
+    /// Whether the hot loops that have an AVX2 version use it. Callers ask
+    /// `useAVX512` first. `with(false)` switches these off too, so one scope
+    /// compares every hand-written kernel with the portable Swift.
+    public static var useAVX2: Bool {
+        get {
+            if openScopes.load(ordering: .relaxed) != 0, let on = taskOverride { return on && availableAVX2 }
+            return enabledAVX2.load(ordering: .relaxed)
+        }
+        set { enabledAVX2.store(newValue && availableAVX2, ordering: .relaxed) }
+    }
 }
 
 @inline(__always) func load16(_ p: UnsafePointer<Float>) -> Vec16 {
