@@ -1,8 +1,9 @@
 #ifndef NEST_CKERNELS_H
 #define NEST_CKERNELS_H
 /* Hot loops that need instructions Swift cannot reach from a baseline
- * x86-64 build (AVX-512 with FMA). Each entry point checks nothing: callers
- * ask nest_kernels_avx512() once and pick these or their Swift versions. */
+ * x86-64 build (AVX-512, or AVX2 with FMA). Each entry point checks nothing:
+ * callers ask nest_kernels_avx512() / nest_kernels_avx2() once and pick these
+ * or their Swift versions. */
 #include <stddef.h>
 
 /* A spin-wait hint (x86 PAUSE): lets a spinning thread yield the core's
@@ -36,6 +37,15 @@ void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t r
 
 /* y[j] = silu(x[j] * scale[j] + shift[j]) for j < n (group norm's affine step fused with SiLU). */
 void nest_affine_silu(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n);
+
+/* The same six kernels for CPUs with AVX2 and FMA but no AVX-512
+ * (kernels_avx2.c; callers ask nest_kernels_avx2()). */
+float nest_exp_shift_sum_avx2(float *x, ptrdiff_t n, float shift);
+float nest_row_max_avx2(const float *x, ptrdiff_t n);
+void nest_silu_avx2(const float *x, float *y, ptrdiff_t n);
+void nest_geglu_forward_avx2(const float *x, float *out, ptrdiff_t rows, ptrdiff_t w);
+void nest_geglu_backward_avx2(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t w);
+void nest_affine_silu_avx2(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n);
 
 /* IEEE binary16 <-> binary32 for n values (round to nearest even when
  * narrowing). Dispatches by itself: AVX-512F, else F16C, else scalar. */

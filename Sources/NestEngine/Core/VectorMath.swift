@@ -51,6 +51,12 @@ public enum VectorKernels {
         }
         set { enabledAVX2.store(newValue && availableAVX2, ordering: .relaxed) }
     }
+
+    /// The AVX-512 or the AVX2 build of a CKernels function, whichever this
+    /// task uses; nil: the portable Swift.
+    @inline(__always) static func pick<Kernel>(_ avx512: Kernel, _ avx2: Kernel) -> Kernel? {
+        useAVX512 ? avx512 : useAVX2 ? avx2 : nil
+    }
 }
 
 @inline(__always) func load16(_ p: UnsafePointer<Float>) -> Vec16 {
@@ -175,7 +181,7 @@ public func fastTanh(_ x: Float) -> Float { vtanh(Vec16(repeating: x))[0] }
 
 /// Largest of `n` floats (-inf for none).
 @inline(__always) public func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    if VectorKernels.useAVX512 { return nest_row_max(x, n) }
+    if let kernel = VectorKernels.pick(nest_row_max, nest_row_max_avx2) { return kernel(x, n) }
     var m = Vec16(repeating: -.infinity)
     var i = 0
     // Compare-and-blend: `pointwiseMax` and `.max()` compile to lane-by-lane
@@ -199,7 +205,7 @@ public func fastTanh(_ x: Float) -> Float { vtanh(Vec16(repeating: x))[0] }
 
 /// x[i] = exp(x[i] - shift) over `n` floats; returns their sum.
 @inline(__always) public func expShiftedInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
-    if VectorKernels.useAVX512 { return nest_exp_shift_sum(x, n, shift) }
+    if let kernel = VectorKernels.pick(nest_exp_shift_sum, nest_exp_shift_sum_avx2) { return kernel(x, n, shift) }
     let sv = Vec16(repeating: shift)
     var s = Vec16(repeating: 0)
     var i = 0
