@@ -92,15 +92,12 @@ void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a,
 // are first transposed to [tap][channel][32] (scratch: 9·c·32 floats), so
 // the transform then runs on vectors of 32 output channels and writes whole
 // panel rows; scattering scalars into the panels cost more than the packing
-// saved at SD's 32×32 latents. (Called only where AVX-512 is.)
-#if defined(__x86_64__)
-#define WINO_TARGET __attribute__((target("avx512f,fma")))
-#else
-#define WINO_TARGET
-#endif
-
-WINO_TARGET void nest_winograd4_pack_weights(const float *w, ptrdiff_t o, ptrdiff_t c, ptrdiff_t nb0, ptrdiff_t nb1,
-                                             float *out, float *scratch) {
+// saved at SD's 32×32 latents. One body, compiled for AVX-512, for AVX2+FMA
+// and for baseline x86-64 (the compiler vectorizes the 32-wide loops to
+// each width); the entry point picks by the CPU.
+static inline __attribute__((always_inline)) void winograd4_pack(const float *w, ptrdiff_t o, ptrdiff_t c,
+                                                                 ptrdiff_t nb0, ptrdiff_t nb1, float *out,
+                                                                 float *scratch) {
     const ptrdiff_t plane = nest_f32_packed_floats(o, c);
     for (ptrdiff_t nb = nb0; nb < nb1; nb++) {
         // scratch[(tap·c + ch)·32 + j] = w[nb·32 + j][ch][tap] (OIHW), zero past o.
@@ -138,4 +135,26 @@ WINO_TARGET void nest_winograd4_pack_weights(const float *w, ptrdiff_t o, ptrdif
             }
         }
     }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f,fma"))) static void winograd4_pack_avx512(const float *w, ptrdiff_t o, ptrdiff_t c,
+                                                                        ptrdiff_t nb0, ptrdiff_t nb1, float *out,
+                                                                        float *scratch) {
+    winograd4_pack(w, o, c, nb0, nb1, out, scratch);
+}
+__attribute__((target("avx2,fma"))) static void winograd4_pack_avx2(const float *w, ptrdiff_t o, ptrdiff_t c,
+                                                                    ptrdiff_t nb0, ptrdiff_t nb1, float *out,
+                                                                    float *scratch) {
+    winograd4_pack(w, o, c, nb0, nb1, out, scratch);
+}
+#endif
+
+void nest_winograd4_pack_weights(const float *w, ptrdiff_t o, ptrdiff_t c, ptrdiff_t nb0, ptrdiff_t nb1,
+                                 float *out, float *scratch) {
+#if defined(__x86_64__)
+    if (nest_kernels_avx512()) { winograd4_pack_avx512(w, o, c, nb0, nb1, out, scratch); return; }
+    if (nest_kernels_avx2()) { winograd4_pack_avx2(w, o, c, nb0, nb1, out, scratch); return; }
+#endif
+    winograd4_pack(w, o, c, nb0, nb1, out, scratch);
 }

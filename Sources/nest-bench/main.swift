@@ -35,6 +35,7 @@ if args.count > 1 && args[1] == "conv-thresholds" { convThresholds(arguments: ar
 if args.count > 1 && args[1] == "bf16" { bf16Bench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "attention" { attentionBench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "winograd4" { winograd4(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "avx2" { avx2Bench(arguments: args); exit(0) }
 if args.count > 2 && args[1] == "case" {
     guard (compareCases + extraCases).contains(args[2]) else {
         FileHandle.standardError.write(Data("nest-bench: unknown case '\(args[2])' (known: \((compareCases + extraCases).joined(separator: ", ")))\n".utf8))

@@ -52,8 +52,9 @@ import Testing
         #expect(worst <= 3e-6 * scale * Float(c).squareRoot(), "worst \(worst) of \(scale)")
     }
 
-    /// Without AVX-512 the F(4×4) products go through sgemm on plain [O][C]
-    /// weight planes instead of the packed panels: the same result either way.
+    /// Without the AVX-512 or AVX2 kernels the F(4×4) products go through
+    /// sgemm on plain [O][C] weight planes instead of the packed panels: the
+    /// same result either way.
     @Test func winograd4PathsAgree() {
         let x = Tensor.randn([4, 33, 30, 48], seed: 11)
         let weight = Tensor.randn([70, 48, 3, 3], seed: 12, std: 0.1), bias = Tensor.randn([70], seed: 13)

@@ -1,8 +1,9 @@
 #ifndef NEST_CKERNELS_H
 #define NEST_CKERNELS_H
 /* Hot loops that need instructions Swift cannot reach from a baseline
- * x86-64 build (AVX-512 with FMA). Each entry point checks nothing: callers
- * ask nest_kernels_avx512() once and pick these or their Swift versions. */
+ * x86-64 build (AVX-512, or AVX2 with FMA). Each entry point checks nothing:
+ * callers ask nest_kernels_avx512() / nest_kernels_avx2() once and pick these
+ * or their Swift versions. */
 #include <stddef.h>
 
 /* A spin-wait hint (x86 PAUSE): lets a spinning thread yield the core's
@@ -36,6 +37,15 @@ void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t r
 
 /* y[j] = silu(x[j] * scale[j] + shift[j]) for j < n (group norm's affine step fused with SiLU). */
 void nest_affine_silu(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n);
+
+/* The same six kernels for CPUs with AVX2 and FMA but no AVX-512
+ * (kernels_avx2.c; callers ask nest_kernels_avx2()). */
+float nest_exp_shift_sum_avx2(float *x, ptrdiff_t n, float shift);
+float nest_row_max_avx2(const float *x, ptrdiff_t n);
+void nest_silu_avx2(const float *x, float *y, ptrdiff_t n);
+void nest_geglu_forward_avx2(const float *x, float *out, ptrdiff_t rows, ptrdiff_t w);
+void nest_geglu_backward_avx2(const float *x, const float *dy, float *dx, ptrdiff_t rows, ptrdiff_t w);
+void nest_affine_silu_avx2(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n);
 
 /* IEEE binary16 <-> binary32 for n values (round to nearest even when
  * narrowing). Dispatches by itself: AVX-512F, else F16C, else scalar. */
@@ -80,9 +90,14 @@ ptrdiff_t nest_f32_packed_floats(ptrdiff_t n, ptrdiff_t k);
 void nest_f32_pack_panels(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldw, float *out);
 void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
                           const float *packed, float *c, ptrdiff_t ldc);
+/* The same product for CPUs with AVX2 and FMA (nest_kernels_avx2()), on the
+ * same packed panels (gemm_f32_avx2.c). */
+void nest_f32_gemm_packed_avx2(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                               const float *packed, float *c, ptrdiff_t ldc);
 /* Winograd F(4×4, 3×3) weights U = G·g·Gᵀ of w [o][c][3][3] (OIHW), panels nb0..<nb1
  * of 36 packed planes (each nest_f32_packed_floats(o, c) floats; padding
- * columns zero); scratch: 9·c·32 floats. AVX-512 only. */
+ * columns zero); scratch: 9·c·32 floats. Built for AVX-512, AVX2 and baseline
+ * x86-64; picks by itself. */
 void nest_winograd4_pack_weights(const float *w, ptrdiff_t o, ptrdiff_t c, ptrdiff_t nb0, ptrdiff_t nb1,
                                  float *out, float *scratch);
 

@@ -35,6 +35,28 @@ public enum VectorKernels {
         }
         set { enabled.store(newValue && available, ordering: .relaxed) }
     }
+
+    /// Whether the CPU has AVX2 and FMA: the kernels built for them run
+    /// where AVX-512 is missing (x86-64 CPUs since about 2013).
+    public static let availableAVX2 = nest_kernels_avx2() != 0
+    static let enabledAVX2 = Atomic<Bool>(VectorKernels.availableAVX2)
+
+    /// Whether the hot loops that have an AVX2 version use it. Callers ask
+    /// `useAVX512` first. `with(false)` switches these off too, so one scope
+    /// compares every hand-written kernel with the portable Swift.
+    public static var useAVX2: Bool {
+        get {
+            if openScopes.load(ordering: .relaxed) != 0, let on = taskOverride { return on && availableAVX2 }
+            return enabledAVX2.load(ordering: .relaxed)
+        }
+        set { enabledAVX2.store(newValue && availableAVX2, ordering: .relaxed) }
+    }
+
+    /// The AVX-512 or the AVX2 build of a CKernels function, whichever this
+    /// task uses; nil: the portable Swift.
+    @inline(__always) static func pick<Kernel>(_ avx512: Kernel, _ avx2: Kernel) -> Kernel? {
+        useAVX512 ? avx512 : useAVX2 ? avx2 : nil
+    }
 }
 
 @inline(__always) func load16(_ p: UnsafePointer<Float>) -> Vec16 {
@@ -159,7 +181,7 @@ public func fastTanh(_ x: Float) -> Float { vtanh(Vec16(repeating: x))[0] }
 
 /// Largest of `n` floats (-inf for none).
 @inline(__always) public func rowMax(_ x: UnsafePointer<Float>, _ n: Int) -> Float {
-    if VectorKernels.useAVX512 { return nest_row_max(x, n) }
+    if let kernel = VectorKernels.pick(nest_row_max, nest_row_max_avx2) { return kernel(x, n) }
     var m = Vec16(repeating: -.infinity)
     var i = 0
     // Compare-and-blend: `pointwiseMax` and `.max()` compile to lane-by-lane
@@ -183,7 +205,7 @@ public func fastTanh(_ x: Float) -> Float { vtanh(Vec16(repeating: x))[0] }
 
 /// x[i] = exp(x[i] - shift) over `n` floats; returns their sum.
 @inline(__always) public func expShiftedInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
-    if VectorKernels.useAVX512 { return nest_exp_shift_sum(x, n, shift) }
+    if let kernel = VectorKernels.pick(nest_exp_shift_sum, nest_exp_shift_sum_avx2) { return kernel(x, n, shift) }
     let sv = Vec16(repeating: shift)
     var s = Vec16(repeating: 0)
     var i = 0

@@ -166,10 +166,10 @@ public enum F {}
 extension F {
     public static func silu(_ x: Tensor) -> Tensor {
         let y: Tensor
-        if VectorKernels.useAVX512 {
+        if let kernel = VectorKernels.pick(nest_silu, nest_silu_avx2) {
             y = Tensor(uninitialized: x.shape)
             let src = UnsafePointer(x.data), dst = y.data
-            parallelRanges(x.count, grain: 1 << 14) { r in nest_silu(src + r.lowerBound, dst + r.lowerBound, r.count) }
+            parallelRanges(x.count, grain: 1 << 14) { r in kernel(src + r.lowerBound, dst + r.lowerBound, r.count) }
         } else {
             y = x.unary { $0 * vsigmoid($0) }
         }

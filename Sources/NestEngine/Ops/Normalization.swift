@@ -37,12 +37,12 @@ extension F {
         }
         let out = Tensor(uninitialized: x.shape)
         let op = out.data, sp = UnsafePointer(scale.data), hp = UnsafePointer(shift.data)
-        let fast = VectorKernels.useAVX512
+        let fused = thenSiLU ? VectorKernels.pick(nest_affine_silu, nest_affine_silu_avx2) : nil
         parallelRanges(n * p, grain: max(1, 8192 / c)) { rows in
             for r in rows {
                 let img = r / p
-                if thenSiLU && fast {
-                    nest_affine_silu(xs + r * c, sp + img * c, hp + img * c, op + r * c, c)
+                if let fused {
+                    fused(xs + r * c, sp + img * c, hp + img * c, op + r * c, c)
                     continue
                 }
                 affineRow(xs + r * c, sp + img * c, hp + img * c, op + r * c, c)

@@ -30,7 +30,7 @@ let winograd4TileBlock = 64
 
 /// U = G g Gᵀ for every (output, input) channel pair: 36 planes, each
 /// [O][C] or, with `packed`, in the 32-column panels of gemm_f32.c
-/// ([O/32][C][32], so the GEMMs read it without copying; AVX-512 only).
+/// ([O/32][C][32], so the GEMMs read it without copying; AVX-512 or AVX2).
 /// `weight` points at the first of the `o` output channels wanted.
 func winograd4Weights(_ weight: UnsafePointer<Float>, o: Int, c: Int, packed: Bool = false) -> Storage {
     if packed {
@@ -110,9 +110,10 @@ func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
     let c = g.c, rowStride = g.o
     let tilesY = (g.ho + 3) / 4, tilesX = (g.wo + 3) / 4
     let tilesPerImage = tilesY * tilesX, total = g.n * tilesPerImage
-    // With AVX-512 and enough tiles the GEMMs read pre-packed weight panels
-    // (gemm_f32.c): no per-GEMM packing.
-    let packed = VectorKernels.useAVX512 && winograd4PackedGEMM && total >= winograd4PackedMinimumTiles
+    // With AVX-512 or AVX2 and enough tiles the GEMMs read pre-packed weight
+    // panels (gemm_f32.c, gemm_f32_avx2.c): no per-GEMM packing.
+    let avx512 = VectorKernels.useAVX512
+    let packed = (avx512 || VectorKernels.useAVX2) && winograd4PackedGEMM && total >= winograd4PackedMinimumTiles
     let u = winograd4Weights(weight, o: o, c: c, packed: packed)
     let up = UnsafePointer(u.pointer), uPlane = packed ? nest_f32_packed_floats(o, c) : o * c
     let tb = winograd4TileBlock
@@ -126,8 +127,10 @@ func conv2dWinograd4Pass(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Floa
         }
         // 36 GEMMs: M[ξ] (count × O) = V[ξ] (count × C) · U[ξ]ᵀ.
         for xi in 0..<36 {
-            if packed {
+            if packed && avx512 {
                 nest_f32_gemm_packed(count, o, c, v + xi * vPlane, c, up + xi * uPlane, m + xi * tb * o, o)
+            } else if packed {
+                nest_f32_gemm_packed_avx2(count, o, c, v + xi * vPlane, c, up + xi * uPlane, m + xi * tb * o, o)
             } else {
                 BLAS.gemmSerial(transB: true, m: count, n: o, k: c, a: v + xi * vPlane, lda: c,
                                 b: up + xi * uPlane, ldb: c, c: m + xi * tb * o, ldc: o, counted: false)
