@@ -36,6 +36,9 @@ public enum TrainingCheckpoint {
     }
 
     /// Restores parameters and optimizer in place; returns the run state.
+    /// A checkpoint without any optimizer moments (a compact copy carried
+    /// between machines, tools/world_stages.py) leaves AdamW fresh: zero
+    /// moments at its step 0, so its bias correction restarts with them.
     public static func load(into parameters: [(path: String, tensor: Tensor)], optimizer: AdamW, from path: String) throws -> TrainingState {
         let file = try SafeTensorsFile(path: path)
         func read(_ name: String, into t: Tensor) throws {
@@ -46,8 +49,9 @@ public enum TrainingCheckpoint {
             try file.copyFloats(name, into: t.data, count: t.count)
         }
         for (name, tensor) in parameters { try read(name, into: tensor) }
+        let hasMoments = file.tensors.keys.contains { $0.hasPrefix(momentPrefix.0) || $0.hasPrefix(momentPrefix.1) }
         var first: [Tensor] = [], second: [Tensor] = []
-        for p in optimizer.parameters {
+        for p in optimizer.parameters where hasMoments {
             let m = Tensor(zeros: p.tensor.shape), v = Tensor(zeros: p.tensor.shape)
             try read(momentPrefix.0 + p.path, into: m)
             try read(momentPrefix.1 + p.path, into: v)
@@ -58,7 +62,7 @@ public enum TrainingCheckpoint {
               let state = try? JSONDecoder().decode(TrainingState.self, from: Data(stateText.utf8)) else {
             throw ManifestError(description: "\(path): not a nest training checkpoint (no training state)")
         }
-        optimizer.loadState(step: step, first: first, second: second)
+        if hasMoments { optimizer.loadState(step: step, first: first, second: second) }
         return state
     }
 }

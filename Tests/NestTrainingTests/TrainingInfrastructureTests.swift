@@ -63,6 +63,37 @@ import Testing
         #expect(resumed.optimizer.step == 14)
     }
 
+    /// A checkpoint without optimizer moments (a compact copy) restores the weights and the
+    /// run state and leaves AdamW fresh; one with only some of its moments is refused by name.
+    @Test func aCheckpointWithoutMomentsRestartsTheOptimizer() throws {
+        let dir = temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("ckpt.safetensors").path
+        var first = Run()
+        first.train(7)
+        try TrainingCheckpoint.save(parameters: first.parameters, optimizer: first.optimizer, state: first.state, to: path)
+        let file = try SafeTensorsFile(path: path)
+        func copy(keeping keep: (String) -> Bool, to name: String) throws -> String {
+            let out = dir.appendingPathComponent(name).path
+            try saveSafeTensors(try file.names.filter(keep).map { ($0, try file.tensor($0)) }, to: out, metadata: file.metadata)
+            return out
+        }
+        let compact = try copy(keeping: { !$0.hasPrefix("optimizer.") }, to: "compact.safetensors")
+        var resumed = Run()
+        resumed.state = try TrainingCheckpoint.load(into: resumed.parameters, optimizer: resumed.optimizer, from: compact)
+        #expect(resumed.state == first.state && resumed.optimizer.step == 0)
+        for ((name, a), (_, b)) in zip(first.parameters, resumed.parameters) { #expect(a.array == b.array, "\(name)") }
+        #expect(resumed.optimizer.firstMoments.allSatisfy { $0.array.allSatisfy { $0 == 0 } })
+        resumed.train(2)
+        #expect(resumed.optimizer.step == 2)
+
+        let partial = try copy(keeping: { $0 != "optimizer.v.l2.bias" }, to: "partial.safetensors")
+        let error = #expect(throws: ManifestError.self) {
+            try TrainingCheckpoint.load(into: Run().parameters, optimizer: Run().optimizer, from: partial)
+        }
+        #expect(error?.description == "\(partial): checkpoint has no tensor optimizer.v.l2.bias")
+    }
+
     @Test func sampleOrderIsDeterministicAndCoversEveryEpoch() {
         let order = SampleOrder(count: 7, seed: 3)
         #expect(order.permutation(epoch: 0).sorted() == Array(0..<7))
