@@ -215,7 +215,8 @@ extension Inspect {
         for entry in report.settings {
             print("  \(entry.variable.padding(toLength: 27, withPad: " ", startingAt: 0)) \(entry.value.padding(toLength: 6, withPad: " ", startingAt: 0)) \(entry.meaning)")
         }
-        print("kernels: AVX-512 \(report.avx512 ? "yes" : "no"), AVX512_BF16 \(report.avx512BFloat16 ? "yes" : "no")")
+        let vector = report.avx512 ? "AVX-512" : report.avx2 ? "AVX2+FMA (no AVX-512)" : "portable Swift (neither AVX-512 nor AVX2+FMA)"
+        print("kernels: \(vector), AVX512_BF16 \(report.avx512BFloat16 ? "yes" : "no")")
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import NestEngine
 import NestIO
 import Testing
 
@@ -164,6 +165,9 @@ import Testing
         let r = try CLI.run(["inspect", "--system"])
         #expect(r.status == 0, "\(r.stderr)")
         for variable in ["NEST_THREADS", "NEST_POOL_MB", "NEST_WINOGRAD", "AVX512_BF16"] { #expect(r.stdout.contains(variable), "\(r.stdout)") }
+        // The kernel line names the vector kernels this CPU actually runs.
+        let kernels = VectorKernels.available ? "kernels: AVX-512," : VectorKernels.availableAVX2 ? "kernels: AVX2+FMA" : "kernels: portable"
+        #expect(r.stdout.contains(kernels), "\(r.stdout)")
         let none = try CLI.run(["inspect"])
         #expect(none.status != 0 && none.stderr.contains("give a PATH to inspect, or --system"), "\(none.stderr)")
     }

@@ -3,29 +3,16 @@ import NestEngine
 import NestIO
 import NestModels
 import NestPersonalization
+import NestTestSupport
 import Testing
 
 /// `nest generate --adapter … --subject TOKEN=IMAGE` as a user runs it.
 @Suite struct SubjectCommandTests {
     /// The sd1 pipeline fixture plus an image encoder, and a random nested adapter saved beside it.
     static let setup: (folder: URL, adapter: String, photo: String) = {
-        let fm = FileManager.default
         let dir = CLI.temporaryFolder()
-        let model = dir.appendingPathComponent("model")
-        try! fm.createDirectory(at: model, withIntermediateDirectories: true)
+        let model = ModelFolderFixture.withImageEncoder("sd1", prefix: "nest-subject-command")
         let pipeline = CLI.fixtures.appendingPathComponent("sd1")
-        for name in try! fm.contentsOfDirectory(atPath: pipeline.path) where name != "model_index.json" {
-            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
-        }
-        let models = CLI.root.appendingPathComponent("Tests/NestModelsTests/Fixtures/sd1")
-        for name in ["image_encoder", "feature_extractor"] {
-            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: models.appendingPathComponent(name))
-        }
-        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
-        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
-        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
-        try! JSONSerialization.data(withJSONObject: index).write(to: model.appendingPathComponent("model_index.json"))
-
         let unet = try! UNet2DConditionModel.load(folder: pipeline.appendingPathComponent("unet"))
         let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
                                    imageEncoder: .init(hiddenSize: 32, imageSize: 32),

@@ -7,33 +7,21 @@ import NestIO
 import NestModels
 import NestPersonalization
 import NestServer
+import NestTestSupport
 
 /// One server on a loopback port, shared by the tests, over the tiny SD1 pipeline fixture
 /// with an image encoder and a random Nested Attention adapter for `<critter>` in its
 /// `adapters/` (32×32 images, the cheapest model there is), with small limits so that the
 /// 413 and 503 paths are cheap to reach.
 enum Harness {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("nest-server-tests-\(UUID().uuidString)")
     static let output = scratch.appendingPathComponent("served")
 
-    /// The model folder: the fixture's components linked, plus the encoder and the adapter.
+    /// The model folder: the fixture's components and image encoder linked, plus the adapter.
     static let model: URL = {
-        let fm = FileManager.default
-        let model = scratch.appendingPathComponent("model")
-        try! fm.createDirectory(at: model.appendingPathComponent("adapters"), withIntermediateDirectories: true)
-        let pipeline = root.appendingPathComponent("Tests/NestDiffusionTests/Fixtures/pipelines/sd1")
-        let encoders = root.appendingPathComponent("Tests/NestModelsTests/Fixtures/sd1")
-        for name in ["scheduler", "text_encoder", "tokenizer", "unet", "vae"] {
-            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: pipeline.appendingPathComponent(name))
-        }
-        for name in ["image_encoder", "feature_extractor"] {
-            try! fm.createSymbolicLink(at: model.appendingPathComponent(name), withDestinationURL: encoders.appendingPathComponent(name))
-        }
-        var index = try! JSONSerialization.jsonObject(with: Data(contentsOf: pipeline.appendingPathComponent("model_index.json"))) as! [String: Any]
-        index["image_encoder"] = ["transformers", "CLIPVisionModelWithProjection"]
-        index["feature_extractor"] = ["transformers", "CLIPImageProcessor"]
-        try! JSONSerialization.data(withJSONObject: index).write(to: model.appendingPathComponent("model_index.json"))
+        let model = ModelFolderFixture.withImageEncoder("sd1", prefix: "nest-server-model")
+        try! FileManager.default.createDirectory(at: model.appendingPathComponent("adapters"), withIntermediateDirectories: true)
+        let pipeline = ModelFolderFixture.tests.appendingPathComponent("NestDiffusionTests/Fixtures/pipelines/sd1")
         let unet = try! UNet2DConditionModel.load(folder: pipeline.appendingPathComponent("unet"))
         let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
                                    imageEncoder: .init(hiddenSize: 32, imageSize: 32),

@@ -41,6 +41,15 @@ import Testing
                 state.step += 1
             }
         }
+
+        /// A run trained `steps` steps and its checkpoint, saved in `folder`.
+        static func checkpointed(after steps: Int, in folder: URL) throws -> (run: Run, path: String) {
+            let path = folder.appendingPathComponent("ckpt.safetensors").path
+            var run = Run()
+            run.train(steps)
+            try TrainingCheckpoint.save(parameters: run.parameters, optimizer: run.optimizer, state: run.state, to: path)
+            return (run, path)
+        }
     }
 
     @Test func resumeContinuesExactly() throws {
@@ -49,10 +58,7 @@ import Testing
 
         let dir = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ckpt.safetensors").path
-        var first = Run()
-        first.train(7)
-        try TrainingCheckpoint.save(parameters: first.parameters, optimizer: first.optimizer, state: first.state, to: path)
+        let (first, path) = try Run.checkpointed(after: 7, in: dir)
         var resumed = Run()    // fresh weights, fresh optimizer
         resumed.state = try TrainingCheckpoint.load(into: resumed.parameters, optimizer: resumed.optimizer, from: path)
         #expect(resumed.state == first.state)
@@ -68,10 +74,7 @@ import Testing
     @Test func aCheckpointWithoutMomentsRestartsTheOptimizer() throws {
         let dir = temporaryFolder()
         defer { try? FileManager.default.removeItem(at: dir) }
-        let path = dir.appendingPathComponent("ckpt.safetensors").path
-        var first = Run()
-        first.train(7)
-        try TrainingCheckpoint.save(parameters: first.parameters, optimizer: first.optimizer, state: first.state, to: path)
+        let (first, path) = try Run.checkpointed(after: 7, in: dir)
         let file = try SafeTensorsFile(path: path)
         func copy(keeping keep: (String) -> Bool, to name: String) throws -> String {
             let out = dir.appendingPathComponent(name).path

@@ -19,12 +19,14 @@ public struct SystemReport: Sendable {
     public let settings: [(variable: String, value: String, meaning: String)]
     /// Whether the AVX-512 kernels run on this CPU.
     public let avx512: Bool
+    /// Whether the AVX2+FMA kernels run (CPUs without AVX-512).
+    public let avx2: Bool
     /// Whether the CPU has AVX512_BF16 (bfloat16 weights multiply natively).
     public let avx512BFloat16: Bool
 
     /// This process's report.
     public static var current: SystemReport {
         SystemReport(settings: EngineConfiguration.current.entries, avx512: VectorKernels.available,
-                     avx512BFloat16: BFloat16Weights.hardware)
+                     avx2: !VectorKernels.available && VectorKernels.availableAVX2, avx512BFloat16: BFloat16Weights.hardware)
     }
 }
