@@ -9,7 +9,7 @@
 #   1. data:    nest world model + nest world dataset (base and adapter sets)
 #   2. vae, clip (in parallel)   3. unet: the text-to-image UNet on the VAE's
 #   latents, with an exponential moving average for sampling
-#   4. adapters per domain: nested, then the single-token and IP-Adapter-style
+#   4. adapters per domain: nested, then the IP-Adapter-style and single-token
 #   baselines, each with its own trained copy of the image encoder; each lands
 #   in WORK_DIR/model/adapters when done.
 #   Pack it: nest world pack --model WORK_DIR/model
@@ -118,7 +118,7 @@ fi
 MODEL=model
 
 # 4. One Nested Attention adapter per domain, side by side; then the
-#    baselines (single-token, IP-Adapter-style). Every adapter sees its
+#    baselines (IP-Adapter-style, then single-token). Every adapter sees its
 #    subject through close-up references (centre, large, flat, the whole
 #    subject: the world's aligned crops) and trains its own copy of the
 #    image encoder: the world's CLIP learned from captions that never name
@@ -146,7 +146,7 @@ for domain in critter bot; do
       --identities 1000 --contexts 8 --seed 1 --placeholder "<$domain>" --portraits 4 --reference-framing close-up \
       --hold-out --masks --framings $FRAMINGS > /dev/null
 done
-for kind in nested single-token ip-adapter; do
+for kind in nested ip-adapter single-token; do
   suffix=$([ $kind = nested ] && echo "" || echo "-$kind")
   for domain in critter bot; do adapter_config $domain $kind $domain$suffix; done
   stage critter$suffix adapter 1 & A=$!
