@@ -13,7 +13,6 @@ public struct WorldEvaluation {
     public struct Options: Sendable {
         public var identitiesPerDomain = 8
         public var promptsPerIdentity = 3
-        public var distractors = 7
         public var steps = 20
         public var guidance: Float = 5
         public var valueNormalization: Float = 1
@@ -45,8 +44,21 @@ public struct WorldEvaluation {
         public var referenceShot: Framing { referenceFraming ?? (framing == .scene ? .scene : .closeUp) }
         /// The side the truths are rendered at.
         public var side = WorldRenderer.side
-        /// Side of the identity score's features (`WorldMetrics.featureSide`).
-        public var featureSide = WorldMetrics.featureSide
+        /// Distractor individuals per scored subject (identity chance 1 / (distractors + 1)).
+        /// Unless set: 7 for the wide shot, 31 for near framings (see `featureSide`).
+        public var distractors: Int {
+            get { chosenDistractors ?? (framing == .scene ? 7 : 31) }
+            set { chosenDistractors = newValue }
+        }
+        /// Side of the identity score's features. Unless set: 16 (`WorldMetrics.featureSide`)
+        /// for the wide shot, 32 for near framings, where 16×16 features among 7 distractors
+        /// saturate (truth and the autoencoder's ceiling both at 1.00) and stop telling
+        /// methods apart.
+        public var featureSide: Int {
+            get { chosenFeatureSide ?? (framing == .scene ? WorldMetrics.featureSide : 32) }
+            set { chosenFeatureSide = newValue }
+        }
+        private var chosenDistractors: Int? = nil, chosenFeatureSide: Int? = nil
         public init() {}
     }
 

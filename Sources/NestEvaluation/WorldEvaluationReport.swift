@@ -100,7 +100,7 @@ extension WorldEvaluationRun {
                         error.meanAbsolute, error.psnr)
         var report = "# Autoencoder check\n\n\(cases) held-out scenes, model \(model.lastPathComponent), "
         report += "framing \(options.framings.map(\.rawValue).joined(separator: ", ")), \(options.side)×\(options.side) pixels, "
-        report += "identity on \(options.featureSide)×\(options.featureSide) features.\n\n" + table
+        report += "identity on \(options.featureSide)×\(options.featureSide) features among \(options.distractors) distractors.\n\n" + table
         try Data(report.utf8).write(to: output.appendingPathComponent("results.md"))
         var tiles: [RGBImage] = []
         for (t, r) in zip(validation.truth, validation.throughVAE).prefix(32) { tiles.append(t); tiles.append(r) }

@@ -48,11 +48,11 @@ struct Eval: ParsableCommand {
     @Option(help: "Side in pixels of the truths scored (with --autoencoder-only: 64, 96, 128).")
     var size = 64
 
-    @Option(help: "Side of the identity score's box-filtered features (16; finer for near framings).")
-    var featureSide = 16
+    @Option(help: "Side of the identity score's box-filtered features: 8, 16 or 32 (default: 16 for the wide shot, 32 for near framings).")
+    var featureSide: Int?
 
-    @Option(help: "Distractor individuals per scored subject (identity chance is 1 / (distractors + 1)).")
-    var distractors = 7
+    @Option(help: "Distractor individuals per scored subject; identity chance is 1 / (distractors + 1) (default: 7 for the wide shot, 31 for near framings).")
+    var distractors: Int?
 
     @Flag(help: "Only the validation rows (truth, unrelated images, truth through the VAE) and autoencoder.png (truths beside their reconstructions): checks an autoencoder before anything is trained on its latents. Needs no adapters.")
     var autoencoderOnly = false
@@ -78,8 +78,8 @@ struct Eval: ParsableCommand {
             throw ValidationError("--reference-framing: unknown framing '\(referenceFraming)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
         do { try WorldRenderer.checkSide(size) } catch { throw ValidationError("--size: \(error)") }
-        guard (1...63).contains(distractors) else { throw ValidationError("--distractors must be between 1 and 63, got \(distractors)") }
-        guard [8, 16, 32].contains(featureSide) else { throw ValidationError("--feature-side must be 8, 16 or 32, got \(featureSide)") }
+        if let distractors, !(1...63).contains(distractors) { throw ValidationError("--distractors must be between 1 and 63, got \(distractors)") }
+        if let featureSide, ![8, 16, 32].contains(featureSide) { throw ValidationError("--feature-side must be 8, 16 or 32, got \(featureSide)") }
         guard size == 64 || autoencoderOnly else {
             throw ValidationError("--size other than 64 needs --autoencoder-only (the world's models draw 64×64)")
         }
@@ -108,8 +108,9 @@ struct Eval: ParsableCommand {
         options.referenceFraming = referenceFraming.flatMap(Framing.init(rawValue:))
             ?? (framing == nil ? world.referenceFraming : nil)
         do { try WorldEvaluation.checkFramings(options.framings) } catch { fail("\(folder.path)/world.json: \(error)") }
-        options.side = size; options.featureSide = featureSide
-        options.distractors = distractors
+        options.side = size
+        if let featureSide { options.featureSide = featureSide }
+        if let distractors { options.distractors = distractors }
         let evaluation = WorldEvaluationRun(model: folder,
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly,
                                             tradeoff: tradeoff)

@@ -77,20 +77,23 @@ import Testing
         let skeleton = dir.appendingPathComponent("skeleton")
         #expect(try CLI.run(["world", "model", "--output", skeleton.path, "--framings", "portrait,close-up"]).status == 0)
         let written = try Data(contentsOf: skeleton.appendingPathComponent("world.json"))
-        // The shipped (first-edition) world with that file added.
+        // The shipped world with that file replaced.
         let model = dir.appendingPathComponent("model")
         try FileManager.default.copyItem(at: CLI.root.appendingPathComponent("Sources/nest/Resources/world"), to: model)
         try written.write(to: model.appendingPathComponent("world.json"))
-        func check(_ extra: [String], _ expected: String) throws {
-            let out = dir.appendingPathComponent("eval-\(extra.count)")
+        func check(_ extra: [String], _ expected: String, metric: String) throws {
+            let out = dir.appendingPathComponent("eval-\(extra.joined(separator: "_"))")
             let r = try CLI.run(["eval", "--model", model.path, "--output", out.path, "--autoencoder-only",
                                  "--identities", "1", "--prompts", "1"] + extra)
             #expect(r.status == 0, "\(r.stderr)")
             let report = try String(contentsOf: out.appendingPathComponent("results.md"), encoding: .utf8)
             #expect(report.contains("framing \(expected),"), "\(report)")
+            #expect(report.contains(metric), "\(report)")
         }
-        try check([], "portrait, close-up")
-        try check(["--framing", "half-body"], "half-body")
+        // Near framings are scored on the finer metric unless told otherwise; the wide shot on the coarser.
+        try check([], "portrait, close-up", metric: "32×32 features among 31 distractors")
+        try check(["--framing", "half-body", "--feature-side", "16"], "half-body", metric: "16×16 features among 31 distractors")
+        try check(["--framing", "scene", "--distractors", "3"], "scene", metric: "16×16 features among 3 distractors")
         try Data(#"{"framings": ["scene", "portrait"], "reference_framing": "close-up"}"#.utf8)
             .write(to: model.appendingPathComponent("world.json"))
         let mixed = try CLI.run(["eval", "--model", model.path, "--output", dir.appendingPathComponent("m").path,

@@ -42,6 +42,20 @@ import Testing
         #expect(throws: Never.self) { try WorldEvaluation.checkFramings(Framing.near) }
     }
 
+    /// Near framings are scored on 32×32 features among 31 distractors unless chosen
+    /// (the coarser wide-shot metric saturates there); the wide shot keeps 16×16 among 7.
+    @Test func nearFramingsTakeTheFinerIdentityMetricUnlessChosen() {
+        let scene = Self.options([.scene])
+        var near = Self.options(Framing.near)
+        #expect(scene.featureSide == 16 && scene.distractors == 7)
+        #expect(near.featureSide == 32 && near.distractors == 31)
+        #expect(WorldEvaluation(options: near).cases(twoSubjects: false).allSatisfy { $0.distractors.count == 31 })
+        near.featureSide = 8; near.distractors = 5
+        #expect(near.featureSide == 8 && near.distractors == 5)
+        #expect(WorldEvaluation(options: near).cases(twoSubjects: true).allSatisfy {
+            $0.distractors.count == 5 && $0.companion?.distractors.count == 5 })
+    }
+
     /// `--tradeoff`: every setting scored on the same cases; the point at w = 1 is the main
     /// evaluation's Nested Attention row, the base point its base row; standard errors
     /// over cases.
