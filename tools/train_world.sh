@@ -96,7 +96,8 @@ fi
 #    and half the captions name the subject's visible traits before its noun
 #    (data step 1, --describe 0.5) so the noun carries looks, not only a
 #    class. Adapters trained on an older UNet are stale: they are retrained.
-if [ ! -e "$WORK/unet/done" ]; then
+#    (A finished UNet restored by RESUME_FROM still needs its model folder.)
+if [ ! -e "$WORK/unet/done" ] || [ ! -d "$WORK/model" ]; then
   if [ ! -d "$WORK/model.partial" ]; then
     cp -r "$WORK/base" "$WORK/model.partial.tmp"
     cp "$WORK"/vae/vae/* "$WORK/model.partial.tmp/vae/"
@@ -113,7 +114,10 @@ if [ ! -e "$WORK/unet/done" ]; then
 JSON
   stage unet unet 2
   cp "$WORK"/unet/unet/* "$WORK/model.partial/unet/"
-  rm -rf "$WORK/model" "$WORK"/critter* "$WORK"/bot* && mv "$WORK/model.partial" "$WORK/model"
+  for old in "$WORK"/critter* "$WORK"/bot*; do  # adapter stages older than this UNet
+    if [ -e "$old" ] && [ ! "$old" -nt "$WORK/unet/done" ]; then rm -rf "$old"; fi
+  done
+  rm -rf "$WORK/model" && mv "$WORK/model.partial" "$WORK/model"
 fi
 MODEL=model
 
