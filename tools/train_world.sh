@@ -98,6 +98,7 @@ fi
 #    class. Adapters trained on an older UNet are stale: they are retrained.
 #    (A finished UNet restored by RESUME_FROM still needs its model folder.)
 if [ ! -e "$WORK/unet/done" ] || [ ! -d "$WORK/model" ]; then
+  unet_was_done=$([ -e "$WORK/unet/done" ] && echo yes || echo no)
   if [ ! -d "$WORK/model.partial" ]; then
     cp -r "$WORK/base" "$WORK/model.partial.tmp"
     cp "$WORK"/vae/vae/* "$WORK/model.partial.tmp/vae/"
@@ -114,9 +115,8 @@ if [ ! -e "$WORK/unet/done" ] || [ ! -d "$WORK/model" ]; then
 JSON
   stage unet unet 2
   cp "$WORK"/unet/unet/* "$WORK/model.partial/unet/"
-  for old in "$WORK"/critter* "$WORK"/bot*; do  # adapter stages older than this UNet
-    if [ -e "$old" ] && [ ! "$old" -nt "$WORK/unet/done" ]; then rm -rf "$old"; fi
-  done
+  # A UNet finished just now makes any adapter stages stale; restored ones match their UNet.
+  if [ "$unet_was_done" = no ]; then rm -rf "$WORK"/critter* "$WORK"/bot*; fi
   rm -rf "$WORK/model" && mv "$WORK/model.partial" "$WORK/model"
 fi
 MODEL=model
