@@ -44,6 +44,17 @@ public struct WorldEvaluation {
         public var referenceShot: Framing { referenceFraming ?? (framing == .scene ? .scene : .closeUp) }
         /// The side the truths are rendered at.
         public var side = WorldRenderer.side
+        /// The individuals evaluated instead of a held-out draw, per domain in order (the
+        /// first `identitiesPerDomain` of each): an adapter's own training individuals
+        /// (`nest eval --individuals DATASET`) say how much of an identity the adapter
+        /// can hold at all, apart from how well it generalizes.
+        public var individuals: [Identity]? = nil
+        /// Adds reference rows for the base model that need no image encoder: prompted with
+        /// the subject's trait words (`WorldCaption.traitWords`), what words alone carry; and
+        /// redrawing the truth from partial noise (image-to-image at `redrawStrengths`), how
+        /// much of an individual the UNet keeps when the picture itself is given.
+        public var boundRows = false
+        public static let redrawStrengths: [Double] = [0.3, 0.6]
         /// Distractor individuals per scored subject (identity chance 1 / (distractors + 1)).
         /// Unless set: 7 for the wide shot, 31 for near framings (see `featureSide`).
         public var distractors: Int {
@@ -80,11 +91,12 @@ public struct WorldEvaluation {
                       background: context.background, style: context.style, framing: context.framing, side: side)
         }
 
-        public func prompt(placeholders: Bool) -> String {
+        /// `traits`: the class word with the subject's trait words before it (no placeholders).
+        public func prompt(placeholders: Bool, traits: Bool = false) -> String {
             let scene = Scene(identity: identity, context: context, seed: sceneSeed)
             return WorldCaption.caption(for: scene, placeholder: placeholders ? "<\(identity.domain.rawValue)>" : nil,
                                         companionPlaceholder: placeholders && companion != nil ? "<\(identity.domain.other.rawValue)>" : nil,
-                                        seed: sceneSeed)
+                                        describe: traits && !placeholders, seed: sceneSeed)
         }
     }
 
@@ -95,12 +107,17 @@ public struct WorldEvaluation {
         public var identity: Double
         /// The same with every candidate at the prompted placement only.
         public var identityInPlace: Double
+        /// Mean over subjects of the true subject's rank among the candidates
+        /// (`WorldMetrics.identityRank`: 1 nearest, 0.5 chance).
+        public var identityRank: Double = 0
         /// Mean over prompt aspects of recognizing the prompted value.
         public var prompt: Double
         public var aspects: [String: Double]
         /// Per scored subject, in case order, whether identity (any placement) was a hit:
         /// rows scored on the same cases can be compared case by case.
         public var identityHits: [Bool] = []
+        /// Per scored subject, in the same order, its identity rank.
+        public var identityRanks: [Double] = []
         /// Per case, the fraction of prompt aspects recognized (their mean is `prompt`).
         public var promptScores: [Double] = []
         /// The context set the row was scored on, in runs with a table per set.
@@ -126,6 +143,9 @@ public struct WorldEvaluation {
         func identities(_ domain: Domain, _ n: Int) -> [Identity] { (0..<n).map { _ in Identity.random(domain: domain, seed: rng.next()) } }
         /// The evaluated individuals: from the draw seed's own block when there is one.
         func individuals(_ domain: Domain, from first: Int, _ n: Int) -> [Identity] {
+            if let listed = options.individuals?.filter({ $0.domain == domain }), !listed.isEmpty {
+                return (first..<(first + n)).map { listed[$0 % listed.count] }
+            }
             guard let draw = options.drawSeed else { return identities(domain, n) }
             return (first..<(first + n)).map { Identity.random(domain: domain, seed: Self.individualSeed(draw: draw, index: $0)) }
         }
@@ -146,7 +166,7 @@ public struct WorldEvaluation {
                     var c = Case(identity: identity, reference: ref, context: context, sceneSeed: rng.next(),
                                  distractors: identities(domain, options.distractors), side: options.side)
                     if twoSubjects {
-                        let other = individuals(domain.other, from: Self.companionIndex + out.count, 1)[0]
+                        let other = individuals(domain.other, from: options.individuals == nil ? Self.companionIndex + out.count : out.count, 1)[0]
                         c.companion = (other, reference(other), identities(domain.other, options.distractors))
                     }
                     out.append(c)
@@ -161,6 +181,7 @@ public struct WorldEvaluation {
     public func score(_ method: String, cases: [Case], images: [RGBImage]) -> Row {
         var identity = 0, inPlace = 0, identityCount = 0
         var hits: [Bool] = []
+        var ranks: [Double] = []
         var aspectHits: [PromptAspect: Int] = [:]
         var promptScores: [Double] = []
         for (c, image) in zip(cases, images) {
@@ -169,9 +190,11 @@ public struct WorldEvaluation {
             var subjects = [(main, c.distractors)]
             if let companion = c.companion { subjects.append((0, companion.distractors)) }
             for (index, distractors) in subjects {
-                let hit = WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors,
-                                                   featureSide: options.featureSide)
+                let d = WorldMetrics.identityDistances(image, scene: scene, subject: index, distractors: distractors,
+                                                       featureSide: options.featureSide)
+                let hit = d.indices.min { d[$0] < d[$1] }! == 0
                 hits.append(hit)
+                ranks.append(WorldMetrics.identityRank(d))
                 identity += hit ? 1 : 0
                 inPlace += WorldMetrics.identityHit(image, scene: scene, subject: index, distractors: distractors, anywhere: false,
                                                     featureSide: options.featureSide) ? 1 : 0
@@ -185,17 +208,30 @@ public struct WorldEvaluation {
         var aspects: [String: Double] = [:]
         for aspect in PromptAspect.allCases { aspects[aspect.rawValue] = Double(aspectHits[aspect] ?? 0) / n }
         return Row(method: method, images: images.count, identity: Double(identity) / Double(identityCount),
-                   identityInPlace: Double(inPlace) / Double(identityCount), prompt: aspects.values.reduce(0, +) / Double(aspects.count),
-                   aspects: aspects, identityHits: hits, promptScores: promptScores)
+                   identityInPlace: Double(inPlace) / Double(identityCount),
+                   identityRank: ranks.reduce(0, +) / Double(max(ranks.count, 1)),
+                   prompt: aspects.values.reduce(0, +) / Double(aspects.count), aspects: aspects, identityHits: hits, identityRanks: ranks, promptScores: promptScores)
     }
 
     /// Each row's identity against `base` case by case (same cases, same seeds):
     /// the mean difference and its standard error, which is smaller than
     /// either row's own because the cases' difficulty cancels.
     public static func pairedIdentity(_ rows: [Row], against base: Row) -> [(method: String, difference: Double, standardError: Double, cases: Int)] {
-        rows.compactMap { r in
-            guard r.identityHits.count == base.identityHits.count, !r.identityHits.isEmpty else { return nil }
-            let d = zip(r.identityHits, base.identityHits).map { Double($0 ? 1 : 0) - Double($1 ? 1 : 0) }
+        paired(rows, against: base) { $0.identityHits.map { $0 ? 1 : 0 } }
+    }
+
+    /// The same for the graded identity (`Row.identityRanks`).
+    public static func pairedIdentityRank(_ rows: [Row], against base: Row) -> [(method: String, difference: Double, standardError: Double, cases: Int)] {
+        paired(rows, against: base) { $0.identityRanks }
+    }
+
+    static func paired(_ rows: [Row], against base: Row, _ values: (Row) -> [Double])
+        -> [(method: String, difference: Double, standardError: Double, cases: Int)] {
+        let reference = values(base)
+        return rows.compactMap { r in
+            let mine = values(r)
+            guard mine.count == reference.count, !mine.isEmpty else { return nil }
+            let d = zip(mine, reference).map { $0 - $1 }
             let n = Double(d.count), mean = d.reduce(0, +) / n
             let variance = n > 1 ? d.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / (n - 1) : 0
             return (r.method, mean, (variance / n).squareRoot(), d.count)
@@ -204,14 +240,15 @@ public struct WorldEvaluation {
 
     /// The results as a Markdown table.
     public static func table(_ rows: [Row], chance: (identity: Double, prompt: Double, aspects: [Double])) -> String {
-        var out = "| method | images | identity ↑ | identity in place | prompt ↑ | background | position | size | style | accessory |\n"
-        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        var out = "| method | images | identity ↑ | identity in place | identity rank | prompt ↑ | background | position | size | style | accessory |\n"
+        out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
         for r in rows {
             let a = PromptAspect.allCases.map { String(format: "%.2f", r.aspects[$0.rawValue] ?? 0) }.joined(separator: " | ")
-            out += String(format: "| %@ | %d | %.2f | %.2f | %.2f | ", r.method, r.images, r.identity, r.identityInPlace, r.prompt) + a + " |\n"
+            out += String(format: "| %@ | %d | %.2f | %.2f | %.2f | %.2f | ", r.method, r.images, r.identity, r.identityInPlace,
+                          r.identityRank, r.prompt) + a + " |\n"
         }
         let aspects = chance.aspects.map { String(format: "%.2f", $0) }.joined(separator: " | ")
-        out += String(format: "| *chance* | | %.2f | %.2f | %.2f | ", chance.identity, chance.identity, chance.prompt) + aspects + " |\n"
+        out += String(format: "| *chance* | | %.2f | %.2f | 0.50 | %.2f | ", chance.identity, chance.identity, chance.prompt) + aspects + " |\n"
         return out
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import NestWorld
 
 extension WorldEvaluation {
@@ -45,4 +46,21 @@ extension WorldEvaluation {
 
     /// The largest draw seed: the blocks of larger ones would overlap.
     public static let maximumDrawSeed: UInt64 = (1 << 40) - 1
+}
+
+extension WorldEvaluation {
+    /// The individuals of a world dataset folder (`identities.json`, as `nest world dataset` writes it).
+    public static func individuals(dataset folder: URL) throws -> [Identity] {
+        let file = folder.appendingPathComponent("identities.json")
+        let data: Data
+        do { data = try Data(contentsOf: file) } catch {
+            throw EvaluationError("\(file.path): cannot be read; --individuals takes a folder written by `nest world dataset`")
+        }
+        let list: [Identity]
+        do { list = try JSONDecoder().decode([Identity].self, from: data) } catch {
+            throw EvaluationError("\(file.path): not a list of world individuals")
+        }
+        guard !list.isEmpty else { throw EvaluationError("\(file.path): lists no individuals") }
+        return list
+    }
 }

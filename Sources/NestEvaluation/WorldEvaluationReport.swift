@@ -17,7 +17,8 @@ extension WorldEvaluationRun {
     func report(_ table: Table) -> String {
         let evaluation = table.evaluation, rows = table.rows, options = evaluation.options
         let single = table.images.single, cases = single.count, pairs = table.images.pairs.count
-        var report = "\(cases) single-subject prompts (\(options.identitiesPerDomain) held-out identities per domain × "
+        let who = options.individuals == nil ? "held-out identities" : "given (not held-out) identities"
+        var report = "\(cases) single-subject prompts (\(options.identitiesPerDomain) \(who) per domain × "
         report += "\(options.promptsPerIdentity) contexts) and \(pairs) two-subject prompts; \(options.steps) steps, "
         report += "guidance \(options.guidance), model \(model.lastPathComponent). "
         switch options.contexts {
@@ -31,6 +32,10 @@ extension WorldEvaluationRun {
             report += "Framings \(options.framings.map(\.rawValue).joined(separator: ", ")) (drawn per prompt); "
             report += "each subject shown through one \(options.referenceShot.rawValue) reference. "
         }
+        if options.boundRows {
+            report += "Reference rows for the base model: the trait-words row prompts it with the subject's trait words before its class word; "
+            report += "the redrawing rows give it the truth (class-word prompt) noised to that image-to-image strength. "
+        }
         report += "Identity: the true subject's render is the nearest among it and \(options.distractors) distractors of its domain, "
         report += "each rendered at every position and size (in place: at the prompted placement only) "
         report += "(two-subject rows: both subjects counted). Prompt: per aspect, the prompted value's render is the nearest among all values.\n\n"
@@ -38,8 +43,11 @@ extension WorldEvaluationRun {
         let paired = WorldEvaluation.pairedIdentity(rows.methods, against: rows.base)
             + WorldEvaluation.pairedIdentity([rows.pairNested], against: rows.pairBase)
         report += "\nIdentity against the base model on the same cases (mean difference ± its standard error):\n\n"
-        for p in paired {
-            report += String(format: "- %@: %+.3f ± %.3f (%d subjects)\n", p.method, p.difference, p.standardError, p.cases)
+        let ranks = WorldEvaluation.pairedIdentityRank(rows.methods, against: rows.base)
+            + WorldEvaluation.pairedIdentityRank([rows.pairNested], against: rows.pairBase)
+        for (p, r) in zip(paired, ranks) {
+            report += String(format: "- %@: %+.3f ± %.3f (%d subjects); identity rank %+.3f ± %.3f\n", p.method, p.difference,
+                             p.standardError, p.cases, r.difference, r.standardError)
         }
         report += "\nPrompts (first of each identity):\n\n"
         for c in stride(from: 0, to: single.count, by: options.promptsPerIdentity).map({ single[$0] }) {

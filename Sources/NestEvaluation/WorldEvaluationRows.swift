@@ -22,6 +22,10 @@ extension WorldEvaluationRun {
         var single: [WorldEvaluation.Case]
         var pairs: [WorldEvaluation.Case]
         var base: [RGBImage]
+        /// The base model with trait words, and redrawing the truth per strength
+        /// (`Options.boundRows`), else empty.
+        var traits: [RGBImage]
+        var redrawn: [(strength: Double, images: [RGBImage])]
         var nested: [RGBImage]
         var normalized: [RGBImage]
         var baselines: [(name: String, images: [RGBImage])]
@@ -63,39 +67,58 @@ extension WorldEvaluationRun {
             let pixels = Augmentation.none.apply(image, size: image.width, seed: 0)
             return try StableDiffusionPipeline.images(Autograd.noGrad { vae.decode(vae.encode(pixels).mean) }, range: -1...1)[0]
         }
+        // Near misses, to read the identity score by: the scene with a lookalike (another
+        // individual a caption would describe with the same trait words), and the truth blurred
+        // about as soft as the world's generations are.
+        let lookalikes = single.map { c -> RGBImage in
+            var scene = c.scene
+            scene.subjects[scene.subjects.count - 1].identity = Self.lookalike(of: c.identity, seed: c.sceneSeed)
+            return scene.render(seed: 7)
+        }
+        let blurred = truth.map { Self.boxBlurred($0, radius: 1, passes: 2) }
         let rows = [
             evaluation.score("ground truth (render at an unseen seed)", cases: single, images: truth),
             evaluation.score("unrelated images (another case's truth)", cases: single, images: unrelated),
             evaluation.score("ground truth through the VAE (the ceiling for generations)", cases: single, images: throughVAE),
+            evaluation.score("ground truth blurred (3×3 box, twice)", cases: single, images: blurred),
+            evaluation.score("a lookalike: another individual with the same trait words", cases: single, images: lookalikes),
         ]
         return Validation(rows: rows, truth: truth, throughVAE: throughVAE)
     }
 
     /// Every method's images, in a fixed order: base, Nested Attention, λ, baselines, then two-subject scenes.
-    func generateAll(_ evaluation: WorldEvaluation, generator: Generator, baselines: [Method],
+    func generateAll(_ evaluation: WorldEvaluation, generator: Generator, baselines: [Method], truth: [RGBImage],
                      progress: (_ done: Int, _ total: Int) -> Void) throws -> Images {
         let single = evaluation.cases(twoSubjects: false), pairs = evaluation.cases(twoSubjects: true)
-        let total = single.count * (3 + baselines.count) + pairs.count * 2
+        let total = single.count * (3 + baselines.count + (options.boundRows ? 1 + WorldEvaluation.Options.redrawStrengths.count : 0)) + pairs.count * 2
         var done = 0
         func tick() { done += 1; progress(done, total) }
         func run(_ generator: Generator, _ cases: [WorldEvaluation.Case], adapters: Bool, valueNormalization: Float? = nil,
-                 adapterScale: Float? = nil) throws -> [RGBImage] {
+                 adapterScale: Float? = nil, traits: Bool = false, redraw: (images: [RGBImage], strength: Double)? = nil) throws -> [RGBImage] {
             try evaluation.generate(generator, cases: cases, adapters: adapters, valueNormalization: valueNormalization,
-                                    adapterScale: adapterScale, progress: tick)
+                                    adapterScale: adapterScale, traits: traits, redraw: redraw, progress: tick)
         }
         let base = try run(generator, single, adapters: false)
+        let traits = options.boundRows ? try run(generator, single, adapters: false, traits: true) : []
+        let redrawn = options.boundRows ? try WorldEvaluation.Options.redrawStrengths.map {
+            (strength: $0, images: try run(generator, single, adapters: false, redraw: (truth, $0)))
+        } : []
         let nested = try run(generator, single, adapters: true)
         let normalized = try run(generator, single, adapters: true, valueNormalization: options.valueNormalization)
         let baselineImages = try baselines.map { ($0.name, try run($0.generator, single, adapters: true, adapterScale: $0.adapterScale)) }
         let pairBase = try run(generator, pairs, adapters: false)
         let pairNested = try run(generator, pairs, adapters: true)
-        return Images(single: single, pairs: pairs, base: base, nested: nested, normalized: normalized,
+        return Images(single: single, pairs: pairs, base: base, traits: traits, redrawn: redrawn, nested: nested, normalized: normalized,
                       baselines: baselineImages, pairBase: pairBase, pairNested: pairNested)
     }
 
     func score(_ evaluation: WorldEvaluation, images: Images, validation: [WorldEvaluation.Row]) -> Rows {
         let single = images.single, pairs = images.pairs
-        let methods = images.baselines.map { evaluation.score($0.name, cases: single, images: $0.images) } + [
+        let traitRows = (images.traits.isEmpty ? []
+            : [evaluation.score("base model, trait words in the prompt", cases: single, images: images.traits)])
+            + images.redrawn.map { evaluation.score(String(format: "base model redrawing the truth (image-to-image, strength %g)", $0.strength),
+                                                    cases: single, images: $0.images) }
+        let methods = traitRows + images.baselines.map { evaluation.score($0.name, cases: single, images: $0.images) } + [
             evaluation.score("Nested Attention", cases: single, images: images.nested),
             evaluation.score(String(format: "Nested Attention, value normalization λ=%g", options.valueNormalization),
                              cases: single, images: images.normalized),
@@ -105,5 +128,42 @@ extension WorldEvaluationRun {
                     methods: methods,
                     pairBase: evaluation.score("two subjects: base model, class words", cases: pairs, images: images.pairBase),
                     pairNested: evaluation.score("two subjects: Nested Attention (both adapters)", cases: pairs, images: images.pairNested))
+    }
+
+    /// Another individual of the domain whose trait words (`WorldCaption.traitWords`) are the same
+    /// as `identity`'s: what a caption naming the traits cannot tell apart. Drawn from `seed`.
+    static func lookalike(of identity: Identity, seed: UInt64) -> Identity {
+        var rng = WorldRandom(seed: seed, stream: "evaluation.lookalike")
+        let words = WorldCaption.traitWords(identity)
+        while true {
+            let other = Identity.random(domain: identity.domain, seed: rng.next())
+            if other != identity && WorldCaption.traitWords(other) == words { return other }
+        }
+    }
+
+    /// `image` under a (2·radius+1)² box filter applied `passes` times (edges clamped).
+    static func boxBlurred(_ image: RGBImage, radius: Int, passes: Int) -> RGBImage {
+        var out = image
+        let (w, h) = (image.width, image.height)
+        for _ in 0..<passes {
+            let src = out.pixels
+            var dst = src
+            for y in 0..<h {
+                for x in 0..<w {
+                    for ch in 0..<3 {
+                        var sum = 0, n = 0
+                        for dy in -radius...radius {
+                            for dx in -radius...radius {
+                                let yy = min(max(y + dy, 0), h - 1), xx = min(max(x + dx, 0), w - 1)
+                                sum += Int(src[(yy * w + xx) * 3 + ch]); n += 1
+                            }
+                        }
+                        dst[(y * w + x) * 3 + ch] = UInt8((sum + n / 2) / n)
+                    }
+                }
+            }
+            out.pixels = dst
+        }
+        return out
     }
 }

@@ -104,7 +104,8 @@ public struct WorldEvaluationRun {
             let evaluation = WorldEvaluation(options: setOptions)
             let single = evaluation.cases(twoSubjects: false)
             let validation = try validationRows(evaluation, cases: single, vae: pipeline.vae)
-            let images = try generateAll(evaluation, generator: generator, baselines: baselines(on: pipeline)) { done, total in
+            let images = try generateAll(evaluation, generator: generator, baselines: baselines(on: pipeline),
+                                         truth: validation.truth) { done, total in
                 progress(k * total + done, sets.count * total)
             }
             var rows = score(evaluation, images: images, validation: validation.rows)

@@ -100,6 +100,15 @@ public enum WorldMetrics {
     /// `featureSide` above 16 compares finer features (for near framings).
     public static func identityHit(_ image: RGBImage, scene: SceneSpec, subject index: Int = 0,
                                    distractors: [Identity], anywhere: Bool = true, featureSide: Int = featureSide) -> Bool {
+        let d = identityDistances(image, scene: scene, subject: index, distractors: distractors, anywhere: anywhere,
+                                  featureSide: featureSide)
+        return d.indices.min { d[$0] < d[$1] }! == 0
+    }
+
+    /// The distances `identityHit` compares: from `image` to the scene with the true subject
+    /// (first) and with each distractor in its place, each at its nearest placement.
+    public static func identityDistances(_ image: RGBImage, scene: SceneSpec, subject index: Int = 0,
+                                         distractors: [Identity], anywhere: Bool = true, featureSide: Int = featureSide) -> [Float] {
         let f = feature(image, side: featureSide)
         // Near framings draw every size alike: only positions differ there.
         let sizes = scene.framing == .scene ? SubjectSize.allCases : [scene.subjects[index].placement.size]
@@ -111,13 +120,23 @@ public enum WorldMetrics {
                 return s
             } }
             : [scene]
-        let d = ([scene.subjects[index].identity] + distractors).map { who in
+        return ([scene.subjects[index].identity] + distractors).map { who in
             placements.map { p in
                 var s = p; s.subjects[index].identity = who
                 return distance(f, s, featureSide: featureSide)
             }.min()!
         }
-        return d.indices.min { d[$0] < d[$1] }! == 0
+    }
+
+    /// A graded identity from `identityDistances`: the fraction of distractors farther from the
+    /// image than the true subject (ties count half). 1 when the truth is the nearest; 0.5 on
+    /// average by chance; partial likeness (the right colours, say) lands in between where the
+    /// top-1 score sees nothing.
+    public static func identityRank(_ distances: [Float]) -> Double {
+        guard distances.count > 1 else { return 1 }
+        let truth = distances[0]
+        let score = distances.dropFirst().reduce(0.0) { $0 + ($1 > truth ? 1 : $1 == truth ? 0.5 : 0) }
+        return score / Double(distances.count - 1)
     }
 
     /// Per aspect, whether the prompted value is recognized (aspects of subject `index`).

@@ -60,12 +60,19 @@ struct Eval: ParsableCommand {
     @Flag(help: "Only the trade-off sweep: identity against prompt fidelity as Nested Attention's token weight and value normalization and the IP-Adapter baseline's scale move (tradeoff.md, tradeoff.json; tools/plot_tradeoff.py draws it).")
     var tradeoff = false
 
+    @Option(help: "Evaluate the individuals a world dataset was written with (its identities.json, the first --identities of each domain) instead of held-out ones: an adapter's own training individuals show how much of an identity it can hold at all.")
+    var individuals: String?
+
+    @Flag(help: "Add reference rows for the base model: prompted with the subject's trait words (dark, golden, spotted, ...) before its class word, and redrawing the truth by image-to-image at strengths 0.3 and 0.6: how much of an identity words carry, and how much the UNet keeps when given the picture.")
+    var bounds = false
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
         guard (1...1000).contains(identities) else { throw ValidationError("--identities must be between 1 and 1000, got \(identities)") }
         guard (1...100).contains(prompts) else { throw ValidationError("--prompts must be between 1 and 100, got \(prompts)") }
         if allContexts && contexts != nil { throw ValidationError("--all-contexts and --contexts cannot be combined; choose one") }
+        if individuals != nil && seed != nil { throw ValidationError("--individuals and --seed cannot be combined: --seed draws held-out individuals") }
         if tradeoff && autoencoderOnly { throw ValidationError("--tradeoff and --autoencoder-only cannot be combined; choose one") }
         if tradeoff && contexts == .both { throw ValidationError("--tradeoff scores one context set; choose --contexts held-out or seen") }
         if let seed, seed > WorldEvaluation.maximumDrawSeed {
@@ -110,6 +117,11 @@ struct Eval: ParsableCommand {
         do { try WorldEvaluation.checkFramings(options.framings) } catch { fail("\(folder.path)/world.json: \(error)") }
         options.side = size
         if let featureSide { options.featureSide = featureSide }
+        options.boundRows = bounds
+        if let individuals {
+            do { options.individuals = try WorldEvaluation.individuals(dataset: URL(fileURLWithPath: individuals)) }
+            catch { fail(String(describing: error)) }
+        }
         if let distractors { options.distractors = distractors }
         let evaluation = WorldEvaluationRun(model: folder,
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly,

@@ -61,7 +61,9 @@ import Testing
                 "\(badReference.stderr)")
         // nest eval: scene and near framings are not mixed; the trade-off is one context set, not an autoencoder check.
         for (arguments, named) in [(["--framing", "scene,portrait"], "--framing"), (["--reference-framing", "selfie"], "selfie"),
-                                   (["--tradeoff", "--autoencoder-only"], "--tradeoff"), (["--tradeoff", "--contexts", "both"], "--tradeoff")] {
+                                   (["--tradeoff", "--autoencoder-only"], "--tradeoff"), (["--tradeoff", "--contexts", "both"], "--tradeoff"),
+                                   (["--individuals", dir.path, "--seed", "3"], "--individuals"),
+                                   (["--individuals", dir.appendingPathComponent("none").path], "none/identities.json")] {
             let r = try CLI.run(["eval", "--output", dir.appendingPathComponent("e").path] + arguments)
             #expect(r.status != 0 && r.stderr.contains(named), "\(arguments): \(r.stderr)")
         }

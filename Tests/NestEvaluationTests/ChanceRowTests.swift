@@ -14,12 +14,12 @@ import Testing
     }
 
     @Test func wideShotAndNearFramingsHaveTheirOwnChance() {
-        // Columns: method, images, identity, in place, prompt, background, position, size, style, accessory.
+        // Columns: method, images, identity, in place, rank, prompt, background, position, size, style, accessory.
         let wide = chanceRow(.scene)
-        #expect(Array(wide[4...]) == ["0.32", "0.17", "0.33", "0.50", "0.33", "0.25"])
+        #expect(Array(wide[4...]) == ["0.50", "0.32", "0.17", "0.33", "0.50", "0.33", "0.25"])
         let near = chanceRow(.portrait)
-        #expect(near[7] == "0.33", "size chance in a near framing: \(near[7])")
-        #expect(near[4] == String(format: "%.2f", (1 / 6.0 + 1 / 3.0 + 1 / 3.0 + 1 / 3.0 + 1 / 4.0) / 5))
+        #expect(near[8] == "0.33", "size chance in a near framing: \(near[8])")
+        #expect(near[5] == String(format: "%.2f", (1 / 6.0 + 1 / 3.0 + 1 / 3.0 + 1 / 3.0 + 1 / 4.0) / 5))
         #expect(WorldMetrics.promptChance == WorldMetrics.promptChance(framing: .scene))
     }
 }

@@ -62,4 +62,53 @@ import Testing
         options.heldOutCombinations = false
         #expect(options.contexts == .any)
     }
+
+    /// `nest eval --individuals DATASET`: the dataset's own individuals, in order per domain,
+    /// main subjects and companions alike; a domain the dataset lacks falls back to the draw.
+    @Test func givenIndividualsAreTheOnesEvaluated() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("nest-individuals-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try WorldDataset.write(to: dir, identitiesPerDomain: 3, contextsPerIdentity: 2, seed: 11)
+        let listed = try WorldEvaluation.individuals(dataset: dir)
+        #expect(listed.count == 6)
+        var options = Self.options(draw: nil, identities: 2)
+        options.individuals = listed
+        let cases = WorldEvaluation(options: options).cases(twoSubjects: false)
+        let critters = listed.filter { $0.domain == .critter }, bots = listed.filter { $0.domain == .bot }
+        #expect(cases.map(\.identity) == [critters[0], critters[0], critters[1], critters[1], bots[0], bots[0], bots[1], bots[1]])
+        let pairs = WorldEvaluation(options: options).cases(twoSubjects: true)
+        #expect(pairs.allSatisfy { c in bots.contains(c.companion!.identity) })
+        // Distractors are still drawn: never the individual itself.
+        #expect(cases.allSatisfy { !$0.distractors.contains($0.identity) })
+
+        options.individuals = critters
+        let fallback = WorldEvaluation(options: options).cases(twoSubjects: false)
+        #expect(fallback.filter { $0.identity.domain == .bot }.allSatisfy { !bots.contains($0.identity) })
+
+        #expect(throws: EvaluationError("\(dir.path)/images/identities.json: cannot be read; --individuals takes a folder written by `nest world dataset`")) {
+            try WorldEvaluation.individuals(dataset: dir.appendingPathComponent("images"))
+        }
+        try Data("{}".utf8).write(to: dir.appendingPathComponent("identities.json"))
+        #expect(throws: EvaluationError("\(dir.path)/identities.json: not a list of world individuals")) {
+            try WorldEvaluation.individuals(dataset: dir)
+        }
+    }
+
+    /// `nest eval --bounds`: the base model's prompt names the subject's trait words before its
+    /// class word; the other prompts keep their wording.
+    @Test func theTraitRowPromptsWithTraitWords() {
+        var options = Self.options(draw: 2)
+        options.boundRows = true
+        let evaluation = WorldEvaluation(options: options)
+        for c in evaluation.cases(twoSubjects: false) {
+            let words = WorldCaption.traitWords(c.identity).joined(separator: " ") + " " + c.identity.domain.classWord
+            let request = evaluation.request(c, adapters: false, traits: true)
+            #expect(request.generation.prompt.contains(words), "\(request.generation.prompt)")
+            #expect(request.subjects.isEmpty)
+            #expect(evaluation.request(c, adapters: false).generation.prompt == c.prompt(placeholders: false))
+            #expect(!c.prompt(placeholders: false).contains(words))
+            // Placeholders never get trait words.
+            #expect(c.prompt(placeholders: true, traits: true) == c.prompt(placeholders: true))
+        }
+    }
 }

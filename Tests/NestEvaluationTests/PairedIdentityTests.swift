@@ -24,4 +24,15 @@ import Testing
         let same = WorldEvaluation.pairedIdentity([base], against: base)[0]
         #expect(same.difference == 0 && same.standardError == 0)
     }
+
+    /// The graded identity pairs the same way, on the per-subject ranks.
+    @Test func ranksArePairedCaseByCase() {
+        var base = row("base", [false, false, false, false]), method = row("method", [true, false, false, false])
+        base.identityRanks = [0.5, 0.25, 0.75, 0.5]
+        method.identityRanks = [1, 0.5, 0.75, 0.25]
+        let paired = WorldEvaluation.pairedIdentityRank([method], against: base)[0]
+        // Differences 0.5, 0.25, 0, −0.25: mean 0.125, sample variance 0.3125 / 3 / 4.
+        #expect(abs(paired.difference - 0.125) < 1e-12 && paired.cases == 4)
+        #expect(abs(paired.standardError - (0.3125 / 3 / 4).squareRoot()) < 1e-12)
+    }
 }

@@ -42,6 +42,25 @@ import Testing
         #expect(shuffled.identity <= 0.35, "unrelated identity \(shuffled.identity) (chance 1/8)")
         #expect(shuffled.prompt <= WorldMetrics.promptChance + 0.2, "unrelated prompt \(shuffled.prompt), chance \(WorldMetrics.promptChance)")
     }
+
+    /// The graded identity: the truth ranks first (1), another individual's render near the
+    /// middle on average (chance 0.5), and the rank agrees with the top-1 hit.
+    @Test func identityRankIsOneForTheTruthAndNearHalfForOthers() {
+        let all = cases(16, domain: .critter)
+        var truthRanks: [Double] = [], otherRanks: [Double] = []
+        for (i, c) in all.enumerated() {
+            let truth = WorldMetrics.identityDistances(c.scene.render(seed: c.seed), scene: c.scene, distractors: c.distractors)
+            truthRanks.append(WorldMetrics.identityRank(truth))
+            #expect((truthRanks.last! == 1) == WorldMetrics.identityHit(c.scene.render(seed: c.seed), scene: c.scene, distractors: c.distractors))
+            let other = all[(i + 5) % all.count].scene.render(seed: 7)
+            otherRanks.append(WorldMetrics.identityRank(WorldMetrics.identityDistances(other, scene: c.scene, distractors: c.distractors)))
+        }
+        let truthMean = truthRanks.reduce(0, +) / 16, otherMean = otherRanks.reduce(0, +) / 16
+        #expect(truthMean >= 0.95, "truth rank \(truthMean)")
+        #expect(abs(otherMean - 0.5) <= 0.2, "unrelated rank \(otherMean)")
+        #expect(WorldMetrics.identityRank([1, 2, 0.5, 1]) == 0.5)  // one farther, one nearer, one tie
+        #expect(WorldMetrics.identityRank([3]) == 1)
+    }
 }
 
 /// The identity score looks for the individual wherever it stands; the
