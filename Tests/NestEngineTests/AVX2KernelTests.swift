@@ -76,4 +76,41 @@ import Testing
         let expected = VectorKernels.with(false) { F.silu(Tensor((0..<width).map { v[$0] * scale[$0] + shift[$0] }, shape: [width])).array }
         for (a, b) in zip(fused, expected) { #expect(abs(a - b) <= 1e-6 * max(1, abs(b)), "affine silu width \(width)") }
     }
+
+    /// The AVX2 attention block kernel, called directly over every block of a head, against
+    /// the engine's GEMM-tile attention: partial query blocks (100 = 4 × 24 + 4), a key count
+    /// no tile divides (333), a value width with a partial 4-channel tile (13), scores spread
+    /// wide enough that most probabilities underflow, and the log-sum-exp it saves.
+    @Test(arguments: [(40, 13, Float(0.3)), (24, 40, Float(12))])
+    func attentionBlockKernelMatchesGEMMTiles(d: Int, dv: Int, spread: Float) throws {
+        guard try Self.canRun() else { return }
+        let (nq, nk) = (100, 333)
+        let q = Tensor.randn([nq, d], seed: 21, std: spread).array, k = Tensor.randn([nk, d], seed: 22).array
+        let v = Tensor.randn([nk, dv], seed: 23).array
+        let scale = 1 / Float(d).squareRoot()
+        let expected = AttentionKernel.with(blocked: false) {
+            F.attention(query: Tensor(q, shape: [1, nq, d]), key: Tensor(k, shape: [1, nk, d]),
+                        value: Tensor(v, shape: [1, nk, dv]), heads: 1).array
+        }
+        let qb = nest_attention_block_queries_avx2()
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: nest_attention_scratch_floats_avx2(d, dv) * 4, alignment: 64)
+        defer { scratch.deallocate() }
+        var out = [Float](repeating: .nan, count: nq * dv), lse = [Float](repeating: .nan, count: nq)
+        for q0 in stride(from: 0, to: nq, by: qb) {
+            let rows = min(qb, nq - q0)
+            out.withUnsafeMutableBufferPointer { o in lse.withUnsafeMutableBufferPointer { l in
+                nest_attention_block_avx2(q.withUnsafeBufferPointer { $0.baseAddress! + q0 * d }, d, k, d, v, dv,
+                                          o.baseAddress! + q0 * dv, dv, l.baseAddress! + q0, rows, nk, d, dv, scale,
+                                          scratch.assumingMemoryBound(to: Float.self))
+            } }
+        }
+        let worst = zip(out, expected).map { abs($0 - $1) }.max()!
+        #expect(worst < 1e-5 * expected.map { abs($0) }.max()!, "largest difference \(worst)")
+        for i in 0..<nq {
+            let scores = (0..<nk).map { j in (0..<d).reduce(Float(0)) { $0 + q[i * d + $1] * k[j * d + $1] } * scale }
+            let m = scores.max()!
+            let reference = m + log(scores.reduce(Float(0)) { $0 + exp($1 - m) })
+            #expect(abs(lse[i] - reference) <= 1e-4 * max(1, abs(reference)), "lse of query \(i): \(lse[i]) vs \(reference)")
+        }
+    }
 }

@@ -63,6 +63,15 @@ void nest_attention_block(const float *q, ptrdiff_t qStride, const float *k, ptr
                           const float *v, ptrdiff_t vStride, float *out, ptrdiff_t outStride,
                           float *lse, ptrdiff_t rows, ptrdiff_t nk, ptrdiff_t d, ptrdiff_t dv,
                           float scale, float *scratch);
+/* The same for AVX2 and FMA (attention_avx2.c): blocks of at most
+ * nest_attention_block_queries_avx2() queries, 32-byte aligned scratch of
+ * nest_attention_scratch_floats_avx2(d, dv) floats. */
+ptrdiff_t nest_attention_block_queries_avx2(void);
+ptrdiff_t nest_attention_scratch_floats_avx2(ptrdiff_t d, ptrdiff_t dv);
+void nest_attention_block_avx2(const float *q, ptrdiff_t qStride, const float *k, ptrdiff_t kStride,
+                               const float *v, ptrdiff_t vStride, float *out, ptrdiff_t outStride,
+                               float *lse, ptrdiff_t rows, ptrdiff_t nk, ptrdiff_t d, ptrdiff_t dv,
+                               float scale, float *scratch);
 
 /* bfloat16 GEMM with float32 sums (gemm_bf16.c). nest_kernels_bf16(): 1 when
  * the CPU has AVX512F, AVX512BW and AVX512_BF16. Weights W[N][K] (row stride

@@ -77,7 +77,16 @@ extension F {
 
 func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
                       _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>?, _ s: AttentionShape) {
-    if VectorKernels.useAVX512 && !s.causal && AttentionKernel.blocked { return attentionForwardAVX512(q, k, v, out, lse, s) }
+    if !s.causal && AttentionKernel.blocked {
+        if VectorKernels.useAVX512 {
+            return attentionForwardBlocked(q, k, v, out, lse, s, queries: nest_attention_block_queries(),
+                                           scratchFloats: nest_attention_scratch_floats, kernel: nest_attention_block)
+        }
+        if VectorKernels.useAVX2 {
+            return attentionForwardBlocked(q, k, v, out, lse, s, queries: nest_attention_block_queries_avx2(),
+                                           scratchFloats: nest_attention_scratch_floats_avx2, kernel: nest_attention_block_avx2)
+        }
+    }
     let qb = attentionQueryBlock, kb = min(attentionKeyBlock, s.nk)
     let tasks = s.b * s.heads * s.queryBlocks
     let workers = workerCount(tasks)
@@ -131,21 +140,27 @@ func attentionForward(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v:
     }
 }
 
-/// The same attention through CKernels' transposed block kernel (see
-/// attention_avx512.c): blocks of 48 queries of one head are the unit of work.
-func attentionForwardAVX512(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
-                            _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>?, _ s: AttentionShape) {
+/// CKernels' transposed block kernel, one of the AVX-512 (attention_avx512.c,
+/// blocks of 48 queries) or AVX2 build (attention_avx2.c, 24): blocks of
+/// queries of one head are the unit of work.
+typealias AttentionBlockKernel = @convention(c) (UnsafePointer<Float>?, Int, UnsafePointer<Float>?, Int,
+                                                 UnsafePointer<Float>?, Int, UnsafeMutablePointer<Float>?, Int,
+                                                 UnsafeMutablePointer<Float>?, Int, Int, Int, Int, Float,
+                                                 UnsafeMutablePointer<Float>?) -> Void
+
+func attentionForwardBlocked(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                             _ out: UnsafeMutablePointer<Float>, _ lse: UnsafeMutablePointer<Float>?, _ s: AttentionShape,
+                             queries qb: Int, scratchFloats: (Int, Int) -> Int, kernel: AttentionBlockKernel) {
     FLOPCounter.add(2 * s.b * s.heads * s.nq * s.nk * (s.d + s.dv))
-    let qb = nest_attention_block_queries()
     let blocks = (s.nq + qb - 1) / qb
     let tasks = s.b * s.heads * blocks
-    let scratch = ScratchBuffers(count: min(Threads.count, tasks), floats: nest_attention_scratch_floats(s.d, s.dv))
+    let scratch = ScratchBuffers(count: min(Threads.count, tasks), floats: scratchFloats(s.d, s.dv))
     parallelTasks(tasks) { worker, task in
         do {
             let blk = task % blocks, bh = task / blocks
             let head = bh % s.heads, batch = bh / s.heads
             let q0 = blk * qb, rows = min(qb, s.nq - q0)
-            nest_attention_block(q + (batch * s.nq + q0) * s.qStride + head * s.d, s.qStride,
+            kernel(q + (batch * s.nq + q0) * s.qStride + head * s.d, s.qStride,
                                  k + batch * s.nk * s.qStride + head * s.d, s.qStride,
                                  v + batch * s.nk * s.vStride + head * s.dv, s.vStride,
                                  out + (batch * s.nq + q0) * s.vStride + head * s.dv, s.vStride,
@@ -155,7 +170,7 @@ func attentionForwardAVX512(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>
     }
 }
 
-/// attentionForwardAVX512's bfloat16 counterpart: keys and values of every
+/// attentionForwardBlocked's bfloat16 counterpart: keys and values of every
 /// (batch item, head) are packed to bfloat16 pairs once, then blocks of 48
 /// queries run `nest_attention_block_bf16`.
 func attentionForwardBF16(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
