@@ -68,9 +68,11 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
     tok = CLIPTokenizer.from_pretrained(os.path.join(args.model, "tokenizer"))
-    text = CLIPTextModel.from_pretrained(os.path.join(args.model, "text_encoder")).eval()
-    vae = AutoencoderKL.from_pretrained(os.path.join(args.model, "vae")).eval()
-    unet = UNet2DConditionModel.from_pretrained(os.path.join(args.model, "unet")).eval()
+    # float32 throughout: a folder may hold float16 weights (the shipped world does).
+    f32 = dict(torch_dtype=torch.float32)
+    text = CLIPTextModel.from_pretrained(os.path.join(args.model, "text_encoder"), **f32).eval()
+    vae = AutoencoderKL.from_pretrained(os.path.join(args.model, "vae"), **f32).eval()
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(args.model, "unet"), **f32).eval()
     scheduler = DDPMScheduler.from_pretrained(os.path.join(args.model, "scheduler"))
     timesteps = [int(t) for t in args.timesteps.split(",")]
 
