@@ -63,6 +63,7 @@ import Testing
         for (arguments, named) in [(["--framing", "scene,portrait"], "--framing"), (["--reference-framing", "selfie"], "selfie"),
                                    (["--tradeoff", "--autoencoder-only"], "--tradeoff"), (["--tradeoff", "--contexts", "both"], "--tradeoff"),
                                    (["--individuals", dir.path, "--seed", "3"], "--individuals"),
+                                   (["--bounds", "--steps", "3"], "--bounds"),
                                    (["--individuals", dir.appendingPathComponent("none").path], "none/identities.json")] {
             let r = try CLI.run(["eval", "--output", dir.appendingPathComponent("e").path] + arguments)
             #expect(r.status != 0 && r.stderr.contains(named), "\(arguments): \(r.stderr)")
