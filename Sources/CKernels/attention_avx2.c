@@ -22,6 +22,8 @@ ptrdiff_t nest_attention_scratch_floats_avx2(ptrdiff_t d, ptrdiff_t dv) {
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "exp_avx2.h"
+#include "attention_finish.h"
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -29,19 +31,9 @@ ptrdiff_t nest_attention_scratch_floats_avx2(ptrdiff_t d, ptrdiff_t dv) {
 // gives ~1e-38 instead of 0 (no softmax sum, which is ≥ 1, can tell); there n ≥
 // -126, so 2^n is one normal float built from its exponent bits. NaN stays NaN.
 AVX2 INLINE __m256 exp_nonpositive(__m256 x) {
-    __m256 c = _mm256_max_ps(_mm256_set1_ps(-87.33f), x);  // second operand when x is NaN
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(c, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), c);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    __m256i n;
+    const __m256 p = nest_exp_core8(_mm256_max_ps(_mm256_set1_ps(-87.33f), x), &n);  // second operand when x is NaN
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23)));
 }
 
 // Sᵀ rows for TILE keys: st[j][i] = Σ_c k_j[c]·qt[c][i]. Keys past `valid` read
@@ -137,13 +129,7 @@ AVX2 void nest_attention_block_avx2(const float *q, ptrdiff_t qStride, const flo
     }
     float lsum[QB] __attribute__((aligned(32))), lmax[QB] __attribute__((aligned(32)));
     for (int w = 0; w < NV; w++) { _mm256_store_ps(lsum + 8 * w, l[w]); _mm256_store_ps(lmax + 8 * w, m[w]); }
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const float inv = lsum[i] > 0 ? 1 / lsum[i] : 0;
-        float *o = out + i * outStride;
-        for (ptrdiff_t c = 0; c < dv; c++) o[c] = ot[c * QB + i] * inv;
-        // Scores were scaled inside Qᵀ, so the max is already in softmax units.
-        if (lse) lse[i] = lmax[i] + logf(lsum[i]);
-    }
+    nest_attention_finish_block(ot, QB, lsum, lmax, rows, dv, out, outStride, lse);
 }
 
 #else

@@ -29,6 +29,7 @@ ptrdiff_t nest_attention_scratch_floats(ptrdiff_t d, ptrdiff_t dv) {
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include "exp_avx512.h"
+#include "attention_finish.h"
 #include "attention_tile_avx512.h"
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define INLINE static inline __attribute__((always_inline))
@@ -133,13 +134,7 @@ AVX512 void nest_attention_block(const float *q, ptrdiff_t qStride, const float 
     }
     float lsum[ATTN_QB] __attribute__((aligned(64))), lmax[ATTN_QB] __attribute__((aligned(64)));
     for (int w = 0; w < 3; w++) { _mm512_store_ps(lsum + 16 * w, l[w]); _mm512_store_ps(lmax + 16 * w, m[w]); }
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const float inv = lsum[i] > 0 ? 1 / lsum[i] : 0;
-        float *o = out + i * outStride;
-        for (ptrdiff_t c = 0; c < dv; c++) o[c] = ot[c * ATTN_QB + i] * inv;
-        // Scores were scaled inside Qᵀ, so the max is already in softmax units.
-        if (lse) lse[i] = lmax[i] + logf(lsum[i]);
-    }
+    nest_attention_finish_block(ot, ATTN_QB, lsum, lmax, rows, dv, out, outStride, lse);
 }
 
 #else

@@ -24,6 +24,7 @@ ptrdiff_t nest_attention_bf16_scratch_floats(ptrdiff_t d, ptrdiff_t dv) {
 #if defined(__x86_64__)
 #include <immintrin.h>
 #include "exp_avx512.h"
+#include "attention_finish.h"
 #include "attention_tile_avx512.h"
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,fma")))
 #define INLINE static inline __attribute__((always_inline))
@@ -152,12 +153,7 @@ BF16 void nest_attention_block_bf16(const float *q, ptrdiff_t qStride, const uns
     }
     float lsum[BQB] __attribute__((aligned(64))), lmax[BQB] __attribute__((aligned(64)));
     for (int w = 0; w < 3; w++) { _mm512_store_ps(lsum + 16 * w, l[w]); _mm512_store_ps(lmax + 16 * w, m[w]); }
-    for (ptrdiff_t i = 0; i < rows; i++) {
-        const float inv = lsum[i] > 0 ? 1 / lsum[i] : 0;
-        float *o = out + i * outStride;
-        for (ptrdiff_t c = 0; c < dv; c++) o[c] = ot[c * BQB + i] * inv;
-        if (lse) lse[i] = lmax[i] + logf(lsum[i]);
-    }
+    nest_attention_finish_block(ot, BQB, lsum, lmax, rows, dv, out, outStride, lse);
 }
 
 #else

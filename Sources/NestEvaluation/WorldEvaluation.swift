@@ -192,7 +192,7 @@ public struct WorldEvaluation {
             for (index, distractors) in subjects {
                 let d = WorldMetrics.identityDistances(image, scene: scene, subject: index, distractors: distractors,
                                                        featureSide: options.featureSide)
-                let hit = d.indices.min { d[$0] < d[$1] }! == 0
+                let hit = WorldMetrics.isHit(d)
                 hits.append(hit)
                 ranks.append(WorldMetrics.identityRank(d))
                 identity += hit ? 1 : 0

@@ -102,7 +102,12 @@ public enum WorldMetrics {
                                    distractors: [Identity], anywhere: Bool = true, featureSide: Int = featureSide) -> Bool {
         let d = identityDistances(image, scene: scene, subject: index, distractors: distractors, anywhere: anywhere,
                                   featureSide: featureSide)
-        return d.indices.min { d[$0] < d[$1] }! == 0
+        return isHit(d)
+    }
+
+    /// The top-1 rule on `identityDistances`: the true subject (first) is the nearest.
+    public static func isHit(_ distances: [Float]) -> Bool {
+        distances.indices.min { distances[$0] < distances[$1] }! == 0
     }
 
     /// The distances `identityHit` compares: from `image` to the scene with the true subject
