@@ -75,6 +75,7 @@ def main():
     unet = UNet2DConditionModel.from_pretrained(os.path.join(args.model, "unet"), **f32).eval()
     scheduler = DDPMScheduler.from_pretrained(os.path.join(args.model, "scheduler"))
     timesteps = [int(t) for t in args.timesteps.split(",")]
+    velocity = scheduler.config.prediction_type == "v_prediction"
 
     def encode_text(caption):
         ids = tok(caption, padding="max_length", max_length=tok.model_max_length, truncation=True,
@@ -114,7 +115,9 @@ def main():
                     ea = unet(noisy, step, encoder_hidden_states=a).sample
                     eb = unet(noisy, step, encoder_hidden_states=b).sample
                     alpha = scheduler.alphas_cumprod[t]
-                    ratios[i, j] = float(((1 - alpha) / alpha).sqrt() * (ea - eb).norm() / latents.norm())
+                    # x0 = (x_t - sqrt(1 - a) eps) / sqrt(a) for epsilon, sqrt(a) x_t - sqrt(1 - a) v for v
+                    scale = (1 - alpha).sqrt() if velocity else ((1 - alpha) / alpha).sqrt()
+                    ratios[i, j] = float(scale * (ea - eb).norm() / latents.norm())
             mean = ratios.mean(axis=0)
             print(f"{aspect:<11} {np.mean(encoder_gaps):>9.3f}  " + "  ".join(f"{m:<6.3f}" for m in mean)
                   + f"   ({len(picked)} scenes)")

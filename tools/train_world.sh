@@ -4,8 +4,10 @@
 # and every stage continues from its last checkpoint (finished stages are
 # skipped). Usage: tools/train_world.sh [WORK_DIR]   (default: runs/world)
 #
-# The second edition: near framings (the subject fills the frame, as a face
-# fills a portrait), in which an individual's markings survive at 64 pixels.
+# Near framings (the subject fills the frame, as a face fills a portrait), in
+# which an individual's markings survive at 64 pixels, and a UNet trained on a
+# zero-terminal-SNR schedule with v-prediction (the model folder's scheduler
+# config, written by `nest world model`).
 #   1. data:    nest world model + nest world dataset (base and adapter sets)
 #   2. vae, clip (in parallel)   3. unet: the text-to-image UNet on the VAE's
 #   latents, with an exponential moving average for sampling
@@ -85,8 +87,14 @@ else
 fi
 
 # 3. The text-to-image UNet from scratch on the VAE's latents and the trained
-#    text encoder, ε-prediction (v-prediction and min-SNR weighting were no
-#    better after 100 steps: docs/training.md), sampled with its EMA weights.
+#    text encoder, sampled with its EMA weights. Its objective comes from the
+#    skeleton's scheduler config: v-prediction on betas rescaled to zero
+#    signal at the last timestep, sampled from that timestep ("trailing").
+#    On Stable Diffusion 1.x's schedule (ε, the last timestep still holding
+#    7% of the picture) the world's UNets learned to take the subject's
+#    layout and colours from that trace of the truth instead of from the
+#    words; at the same 1,200 steps the zero-SNR UNet's prompt fidelity was
+#    0.71 against 0.52 (docs/world.md, "Third edition").
 #    Nested Attention works through the model's attention to the subject's
 #    noun at the subject's pixels; trained on the diffusion loss alone, the
 #    world's UNets attended every word alike everywhere (inside / outside the

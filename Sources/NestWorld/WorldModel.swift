@@ -14,7 +14,8 @@ public enum WorldModel {
 
     /// Writes the skeleton; `folder` must not exist yet. `settings` other than
     /// the first edition's are recorded in `world.json`.
-    public static func writeSkeleton(to folder: URL, settings: WorldSettings = .firstEdition) throws {
+    public static func writeSkeleton(to folder: URL, settings: WorldSettings = .firstEdition,
+                                     schedule: WorldNoiseSchedule = .zeroTerminalSNR) throws {
         let fm = FileManager.default
         guard !fm.fileExists(atPath: folder.path) else {
             throw WorldError("\(folder.path) already exists; choose a new folder (nothing was overwritten)")
@@ -78,13 +79,7 @@ public enum WorldModel {
                    "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
                    "image_processor_type": "CLIPImageProcessor", "resample": 3, "rescale_factor": 1.0 / 255],
                   "feature_extractor/preprocessor_config.json")
-        try write(["_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
-                   "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon",
-                   "timestep_spacing": "leading", "steps_offset": 1, "interpolation_type": "linear",
-                   "use_karras_sigmas": false,
-                   // As SD 1.5's own config has them: a DDIM loaded from this
-                   // config must not clamp x̂₀ to ±1 (latents are wider than that).
-                   "clip_sample": false, "set_alpha_to_one": false], "scheduler/scheduler_config.json")
+        try write(schedule.schedulerConfig, "scheduler/scheduler_config.json")
         if settings != .firstEdition { try settings.write(model: folder) }
     }
 
@@ -94,7 +89,7 @@ public enum WorldModel {
     /// serialization); everything else is kept, arrays and objects recursively.
     static func markWholeFloats(_ value: Any) -> Any {
         switch value {
-        case let d as Double where d.rounded() == d && abs(d) < 1e15 && !(value is Int): return "\(floatMark)\(Int(d))"
+        case let d as Double where d.rounded() == d && abs(d) < 1e15 && !(value is Int) && !(value is Bool): return "\(floatMark)\(Int(d))"
         case let array as [Any]: return array.map(markWholeFloats)
         case let object as [String: Any]: return object.mapValues(markWholeFloats)
         default: return value

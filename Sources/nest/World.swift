@@ -109,10 +109,16 @@ struct WorldModelCommand: ParsableCommand {
     @Option(help: "How its subjects are shown to adapters (default: scene for the wide shot, close-up otherwise).")
     var referenceFraming: String?
 
+    @Option(help: "Noise schedule and objective: zero-snr (v-prediction, zero terminal SNR, trailing timesteps) or sd (Stable Diffusion 1.x's ε-prediction, the first and second editions').")
+    var noiseSchedule: String = WorldNoiseSchedule.zeroTerminalSNR.rawValue
+
     func validate() throws {
         do { _ = try Framing.list(framings) } catch { throw ValidationError("--framings: \(error)") }
         if let referenceFraming, Framing(rawValue: referenceFraming) == nil {
             throw ValidationError("--reference-framing: unknown framing '\(referenceFraming)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        if WorldNoiseSchedule(rawValue: noiseSchedule) == nil {
+            throw ValidationError("--noise-schedule: unknown schedule '\(noiseSchedule)' (\(WorldNoiseSchedule.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
     }
 
@@ -120,7 +126,8 @@ struct WorldModelCommand: ParsableCommand {
         let list = try Framing.list(framings)
         let reference = referenceFraming.flatMap(Framing.init(rawValue:)) ?? (list == [.scene] ? .scene : .closeUp)
         let settings = WorldSettings(framings: list, referenceFraming: reference)
-        do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output), settings: settings) } catch { fail(String(describing: error)) }
+        let schedule = WorldNoiseSchedule(rawValue: noiseSchedule)!
+        do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output), settings: settings, schedule: schedule) } catch { fail(String(describing: error)) }
         print("wrote \(output)")
     }
 }

@@ -28,11 +28,26 @@ import Testing
             #expect(json.contains("\"num_hidden_layers\" : 4,"), "ints stay ints")
         }
 
-        // A DDIM made from the world's scheduler config leaves x̂₀ unclamped (as
-        // SD 1.5's does): with ε = 0 the last step returns the sample / √ᾱ_t, here
-        // well past ±1 (clip_sample, diffusers' DDIM default, would cut it to 1).
-        let schedulerConfig = try SchedulerConfig.load(from: dir.appendingPathComponent("scheduler/scheduler_config.json"))
+        // New worlds train on a zero-terminal-SNR schedule with v-prediction: the
+        // last training timestep holds no trace of the picture (Stable Diffusion's
+        // keeps √ᾱ ≈ 0.07 of it), and sampling starts there ("trailing").
+        let zeroSNR = try SchedulerConfig.load(from: dir.appendingPathComponent("scheduler/scheduler_config.json"))
+        #expect(zeroSNR.predictionType == "v_prediction" && zeroSNR.rescaleBetasZeroSnr == true)
+        #expect(zeroSNR.timestepSpacing == "trailing")
+        let terminal = try makeScheduler(kind: .ddim, config: zeroSNR, stepCount: 4).noiseSchedule.alphasCumprod.last!
+        #expect(terminal < 1e-6, "terminal ᾱ \(terminal)")
+
+        // The older editions' schedule, on request: Stable Diffusion 1.x's. A DDIM
+        // made from it leaves x̂₀ unclamped (as SD 1.5's does): with ε = 0 the last
+        // step returns the sample / √ᾱ_t, here well past ±1 (clip_sample,
+        // diffusers' DDIM default, would cut it to 1).
+        let sd = FileManager.default.temporaryDirectory.appendingPathComponent("world-model-sd-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: sd) }
+        try WorldModel.writeSkeleton(to: sd, schedule: .sd)
+        let schedulerConfig = try SchedulerConfig.load(from: sd.appendingPathComponent("scheduler/scheduler_config.json"))
+        #expect(schedulerConfig.predictionType == "epsilon" && schedulerConfig.timestepSpacing == "leading")
         var ddim = try makeScheduler(kind: .ddim, config: schedulerConfig, stepCount: 4)
+        #expect(abs(ddim.noiseSchedule.alphasCumprod.last! - 0.0047) < 0.0005, "SD 1.x's terminal ᾱ")
         let sample = Tensor(Array(repeating: 3, count: 4), shape: [1, 1, 1, 4])
         let last = ddim.step(modelOutput: Tensor(zeros: [1, 1, 1, 4]), step: 3, sample: sample)
         #expect(last.array.allSatisfy { $0 > 3 }, "DDIM clamped x̂₀: \(last.array)")
