@@ -15,7 +15,7 @@
 #   baselines, each with its own trained copy of the image encoder; each lands
 #   in WORK_DIR/model/adapters when done.
 #   Pack it: nest world pack --model WORK_DIR/model
-# UNET_STEPS (default 6000) sets the UNet's length; a run resumed with
+# UNET_STEPS (default 4000) sets the UNet's length; a run resumed with
 # another value stretches its cosine schedule.
 set -euo pipefail
 WORK=${1:-runs/world}
@@ -116,7 +116,7 @@ if [ ! -e "$WORK/unet/done" ] || [ ! -d "$WORK/model" ]; then
   fi
   cat > "$WORK/unet.json" <<JSON
 {"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
- "steps": ${UNET_STEPS:-6000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "steps": ${UNET_STEPS:-4000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
  "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 3,
  "ema": 0.999, "ema_warmup": true, "validation_data": "held/manifest.jsonl",
  "attention_localization": {"weight": 0.05, "words": ["critter", "bot"]}}
