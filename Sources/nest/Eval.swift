@@ -72,7 +72,7 @@ struct Eval: ParsableCommand {
         guard (1...1000).contains(identities) else { throw ValidationError("--identities must be between 1 and 1000, got \(identities)") }
         guard (1...100).contains(prompts) else { throw ValidationError("--prompts must be between 1 and 100, got \(prompts)") }
         if allContexts && contexts != nil { throw ValidationError("--all-contexts and --contexts cannot be combined; choose one") }
-        if bounds, let strength = WorldEvaluation.Options.redrawStrengths.min(), Int(Double(steps) * strength) < 1 {
+        if bounds, let strength = WorldEvaluation.Options.redrawStrengths.min(), GenerationConfiguration.imageToImageSteps(steps: steps, strength: strength) < 1 {
             throw ValidationError("--bounds redraws the truth at image-to-image strength \(strength), which leaves no denoising step at --steps \(steps); give at least \(Int((1 / strength).rounded(.up))) steps")
         }
         if individuals != nil && seed != nil { throw ValidationError("--individuals and --seed cannot be combined: --seed draws held-out individuals") }

@@ -18,7 +18,13 @@ extension GenerationConfiguration {
     /// (0 for text-to-image).
     public var firstStep: Int {
         guard initImage != nil else { return 0 }
-        return steps - min(Int(Double(steps) * effectiveStrength), steps)
+        return steps - Self.imageToImageSteps(steps: steps, strength: effectiveStrength)
+    }
+
+    /// How many of `steps` denoising steps image-to-image runs at `strength`:
+    /// int(steps × strength), at most `steps` (diffusers' rule; 0 is refused).
+    public static func imageToImageSteps(steps: Int, strength: Double) -> Int {
+        min(Int(Double(steps) * strength), steps)
     }
 
     /// The denoising steps that run: all of them, or int(steps × strength) for image-to-image.
