@@ -62,18 +62,33 @@ public final class AdapterTrainingRun: TrainingRunSteps {
 
     /// The adapter's reach (see `AdapterTrainer.effect`), averaged over the
     /// first `batches` batches of the data in the run's order; trains nothing.
-    public func measureEffect(batches: Int) throws -> (loss: Float, baseLoss: Float, shift: Float, baseError: Float) {
+    /// `otherLoss` is the loss with each record given the next record's
+    /// references instead (same noise, timesteps and captions): what the
+    /// adapter gains from *who* the subject is, not from its presence.
+    public func measureEffect(batches: Int) throws -> (loss: Float, otherLoss: Float, baseLoss: Float, shift: Float, baseError: Float) {
         let options = config.training
         let order = SampleOrder(count: manifest.samples.count, seed: options.seed &+ 1)
         var state = TrainingState()
-        var sum: (Float, Float, Float, Float) = (0, 0, 0, 0)
+        var sum: (Float, Float, Float, Float, Float) = (0, 0, 0, 0, 0)
         for _ in 0..<batches {
-            let e = try trainer.effect(try trainer.prepare(try examples(order.next(options.batchSize, state: &state))))
-            sum = (sum.0 + e.loss, sum.1 + e.baseLoss, sum.2 + e.shift * e.shift, sum.3 + e.baseError * e.baseError)
+            let batch = try examples(order.next(options.batchSize, state: &state))
+            let e = try trainer.effect(try trainer.prepare(batch))
+            let other = try trainer.effect(try trainer.prepare(Self.rotatingReferences(batch)))
+            sum = (sum.0 + e.loss, sum.1 + other.loss, sum.2 + e.baseLoss, sum.3 + e.shift * e.shift,
+                   sum.4 + e.baseError * e.baseError)
             trainer.state.step += 1  // fresh noise and timesteps for the next batch
         }
         let n = Float(batches)
-        return (sum.0 / n, sum.1 / n, (sum.2 / n).squareRoot(), (sum.3 / n).squareRoot())
+        return (sum.0 / n, sum.1 / n, sum.2 / n, (sum.3 / n).squareRoot(), (sum.4 / n).squareRoot())
+    }
+
+    /// Each example with the next one's references (the last with the first's).
+    public static func rotatingReferences(_ batch: [AdapterExample]) -> [AdapterExample] {
+        batch.indices.map { i in
+            var example = batch[i]
+            example.references = batch[(i + 1) % batch.count].references
+            return example
+        }
     }
 
     func image(_ url: URL) throws -> RGBImage {

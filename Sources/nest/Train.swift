@@ -39,8 +39,8 @@ struct TrainAdapter: ParsableCommand {
         if let measure {
             do {
                 let m = try run.measureEffect(batches: measure)
-                print(String(format: "%d batches: loss %.5f with the adapter, %.5f base model alone; prediction shift %.4f RMS against the base model's error %.4f RMS (%.1f%%)",
-                             measure, m.loss, m.baseLoss, m.shift, m.baseError, 100 * m.shift / max(m.baseError, 1e-12)))
+                print(String(format: "%d batches: loss %.5f with the adapter, %.5f with another subject's reference, %.5f base model alone; prediction shift %.4f RMS against the base model's error %.4f RMS (%.1f%%)",
+                             measure, m.loss, m.otherLoss, m.baseLoss, m.shift, m.baseError, 100 * m.shift / max(m.baseError, 1e-12)))
             } catch { fail(String(describing: error)) }
             return
         }

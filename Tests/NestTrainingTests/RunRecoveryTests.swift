@@ -93,6 +93,29 @@ import Testing
         #expect(resumed.trainer.ema?.shadows.first?.tensor.array == (try saved.tensor(resumed.trainer.ema!.shadows[0].path).array))
     }
 
+    /// `--measure`'s "another subject's reference" loss swaps only the references:
+    /// equal to the adapter's loss when every record shows the same reference,
+    /// different when they differ.
+    @Test func measureSwapsOnlyTheReferences() throws {
+        defer { cleanUp() }
+        try AdapterTrainingRun(configFile: try adapterConfig(steps: 2, training: #", "learning_rate": 0.01"#), resume: false).run()
+        let batch = (0..<3).map { i in
+            AdapterExample(target: AdapterTrainerTests.image(UInt64(i)), caption: "c\(i)", references: [AdapterTrainerTests.image(UInt64(10 + i))])
+        }
+        let rotated = AdapterTrainingRun.rotatingReferences(batch)
+        #expect(rotated.map { $0.caption } == ["c0", "c1", "c2"])
+        #expect(zip(rotated, [1, 2, 0]).allSatisfy { $0.references[0].pixels == batch[$1].references[0].pixels })
+
+        let differing = try AdapterTrainingRun(configFile: try adapterConfig(steps: 2), resume: true, measuring: true).measureEffect(batches: 2)
+        #expect(differing.loss != differing.otherLoss, "other references left the loss unchanged")
+        var lines: [String] = []
+        for i in 0..<3 { lines.append(#"{"image": "img\#(i).png", "caption": "a <critter> at night", "references": ["img0.png"]}"#) }
+        try lines.joined(separator: "\n").write(to: dir.appendingPathComponent("train.jsonl"), atomically: true, encoding: .utf8)
+        let same = try AdapterTrainingRun(configFile: try adapterConfig(steps: 2), resume: true, measuring: true).measureEffect(batches: 2)
+        #expect(same.loss == same.otherLoss, "with one reference for all, the swap must change nothing")
+        #expect(same.loss != same.baseLoss)
+    }
+
     /// The log keeps lines up to the checkpoint's step and drops an unfinished last line.
     @Test func logLinesPastTheCheckpointAreDropped() throws {
         let text = "{\"step\": 1, \"loss\": 1}\n{\"step\": 2, \"loss\": 1}\n{\"step\": 2, \"validation_loss\": 1}\n{\"step\": 3, \"loss\": 1}\n{\"step\": 4"
