@@ -21,28 +21,34 @@ parser.add_argument("--title", default="Identity against prompt fidelity, held-o
 args = parser.parse_args()
 
 points = json.load(open(args.points))
-fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=120)
+# Two panels: top-1 identity (what the issue's goals are stated in) and the true
+# subject's mean rank among the candidates, which moves before top-1 does.
+panels = [("identity", "identityStandardError", "identity (top-1 among truth and distractors)")]
+if all("identityRank" in p for p in points):
+    panels.append(("identityRank", "identityRankStandardError", "identity rank (1 nearest, 0.5 chance)"))
+fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.8), dpi=120, squeeze=False)
 curves = {}
 for p in points:
-    if p.get("knob") is None:
-        ax.errorbar(p["prompt"], p["identity"], xerr=p["promptStandardError"], yerr=p["identityStandardError"],
-                    fmt="*", markersize=14, color="black", label=p["method"], capsize=2)
-    else:
+    if p.get("knob") is not None:
         curves.setdefault((p["method"], p["knob"]), []).append(p)
 markers = ["o", "s", "^", "D"]
-for k, ((method, knob), curve) in enumerate(curves.items()):
-    curve.sort(key=lambda p: p["value"])
-    xs = [p["prompt"] for p in curve]
-    ys = [p["identity"] for p in curve]
-    ax.errorbar(xs, ys, xerr=[p["promptStandardError"] for p in curve], yerr=[p["identityStandardError"] for p in curve],
-                marker=markers[k % len(markers)], capsize=2, label=f"{method}: {knob}")
-    for p in curve:
-        ax.annotate(f"{p['value']:g}", (p["prompt"], p["identity"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
-ax.set_xlabel("prompt fidelity (fraction of prompt aspects recognized)")
-ax.set_ylabel("identity (top-1 among truth and distractors)")
-ax.set_title(args.title, fontsize=10)
-ax.grid(alpha=0.3)
-ax.legend(fontsize=7, loc="best")
+for ax, (key, error, label) in zip(axes[0], panels):
+    for p in points:
+        if p.get("knob") is None:
+            ax.errorbar(p["prompt"], p[key], xerr=p["promptStandardError"], yerr=p[error],
+                        fmt="*", markersize=14, color="black", label=p["method"], capsize=2)
+    for k, ((method, knob), curve) in enumerate(curves.items()):
+        curve.sort(key=lambda p: p["value"])
+        ax.errorbar([p["prompt"] for p in curve], [p[key] for p in curve],
+                    xerr=[p["promptStandardError"] for p in curve], yerr=[p[error] for p in curve],
+                    marker=markers[k % len(markers)], capsize=2, label=f"{method}: {knob}")
+        for p in curve:
+            ax.annotate(f"{p['value']:g}", (p["prompt"], p[key]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set_xlabel("prompt fidelity (fraction of prompt aspects recognized)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+fig.suptitle(args.title, fontsize=10)
 fig.tight_layout()
 fig.savefig(args.output)
 print(f"wrote {args.output}")

@@ -40,6 +40,10 @@ extension WorldEvaluationRun {
         public var images: Int
         public var identity: Double
         public var identityStandardError: Double
+        /// Mean rank of the true subject among the candidates (1 nearest, 0.5 chance):
+        /// it moves before the top-1 score does.
+        public var identityRank: Double
+        public var identityRankStandardError: Double
         public var prompt: Double
         public var promptStandardError: Double
     }
@@ -53,6 +57,7 @@ extension WorldEvaluationRun {
         }
         return TradeoffPoint(method: method, knob: knob, value: value, images: row.images, identity: row.identity,
                              identityStandardError: standardError(row.identityHits.map { $0 ? 1 : 0 }),
+                             identityRank: row.identityRank, identityRankStandardError: standardError(row.identityRanks),
                              prompt: row.prompt, promptStandardError: standardError(row.promptScores))
     }
 
@@ -94,17 +99,19 @@ extension WorldEvaluationRun {
         report += "(\(options.identitiesPerDomain) held-out identities per domain × \(options.promptsPerIdentity) contexts), "
         report += "the same cases and seeds at every setting; \(options.steps) steps, guidance \(options.guidance), "
         report += "model \(model.lastPathComponent), framings \(options.framings.map(\.rawValue).joined(separator: ", ")). "
-        report += "Identity among the truth and \(options.distractors) distractors on \(options.featureSide)×\(options.featureSide) features; "
+        report += "Identity among the truth and \(options.distractors) distractors on \(options.featureSide)×\(options.featureSide) features "
+        report += "(top-1, and the true subject's mean rank: 1 nearest, 0.5 chance); "
         report += "± one standard error over cases.\n\n" + table
         try Data(report.utf8).write(to: output.appendingPathComponent("tradeoff.md"))
         return Summary(table: table, written: ["tradeoff.md", "tradeoff.json"])
     }
 
     static func tradeoffTable(_ points: [TradeoffPoint]) -> String {
-        var out = "| method | knob | value | identity ↑ | prompt ↑ |\n|---|---|---:|---:|---:|\n"
+        var out = "| method | knob | value | identity ↑ | identity rank ↑ | prompt ↑ |\n|---|---|---:|---:|---:|---:|\n"
         for p in points {
             out += "| \(p.method) | \(p.knob?.rawValue ?? "—") | \(p.value.map { String(format: "%g", $0) } ?? "—") | "
-            out += String(format: "%.2f ± %.2f | %.2f ± %.2f |\n", p.identity, p.identityStandardError, p.prompt, p.promptStandardError)
+            out += String(format: "%.2f ± %.2f | %.3f ± %.3f | %.2f ± %.2f |\n", p.identity, p.identityStandardError,
+                          p.identityRank, p.identityRankStandardError, p.prompt, p.promptStandardError)
         }
         return out
     }

@@ -81,12 +81,15 @@ import Testing
         let generator = Generator(pipeline: pipeline, catalog: AdapterCatalog(model: WorldEvaluationRunTests.world, kind: .nested))
         let nested = evaluation.score("n", cases: cases, images: try evaluation.generate(generator, cases: cases, adapters: true))
         let atOne = points.first { $0.knob == .tokenWeight && $0.value == 1 }!
-        #expect(atOne.identity == nested.identity && atOne.prompt == nested.prompt)
+        #expect(atOne.identity == nested.identity && atOne.prompt == nested.prompt && atOne.identityRank == nested.identityRank)
         let base = evaluation.score("b", cases: cases, images: try evaluation.generate(generator, cases: cases, adapters: false))
         #expect(points[0].identity == base.identity && points[0].prompt == base.prompt)
         let scores = nested.promptScores, mean = scores.reduce(0, +) / 2
         let se = (scores.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 2).squareRoot()
         #expect(abs(atOne.promptStandardError - se) < 1e-12)
+        let ranks = nested.identityRanks, rankMean = ranks.reduce(0, +) / Double(ranks.count)
+        let rankSE = (ranks.map { ($0 - rankMean) * ($0 - rankMean) }.reduce(0, +) / Double(ranks.count - 1) / Double(ranks.count)).squareRoot()
+        #expect(abs(atOne.identityRankStandardError - rankSE) < 1e-12)
         #expect(try String(contentsOf: output.appendingPathComponent("tradeoff.md"), encoding: .utf8).contains("| Nested Attention | token weight | 8 |"))
     }
 }
