@@ -220,20 +220,26 @@ public final class AdapterTrainer {
             let with = try predict(batch)
             let base = pipeline.base.unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init),
                                           encoderHiddenStates: batch.context, added: batch.added)
-            func loss(_ p: Tensor) -> Float {
-                (batch.lossWeights.map { F.weightedMSELoss(p, batch.target, weights: $0) } ?? F.mseLoss(p, batch.target)).item
-            }
-            return (loss(with), loss(base), F.mseLoss(with, base).item.squareRoot(), F.mseLoss(base, batch.target).item.squareRoot())
+            return (loss(with, batch).item, loss(base, batch).item, F.mseLoss(with, base).item.squareRoot(),
+                    F.mseLoss(base, batch.target).item.squareRoot())
         }
+    }
+
+    /// The loss with the adapter on a prepared batch, without gradients (`effect`'s first number alone).
+    public func adapterLoss(_ batch: PreparedBatch) throws -> Float {
+        try Autograd.noGrad { loss(try predict(batch), batch).item }
+    }
+
+    /// The training loss of `prediction` on `batch`: weighted by the subject mask when the batch has one.
+    func loss(_ prediction: Tensor, _ batch: PreparedBatch) -> Tensor {
+        batch.lossWeights.map { F.weightedMSELoss(prediction, batch.target, weights: $0) } ?? F.mseLoss(prediction, batch.target)
     }
 
     /// Forward, backward and (every `gradient_accumulation` calls) an optimizer update; returns the loss.
     @discardableResult
     public func optimize(_ batch: PreparedBatch) throws -> Float {
-        let prediction = try predict(batch)
-        let loss = batch.lossWeights.map { F.weightedMSELoss(prediction, batch.target, weights: $0) }
-            ?? F.mseLoss(prediction, batch.target)
-        loss.scaled(1 / Float(options.gradientAccumulation)).backward()
+        let value = loss(try predict(batch), batch)
+        value.scaled(1 / Float(options.gradientAccumulation)).backward()
 
         if (state.step + 1) % options.gradientAccumulation == 0 {
             let parameters = optimizer.parameters.map(\.tensor)
@@ -243,6 +249,6 @@ public final class AdapterTrainer {
             ema?.update(toward: parameters, update: optimizer.step)
         }
         state.step += 1
-        return loss.item
+        return value.item
     }
 }

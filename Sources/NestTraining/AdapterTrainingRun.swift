@@ -73,8 +73,8 @@ public final class AdapterTrainingRun: TrainingRunSteps {
         for _ in 0..<batches {
             let batch = try examples(order.next(options.batchSize, state: &state))
             let e = try trainer.effect(try trainer.prepare(batch))
-            let other = try trainer.effect(try trainer.prepare(Self.rotatingReferences(batch)))
-            sum = (sum.0 + e.loss, sum.1 + other.loss, sum.2 + e.baseLoss, sum.3 + e.shift * e.shift,
+            let other = try trainer.adapterLoss(try trainer.prepare(Self.rotatingReferences(batch)))
+            sum = (sum.0 + e.loss, sum.1 + other, sum.2 + e.baseLoss, sum.3 + e.shift * e.shift,
                    sum.4 + e.baseError * e.baseError)
             trainer.state.step += 1  // fresh noise and timesteps for the next batch
         }
