@@ -146,7 +146,7 @@ BF16 static void pack_a(const float *a, ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t
 // C[rows × 32] (+)= packed A tile · packed B panel over kp pairs. Columns
 // outside (m0, m1) are neither read nor written.
 BF16 static void kernel_14x32(ptrdiff_t kp, const uint32_t *a, const uint32_t *b, float *c, ptrdiff_t ldc,
-                              ptrdiff_t rows, __mmask16 m0, __mmask16 m1, int accumulate) {
+                              ptrdiff_t rows, __mmask16 m0, __mmask16 m1, int accumulate, float alpha) {
     __m512 acc[GEMM_MR][2];
 #pragma clang loop unroll(full)
     for (int r = 0; r < GEMM_MR; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); }
@@ -158,6 +158,14 @@ BF16 static void kernel_14x32(ptrdiff_t kp, const uint32_t *a, const uint32_t *b
             __m512bh x = (__m512bh)_mm512_set1_epi32((int)a[r * GEMM_KCP + p]);
             acc[r][0] = _mm512_dpbf16_ps(acc[r][0], x, b0);
             acc[r][1] = _mm512_dpbf16_ps(acc[r][1], x, b1);
+        }
+    }
+    if (alpha != 1.0f) {
+        __m512 scale = _mm512_set1_ps(alpha);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < GEMM_MR; r++) {
+            acc[r][0] = _mm512_mul_ps(acc[r][0], scale);
+            acc[r][1] = _mm512_mul_ps(acc[r][1], scale);
         }
     }
 #pragma clang loop unroll(full)
@@ -199,7 +207,145 @@ BF16 void nest_bf16_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, 
                 for (ptrdiff_t t = 0; t < mc; t += GEMM_MR) {
                     ptrdiff_t rows = mc - t < GEMM_MR ? mc - t : GEMM_MR;
                     kernel_14x32(kp, apack + t * GEMM_KCP, panel, c + (i0 + t) * ldc + nb * GEMM_NR, ldc,
-                                 rows, m0, m1, acc);
+                                 rows, m0, m1, acc, 1.0f);
+                }
+            }
+        }
+    }
+}
+
+// ---- Both operands rounded per call: the training path ----
+//
+// C = alpha·op(A)·op(B) + beta·C with A and B float32 in memory (activations,
+// gradients, weights that train), each rounded to bfloat16 as it is packed.
+// B is packed per (k block, NC columns) into the same panels as packed
+// weights; A per (k block, MC rows) as above.
+
+#define GEMM_NC 1024                 // columns per packed B chunk (≤ 5 MiB)
+
+static pthread_key_t bscratch_key;
+static pthread_once_t bscratch_once = PTHREAD_ONCE_INIT;
+static void make_bscratch_key(void) { pthread_key_create(&bscratch_key, free); }
+
+static uint32_t *thread_bscratch(void) {
+    pthread_once(&bscratch_once, make_bscratch_key);
+    uint32_t *buffer = pthread_getspecific(bscratch_key);
+    if (!buffer) {
+        buffer = aligned_alloc(64, (size_t)GEMM_NC * GEMM_KCP * 4);
+        if (!buffer) abort();
+        pthread_setspecific(bscratch_key, buffer);
+    }
+    return buffer;
+}
+
+// Two rows of 16 floats → 16 words, the first row's value in each low half.
+BF16 static inline __m512i pair_words(__m512 lo, __m512 hi) {
+    __m512i l = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(lo));
+    __m512i h = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(hi));
+    return _mm512_or_si512(l, _mm512_slli_epi32(h, 16));
+}
+
+// A stored transposed (element (i, kk) at a[kk·lda + i]): rows [0, rows),
+// k from k0, kp pairs → the layout of pack_a. Each pair of k rows gives 16
+// rows' words at a time, scattered to their rows.
+BF16 static void pack_a_transposed(const float *a, ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t k,
+                                   ptrdiff_t kp, uint32_t *out) {
+    ptrdiff_t padded = (rows + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+    __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                       _mm512_set1_epi32(GEMM_KCP));
+    for (ptrdiff_t r = rows; r < padded; r++) memset(out + r * GEMM_KCP, 0, (size_t)kp * 4);
+    for (ptrdiff_t p = 0; p < kp; p++) {
+        ptrdiff_t kk = k0 + 2 * p;
+        const float *r0 = a + kk * lda, *r1 = kk + 1 < k ? r0 + lda : NULL;
+        for (ptrdiff_t i = 0; i < rows; i += 16) {
+            __mmask16 mask = rows - i >= 16 ? 0xffff : (__mmask16)((1u << (rows - i)) - 1);
+            __m512 lo = _mm512_maskz_loadu_ps(mask, r0 + i);
+            __m512 hi = r1 ? _mm512_maskz_loadu_ps(mask, r1 + i) : _mm512_setzero_ps();
+            _mm512_mask_i32scatter_epi32(out + i * GEMM_KCP + p, mask, index, pair_words(lo, hi), 4);
+        }
+    }
+}
+
+// Columns [j0, j0 + cols) of op(B), k from k0, kp pairs → panels of 32
+// columns ([cols/32][kp][32] words, zero past the last column).
+BF16 static void pack_b(int transB, const float *b, ptrdiff_t ldb, ptrdiff_t j0, ptrdiff_t cols, ptrdiff_t k0,
+                        ptrdiff_t k, ptrdiff_t kp, uint32_t *out) {
+    ptrdiff_t blocks = (cols + GEMM_NR - 1) / GEMM_NR;
+    for (ptrdiff_t nb = 0; nb < blocks; nb++) {
+        uint32_t *panel = out + nb * kp * GEMM_NR;
+        ptrdiff_t c0 = j0 + nb * GEMM_NR, width = cols - nb * GEMM_NR < GEMM_NR ? cols - nb * GEMM_NR : GEMM_NR;
+        if (!transB) {
+            // B[kk][j]: two k rows of 32 contiguous columns per pair.
+            __mmask16 m0 = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
+            __mmask16 m1 = width >= 32 ? 0xffff : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+            for (ptrdiff_t p = 0; p < kp; p++) {
+                ptrdiff_t kk = k0 + 2 * p;
+                const float *r0 = b + kk * ldb + c0;
+                __m512 lo0 = _mm512_maskz_loadu_ps(m0, r0), lo1 = _mm512_maskz_loadu_ps(m1, r0 + 16);
+                __m512 hi0 = _mm512_setzero_ps(), hi1 = _mm512_setzero_ps();
+                if (kk + 1 < k) { hi0 = _mm512_maskz_loadu_ps(m0, r0 + ldb); hi1 = _mm512_maskz_loadu_ps(m1, r0 + ldb + 16); }
+                _mm512_store_si512(panel + p * GEMM_NR, pair_words(lo0, hi0));
+                _mm512_store_si512(panel + p * GEMM_NR + 16, pair_words(lo1, hi1));
+            }
+        } else {
+            // B[j][kk]: each column's pairs are adjacent floats, 16 pairs per
+            // conversion, scattered down the panel.
+            __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                               _mm512_set1_epi32(GEMM_NR));
+            ptrdiff_t len = k - k0 < 2 * kp ? k - k0 : 2 * kp;
+            for (ptrdiff_t j = 0; j < GEMM_NR; j++) {
+                if (j >= width) {
+                    for (ptrdiff_t p = 0; p < kp; p++) panel[p * GEMM_NR + j] = 0;
+                    continue;
+                }
+                const float *src = b + (c0 + j) * ldb + k0;
+                for (ptrdiff_t f = 0; f < len; f += 32) {
+                    ptrdiff_t left = len - f;
+                    __mmask16 mlo = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+                    __mmask16 mhi = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+                    __m512 lo = _mm512_maskz_loadu_ps(mlo, src + f), hi = _mm512_maskz_loadu_ps(mhi, src + f + 16);
+                    ptrdiff_t words = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16;
+                    __mmask16 wm = words >= 16 ? 0xffff : (__mmask16)((1u << words) - 1);
+                    _mm512_mask_i32scatter_epi32(panel + (f / 2) * GEMM_NR + j, wm, index,
+                                                 (__m512i)_mm512_cvtne2ps_pbh(hi, lo), 4);
+                }
+            }
+        }
+    }
+}
+
+BF16 void nest_bf16_gemm_general(int transA, int transB, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                                 const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
+                                 float *c, ptrdiff_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (beta != 0.0f && beta != 1.0f)
+        for (ptrdiff_t i = 0; i < m; i++) for (ptrdiff_t j = 0; j < n; j++) c[i * ldc + j] *= beta;
+    if (k == 0 || alpha == 0.0f) {
+        if (beta == 0.0f) for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * 4);
+        return;
+    }
+    uint32_t *apack = thread_scratch(), *bpack = thread_bscratch();
+    ptrdiff_t kpTotal = (k + 1) / 2;
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += GEMM_NC) {
+        ptrdiff_t cols = n - j0 < GEMM_NC ? n - j0 : GEMM_NC;
+        ptrdiff_t blocks = (cols + GEMM_NR - 1) / GEMM_NR;
+        for (ptrdiff_t p0 = 0; p0 < kpTotal; p0 += GEMM_KCP) {
+            ptrdiff_t kp = kpTotal - p0 < GEMM_KCP ? kpTotal - p0 : GEMM_KCP;
+            int acc = beta != 0.0f || p0 > 0;
+            pack_b(transB, b, ldb, j0, cols, 2 * p0, k, kp, bpack);
+            for (ptrdiff_t i0 = 0; i0 < m; i0 += GEMM_MC) {
+                ptrdiff_t mc = m - i0 < GEMM_MC ? m - i0 : GEMM_MC;
+                if (transA) pack_a_transposed(a + i0, lda, mc, 2 * p0, k, kp, apack);
+                else pack_a(a + i0 * lda, lda, mc, 2 * p0, k, kp, apack);
+                for (ptrdiff_t nb = 0; nb < blocks; nb++) {
+                    ptrdiff_t left = cols - nb * GEMM_NR;
+                    __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+                    __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+                    for (ptrdiff_t t = 0; t < mc; t += GEMM_MR) {
+                        ptrdiff_t rows = mc - t < GEMM_MR ? mc - t : GEMM_MR;
+                        kernel_14x32(kp, apack + t * GEMM_KCP, bpack + nb * kp * GEMM_NR,
+                                     c + (i0 + t) * ldc + j0 + nb * GEMM_NR, ldc, rows, m0, m1, acc, alpha);
+                    }
                 }
             }
         }
@@ -213,5 +359,11 @@ void nest_bf16_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdi
                     float *c, ptrdiff_t ldc, int accumulate) {
     (void)m; (void)n; (void)k; (void)a; (void)lda; (void)packed; (void)nb0; (void)nb1;
     (void)c; (void)ldc; (void)accumulate; (void)thread_scratch;
+}
+void nest_bf16_gemm_general(int transA, int transB, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                            const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
+                            float *c, ptrdiff_t ldc) {
+    (void)transA; (void)transB; (void)m; (void)n; (void)k; (void)alpha; (void)a; (void)lda; (void)b; (void)ldb;
+    (void)beta; (void)c; (void)ldc;
 }
 #endif

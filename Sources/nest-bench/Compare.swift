@@ -17,7 +17,8 @@ import NestPersonalization
 /// warm-up itself, the default for the whole-generation case). `--openvino`
 /// adds OpenVINO columns (CompareTable.swift; needs `pip install openvino`).
 let compareCases = ["sd15-unet-32", "sd15-unet-64", "sd15-unet-64-nested1", "sd15-unet-64-nested2", "sd15-unet-64-bf16", "sdxl-unet-64",
-                    "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "generate-20", "generate-20-bf16"]
+                    "vae-decode-256", "vae-decode-512", "clip-text", "train-step", "train-step-bf16",
+                    "train-unet", "train-unet-bf16", "generate-20", "generate-20-bf16"]
 /// Cases `nest-bench case` runs that `compare` does not (no PyTorch side).
 let extraCases = ["sdxl-generate-1024", "vae-decode-1024", "sdxl-unet-128"]
 
@@ -71,7 +72,8 @@ func makeSwiftCase(_ name: String) -> () -> Void {
     }
     if parts == ["generate", "20"] { return makeGenerateCase(name, bf16: bf16) }
     if name == "sdxl-generate-1024" { return makeSDXLGenerateCase(name) }
-    if name == "train-step" { return makeTrainStepCase(name) }
+    if parts == ["train", "step"] { return makeTrainStepCase(name, bf16: bf16) }
+    if parts == ["train", "unet"] { return makeUNetTrainStepCase(name, bf16: bf16) }
     fatalError("nest-bench: unknown case \(name) (known: \(compareCases.joined(separator: ", ")))")
 }
 
@@ -152,8 +154,9 @@ func makeSDXLGenerateCase(_ name: String) -> () -> Void {
     return { _ = try! pipe.generate(config) }
 }
 
-/// One training step of a nested adapter on the miniature world's frozen UNet.
-func makeTrainStepCase(_ name: String) -> () -> Void {
+/// One training step of a nested adapter on the miniature world's frozen UNet
+/// ("-bf16": bfloat16 products, `MixedPrecision`).
+func makeTrainStepCase(_ name: String, bf16: Bool) -> () -> Void {
     // The miniature world's UNet, frozen; a nested adapter's projections trained
     // with AdamW on fixed encoder tokens, batch 8 at 16×16 latents.
     let config = try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name)
@@ -170,12 +173,36 @@ func makeTrainStepCase(_ name: String) -> () -> Void {
     var rng = SeededRandom(seed: 12)
     let timesteps = (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
     return {
+        MixedPrecision.with(bfloat16: bf16) {
         Autograd.withGrad {
             let binding = try! NestedAttentionBinding.install(
                 on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: Array(repeating: 3, count: 8))])
             let loss = F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target)
             binding.uninstall()
             loss.backward()
+        }
+        }
+        optimizer.update(learningRate: 1e-4)
+        optimizer.zeroGrad()
+    }
+}
+
+/// One AdamW step of the whole miniature-world UNet, batch 8 at 16×16
+/// latents ("-bf16": bfloat16 products, `MixedPrecision`).
+func makeUNetTrainStepCase(_ name: String, bf16: Bool) -> () -> Void {
+    let config = try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name)
+    let unet = UNet2DConditionModel(config: config, seed: 1)
+    unet.unfreeze()
+    let optimizer = AdamW(parameters: unet.trainableParameters, config: .init(learningRate: 1e-4))
+    let x = Tensor.randn([8, 16, 16, 4], seed: 9), context = Tensor.randn([8, 32, 128], seed: 10)
+    let target = Tensor.randn([8, 16, 16, 4], seed: 11)
+    var rng = SeededRandom(seed: 12)
+    let timesteps = (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
+    return {
+        MixedPrecision.with(bfloat16: bf16) {
+            Autograd.withGrad {
+                F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target).backward()
+            }
         }
         optimizer.update(learningRate: 1e-4)
         optimizer.zeroGrad()

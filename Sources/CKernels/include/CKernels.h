@@ -91,6 +91,12 @@ void nest_bf16_unpack_weights(const unsigned int *packed, ptrdiff_t n, ptrdiff_t
 void nest_bf16_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
                     const unsigned int *packed, ptrdiff_t nb0, ptrdiff_t nb1,
                     float *c, ptrdiff_t ldc, int accumulate);
+/* C[m × n] = alpha·op(A)·op(B) + beta·C (row-major, like cblas_sgemm) with
+ * both operands float32 in memory, rounded to bfloat16 as they are packed,
+ * sums in float32; single-threaded; needs nest_kernels_bf16(). */
+void nest_bf16_gemm_general(int transA, int transB, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                            const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
+                            float *c, ptrdiff_t ldc);
 
 /* float32 C[m × n] = A[m × k] (rows at stride lda) · Wᵀ with W pre-packed by
  * nest_f32_pack_panels into nest_f32_packed_floats(n, k) floats (64-byte

@@ -53,6 +53,10 @@ public enum BLAS {
         _ = setup
         if m == 0 || n == 0 { return }
         if counted { FLOPCounter.add(2 * m * n * k) }
+        if m * n * k >= MixedPrecision.minimumWork && MixedPrecision.bfloat16Products {
+            nest_bf16_gemm_general(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         if k == 0 {
             // BLAS leaves C untouched when K = 0 only if beta = 1; make it explicit.
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }

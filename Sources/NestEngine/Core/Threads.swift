@@ -96,20 +96,25 @@ public func parallelTasks(_ tasks: Int, _ body: (Int, Int) -> Void) {
     }
 }
 
-/// The caller's task-local kernel switches (vector kernels, Winograd),
+/// The caller's task-local kernel switches (vector kernels, Winograd, bfloat16 products),
 /// bound again on each worker thread, so the inner loops a kernel runs on
 /// the pool see what its caller chose. Tests flip these per task: a global
 /// flip would change the arithmetic of every test running beside them.
 struct KernelSwitches {
-    let avx512: Bool?, winograd: Bool?
+    let avx512: Bool?, winograd: Bool?, bfloat16: Bool?
 
     static var current: KernelSwitches {
         KernelSwitches(avx512: VectorKernels.openScopes.load(ordering: .relaxed) != 0 ? VectorKernels.taskOverride : nil,
-                       winograd: ConvolutionAlgorithm.openScopes.load(ordering: .relaxed) != 0 ? ConvolutionAlgorithm.taskOverride : nil)
+                       winograd: ConvolutionAlgorithm.openScopes.load(ordering: .relaxed) != 0 ? ConvolutionAlgorithm.taskOverride : nil,
+                       bfloat16: MixedPrecision.openScopes.load(ordering: .relaxed) != 0 ? MixedPrecision.taskOverride : nil)
     }
 
     @inline(__always) func bound(_ body: () -> Void) {
-        if avx512 == nil && winograd == nil { body(); return }
-        VectorKernels.$taskOverride.withValue(avx512) { ConvolutionAlgorithm.$taskOverride.withValue(winograd) { body() } }
+        if avx512 == nil && winograd == nil && bfloat16 == nil { body(); return }
+        VectorKernels.$taskOverride.withValue(avx512) {
+            ConvolutionAlgorithm.$taskOverride.withValue(winograd) {
+                MixedPrecision.$taskOverride.withValue(bfloat16) { body() }
+            }
+        }
     }
 }
