@@ -92,7 +92,7 @@ let package = Package(
         ], path: "Sources/nest",
         // The trained miniature world, shipped as the default model (see DefaultModel.swift).
         resources: [.copy("Resources/world")], swiftSettings: optimize),
-        .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization"],
+        .executableTarget(name: "nest-bench", dependencies: ["NestEngine", "NestIO", "NestModels", "NestDiffusion", "NestPersonalization", "CKernels"],
                           path: "Sources/nest-bench", swiftSettings: optimize),
 
         // What several test targets share (the fuzz tests' seeded generator).

@@ -35,7 +35,7 @@ void nest_f32_pack_panels(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ld
 // C[rows × 32] = A[rows × k] · panel; rows of A at stride lda (rows past
 // `rows` repeat the last one and are not stored).
 AVX512 static void kernel_12x32(ptrdiff_t k, const float *a, ptrdiff_t lda, const float *b, float *c,
-                                ptrdiff_t ldc, ptrdiff_t rows, __mmask16 m0, __mmask16 m1) {
+                                ptrdiff_t ldc, ptrdiff_t rows, __mmask16 m0, __mmask16 m1, int accumulate) {
     const float *r[F32_MR];
     for (int i = 0; i < F32_MR; i++) r[i] = a + (i < rows ? i : rows - 1) * lda;
     __m512 acc[F32_MR][2];
@@ -53,6 +53,10 @@ AVX512 static void kernel_12x32(ptrdiff_t k, const float *a, ptrdiff_t lda, cons
 #pragma clang loop unroll(full)
     for (int i = 0; i < F32_MR; i++) {
         if (i < rows) {
+            if (accumulate) {
+                acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_maskz_loadu_ps(m0, c + i * ldc));
+                acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_maskz_loadu_ps(m1, c + i * ldc + 16));
+            }
             _mm512_mask_storeu_ps(c + i * ldc, m0, acc[i][0]);
             _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc[i][1]);
         }
@@ -69,11 +73,48 @@ AVX512 void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const fl
         __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
         for (ptrdiff_t t = 0; t < m; t += F32_MR) {
             ptrdiff_t rows = m - t < F32_MR ? m - t : F32_MR;
-            kernel_12x32(k, a + t * lda, lda, panel, c + t * ldc + nb * F32_NR, ldc, rows, m0, m1);
+            kernel_12x32(k, a + t * lda, lda, panel, c + t * ldc + nb * F32_NR, ldc, rows, m0, m1, 0);
+        }
+    }
+}
+
+// Linear layers: C[m × panels nb0..<nb1] (+)= A·Wᵀ, rows taken in blocks
+// whose A rows (about 384 KiB) stay in L2 while every panel of W streams past
+// them once; nest_f32_gemm_packed's panel-outer order would re-read all of A
+// from memory for each panel.
+AVX512 void nest_f32_gemm_packed_blocked(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                                         const float *packed, ptrdiff_t nb0, ptrdiff_t nb1, float *c, ptrdiff_t ldc,
+                                         int accumulate) {
+    ptrdiff_t mc = (384 * 1024 / 4) / (k > 0 ? k : 1) / F32_MR * F32_MR;
+    if (mc < F32_MR) mc = F32_MR;
+    if (mc > 16 * F32_MR) mc = 16 * F32_MR;
+    for (ptrdiff_t i0 = 0; i0 < m; i0 += mc) {
+        ptrdiff_t rowsBlock = m - i0 < mc ? m - i0 : mc;
+        for (ptrdiff_t nb = nb0; nb < nb1; nb++) {
+            const float *panel = packed + nb * k * F32_NR;
+            ptrdiff_t cols = n - nb * F32_NR;
+            __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
+            __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+            for (ptrdiff_t t = 0; t < rowsBlock; t += F32_MR) {
+                ptrdiff_t rows = rowsBlock - t < F32_MR ? rowsBlock - t : F32_MR;
+                kernel_12x32(k, a + (i0 + t) * lda, lda, panel, c + (i0 + t) * ldc + nb * F32_NR, ldc, rows, m0, m1,
+                             accumulate);
+            }
         }
     }
 }
 #else
+void nest_f32_gemm_packed_blocked(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
+                                  const float *packed, ptrdiff_t nb0, ptrdiff_t nb1, float *c, ptrdiff_t ldc,
+                                  int accumulate) {
+    for (ptrdiff_t i = 0; i < m; i++)
+        for (ptrdiff_t j = nb0 * F32_NR; j < n && j < nb1 * F32_NR; j++) {
+            const float *panel = packed + (j / F32_NR) * k * F32_NR + j % F32_NR;
+            float s = accumulate ? c[i * ldc + j] : 0;
+            for (ptrdiff_t p = 0; p < k; p++) s += a[i * lda + p] * panel[p * F32_NR];
+            c[i * ldc + j] = s;
+        }
+}
 void nest_f32_gemm_packed(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, ptrdiff_t lda,
                           const float *packed, float *c, ptrdiff_t ldc) {
     for (ptrdiff_t i = 0; i < m; i++)

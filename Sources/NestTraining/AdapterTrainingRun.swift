@@ -122,8 +122,11 @@ public final class AdapterTrainingRun: TrainingRunSteps {
         let options = config.training
         return TrainingLoop.Schedule(totalSteps: options.totalSteps, batchSize: options.batchSize, orderSeed: options.seed,
                                      logEvery: config.logEvery ?? 10, checkpointEvery: config.checkpointEvery ?? 200,
-                                     sampleEvery: config.sampleEvery)
+                                     sampleEvery: config.sampleEvery, precision: options.precision)
     }
+
+    /// Why float32 runs although the config asks for bf16 (nil when it does not).
+    public var precisionNote: String? { config.training.precision.fallbackNote }
 
     /// The records at `indices` as the trainer takes them.
     func examples(_ indices: some Sequence<Int>) throws -> [AdapterExample] {

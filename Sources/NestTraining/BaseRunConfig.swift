@@ -64,6 +64,8 @@ public struct BaseRunConfig: Codable, CheckedConfig {
     /// UNet only: records ({"image", "caption"}) whose denoising error, in
     /// ε-units with noise and timesteps fixed across runs, is logged at every checkpoint.
     public var validationData: String?
+    /// `bf16`: bfloat16 products where the CPU multiplies them faster (`TrainingPrecision`).
+    public var precision: TrainingPrecision?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, data, output, resolution, batchSize = "batch_size", steps, learningRate = "learning_rate"
@@ -71,7 +73,7 @@ public struct BaseRunConfig: Codable, CheckedConfig {
         case klWeight = "kl_weight", logvarShift = "logvar_shift", captionDropout = "caption_dropout", checkpointEvery = "checkpoint_every", logEvery = "log_every", flip, sampleEvery = "sample_every"
         case attentionLocalization = "attention_localization"
         case lossWeighting = "loss_weighting", snrGamma = "snr_gamma", ema, emaWarmup = "ema_warmup"
-        case validationData = "validation_data"
+        case validationData = "validation_data", precision
     }
 
     /// The first key set that only a UNet run reads, for refusing it elsewhere.
@@ -126,6 +128,7 @@ extension BaseRunConfig {
         ema = try c.real(.ema)
         emaWarmup = try c.decodeIfPresent(Bool.self, forKey: .emaWarmup)
         validationData = try c.decodeIfPresent(String.self, forKey: .validationData)
+        precision = try c.decodeIfPresent(TrainingPrecision.self, forKey: .precision)
     }
 
     public func validate() throws {

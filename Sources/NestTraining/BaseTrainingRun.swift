@@ -143,8 +143,11 @@ public final class BaseTrainingRun: TrainingRunSteps {
     var schedule: TrainingLoop.Schedule {
         TrainingLoop.Schedule(totalSteps: config.steps ?? 1000, batchSize: config.batchSize ?? 4, orderSeed: config.seed ?? 0,
                               logEvery: config.logEvery ?? 20, checkpointEvery: config.checkpointEvery ?? 500,
-                              sampleEvery: config.sampleEvery)
+                              sampleEvery: config.sampleEvery, precision: config.precision ?? .float32)
     }
+
+    /// Why float32 runs although the config asks for bf16 (nil when it does not).
+    public var precisionNote: String? { config.precision?.fallbackNote }
 
     func trainStep(_ indices: [Int]) throws -> Float {
         let samples = indices.map { manifest.samples[$0] }

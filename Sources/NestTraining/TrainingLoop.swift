@@ -1,4 +1,5 @@
 import Foundation
+import NestEngine
 
 /// What a training run gives the one training loop: its schedule, one optimizer step on
 /// a batch, and what it writes at the log, checkpoint and sample intervals. Base-model
@@ -27,6 +28,7 @@ enum TrainingLoop {
         var logEvery: Int
         var checkpointEvery: Int
         var sampleEvery: Int?
+        var precision: TrainingPrecision = .float32
     }
 
     /// Trains from the run's state until `totalSteps`; `progress(step, loss, samplesPerSecond)`
@@ -36,13 +38,14 @@ enum TrainingLoop {
         let order = SampleOrder(count: count, seed: schedule.orderSeed)
         let start = Date(), first = run.trainingState.step
         let log = try TrainingLog.open(url, continuingAfter: first)
+        let bfloat16 = schedule.precision.multipliesInBFloat16
         defer { try? log.close() }
         while run.trainingState.step < schedule.totalSteps {
             var drawn = run.trainingState
             let batch = order.next(schedule.batchSize, state: &drawn)
             run.trainingState.epoch = drawn.epoch
             run.trainingState.position = drawn.position
-            let loss = try run.trainStep(batch)
+            let loss = try MixedPrecision.with(bfloat16: bfloat16) { try run.trainStep(batch) }
             let step = run.trainingState.step
             let rate = Double((step - first) * schedule.batchSize) / max(Date().timeIntervalSince(start), 1e-9)
             progress(step, loss, rate)

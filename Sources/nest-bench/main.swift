@@ -33,6 +33,8 @@ if args.count > 1 && args[1] == "nested-overhead" { nestedOverhead(arguments: ar
 if args.count > 1 && args[1] == "nested-layer" { nestedLayerCost(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "conv-thresholds" { convThresholds(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "bf16" { bf16Bench(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "bf16-gemm" { bf16GEMMBench(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "packed-gemm" { packedGEMMBench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "attention" { attentionBench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "winograd4" { winograd4(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "avx2" { avx2Bench(arguments: args); exit(0) }

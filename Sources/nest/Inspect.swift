@@ -217,6 +217,10 @@ extension Inspect {
         }
         let vector = report.avx512 ? "AVX-512" : report.avx2 ? "AVX2+FMA (no AVX-512)" : "portable Swift (neither AVX-512 nor AVX2+FMA)"
         print("kernels: \(vector), AVX512_BF16 \(report.avx512BFloat16 ? "yes" : "no")")
+        if report.avx512BFloat16 {
+            print(String(format: "bfloat16 dot products: %.2f× the float32 multiply-add rate (measured); training \"precision\": \"bf16\" %@",
+                         report.bfloat16Rate, report.bfloat16Pays ? "multiplies in bfloat16" : "keeps float32 here"))
+        }
     }
 }
 

@@ -45,6 +45,7 @@ struct TrainAdapter: ParsableCommand {
             return
         }
         for problem in run.manifest.problems { warn("\(run.manifest.url.lastPathComponent) \(problem)") }
+        if let precision = run.precisionNote { note(precision) }
         note("training \(run.trainer.adapter.config.placeholderToken) on \(run.manifest.samples.count) samples, "
              + "\(formatCount(run.trainer.adapter.parameterCount)) adapter parameters, from step \(run.trainer.state.step)")
         let total = run.config.training.totalSteps
@@ -97,6 +98,7 @@ struct TrainComponent<C: TrainedComponent>: ParsableCommand {
             fail(String(describing: error))
         }
         for problem in run.manifest.problems { warn("\(run.manifest.url.lastPathComponent) \(problem)") }
+        if let precision = run.precisionNote { note(precision) }
         let bar = ProgressBar(total: run.config.steps ?? 1000)
         do {
             try run.run { step, loss, rate in bar.update(step, suffix: String(format: "loss %.4f  %.2f samples/s", loss, rate)) }

@@ -49,7 +49,7 @@ import Testing
         ("training.timestep_range", [1, 2, 3]), ("training.learning_rate", 1e300),
         ("adapter.resampler.width", 0), ("adapter.resampler.heads", -1), ("adapter.resampler.depth", 100000),
         ("adapter.resampler.queries", 0), ("adapter.resampler.head_dim", 0), ("adapter.placeholder_token", ""),
-        ("adapter.class_word", "a\ncat"), ("output", ""),
+        ("adapter.class_word", "a\ncat"), ("output", ""), ("training.precision", "fp8"),
     ]
 
     @Test func everyAdapterValueIsRangeChecked() {
@@ -69,6 +69,7 @@ import Testing
         ("caption_dropout", 1.5), ("logvar_shift", 1000), ("attention_localization.weight", -1),
         ("attention_localization.words", [String]()), ("data", ""),
         ("loss_weighting", "min-snr"), ("snr_gamma", 5), ("ema", 1), ("ema", -0.1), ("ema_warmup", true), ("validation_data", ""),
+        ("precision", "half"),
     ]
 
     @Test func everyBaseValueIsRangeChecked() {

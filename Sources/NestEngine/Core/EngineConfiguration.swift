@@ -27,6 +27,10 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var winogradThroughBLAS = false
     /// NEST_WINOGRAD_PACKED_TILES: fewest tiles for the packed Winograd path (default 0).
     public var winogradPackedMinimumTiles = 0
+    /// NEST_BF16_PRODUCTS: where training's "precision": "bf16" multiplies in bfloat16:
+    /// "auto" (default: where measured faster than float32), "1" (wherever the CPU has
+    /// AVX512_BF16, to check its numbers), "0" (nowhere).
+    public var bfloat16Products = "auto"
 
     /// The defaults, then whatever `environment` sets (names as above).
     public init(environment: [String: String]) {
@@ -39,6 +43,7 @@ public struct EngineConfiguration: Sendable, Equatable {
         if let v = environment["NEST_HUGE_PAGES"] { hugePages = v != "0" }
         if let v = environment["NEST_WINOGRAD"] { winograd = v != "0" }
         if let v = environment["NEST_WINOGRAD_BLAS"] { winogradThroughBLAS = v == "1" }
+        if let v = environment["NEST_BF16_PRODUCTS"], ["auto", "1", "0"].contains(v) { bfloat16Products = v }
         if let n = environment["NEST_WINOGRAD_PACKED_TILES"].flatMap({ Int($0) }), n >= 0 { winogradPackedMinimumTiles = n }
     }
 
@@ -55,6 +60,7 @@ public struct EngineConfiguration: Sendable, Equatable {
          ("NEST_HUGE_PAGES", hugePages ? "1" : "0", "transparent huge pages for buffers ≥ 2 MiB"),
          ("NEST_WINOGRAD", winograd ? "1" : "0", "Winograd for eligible 3×3 convolutions"),
          ("NEST_WINOGRAD_BLAS", winogradThroughBLAS ? "1" : "0", "1: Winograd products through sgemm"),
-         ("NEST_WINOGRAD_PACKED_TILES", "\(winogradPackedMinimumTiles)", "fewest tiles for packed Winograd products")]
+         ("NEST_WINOGRAD_PACKED_TILES", "\(winogradPackedMinimumTiles)", "fewest tiles for packed Winograd products"),
+         ("NEST_BF16_PRODUCTS", bfloat16Products, "bf16 training products: auto (where faster), 1, 0")]
     }
 }

@@ -32,6 +32,26 @@ public enum MixedPrecision {
         openScopes.load(ordering: .relaxed) != 0 && taskOverride == true && available
     }
 
+    /// VDPBF16PS's multiply-add rate over float32 FMA's on this core,
+    /// measured once (~3 ms; 0 without AVX512_BF16): about 2 on AMD Zen 4,
+    /// about 0.5 on Intel Xeons without AMX, where bfloat16 would slow down.
+    public static let rateOverFloat32: Double = nest_bf16_fma_rate_ratio()
+
+    /// Whether bfloat16 training products run here: AVX512_BF16 multiplies
+    /// at least 1.25× as fast as float32 FMA (packing both operands costs the
+    /// rest), or NEST_BF16_PRODUCTS says otherwise ("1": wherever the CPU has
+    /// AVX512_BF16; "0": nowhere).
+    public static var pays: Bool {
+        guard available else { return false }
+        switch assumePays.map({ $0 ? "1" : "0" }) ?? EngineConfiguration.current.bfloat16Products {
+        case "1": return true
+        case "0": return false
+        default: return rateOverFloat32 >= 1.25
+        }
+    }
+    /// Tests decide `pays` for their task (the measured rate differs between CPUs).
+    @TaskLocal static var assumePays: Bool? = nil
+
     /// Products smaller than this (M·N·K) stay on sgemm: packing both
     /// operands per call costs more than the faster multiplies save.
     static let minimumWork = 1 << 16

@@ -23,10 +23,15 @@ public struct SystemReport: Sendable {
     public let avx2: Bool
     /// Whether the CPU has AVX512_BF16 (bfloat16 weights multiply natively).
     public let avx512BFloat16: Bool
+    /// Its bfloat16 dot products' multiply-add rate over float32 FMA, measured (0 without AVX512_BF16).
+    public let bfloat16Rate: Double
+    /// Whether that rate makes bfloat16 training products faster (`MixedPrecision.pays`).
+    public let bfloat16Pays: Bool
 
     /// This process's report.
     public static var current: SystemReport {
         SystemReport(settings: EngineConfiguration.current.entries, avx512: VectorKernels.available,
-                     avx2: !VectorKernels.available && VectorKernels.availableAVX2, avx512BFloat16: BFloat16Weights.hardware)
+                     avx2: !VectorKernels.available && VectorKernels.availableAVX2, avx512BFloat16: BFloat16Weights.hardware,
+                     bfloat16Rate: MixedPrecision.rateOverFloat32, bfloat16Pays: MixedPrecision.pays)
     }
 }
