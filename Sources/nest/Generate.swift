@@ -88,7 +88,7 @@ struct Generate: ParsableCommand {
     @Flag(help: "Hold the UNet, text encoder and VAE weights as float16 in memory (half the memory, a few percent slower; lossless with fp16 weights).")
     var halfWeights = false
 
-    @Flag(name: .customLong("bf16"), help: "Hold the weights as bfloat16 and multiply in bfloat16 with float32 sums where the CPU has AVX512_BF16 (half the memory, faster; the output moves by under 1%); Winograd convolutions keep float32 products.")
+    @Flag(name: .customLong("bf16"), help: "Hold the weights as bfloat16 (half the memory; the output moves by under 1%), multiplied in bfloat16 with float32 sums where the CPU's AVX512_BF16 is faster than its float32 (nest inspect --system says), widened to float32 elsewhere; Winograd convolutions keep float32 products.")
     var bfloat16 = false
 
     @Option(name: .customLong("adapter"), help: "A subject adapter (NAME.json + NAME.safetensors); repeatable.")

@@ -64,8 +64,9 @@ import CKernels
     @Test(arguments: [(3, 40, 77, false), (29, 70, 64, true), (300, 64, 96, true), (20, 256, 512, false),
                       (17, 33, 2600, true), (230, 96, 128, false)])
     func linearMultipliesTheRoundedOperands(m: Int, n: Int, k: Int, withBias: Bool) {
-        checkLinear(m: m, n: n, k: k, withBias: withBias)
-        // The path CPUs without BF16 take (widened weights), checked on every machine.
+        // The bfloat16 kernel wherever the CPU has BF16 (even where float32 would be faster) ...
+        MixedPrecision.$assumePays.withValue(true) { checkLinear(m: m, n: n, k: k, withBias: withBias) }
+        // ... and the path CPUs without BF16 take (widened weights), checked on every machine.
         BFloat16Weights.$widenOnly.withValue(true) { checkLinear(m: m, n: n, k: k, withBias: withBias) }
     }
 
@@ -91,7 +92,12 @@ import CKernels
         }
     }
 
+    /// Under the kernel path wherever the CPU has BF16 (see `linearMultipliesTheRoundedOperands`).
     @Test func layersStoreBFloat16AndKeepGradientsOnTheFloat32Path() {
+        MixedPrecision.$assumePays.withValue(true) { checkLayers() }
+    }
+
+    func checkLayers() {
         func model() -> (Linear, Conv2d, Conv2d) {
             ParameterSeeds.scoped(13) {
                 (Linear(64, 96), Conv2d(48, 40, kernelSize: 1), Conv2d(48, 40, kernelSize: 3, padding: 1))
@@ -149,6 +155,10 @@ import CKernels
 @Suite struct BFloat16AttentionTests {
     @Test(arguments: [(100, 77, 2, 40), (50, 300, 3, 33), (7, 129, 1, 64)])
     func matchesRoundedReference(nq: Int, nk: Int, heads: Int, d: Int) {
+        MixedPrecision.$assumePays.withValue(true) { check(nq: nq, nk: nk, heads: heads, d: d) }
+    }
+
+    func check(nq: Int, nk: Int, heads: Int, d: Int) {
         let b = 2, scale = 1 / Float(d).squareRoot()
         let q = Tensor.randn([b, nq, heads * d], seed: 1, std: 2), k = Tensor.randn([b, nk, heads * d], seed: 2, std: 2)
         let v = Tensor.randn([b, nk, heads * d], seed: 3)

@@ -27,9 +27,9 @@ public struct EngineConfiguration: Sendable, Equatable {
     public var winogradThroughBLAS = false
     /// NEST_WINOGRAD_PACKED_TILES: fewest tiles for the packed Winograd path (default 0).
     public var winogradPackedMinimumTiles = 0
-    /// NEST_BF16_PRODUCTS: where training's "precision": "bf16" multiplies in bfloat16:
-    /// "auto" (default: where measured faster than float32), "1" (wherever the CPU has
-    /// AVX512_BF16, to check its numbers), "0" (nowhere).
+    /// NEST_BF16_PRODUCTS: where bfloat16 products run (training's "precision": "bf16",
+    /// weights stored as bfloat16 by --bf16): "auto" (default: where measured faster than
+    /// float32), "1" (wherever the CPU has AVX512_BF16, to check their numbers), "0" (nowhere).
     public var bfloat16Products = "auto"
 
     /// The defaults, then whatever `environment` sets (names as above).
@@ -61,6 +61,6 @@ public struct EngineConfiguration: Sendable, Equatable {
          ("NEST_WINOGRAD", winograd ? "1" : "0", "Winograd for eligible 3×3 convolutions"),
          ("NEST_WINOGRAD_BLAS", winogradThroughBLAS ? "1" : "0", "1: Winograd products through sgemm"),
          ("NEST_WINOGRAD_PACKED_TILES", "\(winogradPackedMinimumTiles)", "fewest tiles for packed Winograd products"),
-         ("NEST_BF16_PRODUCTS", bfloat16Products, "bf16 training products: auto (where faster), 1, 0")]
+         ("NEST_BF16_PRODUCTS", bfloat16Products, "bfloat16 products: auto (where faster), 1, 0")]
     }
 }

@@ -20,8 +20,12 @@ public final class BFloat16Weights: @unchecked Sendable {
     public static let hardware = nest_kernels_bf16() != 0
     /// Tests take the widening path on BF16 hardware too, for their task only.
     @TaskLocal static var widenOnly = false
-    /// Whether products run in bfloat16 here and now.
-    public static var multiplies: Bool { hardware && !widenOnly }
+    /// Whether products run in bfloat16 here and now: on CPUs whose bfloat16
+    /// dot products are faster than their float32 FMA (`MixedPrecision.pays`);
+    /// elsewhere the rounded weights keep their memory saving and are widened
+    /// for float32 products (on an Intel Xeon without AMX, bfloat16 products
+    /// made the SD 1.5 UNet 1.7× slower than float32).
+    public static var multiplies: Bool { hardware && !widenOnly && MixedPrecision.pays }
 
     /// Rounds `tensor` (viewed as [shape[0], rest]) to bfloat16, nearest even.
     public init(_ tensor: Tensor) {
