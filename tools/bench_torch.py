@@ -155,6 +155,19 @@ def model_call(name):
     return None
 
 
+def training_step(model, opt, x, t, ctx, target, bf16):
+    """One optimizer step; `bf16`: the forward under CPU autocast to bfloat16
+    (float32 weights and optimizer state: PyTorch's mixed precision)."""
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = model(x, t, encoder_hidden_states=ctx).sample
+        loss = F.mse_loss(out.float(), target)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return step
+
+
 def case(name):
     """Returns a zero-argument callable doing one timed unit of work."""
     call = model_call(name)
@@ -181,7 +194,7 @@ def case(name):
         return lambda: pipe("a photo of a cat on the beach", num_inference_steps=20, guidance_scale=7.5,
                             height=512, width=512, output_type="np",
                             generator=torch.Generator().manual_seed(1)).images
-    if name == "train-step":
+    if name in ("train-step", "train-step-bf16"):
         # One AdamW step of a small UNet (the miniature world's) with a nested adapter's
         # projections as the only trainable parameters, batch 8 at 16x16 latents.
         from diffusers import UNet2DConditionModel
@@ -215,12 +228,17 @@ def case(name):
         target = torch.randn(8, 4, 16, 16, generator=g)
         t = torch.randint(0, 1000, (8,), generator=g)
 
-        def step():
-            loss = F.mse_loss(model(x, t, encoder_hidden_states=ctx).sample, target)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        return step
+        return training_step(model, opt, x, t, ctx, target, name.endswith("bf16"))
+    if name in ("train-unet", "train-unet-bf16"):
+        # One AdamW step of the whole miniature-world UNet, batch 8 at 16x16 latents.
+        from diffusers import UNet2DConditionModel
+        model = UNet2DConditionModel.from_config(config("world_unet.json"))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x = torch.randn(8, 4, 16, 16, generator=g)
+        ctx = torch.randn(8, 32, 128, generator=g)
+        target = torch.randn(8, 4, 16, 16, generator=g)
+        t = torch.randint(0, 1000, (8,), generator=g)
+        return training_step(model, opt, x, t, ctx, target, name.endswith("bf16"))
     raise SystemExit(f"bench_torch.py: unknown case {name}")
 
 
@@ -233,7 +251,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     work = case(args.case)
-    grad = torch.enable_grad() if args.case == "train-step" else torch.no_grad()
+    grad = torch.enable_grad() if args.case.startswith("train-") else torch.no_grad()
     with grad:
         start = time.perf_counter()
         work()
