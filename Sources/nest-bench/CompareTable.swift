@@ -28,6 +28,8 @@ struct OpenVINOSide {
                      environment: ["HF_HUB_OFFLINE": "1"])
         }
         let bf16Row = name.hasSuffix("-bf16")
+        // OpenVINO is an inference runtime: training steps have no OpenVINO side.
+        if name.hasPrefix("train-") { return OpenVINOResults(f32: nil, bf16: nil, bf16Row: bf16Row) }
         return OpenVINOResults(f32: bf16Row ? nil : child("f32"), bf16: child("bf16"), bf16Row: bf16Row)
     }
 }

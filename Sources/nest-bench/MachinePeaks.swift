@@ -3,11 +3,15 @@ import NestEngine
 
 /// What the machine under a `compare` table can do, printed above it so a
 /// reader can tell whether its bfloat16 rows ran native bfloat16 arithmetic:
-/// the CPU's vector extensions from /proc/cpuinfo and a measured sgemm rate.
+/// the CPU's vector extensions from /proc/cpuinfo, a measured sgemm rate and,
+/// where the CPU has AVX512_BF16, the bfloat16 GEMM's rate and how its dot
+/// products compare with float32 FMA (on Intel Xeons without AMX they are slower).
 struct MachinePeaks {
     let model: String
     let flags: Set<String>
     let sgemmGFLOPs: Double
+    /// The training path's bfloat16 GEMM at the same size (nil without AVX512_BF16).
+    let bfloat16GFLOPs: Double?
 
     static func measure() -> MachinePeaks {
         let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
@@ -18,7 +22,8 @@ struct MachinePeaks {
         }
         return MachinePeaks(model: field("model name") ?? "unknown CPU",
                             flags: Set((field("flags") ?? "").split(separator: " ").map(String.init)),
-                            sgemmGFLOPs: sgemmRate())
+                            sgemmGFLOPs: sgemmRate(),
+                            bfloat16GFLOPs: MixedPrecision.available ? MixedPrecision.with(bfloat16: true) { sgemmRate() } : nil)
     }
 
     /// Best of three 2048³ sgemm calls after a warm-up, in GFLOP/s (the engine's thread count).
@@ -38,5 +43,9 @@ struct MachinePeaks {
                                      : "no native bfloat16: bf16 rows compute in float32, converted or emulated"
         return "machine: \(model); AVX-512F \(has("avx512f")), AVX512_BF16 \(has("avx512_bf16")), AMX-BF16 \(has("amx_bf16")) "
             + "(\(meaning)); sgemm 2048³ \(Int(sgemmGFLOPs.rounded())) GFLOP/s on \(Threads.count) thread(s)"
+            + (bfloat16GFLOPs.map { rate in
+                String(format: ", bfloat16 GEMM 2048³ %.0f GFLOP/s (VDPBF16PS at %.2f× the float32 FMA rate: bfloat16 products %@)",
+                       rate, MixedPrecision.rateOverFloat32, MixedPrecision.pays ? "used" : "not used where they are a choice")
+            } ?? "")
     }
 }
