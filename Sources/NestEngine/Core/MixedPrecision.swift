@@ -4,12 +4,13 @@ import Synchronization
 /// bfloat16 mixed precision for training: inside `with(bfloat16: true)`, the
 /// engine's float32 GEMMs — linear layers and both of their gradients,
 /// unfolded convolutions and their weight gradients, batched matmuls,
-/// attention's products forward and backward — round their operands to
+/// attention's backward products — round their operands to
 /// bfloat16 as they pack them and multiply with AVX512_BF16, summing in
 /// float32 (`nest_bf16_gemm_general`). Everything else stays float32: the
 /// weights and optimizer state, norms, softmax, elementwise work, reductions,
-/// and the Winograd convolutions (their transforms would magnify the
-/// operands' rounding; they already do a quarter of the direct products).
+/// the Winograd convolutions (their transforms would magnify the operands'
+/// rounding; they already do a quarter of the direct products) and
+/// attention's forward block kernel.
 ///
 /// Scoped per task, like the other kernel switches, and carried onto the
 /// engine's workers (`KernelSwitches`); a no-op where the CPU lacks
@@ -33,8 +34,9 @@ public enum MixedPrecision {
     }
 
     /// VDPBF16PS's multiply-add rate over float32 FMA's on this core,
-    /// measured once (~3 ms; 0 without AVX512_BF16): about 2 on AMD Zen 4,
-    /// about 0.5 on Intel Xeons without AMX, where bfloat16 would slow down.
+    /// measured once (~3 ms; 0 without AVX512_BF16): 0.5–0.7 on an Intel Xeon
+    /// without AMX (Emerald Rapids), where bfloat16 would slow down; on AMD
+    /// Zen 4 the bfloat16 GEMM ran at twice sgemm's rate.
     public static let rateOverFloat32: Double = nest_bf16_fma_rate_ratio()
 
     /// Whether bfloat16 training products run here: AVX512_BF16 multiplies
@@ -52,7 +54,7 @@ public enum MixedPrecision {
     /// Tests decide `pays` for their task (the measured rate differs between CPUs).
     @TaskLocal static var assumePays: Bool? = nil
 
-    /// Products smaller than this (M·N·K) stay on sgemm: packing both
-    /// operands per call costs more than the faster multiplies save.
+    /// Products smaller than this (M·N·K) stay on sgemm: packing both operands
+    /// per call would outweigh the multiplies of so small a product.
     static let minimumWork = 1 << 16
 }
