@@ -155,9 +155,15 @@ def model_call(name):
     return None
 
 
-def training_step(model, opt, x, t, ctx, target, bf16):
-    """One optimizer step; `bf16`: the forward under CPU autocast to bfloat16
-    (float32 weights and optimizer state: PyTorch's mixed precision)."""
+def training_step(model, opt, g, bf16):
+    """One optimizer step on a fixed batch of 8 world latents at 16x16 drawn
+    from `g`; `bf16`: the forward under CPU autocast to bfloat16 (float32
+    weights and optimizer state: PyTorch's mixed precision)."""
+    x = torch.randn(8, 4, 16, 16, generator=g)
+    ctx = torch.randn(8, 32, 128, generator=g)
+    target = torch.randn(8, 4, 16, 16, generator=g)
+    t = torch.randint(0, 1000, (8,), generator=g)
+
     def step():
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = model(x, t, encoder_hidden_states=ctx).sample
@@ -223,22 +229,13 @@ def case(name):
         model.set_attn_processor({n: (Trainable(*processors[n]) if n in processors else p)
                                   for n, p in model.attn_processors.items()})
         opt = torch.optim.AdamW(params, lr=1e-4)
-        x = torch.randn(8, 4, 16, 16, generator=g)
-        ctx = torch.randn(8, 32, 128, generator=g)
-        target = torch.randn(8, 4, 16, 16, generator=g)
-        t = torch.randint(0, 1000, (8,), generator=g)
-
-        return training_step(model, opt, x, t, ctx, target, name.endswith("bf16"))
+        return training_step(model, opt, g, name.endswith("bf16"))
     if name in ("train-unet", "train-unet-bf16"):
         # One AdamW step of the whole miniature-world UNet, batch 8 at 16x16 latents.
         from diffusers import UNet2DConditionModel
         model = UNet2DConditionModel.from_config(config("world_unet.json"))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        x = torch.randn(8, 4, 16, 16, generator=g)
-        ctx = torch.randn(8, 32, 128, generator=g)
-        target = torch.randn(8, 4, 16, 16, generator=g)
-        t = torch.randint(0, 1000, (8,), generator=g)
-        return training_step(model, opt, x, t, ctx, target, name.endswith("bf16"))
+        return training_step(model, opt, g, name.endswith("bf16"))
     raise SystemExit(f"bench_torch.py: unknown case {name}")
 
 

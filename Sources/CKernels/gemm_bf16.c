@@ -91,22 +91,26 @@ void nest_bf16_unpack_weights(const unsigned int *packed, ptrdiff_t n, ptrdiff_t
     }
 }
 
-// Each thread packs A into its own buffer, kept for the thread's life (a
-// fresh 700 KiB allocation per call would be mapped and faulted in anew).
-static pthread_key_t scratch_key;
+// Each thread packs into buffers of its own, kept for the thread's life (a
+// fresh 700 KiB-5 MiB allocation per call would be mapped and faulted in
+// anew): buffer 0 holds packed A for every bfloat16 GEMM, buffer 1 packed B
+// for the training path's (nest_bf16_gemm_general).
+static pthread_key_t scratch_keys[2];
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static void make_scratch_key(void) { pthread_key_create(&scratch_key, free); }
+static void make_scratch_keys(void) { for (int i = 0; i < 2; i++) pthread_key_create(&scratch_keys[i], free); }
 
-static uint32_t *thread_scratch(void) {
-    pthread_once(&scratch_once, make_scratch_key);
-    uint32_t *buffer = pthread_getspecific(scratch_key);
+static uint32_t *thread_buffer(int which, size_t words) {
+    pthread_once(&scratch_once, make_scratch_keys);
+    uint32_t *buffer = pthread_getspecific(scratch_keys[which]);
     if (!buffer) {
-        buffer = aligned_alloc(64, (size_t)GEMM_MC * GEMM_KCP * 4);
+        buffer = aligned_alloc(64, words * 4);
         if (!buffer) abort();
-        pthread_setspecific(scratch_key, buffer);
+        pthread_setspecific(scratch_keys[which], buffer);
     }
     return buffer;
 }
+
+static uint32_t *thread_scratch(void) { return thread_buffer(0, (size_t)GEMM_MC * GEMM_KCP); }
 
 static double probe_now(void) {
     struct timespec t;
@@ -117,6 +121,11 @@ static double probe_now(void) {
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+
+// The first `count` of a vector's 16 lanes (none for count <= 0, all from 16).
+static inline __mmask16 lanes(ptrdiff_t count) {
+    return count >= 16 ? 0xffff : count <= 0 ? 0 : (__mmask16)((1u << count) - 1);
+}
 
 int nest_kernels_bf16(void) {
     __builtin_cpu_init();
@@ -141,10 +150,9 @@ BF16 static void pack_a(const float *a, ptrdiff_t lda, ptrdiff_t rows, ptrdiff_t
         }
         if (j < len) {
             ptrdiff_t left = len - j;  // 1..31 floats; the pair count rounds up
-            __mmask16 mlo = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-            __mmask16 mhi = left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+            __mmask16 mlo = lanes(left), mhi = lanes(left - 16);
             __m512 lo = _mm512_maskz_loadu_ps(mlo, src + j), hi = _mm512_maskz_loadu_ps(mhi, src + j + 16);
-            __mmask16 words = (__mmask16)((1u << ((left + 1) / 2)) - 1);
+            __mmask16 words = lanes((left + 1) / 2);
             _mm512_mask_storeu_epi32(dst + j / 2, words, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
         }
     }
@@ -209,8 +217,7 @@ BF16 void nest_bf16_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, 
             for (ptrdiff_t nb = nb0; nb < nb1; nb++) {
                 const uint32_t *panel = packed + (nb * kpTotal + p0) * GEMM_NR;
                 ptrdiff_t cols = n - nb * GEMM_NR;
-                __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1);
-                __mmask16 m1 = cols >= 32 ? 0xffff : cols > 16 ? (__mmask16)((1u << (cols - 16)) - 1) : 0;
+                __mmask16 m0 = lanes(cols), m1 = lanes(cols - 16);
                 for (ptrdiff_t t = 0; t < mc; t += GEMM_MR) {
                     ptrdiff_t rows = mc - t < GEMM_MR ? mc - t : GEMM_MR;
                     kernel_14x32(kp, apack + t * GEMM_KCP, panel, c + (i0 + t) * ldc + nb * GEMM_NR, ldc,
@@ -230,20 +237,6 @@ BF16 void nest_bf16_gemm(ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, const float *a, 
 
 #define GEMM_NC 1024                 // columns per packed B chunk (≤ 5 MiB)
 
-static pthread_key_t bscratch_key;
-static pthread_once_t bscratch_once = PTHREAD_ONCE_INIT;
-static void make_bscratch_key(void) { pthread_key_create(&bscratch_key, free); }
-
-static uint32_t *thread_bscratch(void) {
-    pthread_once(&bscratch_once, make_bscratch_key);
-    uint32_t *buffer = pthread_getspecific(bscratch_key);
-    if (!buffer) {
-        buffer = aligned_alloc(64, (size_t)GEMM_NC * GEMM_KCP * 4);
-        if (!buffer) abort();
-        pthread_setspecific(bscratch_key, buffer);
-    }
-    return buffer;
-}
 
 // Two rows of 16 floats → 16 words, the first row's value in each low half.
 BF16 static inline __m512i pair_words(__m512 lo, __m512 hi) {
@@ -304,7 +297,7 @@ BF16 static void pack_a_transposed(const float *a, ptrdiff_t lda, ptrdiff_t rows
         ptrdiff_t kk = k0 + 2 * p;
         const float *r0 = a + kk * lda, *r1 = kk + 1 < k ? r0 + lda : NULL;
         for (ptrdiff_t i = p < fullPairs ? fullRows : 0; i < rows; i += 16) {
-            __mmask16 mask = rows - i >= 16 ? 0xffff : (__mmask16)((1u << (rows - i)) - 1);
+            __mmask16 mask = lanes(rows - i);
             __m512 lo = _mm512_maskz_loadu_ps(mask, r0 + i);
             __m512 hi = r1 ? _mm512_maskz_loadu_ps(mask, r1 + i) : _mm512_setzero_ps();
             _mm512_mask_i32scatter_epi32(out + i * GEMM_KCP + p, mask, index, pair_words(lo, hi), 4);
@@ -322,8 +315,7 @@ BF16 static void pack_b(int transB, const float *b, ptrdiff_t ldb, ptrdiff_t j0,
         ptrdiff_t c0 = j0 + nb * GEMM_NR, width = cols - nb * GEMM_NR < GEMM_NR ? cols - nb * GEMM_NR : GEMM_NR;
         if (!transB) {
             // B[kk][j]: two k rows of 32 contiguous columns per pair.
-            __mmask16 m0 = width >= 16 ? 0xffff : (__mmask16)((1u << width) - 1);
-            __mmask16 m1 = width >= 32 ? 0xffff : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : 0;
+            __mmask16 m0 = lanes(width), m1 = lanes(width - 16);
             for (ptrdiff_t p = 0; p < kp; p++) {
                 ptrdiff_t kk = k0 + 2 * p;
                 const float *r0 = b + kk * ldb + c0;
@@ -360,11 +352,9 @@ BF16 static void pack_b(int transB, const float *b, ptrdiff_t ldb, ptrdiff_t j0,
                 const float *src = b + (c0 + j) * ldb + k0;
                 for (ptrdiff_t f = j < width / 16 * 16 ? fullFloats : 0; f < len; f += 32) {
                     ptrdiff_t left = len - f;
-                    __mmask16 mlo = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-                    __mmask16 mhi = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+                    __mmask16 mlo = lanes(left), mhi = lanes(left - 16);
                     __m512 lo = _mm512_maskz_loadu_ps(mlo, src + f), hi = _mm512_maskz_loadu_ps(mhi, src + f + 16);
-                    ptrdiff_t words = (left + 1) / 2 < 16 ? (left + 1) / 2 : 16;
-                    __mmask16 wm = words >= 16 ? 0xffff : (__mmask16)((1u << words) - 1);
+                    __mmask16 wm = lanes((left + 1) / 2);
                     _mm512_mask_i32scatter_epi32(panel + (f / 2) * GEMM_NR + j, wm, index,
                                                  (__m512i)_mm512_cvtne2ps_pbh(hi, lo), 4);
                 }
@@ -383,7 +373,7 @@ BF16 void nest_bf16_gemm_general(int transA, int transB, ptrdiff_t m, ptrdiff_t 
         if (beta == 0.0f) for (ptrdiff_t i = 0; i < m; i++) memset(c + i * ldc, 0, (size_t)n * 4);
         return;
     }
-    uint32_t *apack = thread_scratch(), *bpack = thread_bscratch();
+    uint32_t *apack = thread_scratch(), *bpack = thread_buffer(1, (size_t)GEMM_NC * GEMM_KCP);
     ptrdiff_t kpTotal = (k + 1) / 2;
     for (ptrdiff_t j0 = 0; j0 < n; j0 += GEMM_NC) {
         ptrdiff_t cols = n - j0 < GEMM_NC ? n - j0 : GEMM_NC;
@@ -398,8 +388,7 @@ BF16 void nest_bf16_gemm_general(int transA, int transB, ptrdiff_t m, ptrdiff_t 
                 else pack_a(a + i0 * lda, lda, mc, 2 * p0, k, kp, apack);
                 for (ptrdiff_t nb = 0; nb < blocks; nb++) {
                     ptrdiff_t left = cols - nb * GEMM_NR;
-                    __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-                    __mmask16 m1 = left >= 32 ? 0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+                    __mmask16 m0 = lanes(left), m1 = lanes(left - 16);
                     for (ptrdiff_t t = 0; t < mc; t += GEMM_MR) {
                         ptrdiff_t rows = mc - t < GEMM_MR ? mc - t : GEMM_MR;
                         kernel_14x32(kp, apack + t * GEMM_KCP, bpack + nb * kp * GEMM_NR,

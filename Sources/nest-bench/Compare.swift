@@ -154,59 +154,62 @@ func makeSDXLGenerateCase(_ name: String) -> () -> Void {
     return { _ = try! pipe.generate(config) }
 }
 
-/// One training step of a nested adapter on the miniature world's frozen UNet
-/// ("-bf16": bfloat16 products, `MixedPrecision`).
-func makeTrainStepCase(_ name: String, bf16: Bool) -> () -> Void {
-    // The miniature world's UNet, frozen; a nested adapter's projections trained
-    // with AdamW on fixed encoder tokens, batch 8 at 16×16 latents.
-    let config = try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name)
-    let unet = UNet2DConditionModel(config: config, seed: 1)
-    unet.freeze()
-    let adapter = benchAdapter(unet, tokenWidth: 128, seed: 7)
-    let parameters = adapter.layers.trainableParameters
-    adapter.layers.unfreeze()
-    let optimizer = AdamW(parameters: adapter.layers.trainableParameters, config: .init(learningRate: 1e-4))
-    _ = parameters
-    let tokens = Tensor.randn([8, 16, 128], seed: 8)
+/// The training cases' fixed batch for the miniature world's UNet: 8 latents
+/// of 16×16, text contexts, targets and timesteps.
+struct WorldTrainingBatch {
     let x = Tensor.randn([8, 16, 16, 4], seed: 9), context = Tensor.randn([8, 32, 128], seed: 10)
     let target = Tensor.randn([8, 16, 16, 4], seed: 11)
-    var rng = SeededRandom(seed: 12)
-    let timesteps = (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
-    return {
-        MixedPrecision.with(bfloat16: bf16) {
-        Autograd.withGrad {
-            let binding = try! NestedAttentionBinding.install(
-                on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: Array(repeating: 3, count: 8))])
-            let loss = F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target)
-            binding.uninstall()
-            loss.backward()
-        }
-        }
+    let timesteps: [Float] = {
+        var rng = SeededRandom(seed: 12)
+        return (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
+    }()
+
+    func loss(_ unet: UNet2DConditionModel) -> Tensor {
+        F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target)
+    }
+}
+
+/// One AdamW step: `backward` with gradients recorded (with bfloat16 products
+/// when `bf16`, `MixedPrecision`), then the update.
+func optimizerStep(_ optimizer: AdamW, bf16: Bool, _ backward: @escaping () -> Void) -> () -> Void {
+    {
+        MixedPrecision.with(bfloat16: bf16) { Autograd.withGrad(backward) }
         optimizer.update(learningRate: 1e-4)
         optimizer.zeroGrad()
     }
 }
 
-/// One AdamW step of the whole miniature-world UNet, batch 8 at 16×16
-/// latents ("-bf16": bfloat16 products, `MixedPrecision`).
+func worldUNet(_ name: String) -> UNet2DConditionModel {
+    UNet2DConditionModel(config: try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name), seed: 1)
+}
+
+/// One training step of a nested adapter on the miniature world's frozen UNet
+/// ("-bf16": bfloat16 products).
+func makeTrainStepCase(_ name: String, bf16: Bool) -> () -> Void {
+    // The miniature world's UNet, frozen; a nested adapter's projections trained
+    // with AdamW on fixed encoder tokens.
+    let unet = worldUNet(name)
+    unet.freeze()
+    let adapter = benchAdapter(unet, tokenWidth: 128, seed: 7)
+    adapter.layers.unfreeze()
+    let optimizer = AdamW(parameters: adapter.layers.trainableParameters, config: .init(learningRate: 1e-4))
+    let tokens = Tensor.randn([8, 16, 128], seed: 8), batch = WorldTrainingBatch()
+    return optimizerStep(optimizer, bf16: bf16) {
+        let binding = try! NestedAttentionBinding.install(
+            on: unet, subjects: [NestedBindingSubject(adapter: adapter, tokens: tokens, tokenIndex: Array(repeating: 3, count: 8))])
+        let loss = batch.loss(unet)
+        binding.uninstall()
+        loss.backward()
+    }
+}
+
+/// One AdamW step of the whole miniature-world UNet ("-bf16": bfloat16 products).
 func makeUNetTrainStepCase(_ name: String, bf16: Bool) -> () -> Void {
-    let config = try! UNet2DConditionConfig.decode(benchConfig("world_unet.json"), name: name)
-    let unet = UNet2DConditionModel(config: config, seed: 1)
+    let unet = worldUNet(name)
     unet.unfreeze()
     let optimizer = AdamW(parameters: unet.trainableParameters, config: .init(learningRate: 1e-4))
-    let x = Tensor.randn([8, 16, 16, 4], seed: 9), context = Tensor.randn([8, 32, 128], seed: 10)
-    let target = Tensor.randn([8, 16, 16, 4], seed: 11)
-    var rng = SeededRandom(seed: 12)
-    let timesteps = (0..<8).map { _ in Float(rng.nextInt(below: 1000)) }
-    return {
-        MixedPrecision.with(bfloat16: bf16) {
-            Autograd.withGrad {
-                F.mseLoss(unet(sample: x, timestep: timesteps, encoderHiddenStates: context), target).backward()
-            }
-        }
-        optimizer.update(learningRate: 1e-4)
-        optimizer.zeroGrad()
-    }
+    let batch = WorldTrainingBatch()
+    return optimizerStep(optimizer, bf16: bf16) { batch.loss(unet).backward() }
 }
 
 func benchAdapter(_ unet: UNet2DConditionModel, tokenWidth: Int, seed: UInt64) -> PersonalizationAdapter {
