@@ -8,6 +8,7 @@ nested keys/values (K~_j, V~_j):
     a_i   = softmax(q_i K^T / sqrt(d) + log w at each s_j)
     v*_ij = softmax(q_i K~_j^T / sqrt(d)) V~_j       (optionally rescaled to lambda * |V_{s_j}|)
     out_i = sum_{t not a subject token} a_it V_t + sum_j a_{i s_j} v*_ij
+or, for a subject whose adapter adds its value ("nested_value": "add"), a_{i s_j} (V_{s_j} + v*_ij).
 This is the direct (non-residual) form; the Swift code computes the residual form, so
 agreement checks the algebra too. Gradients of sum(out * gout) w.r.t. every input come
 from torch autograd. Writes Tests/NestPersonalizationTests/Fixtures/nested_attention.safetensors.
@@ -38,8 +39,9 @@ def nested(q, k, v, subjects, heads, weight=1.0, lam=None):
                 bias[t] = math.log(weight)
             a = torch.softmax(logits + bias, dim=-1)
             mask = torch.ones(logits.shape[1])
-            for t in tokens:
-                mask[t] = 0
+            for s in subjects:
+                if s["index"][item] >= 0 and not s.get("adds", False):
+                    mask[s["index"][item]] = 0
             o = (a * mask) @ vh[item, :, h]
             for s in subjects:
                 t = s["index"][item]
@@ -56,7 +58,7 @@ def nested(q, k, v, subjects, heads, weight=1.0, lam=None):
     return torch.stack(results)
 
 
-def case(name, b, n, t, m, heads, d, subject_indices, weight=1.0, lam=None, shared_batch=False):
+def case(name, b, n, t, m, heads, d, subject_indices, weight=1.0, lam=None, shared_batch=False, adds=()):
     q = torch.randn(b, n, heads * d, requires_grad=True)
     k = torch.randn(b, t, heads * d, requires_grad=True)
     v = torch.randn(b, t, heads * d, requires_grad=True)
@@ -66,10 +68,11 @@ def case(name, b, n, t, m, heads, d, subject_indices, weight=1.0, lam=None, shar
         kb = 1 if shared_batch else b
         kn = torch.randn(kb, m, heads * d, requires_grad=True)
         vn = torch.randn(kb, m, heads * d, requires_grad=True)
-        subjects.append({"index": index, "keys": kn, "values": vn})
+        subjects.append({"index": index, "keys": kn, "values": vn, "adds": j in adds})
         leaves[f"keys{j}"] = kn
         leaves[f"values{j}"] = vn
         out[f"{name}.index{j}"] = torch.tensor(index, dtype=torch.float32)
+        out[f"{name}.adds{j}"] = torch.tensor([1.0 if j in adds else 0.0])
     y = nested(q, k, v, subjects, heads, weight, lam)
     g = torch.randn_like(y)
     (y * g).sum().backward()
@@ -127,6 +130,12 @@ for key, value in to_original_layout(proj.state_dict()).items():
     out[f"resampler.weights.{key}"] = value.clone()
 out["resampler.features"] = features
 out["resampler.out"] = reference
+
+# Subjects that add v* to their token's value (drawn after the resampler's
+# weights, so the cases above keep their numbers).
+case("added", b=2, n=10, t=7, m=5, heads=2, d=4, subject_indices=[[-1, 3]], adds=(0,))
+case("added_mixed", b=2, n=12, t=8, m=4, heads=3, d=4, subject_indices=[[2, 1], [5, 6]], weight=2.0, adds=(1,))
+case("added_normalized", b=2, n=8, t=6, m=5, heads=2, d=4, subject_indices=[[1, 3]], lam=1.5, adds=(0,))
 
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "NestPersonalizationTests", "Fixtures", "nested_attention.safetensors")
 save_file({k: v.contiguous() for k, v in out.items()}, path, metadata={"torch": torch.__version__})

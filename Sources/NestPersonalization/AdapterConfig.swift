@@ -66,6 +66,15 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// How a nested adapter's per-query value v* enters the subject token's slot.
+    public enum NestedValue: String, Codable, Sendable {
+        /// The paper's form: v* takes the place of the token's text value V_s.
+        case replace
+        /// v* is added to V_s (the token keeps its text value; with the value
+        /// projection started at zero, training starts from the base model).
+        case add
+    }
+
     public var format: String = "nest-adapter"
     public var version: Int = 1
     public var kind: Kind
@@ -77,18 +86,25 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
     /// Width of the text context the single-token kind writes into (the UNet's cross_attention_dim).
     public var contextWidth: Int?
     public var defaults: Defaults
+    /// Nested adapters only; absent means `replace` (files written before the option).
+    public var nestedValue: NestedValue?
 
     enum CodingKeys: String, CodingKey {
         case format, version, kind, placeholderToken = "placeholder_token", classWord = "class_word"
         case imageEncoder = "image_encoder", resampler, layers, contextWidth = "context_width", defaults
+        case nestedValue = "nested_value"
     }
 
     public init(kind: Kind, placeholderToken: String, classWord: String, imageEncoder: ImageEncoder,
-                resampler: Resampler.Config, layers: [Layer], contextWidth: Int? = nil, defaults: Defaults = .init()) {
+                resampler: Resampler.Config, layers: [Layer], contextWidth: Int? = nil, defaults: Defaults = .init(),
+                nestedValue: NestedValue? = nil) {
         self.kind = kind; self.placeholderToken = placeholderToken; self.classWord = classWord
         self.imageEncoder = imageEncoder; self.resampler = resampler; self.layers = layers
-        self.contextWidth = contextWidth; self.defaults = defaults
+        self.contextWidth = contextWidth; self.defaults = defaults; self.nestedValue = nestedValue
     }
+
+    /// Whether v* is added to the subject token's value rather than replacing it.
+    public var addsNestedValue: Bool { nestedValue == .add }
 
     public static func load(from url: URL) throws -> AdapterConfig {
         let config = try decodeConfig(AdapterConfig.self, from: url)
@@ -139,6 +155,9 @@ extension AdapterConfig {
             try ConfigBounds.check("context_width", contextWidth, in: ConfigBounds.width)
         } else if let contextWidth {
             try ConfigBounds.check("context_width", contextWidth, in: ConfigBounds.width)
+        }
+        if nestedValue != nil && kind != .nested {
+            throw ModelConfigError("'nested_value' applies to nested adapters only, not '\(kind.rawValue)'")
         }
         try ConfigBounds.check("defaults.token_weight", Double(defaults.tokenWeight))
         try ConfigBounds.check("defaults.scale", Double(defaults.scale))

@@ -74,7 +74,8 @@ public final class NestedAttentionBinding {
             let options = subject.resolvedOptions
             for (layer, kv) in zip(layers, projected) {
                 perLayer[ObjectIdentifier(layer), default: []].append((subject.adapter.config.placeholderToken,
-                    NestedSubject(tokenIndex: subject.tokenIndex, keys: kv.keys, values: kv.values, options: options)))
+                    NestedSubject(tokenIndex: subject.tokenIndex, keys: kv.keys, values: kv.values, options: options,
+                                  addsValue: subject.adapter.config.addsNestedValue)))
             }
         }
         var bound: [BoundLayer] = []

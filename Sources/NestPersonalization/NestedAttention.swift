@@ -15,12 +15,16 @@ public struct NestedSubject {
     public var values: Tensor
     /// This subject's own read-out options; nil uses the call's.
     public var options: NestedAttentionOptions?
+    /// v* is added to the token's value V_s instead of replacing it (the adapter's `nested_value: add`).
+    public var addsValue: Bool
 
-    public init(tokenIndex: [Int?], keys: Tensor, values: Tensor, options: NestedAttentionOptions? = nil) {
+    public init(tokenIndex: [Int?], keys: Tensor, values: Tensor, options: NestedAttentionOptions? = nil,
+                addsValue: Bool = false) {
         self.tokenIndex = tokenIndex
         self.keys = keys
         self.values = values
         self.options = options
+        self.addsValue = addsValue
     }
 }
 
@@ -53,7 +57,8 @@ public struct NestedAttentionOptions: Sendable, Equatable {
 ///   outᵢ = Σ_{t≠s} aᵢₜ·V_t + aᵢₛ·v*ᵢ = Attention(Q,K,V)ᵢ + aᵢₛ·(v*ᵢ − V_s)
 ///
 /// computed in the residual form, per head, so no per-query copy of V and no
-/// queries × tokens × d buffer is ever built. Each subject may carry its own
+/// queries × tokens × d buffer is ever built. A subject with `addsValue` keeps
+/// V_s and adds aᵢₛ·v*ᵢ (its token's value becomes V_s + v*ᵢ). Each subject may carry its own
 /// options (λ, w); `options` applies to those that do not. Everything is made of engine
 /// operations with backward passes, so adapters train through it.
 ///
@@ -126,7 +131,7 @@ private func nestedItem(query q: Tensor, key k: Tensor, value v: Tensor, heads: 
             let target = F.sqrt(F.square(vS).sum(axes: [3], keepDims: true) + 1e-12) * lambda
             vStar = vStar / norms * target
         }
-        out = out + (aS * (vStar - vS)).reshaped([1, n, width])
+        out = out + (aS * (subject.addsValue ? vStar : vStar - vS)).reshaped([1, n, width])
     }
     return out
 }

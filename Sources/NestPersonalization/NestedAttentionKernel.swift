@@ -11,7 +11,7 @@ import NestEngine
 /// 64×64 latents that was most of Nested Attention's cost over the plain UNet.
 ///
 /// Same arithmetic as `nestedItem` (residual form, λ per head, log w on the
-/// weighted tokens' logits); q: [1, N, H·d], k, v: [1, T, H·d].
+/// weighted tokens' logits, v* added where the subject keeps V_s); q: [1, N, H·d], k, v: [1, T, H·d].
 func nestedItemFused(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int,
                      subjects: [(token: Int, subject: NestedSubject)], item: Int,
                      options: NestedAttentionOptions) -> Tensor {
@@ -27,7 +27,7 @@ func nestedItemFused(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int
     // Each subject's keys and values for this item, contiguous [M, H·d].
     let nested = subjects.map { s in
         (token: s.token, keys: batchItem(s.subject.keys, item), values: batchItem(s.subject.values, item),
-         lambda: (s.subject.options ?? options).valueNormalization)
+         lambda: (s.subject.options ?? options).valueNormalization, keep: s.subject.addsValue)
     }
     let maxM = nested.map { $0.keys.shape[1] }.max() ?? 0
     let rowBlock = 64
@@ -72,7 +72,11 @@ func nestedItemFused(query q: Tensor, key k: Tensor, value v: Tensor, heads: Int
                     gain = target / (sum + 1e-12).squareRoot()
                 }
                 let a = logits[r * t + s.token]
-                for j in 0..<d { o[j] += a * (gain * row[j] - vS[j]) }
+                if s.keep {
+                    for j in 0..<d { o[j] += a * gain * row[j] }
+                } else {
+                    for j in 0..<d { o[j] += a * (gain * row[j] - vS[j]) }
+                }
             }
         }
     }

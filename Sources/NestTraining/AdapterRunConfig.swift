@@ -32,9 +32,12 @@ public struct AdapterRunConfig: Codable, CheckedConfig {
         /// the adapter file). For a base whose CLIP never learned what tells
         /// individuals apart, as the miniature world's (its captions name no traits).
         public var trainImageEncoder: Bool?
+        /// Nested adapters: "replace" (default, the paper's form) or "add" — v* added to the
+        /// token's text value, its projection started at zero so training starts from the base model.
+        public var nestedValue: AdapterConfig.NestedValue?
         enum CodingKeys: String, CodingKey, CaseIterable {
             case placeholderToken = "placeholder_token", classWord = "class_word", resampler, featureLayer = "feature_layer", kind
-            case trainImageEncoder = "train_image_encoder"
+            case trainImageEncoder = "train_image_encoder", nestedValue = "nested_value"
         }
     }
 
@@ -119,6 +122,7 @@ extension AdapterRunConfig.AdapterSpec {
         featureLayer = try c.decodeIfPresent(Int.self, forKey: .featureLayer)
         kind = try c.decodeIfPresent(AdapterConfig.Kind.self, forKey: .kind)
         trainImageEncoder = try c.decodeIfPresent(Bool.self, forKey: .trainImageEncoder)
+        nestedValue = try c.decodeIfPresent(AdapterConfig.NestedValue.self, forKey: .nestedValue)
     }
 
     func validate() throws {
@@ -127,6 +131,9 @@ extension AdapterRunConfig.AdapterSpec {
         try check.text("class_word", classWord)
         // Counted from the end when negative, as Python indexes; the model's depth bounds it.
         try check.int("feature_layer", featureLayer, -1024...1024)
+        if let nestedValue, let kind, kind != .nested {
+            throw ModelConfigError("adapter.nested_value \"\(nestedValue.rawValue)\" applies to nested adapters only, not \"\(kind.rawValue)\"")
+        }
         try resampler.validate()
     }
 }

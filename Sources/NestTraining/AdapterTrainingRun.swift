@@ -47,8 +47,12 @@ public final class AdapterTrainingRun: TrainingRunSteps {
                              heads: spec.resampler.heads, headDim: spec.resampler.headDim ?? 64,
                              queries: spec.resampler.queries, ffMult: spec.resampler.ffMult ?? 4),
             layers: PersonalizationAdapter.layers(for: pipeline.base.unet.crossAttentionLayers),
-            contextWidth: spec.kind == .singleToken ? crossWidth : nil)
+            contextWidth: spec.kind == .singleToken ? crossWidth : nil, nestedValue: spec.nestedValue)
         let adapter = PersonalizationAdapter(config: adapterConfig, seed: config.training.seed)
+        if adapterConfig.addsNestedValue {
+            // v* starts at zero, so the first step is the base model's and the token keeps its class value.
+            for projection in adapter.layers.items { projection.to_v.weight.assign(Tensor(zeros: projection.to_v.weight.shape)) }
+        }
         if adapterConfig.imageEncoder.tuned {
             // Starts from the model's encoder; only the adapter's copy trains.
             adapter.attachImageEncoder(copying: pipeline.imageEncoder)

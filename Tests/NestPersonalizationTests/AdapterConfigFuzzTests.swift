@@ -73,6 +73,32 @@ final class AdapterConfigTests: XCTestCase {
         }
     }
 
+    /// `nested_value`: absent reads as the paper's replacing form (files written before the
+    /// option), "add" round-trips and reaches the bound layers, a baseline kind or an unknown
+    /// mode is refused by name.
+    func testNestedValueIsReadAndChecked() throws {
+        let pair = try AdapterPair()
+        defer { pair.remove() }
+        XCTAssertNil(pair.config["nested_value"], "a replacing adapter's file stays as it was")
+        XCTAssertFalse(try pair.load().config.addsNestedValue)
+        var config = pair.config
+        config["nested_value"] = "add"
+        try pair.write(config)
+        let adapter = try pair.load()
+        XCTAssertEqual(adapter.config.nestedValue, .add)
+        let layer = Attention(queryDim: 8, crossAttentionDim: 16, heads: 2, dimHead: 4)
+        let binding = try NestedAttentionBinding.make(
+            on: [(path: "down_blocks.0.attentions.0.transformer_blocks.0.attn2", layer: layer)],
+            subjects: [NestedBindingSubject(adapter: adapter, tokens: Tensor.randn([1, 4, 16], seed: 1), tokenIndex: [2])])
+        XCTAssertEqual(binding.layers.first?.processor.subjects.map(\.addsValue), [true])
+        for (edit, needle) in [(["nested_value": "multiply"], "multiply"), (["nested_value": "add", "kind": "ip-adapter"], "nested_value")] {
+            var bad = pair.config
+            for (key, value) in edit { bad[key] = value }
+            try pair.write(bad)
+            XCTAssertThrowsError(try pair.load(), needle) { assertOneLine($0, mentions: [needle]) }
+        }
+    }
+
     func testOtherNumbersAreChecked() throws {
         let pair = try AdapterPair()
         defer { pair.remove() }

@@ -18,6 +18,9 @@ import Testing
         return leaf
     }
 
+    /// Whether the case's subject j adds v* to its token's value ("nested_value": "add").
+    func adds(_ name: String, _ j: Int) throws -> Bool { try Self.file.tensor("\(name).adds\(j)").array == [1] }
+
     func relative(_ a: Tensor, _ b: Tensor) -> Float {
         var scale: Float = 1e-6, worst: Float = 0
         for i in 0..<b.count { scale = max(scale, abs(b.data[i])); worst = max(worst, abs(a.data[i] - b.data[i])) }
@@ -27,6 +30,7 @@ import Testing
     @Test(arguments: [
         ("single", 2, 1, Float(1), Float?.none), ("uncond_branch", 2, 1, 1, nil), ("two_subjects", 3, 2, 1, nil),
         ("weighted", 2, 1, 2.5, nil), ("normalized", 2, 1, 1, 2.0), ("shared_keys", 2, 1, 1, nil),
+        ("added", 2, 1, 1, nil), ("added_mixed", 3, 2, 2.0, nil), ("added_normalized", 2, 1, 1, 1.5),
     ])
     func matchesDirectFormula(name: String, heads: Int, subjectCount: Int, weight: Float, lambda: Float?) throws {
         let q = tensor("\(name).q"), k = tensor("\(name).k"), v = tensor("\(name).v")
@@ -35,7 +39,7 @@ import Testing
         for j in 0..<subjectCount {
             let index = try Self.file.tensor("\(name).index\(j)").array.map { $0 < 0 ? nil : Int($0) }
             let keys = tensor("\(name).keys\(j)"), values = tensor("\(name).values\(j)")
-            subjects.append(NestedSubject(tokenIndex: index, keys: keys, values: values))
+            subjects.append(NestedSubject(tokenIndex: index, keys: keys, values: values, addsValue: try adds(name, j)))
             nestedLeaves += [("keys\(j)", keys), ("values\(j)", values)]
         }
         let out = nestedCrossAttention(query: q, key: k, value: v, heads: heads, subjects: subjects,
@@ -54,11 +58,13 @@ import Testing
     @Test(arguments: [
         ("single", 2, 1, Float(1), Float?.none), ("uncond_branch", 2, 1, 1, nil), ("two_subjects", 3, 2, 1, nil),
         ("weighted", 2, 1, 2.5, nil), ("normalized", 2, 1, 1, 2.0), ("shared_keys", 2, 1, 1, nil),
+        ("added", 2, 1, 1, nil), ("added_mixed", 3, 2, 2.0, nil), ("added_normalized", 2, 1, 1, 1.5),
     ])
     func fusedInferenceMatchesDirectFormula(name: String, heads: Int, subjectCount: Int, weight: Float, lambda: Float?) throws {
         let subjects = try (0..<subjectCount).map { j in
             NestedSubject(tokenIndex: try Self.file.tensor("\(name).index\(j)").array.map { $0 < 0 ? nil : Int($0) },
-                          keys: try Self.file.tensor("\(name).keys\(j)"), values: try Self.file.tensor("\(name).values\(j)"))
+                          keys: try Self.file.tensor("\(name).keys\(j)"), values: try Self.file.tensor("\(name).values\(j)"),
+                          addsValue: try adds(name, j))
         }
         let out = try Autograd.noGrad {
             nestedCrossAttention(query: try Self.file.tensor("\(name).q"), key: try Self.file.tensor("\(name).k"),
@@ -78,11 +84,32 @@ import Testing
             NestedSubject(tokenIndex: [nil, 5], keys: Tensor.randn([1, m, width], seed: 4), values: Tensor.randn([1, m, width], seed: 5),
                           options: .init(valueNormalization: 1.5, tokenWeight: 2)),
             NestedSubject(tokenIndex: [9, 7], keys: Tensor.randn([b, m + 3, width], seed: 6), values: Tensor.randn([b, m + 3, width], seed: 7)),
+            NestedSubject(tokenIndex: [12, nil], keys: Tensor.randn([1, m, width], seed: 8), values: Tensor.randn([1, m, width], seed: 9),
+                          options: .init(valueNormalization: 0.5), addsValue: true),
         ]
         let fused = Autograd.noGrad { nestedCrossAttention(query: q, key: k, value: v, heads: heads, subjects: subjects) }
         q.requiresGrad = true  // recording: the composed path
         let composed = nestedCrossAttention(query: q, key: k, value: v, heads: heads, subjects: subjects)
         #expect(relative(fused, composed.detached()) < 1e-5, "differs by \(relative(fused, composed.detached()))")
+    }
+
+    /// A subject that adds its value, with nested values at zero (how an adding
+    /// adapter starts training), leaves the layer exactly as it was.
+    @Test func addedZeroValuesArePlainAttention() {
+        let q = Tensor.randn([2, 70, 16], seed: 1), k = Tensor.randn([2, 5, 16], seed: 2), v = Tensor.randn([2, 5, 16], seed: 3)
+        let subject = NestedSubject(tokenIndex: [nil, 3], keys: Tensor.randn([1, 4, 16], seed: 4), values: Tensor(zeros: [1, 4, 16]),
+                                    addsValue: true)
+        let plain = F.attention(query: q, key: k, value: v, heads: 2)
+        let fused = Autograd.noGrad { nestedCrossAttention(query: q, key: k, value: v, heads: 2, subjects: [subject]) }
+        q.requiresGrad = true
+        let composed = nestedCrossAttention(query: q, key: k, value: v, heads: 2, subjects: [subject])
+        #expect(relative(fused, plain) < 1e-6 && relative(composed.detached(), plain) < 1e-6)
+        // The replacing form with the same zero values is not the plain layer: it removes V_s.
+        let replaced = Autograd.noGrad {
+            nestedCrossAttention(query: q.detached(), key: k, value: v, heads: 2,
+                                 subjects: [NestedSubject(tokenIndex: [nil, 3], keys: subject.keys, values: subject.values)])
+        }
+        #expect(relative(replaced, plain) > 1e-2)
     }
 
     @Test func withoutSubjectsItIsPlainAttention() {

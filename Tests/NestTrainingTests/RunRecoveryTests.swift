@@ -1,6 +1,7 @@
 import Foundation
 import NestIO
 import NestModels
+import NestPersonalization
 import NestTraining
 import Testing
 
@@ -26,11 +27,11 @@ import Testing
 
     @discardableResult
     func adapterConfig(steps: Int, model: String = AdapterTrainerTests.folder.path, checkpointEvery: Int = 2,
-                       training extra: String = "") throws -> URL {
+                       training extra: String = "", adapter adapterExtra: String = "") throws -> URL {
         let text = """
             {"model": "\(model)", "data": "train.jsonl", "output": "run",
              "adapter": {"placeholder_token": "<critter>", "class_word": "cat",
-                         "resampler": {"width": 16, "depth": 1, "heads": 2, "head_dim": 8, "queries": 4}},
+                         "resampler": {"width": 16, "depth": 1, "heads": 2, "head_dim": 8, "queries": 4}\(adapterExtra)},
              "training": {"steps": \(steps), "batch_size": 2, "resolution": 16\(extra)},
              "checkpoint_every": \(checkpointEvery), "log_every": 1}
             """
@@ -71,6 +72,31 @@ import Testing
         #expect(try loggedSteps() == [1, 2, 3, 4], "each step once after a resume")
         #expect(!FileManager.default.fileExists(atPath: stale.path) && !FileManager.default.fileExists(atPath: staleSample.path))
         for name in kept { #expect(FileManager.default.fileExists(atPath: output.appendingPathComponent(name).path), "\(name) removed") }
+    }
+
+    /// `"nested_value": "add"`: the value projections start at zero, so before any step the
+    /// adapter predicts exactly what the base model does (a replacing adapter does not);
+    /// training moves them, and the written adapter says how its value enters.
+    @Test func anAddingAdapterStartsAtTheBaseModel() throws {
+        defer { cleanUp() }
+        let adding = try AdapterTrainingRun(configFile: try adapterConfig(steps: 2, training: #", "learning_rate": 0.01"#, adapter: #", "nested_value": "add""#),
+                                            resume: false)
+        #expect(adding.trainer.adapter.layers.items.allSatisfy { $0.to_v.weight.array.allSatisfy { $0 == 0 } })
+        let start = try adding.measureEffect(batches: 1)
+        // Equal up to rounding: the nested layer computes the same attention through other kernels.
+        #expect(start.shift < 1e-5 * start.baseError && abs(start.loss - start.baseLoss) < 1e-5 * start.baseLoss, "\(start)")
+        let replacing = try AdapterTrainingRun(configFile: try adapterConfig(steps: 2), resume: false, measuring: true)
+        let replaced = try replacing.measureEffect(batches: 1)
+        #expect(replaced.shift > 1e-3 * replaced.baseError, "\(replaced)")
+        try adding.run()
+        let written = try PersonalizationAdapter.load(path: output.appendingPathComponent("adapter.json").path,
+                                                      imageEncoder: adding.trainer.pipeline.imageEncoder.config)
+        #expect(written.config.nestedValue == .add)
+        #expect(written.layers.items.contains { $0.to_v.weight.array.contains { $0 != 0 } }, "training moved the values")
+        let afterwards = try AdapterTrainingRun(configFile: try adapterConfig(steps: 2, training: #", "learning_rate": 0.01"#, adapter: #", "nested_value": "add""#),
+                                                resume: true, measuring: true)
+        let trained = try afterwards.measureEffect(batches: 1)
+        #expect(trained.shift > 1e-4 * trained.baseError && trained.shift > 100 * start.shift, "\(trained) after \(start)")
     }
 
     /// With `ema` an adapter run checkpoints the average beside the weights and writes the average.

@@ -49,7 +49,7 @@ import Testing
         ("training.timestep_range", [1, 2, 3]), ("training.learning_rate", 1e300),
         ("adapter.resampler.width", 0), ("adapter.resampler.heads", -1), ("adapter.resampler.depth", 100000),
         ("adapter.resampler.queries", 0), ("adapter.resampler.head_dim", 0), ("adapter.placeholder_token", ""),
-        ("adapter.class_word", "a\ncat"), ("output", ""), ("training.precision", "fp8"),
+        ("adapter.class_word", "a\ncat"), ("output", ""), ("training.precision", "fp8"), ("adapter.nested_value", "sum"),
     ]
 
     @Test func everyAdapterValueIsRangeChecked() {
@@ -87,6 +87,15 @@ import Testing
             #expect(message.contains(String(path.split(separator: ".").last!)), "\(path): \(message)")
             #expect(!message.contains("\n"), "\(path): \(message)")
         }
+    }
+
+    /// `adapter.nested_value` is read for nested adapters and refused by name for the baselines.
+    @Test func nestedValueAppliesToNestedAdaptersOnly() throws {
+        let adding = Self.edited(Self.adapterBase, "adapter.nested_value", "add")
+        #expect(Self.error(adding, AdapterRunConfig.load) == nil)
+        #expect(Self.error(Self.edited(adding, "adapter.kind", "nested"), AdapterRunConfig.load) == nil)
+        let baseline = try #require(Self.error(Self.edited(adding, "adapter.kind", "ip-adapter"), AdapterRunConfig.load))
+        #expect(baseline.contains("adapter.nested_value") && baseline.contains("ip-adapter") && !baseline.contains("\n"), "\(baseline)")
     }
 
     @Test func messagesNameTheKeyAndTheValue() throws {

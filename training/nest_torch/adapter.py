@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from .config import check_nested_value
+
 KINDS = ("nested", "ip-adapter", "single-token")
 
 
@@ -146,10 +148,12 @@ def check_config(config):
         raise ValueError(f"adapter kind {config['kind']!r} is not one of {KINDS}")
     if config["kind"] == "single-token" and not config.get("context_width"):
         raise ValueError("a single-token adapter needs 'context_width'")
+    check_nested_value(config.get("nested_value"), config["kind"], "nested_value")
+
 
 
 def make_config(kind, placeholder, class_word, encoder_hidden, encoder_image_size, resampler, layers,
-                context_width=None, feature_layer=-2, tuned=False):
+                context_width=None, feature_layer=-2, tuned=False, nested_value=None):
     """The adapter JSON, key for key as AdapterConfig.swift writes it (nil values left out)."""
     config = {"format": "nest-adapter", "version": 1, "kind": kind, "placeholder_token": placeholder,
               "class_word": class_word,
@@ -159,6 +163,8 @@ def make_config(kind, placeholder, class_word, encoder_hidden, encoder_image_siz
               "defaults": {"token_weight": 1.0, "scale": 1.0}}
     if kind == "single-token":
         config["context_width"] = context_width
+    if nested_value is not None:
+        config["nested_value"] = nested_value
     return config
 
 

@@ -7,6 +7,7 @@ with Sources/NestPersonalization/{NestedAttention,DecoupledAttention,SingleToken
     v*_i = softmax(q_i·K̃ᵀ/√d)·Ṽ,  K̃ = E·W̃_K, Ṽ = E·W̃_V   (nested attention over encoder tokens E)
     v*_i ← λ·‖V_s‖·v*_i/‖v*_i‖  (per head, optional value normalization λ)
     out_i = Attention(Q,K,V)_i + a_{i,s}·(v*_i − V_s)     (residual form)
+    out_i = Attention(Q,K,V)_i + a_{i,s}·v*_i             (an adapter whose v* adds to V_s)
 
 An item whose prompt has no subject token (nil index: dropped image, or the
 unconditional half of guidance) is exactly the plain layer.
@@ -33,7 +34,8 @@ def heads_last(x):
 
 def nested_cross_attention(q, k, v, heads, subjects):
     """q: [B, N, H·d]; k, v: [B, T, H·d]. `subjects`: dicts with `index` (per item,
-    int or None), `keys`/`values` ([B or 1, M, H·d]), `lam` (λ or None), `weight` (w)."""
+    int or None), `keys`/`values` ([B or 1, M, H·d]), `lam` (λ or None), `weight` (w),
+    `adds` (v* is added to the token's value V_s instead of replacing it)."""
     b, t = q.shape[0], k.shape[1]
     active = [s for s in subjects if any(i is not None for i in s["index"])]
     if not active:
@@ -64,7 +66,7 @@ def nested_cross_attention(q, k, v, heads, subjects):
             norms = torch.sqrt(v_star.square().sum(-1, keepdim=True) + EPS)
             target = torch.sqrt(v_s.square().sum(-1, keepdim=True) + EPS) * s["lam"]
             v_star = v_star / norms * target
-        out = out + present * a_s * (v_star - v_s)
+        out = out + present * a_s * (v_star if s.get("adds") else v_star - v_s)
     return heads_last(out)
 
 
@@ -147,7 +149,8 @@ def bind(unet, adapter, kv, index, options=None, scale=None):
         if path not in known:
             raise ValueError(f"the UNet has no cross-attention layer {layer['path']} (adapter made for another model?)")
         if adapter.kind == "nested":
-            processors[path] = NestedAttnProcessor([dict(index=index, keys=keys, values=values, **options)])
+            adds = adapter.config.get("nested_value") == "add"
+            processors[path] = NestedAttnProcessor([dict(index=index, keys=keys, values=values, adds=adds, **options)])
         else:
             processors[path] = DecoupledAttnProcessor(keys, values, defaults.get("scale", 1.0) if scale is None else scale)
     unet.set_attn_processor(processors)

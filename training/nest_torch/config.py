@@ -9,6 +9,16 @@ from dataclasses import dataclass, field, fields
 KINDS = ("nested", "ip-adapter", "single-token")
 
 
+def check_nested_value(value, kind, key):
+    """`nested_value`: replace (the paper's form, the default) or add, for nested adapters only."""
+    if value is None:
+        return
+    if value not in ("replace", "add"):
+        raise ValueError(f'{key} must be "replace" or "add", got {value!r}')
+    if kind != "nested":
+        raise ValueError(f'{key} "{value}" applies to nested adapters only, not "{kind}"')
+
+
 @dataclass
 class TrainingOptions:
     """`training` of the run config. Defaults: the IP-Adapter SDXL recipe the
@@ -107,6 +117,10 @@ def load_run_config(path):
             raise ValueError(f"{path}: adapter.{key} is required")
     if spec.get("kind", "nested") not in KINDS:
         raise ValueError(f"{path}: adapter.kind must be one of {KINDS}")
+    try:
+        check_nested_value(spec.get("nested_value"), spec.get("kind", "nested"), "adapter.nested_value")
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     for key in ("width", "depth", "heads", "queries"):
         if key not in spec["resampler"]:
             raise ValueError(f"{path}: adapter.resampler.{key} is required")

@@ -43,9 +43,15 @@ def build_adapter(config, base, seed):
     tuned = bool(spec.get("train_image_encoder"))
     adapter_config = make_config(kind, spec["placeholder_token"], spec["class_word"], vision.hidden_size,
                                  vision.image_size, resampler, layers, context_width=base.cross_attention_dim,
-                                 feature_layer=spec.get("feature_layer", -2), tuned=tuned)
+                                 feature_layer=spec.get("feature_layer", -2), tuned=tuned,
+                                 nested_value=spec.get("nested_value"))
     torch.manual_seed(seed)
     adapter = PersonalizationAdapter(adapter_config)
+    if adapter_config.get("nested_value") == "add":
+        # v* starts at zero, so the first step is the base model's and the token keeps its class value.
+        with torch.no_grad():
+            for projection in adapter.layers:
+                projection.to_v.weight.zero_()
     if tuned:
         # Starts from the model's encoder; only the adapter's copy trains.
         own = CLIPVisionModel(vision)

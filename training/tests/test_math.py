@@ -15,8 +15,9 @@ from nest_torch.attention import bind, decoupled_attention, nested_cross_attenti
 NESTED = os.path.join(ROOT, "Tests", "NestPersonalizationTests", "Fixtures", "nested")
 
 
-def direct(q, k, v, heads, index, keys, values, lam, weight):
-    """The paper's definition, literally: a per-query copy of V with row s replaced by v*_i."""
+def direct(q, k, v, heads, index, keys, values, lam, weight, adds=False):
+    """The paper's definition, literally: a per-query copy of V with row s replaced by v*_i
+    (with `adds`, row s becomes V_s + v*_i)."""
     b, n, width = q.shape
     d = width // heads
     out = torch.zeros(b, n, width, dtype=q.dtype)
@@ -35,23 +36,37 @@ def direct(q, k, v, heads, index, keys, values, lam, weight):
             if lam is not None:
                 v_star = v_star / v_star.norm(dim=-1, keepdim=True) * lam * vi[s].norm()
             per_query = vi.expand(n, -1, -1).clone()
-            per_query[:, s] = v_star
+            per_query[:, s] = v_star + vi[s] if adds else v_star
             out[item, :, sl] = (a[:, :, None] * per_query).sum(1)
     return out
 
 
-@pytest.mark.parametrize("lam,weight", [(None, 1.0), (1.5, 2.0), (0.7, 0.5)])
-def test_residual_form_is_the_papers_direct_form(lam, weight):
+@pytest.mark.parametrize("lam,weight,adds", [(None, 1.0, False), (1.5, 2.0, False), (0.7, 0.5, False),
+                                             (None, 1.0, True), (1.5, 2.0, True)])
+def test_residual_form_is_the_papers_direct_form(lam, weight, adds):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(3, n, 32, generator=g, dtype=torch.float64) for n in (20, 9, 9))
     keys, values = (torch.randn(1, 5, 32, generator=g, dtype=torch.float64) for _ in range(2))
     index = [3, None, 7]
-    ours = nested_cross_attention(q, k, v, 4, [dict(index=index, keys=keys, values=values, lam=lam, weight=weight)])
-    assert torch.allclose(ours, direct(q, k, v, 4, index, keys, values, lam, weight), atol=1e-10)
+    ours = nested_cross_attention(q, k, v, 4, [dict(index=index, keys=keys, values=values, lam=lam, weight=weight,
+                                                    adds=adds)])
+    assert torch.allclose(ours, direct(q, k, v, 4, index, keys, values, lam, weight, adds), atol=1e-10)
     # An item without the subject token is exactly the plain layer.
     plain = torch.softmax(q[1:2].view(1, 20, 4, 8).transpose(1, 2) @ k[1:2].view(1, 9, 4, 8).transpose(1, 2).transpose(-1, -2)
                           / math.sqrt(8), -1) @ v[1:2].view(1, 9, 4, 8).transpose(1, 2)
     assert torch.allclose(ours[1:2], plain.transpose(1, 2).reshape(1, 20, 32), atol=1e-12)
+
+
+@pytest.mark.parametrize("case,heads,count,weight,lam", [("added", 2, 1, 1.0, None), ("added_mixed", 3, 2, 2.0, None),
+                                                         ("added_normalized", 2, 1, 1.0, 1.5)])
+def test_added_values_match_the_swift_fixtures(case, heads, count, weight, lam):
+    """The cases NestedAttentionTests checks the Swift "nested_value": "add" path with."""
+    refs = load_file(os.path.join(ROOT, "Tests", "NestPersonalizationTests", "Fixtures", "nested_attention.safetensors"))
+    subjects = [dict(index=[None if i < 0 else int(i) for i in refs[f"{case}.index{j}"].tolist()],
+                     keys=refs[f"{case}.keys{j}"], values=refs[f"{case}.values{j}"], lam=lam, weight=weight,
+                     adds=refs[f"{case}.adds{j}"].item() == 1) for j in range(count)]
+    out = nested_cross_attention(refs[f"{case}.q"], refs[f"{case}.k"], refs[f"{case}.v"], heads, subjects)
+    assert (out - refs[f"{case}.out"]).abs().max().item() <= 1e-5 * refs[f"{case}.out"].abs().max().item()
 
 
 def test_baselines():

@@ -45,6 +45,23 @@ def test_each_kind_trains_only_the_adapter(tmp, kind):
     assert [entry["step"] for entry in log] == [1, 2] and all(entry["loss"] > 0 for entry in log)
 
 
+def test_an_adding_adapter_starts_at_zero_values_and_says_so(tmp):
+    path = make_run(tmp, training={"steps": 2})
+    config = json.load(open(path))
+    config["adapter"]["nested_value"] = "add"
+    json.dump(config, open(path, "w"))
+    run = Run(path)
+    assert all(torch.count_nonzero(p.to_v.weight) == 0 for p in run.adapter.layers)
+    run.run()
+    saved = load_adapter(os.path.join(tmp, "runs", "nested", "adapter.json"))
+    assert saved.config["nested_value"] == "add"
+    assert any(torch.count_nonzero(p.to_v.weight) > 0 for p in saved.layers), "training moved the values"
+    config["adapter"]["kind"] = "ip-adapter"
+    json.dump(config, open(path, "w"))
+    with pytest.raises(ValueError, match='adapter.nested_value "add" applies to nested adapters only'):
+        Run(path)
+
+
 def test_gradient_checkpointing_and_bf16(tmp):
     plain = Run(make_run(tmp, training={"steps": 1}))
     plain.run()
