@@ -142,10 +142,15 @@ MODEL=model
 #    subject's pixels count 8x in the loss (masks from the renderer): with a
 #    plain loss the adapters' loss curves matched to four decimals and the
 #    trained adapters changed generations by 2/255 on average.
+#    NESTED_VALUE=add trains Nested Attention adapters that add their value to the
+#    subject word's instead of replacing it (docs/world.md, "Adding the nested
+#    value"); adapter stages already trained keep the form they were trained with.
 adapter_config() { # DOMAIN KIND NAME
+  local value=""
+  if [ "$2" = nested ] && [ -n "${NESTED_VALUE:-}" ]; then value=" \"nested_value\": \"$NESTED_VALUE\","; fi
   cat > "$WORK/$3.json" <<JSON
 {"model": "$MODEL", "data": "data-$1-pm/manifest.jsonl", "output": "$3",
- "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2", "train_image_encoder": true,
+ "adapter": {"placeholder_token": "<$1>", "class_word": "$1", "kind": "$2", "train_image_encoder": true,$value
              "resampler": {"width": 128, "depth": 2, "heads": 4, "head_dim": 32, "queries": 16, "ff_mult": 2}},
  "training": {"steps": 4000, "batch_size": 8, "learning_rate": 5e-4, "warmup_steps": 50, "schedule": "cosine",
               "flip_targets": false, "seed": 4, "subject_loss_weight": 8, "precision": "bf16"},
