@@ -73,6 +73,13 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
         /// v* is added to V_s (the token keeps its text value; with the value
         /// projection started at zero, training starts from the base model).
         case add
+
+        /// The one rule for both config files: only a nested adapter has a nested value.
+        /// `key` names the setting as its file spells it.
+        public static func check(_ value: NestedValue?, kind: Kind, key: String) throws {
+            guard let value, kind != .nested else { return }
+            throw ModelConfigError("\(key) \"\(value.rawValue)\" applies to nested adapters only, not \"\(kind.rawValue)\"")
+        }
     }
 
     public var format: String = "nest-adapter"
@@ -156,9 +163,7 @@ extension AdapterConfig {
         } else if let contextWidth {
             try ConfigBounds.check("context_width", contextWidth, in: ConfigBounds.width)
         }
-        if nestedValue != nil && kind != .nested {
-            throw ModelConfigError("'nested_value' applies to nested adapters only, not '\(kind.rawValue)'")
-        }
+        try NestedValue.check(nestedValue, kind: kind, key: "nested_value")
         try ConfigBounds.check("defaults.token_weight", Double(defaults.tokenWeight))
         try ConfigBounds.check("defaults.scale", Double(defaults.scale))
         if let norm = defaults.valueNormalization { try ConfigBounds.check("defaults.value_normalization", Double(norm), positive: true) }

@@ -131,9 +131,7 @@ extension AdapterRunConfig.AdapterSpec {
         try check.text("class_word", classWord)
         // Counted from the end when negative, as Python indexes; the model's depth bounds it.
         try check.int("feature_layer", featureLayer, -1024...1024)
-        if let nestedValue, let kind, kind != .nested {
-            throw ModelConfigError("adapter.nested_value \"\(nestedValue.rawValue)\" applies to nested adapters only, not \"\(kind.rawValue)\"")
-        }
+        try AdapterConfig.NestedValue.check(nestedValue, kind: kind ?? .nested, key: "adapter.nested_value")
         try resampler.validate()
     }
 }

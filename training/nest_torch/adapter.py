@@ -151,7 +151,6 @@ def check_config(config):
     check_nested_value(config.get("nested_value"), config["kind"], "nested_value")
 
 
-
 def make_config(kind, placeholder, class_word, encoder_hidden, encoder_image_size, resampler, layers,
                 context_width=None, feature_layer=-2, tuned=False, nested_value=None):
     """The adapter JSON, key for key as AdapterConfig.swift writes it (nil values left out)."""
