@@ -15,7 +15,7 @@
 #   baselines, each with its own trained copy of the image encoder; each lands
 #   in WORK_DIR/model/adapters when done.
 #   Pack it: nest world pack --model WORK_DIR/model
-# UNET_STEPS (default 16000) sets the UNet's length; a run resumed with
+# UNET_STEPS (default 4000) sets the UNet's length; a run resumed with
 # another value stretches its cosine schedule.
 set -euo pipefail
 WORK=${1:-runs/world}
@@ -109,12 +109,6 @@ fi
 #    where the CPU multiplies them faster than float32 (AMD Zen 4), float32
 #    elsewhere (nest train says which); 1,000 steps of this UNet land within
 #    0.2% of float32's held-out loss (tools/compare_precision.sh).
-#    Batches of 8 at a learning rate of 5e-4: this small UNet is limited by
-#    its number of updates, not by the samples it sees. From scratch on the
-#    same data, 5,200 steps of 8 (41,600 samples) reached a held-out loss of
-#    0.095, lower than 4,000 steps of 32 (128,000 samples, learning rate
-#    3e-4: 0.101), at 14% fewer samples per second (docs/world.md, "Fourth
-#    edition").
 if [ ! -e "$WORK/unet/done" ] || [ ! -d "$WORK/model" ]; then
   unet_was_done=$([ -e "$WORK/unet/done" ] && echo yes || echo no)
   if [ ! -d "$WORK/model.partial" ]; then
@@ -125,9 +119,9 @@ if [ ! -e "$WORK/unet/done" ] || [ ! -d "$WORK/model" ]; then
     mv "$WORK/model.partial.tmp" "$WORK/model.partial"
   fi
   cat > "$WORK/unet.json" <<JSON
-{"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 8,
- "steps": ${UNET_STEPS:-16000}, "learning_rate": 5e-4, "warmup_steps": 400, "schedule": "cosine", "caption_dropout": 0.1,
- "flip": false, "checkpoint_every": 400, "log_every": 10, "sample_every": 2000, "seed": 3,
+{"model": "model.partial", "data": "data/manifest.jsonl", "output": "unet", "resolution": 64, "batch_size": 32,
+ "steps": ${UNET_STEPS:-4000}, "learning_rate": 3e-4, "warmup_steps": 100, "schedule": "cosine", "caption_dropout": 0.1,
+ "flip": false, "checkpoint_every": 100, "log_every": 10, "sample_every": 500, "seed": 3,
  "ema": 0.999, "ema_warmup": true, "validation_data": "held/manifest.jsonl",
  "attention_localization": {"weight": 0.05, "words": ["critter", "bot"]}, "precision": "bf16"}
 JSON
