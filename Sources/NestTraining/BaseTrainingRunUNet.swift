@@ -15,16 +15,18 @@ extension BaseTrainingRun {
     }
 
     /// Mean ε-units denoising error over `validation_data`, in batches of the
-    /// run's batch size; batch k's noise and timesteps come from seed k, the
-    /// same in every run. Nil when the run has no validation records.
+    /// run's batch size; record k's noise and timestep come from seed k, the
+    /// same in every run whatever its batch size. Nil when the run has no
+    /// validation records.
     func validationLoss() throws -> Float? {
         guard let trainer = unetTrainer, let validation else { return nil }
         let resolution = config.resolution ?? 64, size = config.batchSize ?? 4
         var total = 0.0
-        for (k, start) in stride(from: 0, to: validation.samples.count, by: size).enumerated() {
+        for start in stride(from: 0, to: validation.samples.count, by: size) {
             let batch = Array(validation.samples[start..<min(start + size, validation.samples.count)])
             let pixels = F.concat(try batch.map { Augmentation.none.apply(try image($0.image), size: resolution, seed: 0) }, axis: 0)
-            let loss = trainer.heldOutLoss(images: pixels, captions: batch.map(\.caption), seed: UInt64(k) &* 0x9E37_79B9 &+ 17)
+            let seeds = (start..<start + batch.count).map { UInt64($0) &* 0x9E37_79B9 &+ 17 }
+            let loss = trainer.heldOutLoss(images: pixels, captions: batch.map(\.caption), seeds: seeds)
             total += Double(loss) * Double(batch.count)
         }
         return Float(total / Double(max(validation.samples.count, 1)))

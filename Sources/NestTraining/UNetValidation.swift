@@ -4,20 +4,24 @@ import NestModels
 
 extension UNetTrainer {
     /// The UNet's denoising error in ε-units on `images` [B, H, W, 3] in
-    /// [-1, 1]: each image's posterior mean is noised with noise and a
-    /// timestep drawn from `seed` alone, so every run, whatever its seed or
-    /// objective, is measured on the same noisy latents. A v-prediction is
-    /// turned into its ε (ε = √ᾱ v + √(1 − ᾱ) x_t) so the objectives compare;
-    /// plain MSE, no weighting, no caption dropout. With `averaged` the EMA
-    /// weights (what sampling uses) are measured, when the run keeps them.
-    public func heldOutLoss(images: Tensor, captions: [String], seed: UInt64, averaged: Bool = true) -> Float {
+    /// [-1, 1]: image i's posterior mean is noised with noise and a timestep
+    /// drawn from `seeds[i]` alone, so every run, whatever its seed,
+    /// objective or batch size, is measured on the same noisy latents. A
+    /// v-prediction is turned into its ε (ε = √ᾱ v + √(1 − ᾱ) x_t) so the
+    /// objectives compare; plain MSE, no weighting, no caption dropout. With
+    /// `averaged` the EMA weights (what sampling uses) are measured, when the
+    /// run keeps them.
+    public func heldOutLoss(images: Tensor, captions: [String], seeds: [UInt64], averaged: Bool = true) -> Float {
         let b = images.shape[0]
-        precondition(captions.count == b, "heldOutLoss: \(captions.count) captions for \(b) images")
-        var rng = SeededRandom(seed: seed)
-        let timesteps = (0..<b).map { _ in rng.nextInt(below: noise.trainStepCount) }
+        precondition(captions.count == b && seeds.count == b, "heldOutLoss: \(captions.count) captions and \(seeds.count) seeds for \(b) images")
+        let timesteps = seeds.map { seed in
+            var rng = SeededRandom(seed: seed)
+            return rng.nextInt(below: noise.trainStepCount)
+        }
         return Autograd.noGrad {
             let latents = vae.scaleLatents(vae.encode(images).mean)
-            let eps = Tensor.randn(latents.shape, seed: seed &+ 1)
+            let one = [1] + Array(latents.shape.dropFirst())
+            let eps = F.concat(seeds.map { Tensor.randn(one, seed: $0 &+ 1) }, axis: 0)
             let noisy = noise.addNoise(original: latents, noise: eps, timesteps: timesteps)
             let encoded = prompts.encode(captions)
             var added: (textEmbeds: Tensor, timeIds: Tensor)? = nil

@@ -136,6 +136,30 @@ import Testing
         #expect(same, "the trained weights agree")
     }
 
+    /// The held-out loss draws each image's noise and timestep from its own
+    /// seed: the same images score the same in one batch of 4, two of 2 or
+    /// four of 1 (runs with different batch sizes compare), and other seeds
+    /// draw other noise.
+    @Test func heldOutLossDoesNotDependOnTheBatching() throws {
+        let (trainer, _) = try Self.unetTrainer(prediction: "v_prediction")
+        let images = Self.shapes(size: 16), seeds: [UInt64] = [17, 40, 63, 86]
+        let whole = trainer.heldOutLoss(images: images, captions: Self.captions, seeds: seeds)
+        func mean(of size: Int) -> Float {
+            let parts = stride(from: 0, to: 4, by: size).map { start in
+                trainer.heldOutLoss(images: images.slice(axis: 0, start..<start + size),
+                                    captions: Array(Self.captions[start..<start + size]),
+                                    seeds: Array(seeds[start..<start + size]))
+            }
+            return parts.reduce(0, +) / Float(parts.count)
+        }
+        for size in [1, 2] {
+            let batched = mean(of: size)
+            #expect(abs(batched - whole) <= 1e-5 * whole, "batches of \(size): \(batched) against \(whole) in one batch")
+        }
+        let other = trainer.heldOutLoss(images: images, captions: Self.captions, seeds: seeds.map { $0 + 1 })
+        #expect(abs(other - whole) > 1e-4 * whole, "other seeds, the same loss \(whole)")
+    }
+
     @Test func unetVelocityTargetAndCaptionDropout() throws {
         // v-prediction trains too.
         let (trainer, _) = try Self.unetTrainer(prediction: "v_prediction")
