@@ -35,10 +35,6 @@ import tempfile
 import numpy as np
 from PIL import Image
 
-# Caption.traitWords' vocabulary: lightness, body hue, markings.
-TRAIT_WORDS = {"pale", "dark", "crimson", "orange", "golden", "olive", "teal", "azure", "cobalt",
-               "indigo", "spotted", "striped", "patched"}
-
 
 def load(path):
     return np.asarray(Image.open(path).convert("RGB")).astype(np.float32)
@@ -55,12 +51,11 @@ def diversity(images):
 
 
 def plain_caption(record):
-    """The record's caption if it names no trait of its subject, else None."""
+    """The record's caption if it names no trait of its subject, else None: trait
+    words stand between the article and the noun ("a pale olive critter"), so a
+    caption that says "a critter" (or "a bot") of its own subject names none."""
     caption, domain = record["caption"], record["domain"]
-    if f" a {domain}" not in f" {caption}":
-        return None
-    before = caption.split(f"a {domain}")[0].split()
-    return caption if not (set(before[-2:]) & TRAIT_WORDS) else None
+    return caption if f" a {domain}" in f" {caption}" else None
 
 
 def main():
