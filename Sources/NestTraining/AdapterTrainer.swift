@@ -48,12 +48,20 @@ public final class AdapterTrainer {
             throw ModelConfigError("training.resolution must be a multiple of \(multiple) for this model (the VAE's and the UNet's downsampling), got \(options.resolution)")
         }
         try pipeline.add(adapter)
-        // Everything is frozen but the adapter.
-        pipeline.base.unet.freeze(); pipeline.base.vae.freeze(); pipeline.imageEncoder.freeze()
+        // Everything is frozen but the adapter (and the UNet when `unet_learning_rate` asks for it).
+        let unet = pipeline.base.unet
+        unet.freeze(); pipeline.base.vae.freeze(); pipeline.imageEncoder.freeze()
         for encoder in pipeline.base.prompts.encoders { encoder.freeze() }
         adapter.unfreeze()
-        optimizer = AdamW(parameters: adapter.trainableParameters,
-                          config: .init(learningRate: options.learningRate, weightDecay: options.weightDecay))
+        var trainable = adapter.trainableParameters, scales = [Float](repeating: 1, count: trainable.count)
+        if let unetRate = options.unetLearningRate {
+            unet.unfreeze()
+            let weights = unet.trainableParameters.map { (path: Self.unetPrefix + $0.path, tensor: $0.tensor) }
+            trainable += weights
+            scales += [Float](repeating: unetRate / options.learningRate, count: weights.count)
+        }
+        optimizer = AdamW(parameters: trainable, config: .init(learningRate: options.learningRate, weightDecay: options.weightDecay),
+                          rateScales: scales)
         schedule = LearningRateSchedule(base: options.learningRate, warmupSteps: options.warmupSteps,
                                         totalSteps: options.totalSteps, decay: options.schedule)
         predictsVelocity = (pipeline.base.schedulerConfig.predictionType ?? "epsilon") == "v_prediction"
@@ -61,6 +69,10 @@ public final class AdapterTrainer {
         let trained = optimizer.parameters
         ema = options.ema.map { ExponentialMovingAverage(trained, decay: $0) }
     }
+
+    /// Checkpoint names of the UNet's weights when it trains with the adapter.
+    public static let unetPrefix = "unet."
+    public var trainsUNet: Bool { options.unetLearningRate != nil }
 
     /// What a checkpoint holds: the trained weights and, with `ema`, their average ("ema." + name).
     public var checkpointTensors: [(path: String, tensor: Tensor)] { optimizer.parameters + (ema?.shadows ?? []) }

@@ -32,6 +32,12 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
     /// the subject is, so an encoder's signal there is nearly nil; a range
     /// that leaves them out spends the steps where identity is decided.
     public var timestepRange: [Int]? = nil
+    /// Also train the base UNet at this rate (nil: it stays frozen, the
+    /// paper's setting). For a small base whose cross-attention never learned
+    /// to draw what a subject token's value says about an individual (the
+    /// miniature world's), the UNet learns it with the adapter; the run then
+    /// writes the UNet it trained beside the adapter.
+    public var unetLearningRate: Float? = nil
 
     /// `bf16`: bfloat16 products where the CPU multiplies them faster (`TrainingPrecision`).
     public var precision: TrainingPrecision = .float32
@@ -59,6 +65,7 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         flipTargets = try c.decodeIfPresent(Bool.self, forKey: .flipTargets) ?? flipTargets
         subjectLossWeight = try c.real(.subjectLossWeight) ?? subjectLossWeight
         timestepRange = try c.decodeIfPresent([Int].self, forKey: .timestepRange)
+        unetLearningRate = try c.real(.unetLearningRate)
         precision = try c.decodeIfPresent(TrainingPrecision.self, forKey: .precision) ?? precision
         try validate()
     }
@@ -73,6 +80,7 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         try check.int("warmup_steps", warmupSteps, 0...Int(Int32.max))
         try check.int("gradient_accumulation", gradientAccumulation, 1...65536)
         try check.real("learning_rate", learningRate, .positive)
+        try check.real("unet_learning_rate", unetLearningRate, .positive)
         try check.real("weight_decay", weightDecay, .nonNegative)
         try check.real("gradient_clip", gradientClip, .positive)
         try check.real("ema", ema, .belowOne)
@@ -94,6 +102,6 @@ public struct AdapterTrainingOptions: Codable, Sendable, Equatable {
         case warmupSteps = "warmup_steps", totalSteps = "steps", schedule, gradientClip = "gradient_clip"
         case gradientAccumulation = "gradient_accumulation", ema, dropImage = "drop_image", dropText = "drop_text"
         case dropBoth = "drop_both", seed, flipTargets = "flip_targets", subjectLossWeight = "subject_loss_weight"
-        case timestepRange = "timestep_range", precision
+        case timestepRange = "timestep_range", precision, unetLearningRate = "unet_learning_rate"
     }
 }

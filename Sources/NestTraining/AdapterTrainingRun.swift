@@ -11,6 +11,8 @@ public final class AdapterTrainingRun: TrainingRunSteps {
     public let trainer: AdapterTrainer
     public let manifest: TrainingManifest
     public let output: URL
+    /// The base model folder the run loaded.
+    let modelFolder: URL
     var images: [URL: RGBImage] = [:]
 
     public var checkpointURL: URL { output.appendingPathComponent("checkpoint.safetensors") }
@@ -23,6 +25,7 @@ public final class AdapterTrainingRun: TrainingRunSteps {
         func resolve(_ p: String) -> URL { p.hasPrefix("/") ? URL(fileURLWithPath: p) : base.appendingPathComponent(p) }
         config = try AdapterRunConfig.load(from: configFile)
         output = resolve(config.output)
+        modelFolder = resolve(config.model)
         // Everything that needs no model is checked before anything is loaded or created.
         if !measuring || resume { try RunFolder.check(output, resume: resume) }
         manifest = try TrainingManifest(url: resolve(config.data), placeholder: config.adapter.placeholderToken,
@@ -30,7 +33,7 @@ public final class AdapterTrainingRun: TrainingRunSteps {
         if config.training.subjectLossWeight != 1, let bare = manifest.samples.first(where: { $0.mask == nil }) {
             throw ModelConfigError("training.subject_loss_weight is \(config.training.subjectLossWeight) but \(Escaped.text(config.data)) line \(bare.line) has no \"mask\"")
         }
-        let pipeline = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: resolve(config.model)))
+        let pipeline = try PersonalizedPipeline(base: try StableDiffusionPipeline.load(folder: modelFolder))
         let spec = config.adapter
         let layers = pipeline.imageEncoder.config.encoder.layers
         if let layer = spec.featureLayer, !(-(layers + 1)...layers).contains(layer) {
@@ -160,10 +163,25 @@ public final class AdapterTrainingRun: TrainingRunSteps {
     }
 
     func writeTrained() throws {
-        let save = { try self.trainer.adapter.save(path: self.output.appendingPathComponent("adapter.json").path, overwrite: true) }
+        let save = {
+            try self.trainer.adapter.save(path: self.output.appendingPathComponent("adapter.json").path, overwrite: true)
+            if self.trainer.trainsUNet { try self.writeUNet() }
+        }
         // With `ema` the average is what the run writes (and what sampling should use).
         guard let ema = trainer.ema else { return try save() }
         try ema.withAveragedWeights(in: trainer.optimizer.parameters.map(\.tensor), save)
+    }
+
+    /// The UNet trained with the adapter, as a diffusers `unet/` folder in the
+    /// output (its config copied from the model's): the adapter works with
+    /// this UNet, not with the one it started from.
+    func writeUNet() throws {
+        let folder = output.appendingPathComponent("unet")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let config = try Data(contentsOf: modelFolder.appendingPathComponent("unet/config.json"))
+        try config.write(to: folder.appendingPathComponent("config.json"), options: .atomic)
+        try trainer.pipeline.base.unet.save(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors").path,
+                                            overwrite: true)
     }
 
     /// Mean loss with the adapter and with the base model over `batches` fixed

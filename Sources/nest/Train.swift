@@ -47,7 +47,9 @@ struct TrainAdapter: ParsableCommand {
         for problem in run.manifest.problems { warn("\(run.manifest.url.lastPathComponent) \(problem)") }
         if let precision = run.precisionNote { note(precision) }
         note("training \(run.trainer.adapter.config.placeholderToken) on \(run.manifest.samples.count) samples, "
-             + "\(formatCount(run.trainer.adapter.parameterCount)) adapter parameters, from step \(run.trainer.state.step)")
+             + "\(formatCount(run.trainer.adapter.parameterCount)) adapter parameters"
+             + (run.trainer.trainsUNet ? " and the UNet's \(formatCount(run.trainer.pipeline.base.unet.parameterCount))" : "")
+             + ", from step \(run.trainer.state.step)")
         let total = run.config.training.totalSteps
         let bar = ProgressBar(total: total)
         do {

@@ -159,6 +159,29 @@ import Testing
         Self.expectOneLineError(typo, containing: #"training: unknown key "lerning_rate" (did you mean "learning_rate"?)"#)
     }
 
+    /// `unet_learning_rate`: the run writes the UNet it trained with the adapter
+    /// (the model's config, changed weights) beside the adapter; the model's own
+    /// UNet is left as it was. A rate that is not positive is refused by name.
+    @Test func aUNetRateWritesTheTrainedUNetBesideTheAdapter() throws {
+        let model = SubjectCommandTests.setup.folder.appendingPathComponent("unet")
+        let weights = model.appendingPathComponent("diffusion_pytorch_model.safetensors")
+        let before = try Data(contentsOf: weights)
+        let (r, dir) = try Self.train("adapter", Self.adapterConfig("", training: #", "unet_learning_rate": 0.001"#))
+        defer { try? FileManager.default.removeItem(at: dir) }
+        #expect(r.status == 0, "\(r.stderr)")
+        let unet = dir.appendingPathComponent("run/unet")
+        #expect(try Data(contentsOf: unet.appendingPathComponent("config.json")) == Data(contentsOf: model.appendingPathComponent("config.json")))
+        let trained = try SafeTensorsFile(path: unet.appendingPathComponent("diffusion_pytorch_model.safetensors").path)
+        let original = try SafeTensorsFile(path: weights.path)
+        #expect(Set(trained.names) == Set(original.names))
+        let changed = try original.names.filter { try trained.floats($0) != original.floats($0) }.count
+        #expect(changed > original.names.count / 2, "\(changed) of \(original.names.count) tensors changed")
+        #expect(try Data(contentsOf: weights) == before, "the model's UNet is not touched")
+        let (negative, other) = try Self.train("adapter", Self.adapterConfig("", training: #", "unet_learning_rate": 0"#))
+        defer { try? FileManager.default.removeItem(at: other) }
+        Self.expectOneLineError(negative, containing: "training.unet_learning_rate must be a finite number > 0, got 0")
+    }
+
     /// A problem found only with the model loaded (a timestep range past the
     /// scheduler's) leaves no output folder, and an existing one as it was.
     @Test func aSetupErrorLeavesNoOutputBehind() throws {

@@ -15,6 +15,28 @@ import Testing
         #expect(opt.step == 3)
     }
 
+    /// A parameter at rate scale s moves exactly as it would under an optimizer
+    /// of rate lr·s (its weight decay too); one at scale 1 is unaffected by the other.
+    @Test func rateScalesActAsParameterGroups() {
+        let config = AdamW.Config(learningRate: 1e-2, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0.1)
+        let start: [Float] = [0.5, -1, 2]
+        let full = Tensor(start, shape: [3]), scaled = Tensor(start, shape: [3])
+        let alone = Tensor(start, shape: [3]), reference = Tensor(start, shape: [3])
+        let grouped = AdamW(parameters: [("full", full), ("scaled", scaled)], config: config, rateScales: [1, 0.25])
+        var slowConfig = config
+        slowConfig.learningRate = 1e-2 * 0.25
+        let slow = AdamW(parameters: [("w", reference)], config: slowConfig)
+        let plain = AdamW(parameters: [("w", alone)], config: config)
+        for step in 1...3 {
+            let g = Tensor([0.3, Float(step), -0.7], shape: [3])
+            for t in [full, scaled, alone, reference] { t.grad = g }
+            grouped.update(); slow.update(); plain.update()
+        }
+        #expect(scaled.array == reference.array)
+        #expect(full.array == alone.array)
+        #expect(scaled.array != full.array)
+    }
+
     @Test func clipGradNormMatchesTorch() {
         let fx = Fixtures.shared
         let a = Tensor(zeros: [4]), b = Tensor(zeros: [2, 3])

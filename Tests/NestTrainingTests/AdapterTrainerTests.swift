@@ -57,6 +57,33 @@ import Testing
                 "the step must leave plain processors behind")
     }
 
+    /// `unet_learning_rate`: the UNet trains with the adapter, its weights in
+    /// the optimizer under "unet." at their own rate; the step changes them.
+    @Test func aUNetRateTrainsTheUNetWithTheAdapter() throws {
+        let base = try StableDiffusionPipeline.load(folder: Self.folder)
+        let pipe = try PersonalizedPipeline(base: base)
+        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                                   resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
+                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers))
+        let options = try JSONDecoder().decode(AdapterTrainingOptions.self, from: Data(
+            #"{"resolution": 32, "learning_rate": 1e-3, "unet_learning_rate": 2.5e-4, "drop_image": 0, "drop_text": 0, "drop_both": 0}"#.utf8))
+        let unetBefore = base.unet.parameterTensors().map { $0.tensor.array }
+        let trainer = try AdapterTrainer(pipeline: pipe, adapter: PersonalizationAdapter(config: config, seed: 1), options: options)
+        let unetNames = Set(base.unet.parameterTensors().map { AdapterTrainer.unetPrefix + $0.path })
+        let trained = trainer.optimizer.parameters.enumerated().filter { unetNames.contains($0.element.path) }
+        #expect(trained.count == unetNames.count, "every UNet weight is trained")
+        #expect(trained.allSatisfy { abs(trainer.optimizer.rateScales[$0.offset] - 0.25) < 1e-6 })
+        #expect(trainer.optimizer.rateScales.filter { $0 == 1 }.count == trainer.optimizer.parameters.count - unetNames.count)
+        let examples = (0..<2).map { i in
+            AdapterExample(target: Self.image(UInt64(i)), caption: "a <critter> on the beach", references: [Self.image(UInt64(i) + 100)])
+        }
+        try trainer.step(examples)
+        let changed = zip(unetBefore, base.unet.parameterTensors().map { $0.tensor.array }).filter { $0 != $1 }.count
+        #expect(changed > unetBefore.count / 2, "\(changed) of \(unetBefore.count) UNet tensors changed")
+        #expect(trainer.checkpointTensors.contains { unetNames.contains($0.path) }, "a resume restores the UNet too")
+    }
+
     /// `timestep_range`: every drawn timestep falls in [lower, upper); a range
     /// past the scheduler's training steps, or an empty one, is refused.
     @Test func timestepRangeBoundsTheDrawnTimesteps() throws {

@@ -45,7 +45,11 @@ class TrainingOptions:
     @classmethod
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)}
-        refuse_unknown("training", set(d) - known, known)
+        if d.get("unet_learning_rate") is not None:
+            # A Swift key this recipe does not implement: said as such, not as a misspelling.
+            raise ValueError("training.unet_learning_rate: this recipe trains the adapter on a frozen UNet; "
+                             "`nest train adapter` trains the UNet with it")
+        refuse_unknown("training", set(d) - known - {"unet_learning_rate"}, known)
         # Like the Swift decoder: an absent key or a JSON null keeps the default
         # (except ema and timestep_range, whose default is null: off).
         options = cls(**{k: v for k, v in d.items() if k in known and v is not None})

@@ -22,6 +22,12 @@ def test_refused_options(bad):
         TrainingOptions.from_dict(bad)
 
 
+def test_a_trained_unet_is_refused_by_name():
+    with pytest.raises(ValueError, match="unet_learning_rate: this recipe trains the adapter on a frozen UNet"):
+        TrainingOptions.from_dict({"unet_learning_rate": 1e-4})
+    assert TrainingOptions.from_dict({"unet_learning_rate": None}).learning_rate == 1e-4  # null: off, as in Swift
+
+
 def test_learning_rate_schedule():
     o = TrainingOptions.from_dict({"learning_rate": 1.0, "warmup_steps": 4, "steps": 14, "schedule": "cosine"})
     assert [o.rate(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]

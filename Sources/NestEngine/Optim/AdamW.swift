@@ -19,10 +19,16 @@ public final class AdamW {
     /// First and second moment estimates, one pair per parameter.
     public private(set) var firstMoments: [Tensor]
     public private(set) var secondMoments: [Tensor]
+    /// Per parameter, the fraction of the learning rate it moves at (and
+    /// decays with): parameter groups, as a pretrained model fine-tuned
+    /// beside a new module takes a smaller rate than the module.
+    public let rateScales: [Float]
 
-    public init(parameters: [(path: String, tensor: Tensor)], config: Config = Config()) {
+    public init(parameters: [(path: String, tensor: Tensor)], config: Config = Config(), rateScales: [Float]? = nil) {
+        precondition(rateScales.map { $0.count == parameters.count } ?? true, "one rate scale per parameter")
         self.parameters = parameters
         self.config = config
+        self.rateScales = rateScales ?? Array(repeating: 1, count: parameters.count)
         firstMoments = parameters.map { Tensor(zeros: $0.tensor.shape) }
         secondMoments = parameters.map { Tensor(zeros: $0.tensor.shape) }
     }
@@ -35,10 +41,11 @@ public final class AdamW {
         let lr = learningRate ?? config.learningRate
         let c = config
         let bc1 = 1 - powf(c.beta1, Float(step)), bc2 = 1 - powf(c.beta2, Float(step))
-        let stepSize = lr / bc1
-        let decay = 1 - lr * c.weightDecay
         for (i, p) in parameters.enumerated() {
             guard let g = p.tensor.grad else { continue }
+            let rate = lr * rateScales[i]
+            let stepSize = rate / bc1
+            let decay = 1 - rate * c.weightDecay
             let w = p.tensor.data, gp = UnsafePointer(g.data)
             let m = firstMoments[i].data, v = secondMoments[i].data
             let sqrtBc2 = bc2.squareRoot()
