@@ -14,6 +14,14 @@ import Testing
     /// The sd1 pipeline fixture plus the sd1 image encoder, as one model folder.
     static let folder = ModelFolderFixture.withImageEncoder("sd1", prefix: "nest-trainer")
 
+    /// A small nested adapter for the fixture's UNet.
+    static func tinyNestedConfig(_ base: StableDiffusionPipeline) -> AdapterConfig {
+        AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
+                      imageEncoder: .init(hiddenSize: 32, imageSize: 32),
+                      resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
+                      layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers))
+    }
+
     static func image(_ seed: UInt64, size: Int = 32) -> RGBImage {
         var rng = SeededRandom(seed: seed)
         let base = (0..<3).map { _ in rng.nextInt(below: 256) }
@@ -62,10 +70,7 @@ import Testing
     @Test func aUNetRateTrainsTheUNetWithTheAdapter() throws {
         let base = try StableDiffusionPipeline.load(folder: Self.folder)
         let pipe = try PersonalizedPipeline(base: base)
-        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
-                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
-                                   resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
-                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers))
+        let config = Self.tinyNestedConfig(base)
         let options = try JSONDecoder().decode(AdapterTrainingOptions.self, from: Data(
             #"{"resolution": 32, "learning_rate": 1e-3, "unet_learning_rate": 2.5e-4, "drop_image": 0, "drop_text": 0, "drop_both": 0}"#.utf8))
         let unetBefore = base.unet.parameterTensors().map { $0.tensor.array }
@@ -89,11 +94,7 @@ import Testing
     @Test func timestepRangeBoundsTheDrawnTimesteps() throws {
         let base = try StableDiffusionPipeline.load(folder: Self.folder)
         let pipe = try PersonalizedPipeline(base: base)
-        let config = AdapterConfig(kind: .nested, placeholderToken: "<critter>", classWord: "cat",
-                                   imageEncoder: .init(hiddenSize: 32, imageSize: 32),
-                                   resampler: .init(embeddingDim: 32, width: 32, outputDim: 32, depth: 1, heads: 2, headDim: 16, queries: 8),
-                                   layers: PersonalizationAdapter.layers(for: base.unet.crossAttentionLayers),
-                                   contextWidth: base.unet.config.levels[0].crossAttentionDim)
+        let config = Self.tinyNestedConfig(base)
         let examples = (0..<6).map { i in
             AdapterExample(target: Self.image(UInt64(i)), caption: "a <critter> on the beach", references: [Self.image(UInt64(i) + 100)])
         }
@@ -156,7 +157,7 @@ import Testing
         // `effect`: the base model's loss is the UNet's alone (weighted like training),
         // its error the plain RMS, and the adapter moves the prediction.
         let e = try trainer.effect(batch)
-        let alone = try Autograd.noGrad {
+        let alone = Autograd.noGrad {
             base.unet(sample: batch.noisy, timestep: batch.timesteps.map(Float.init), encoderHiddenStates: batch.context, added: batch.added)
         }
         #expect(abs(e.baseLoss - F.weightedMSELoss(alone, batch.target, weights: w).item) < 1e-6)
