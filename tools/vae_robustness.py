@@ -16,6 +16,7 @@ Development tool (diffusers on CPU), a few seconds for 64 scenes.
 import argparse
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -23,12 +24,14 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from PIL import Image
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sample_diversity  # noqa: E402  (the same sharpness measure as the samples')
+
 
 def sharpness(images):
-    """Mean |4-neighbour Laplacian| of images in [-1, 1] (NCHW), on the 0–255 scale."""
-    a = (images.clamp(-1, 1) + 1) * 127.5
-    lap = 4 * a[:, :, 1:-1, 1:-1] - a[:, :, :-2, 1:-1] - a[:, :, 2:, 1:-1] - a[:, :, 1:-1, :-2] - a[:, :, 1:-1, 2:]
-    return lap.abs().mean().item()
+    """`sample_diversity.sharpness` averaged over images in [-1, 1] (NCHW), on the 0–255 scale."""
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).permute(0, 2, 3, 1).numpy()
+    return float(np.mean([sample_diversity.sharpness(image) for image in pixels]))
 
 
 def main():

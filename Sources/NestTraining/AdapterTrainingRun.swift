@@ -176,10 +176,7 @@ public final class AdapterTrainingRun: TrainingRunSteps {
     /// output (its config copied from the model's): the adapter works with
     /// this UNet, not with the one it started from.
     func writeUNet() throws {
-        let folder = output.appendingPathComponent("unet")
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let config = try Data(contentsOf: modelFolder.appendingPathComponent("unet/config.json"))
-        try config.write(to: folder.appendingPathComponent("config.json"), options: .atomic)
+        let folder = try RunFolder.componentFolder("unet", model: modelFolder, output: output)
         try trainer.pipeline.base.unet.save(to: folder.appendingPathComponent("diffusion_pytorch_model.safetensors").path,
                                             overwrite: true)
     }

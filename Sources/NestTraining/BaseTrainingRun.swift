@@ -203,13 +203,8 @@ public final class BaseTrainingRun: TrainingRunSteps {
 
     /// The trained component(s) in diffusers' layout.
     func writeTrained() throws {
-        let fm = FileManager.default
         func copyConfig(_ name: String) throws -> URL {
-            let folder = output.appendingPathComponent(name)
-            try fm.createDirectory(at: folder, withIntermediateDirectories: true)
-            let data = try Data(contentsOf: source.deletingLastPathComponent().appendingPathComponent(name + "/config.json"))
-            try data.write(to: folder.appendingPathComponent("config.json"), options: .atomic)
-            return folder
+            try RunFolder.componentFolder(name, model: source.deletingLastPathComponent(), output: output)
         }
         switch component {
         case .unet:

@@ -27,6 +27,16 @@ public struct RunFolder {
         if resume && !hasCheckpoint { throw ModelConfigError("--resume: no checkpoint at \(Escaped.text(checkpoint.path))") }
     }
 
+    /// `output/name/` holding the model folder's `name/config.json`: where a
+    /// run writes a trained component in diffusers' layout (its weights go beside).
+    static func componentFolder(_ name: String, model: URL, output: URL) throws -> URL {
+        let folder = output.appendingPathComponent(name)
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let data = try Data(contentsOf: model.appendingPathComponent(name + "/config.json"))
+        try data.write(to: folder.appendingPathComponent("config.json"), options: .atomic)
+        return folder
+    }
+
     /// Creates the folder if needed (remembering what was created) and removes
     /// the temporary files that killed writes of earlier runs left in it.
     public static func open(_ url: URL) throws -> RunFolder {
