@@ -10,13 +10,16 @@ from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokeniz
 
 
 class BaseModel:
-    def __init__(self, folder, dtype=torch.float32, device="cpu"):
+    """`for_adapters=False` (the UNet stage): no image encoder is needed and the
+    UNet is left to the caller (`self.unet` None), which may train it from its config."""
+    def __init__(self, folder, dtype=torch.float32, device="cpu", for_adapters=True):
         index = json.load(open(os.path.join(folder, "model_index.json")))
         part = lambda name: os.path.join(folder, name)
-        if not os.path.isdir(part("image_encoder")):
+        if for_adapters and not os.path.isdir(part("image_encoder")):
             raise ValueError(f"{folder}: no image_encoder/ in the model folder (subject adapters need a CLIP image encoder)")
         self.folder = folder
-        self.unet = UNet2DConditionModel.from_pretrained(part("unet"), torch_dtype=dtype).to(device)
+        self.device = torch.device(device)
+        self.unet = UNet2DConditionModel.from_pretrained(part("unet"), torch_dtype=dtype).to(device) if for_adapters else None
         self.vae = AutoencoderKL.from_pretrained(part("vae"), torch_dtype=dtype).to(device)
         self.tokenizers, self.text_encoders = [], []
         for tok, enc in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
@@ -26,15 +29,18 @@ class BaseModel:
             self.tokenizers.append(CLIPTokenizer.from_pretrained(part(tok)))
             self.text_encoders.append(cls.from_pretrained(part(enc), torch_dtype=dtype).to(device))
         self.is_xl = len(self.text_encoders) == 2
-        self.image_encoder = CLIPVisionModelWithProjection.from_pretrained(part("image_encoder"), torch_dtype=dtype).to(device)
-        processor = part("feature_extractor") if os.path.isdir(part("feature_extractor")) else part("image_encoder")
-        self.image_processing = json.load(open(os.path.join(processor, "preprocessor_config.json")))
+        self.image_encoder = self.image_processing = None
+        if for_adapters:
+            self.image_encoder = CLIPVisionModelWithProjection.from_pretrained(part("image_encoder"), torch_dtype=dtype).to(device)
+            processor = part("feature_extractor") if os.path.isdir(part("feature_extractor")) else part("image_encoder")
+            self.image_processing = json.load(open(os.path.join(processor, "preprocessor_config.json")))
         self.scheduler_config = json.load(open(os.path.join(part("scheduler"), "scheduler_config.json")))
         # Only the forward-process constants are used in training (ᾱ_t from the betas).
         self.noise = DDPMScheduler.from_pretrained(part("scheduler"))
         self.predicts_velocity = self.scheduler_config.get("prediction_type", "epsilon") == "v_prediction"
         for m in [self.unet, self.vae, self.image_encoder] + self.text_encoders:
-            m.requires_grad_(False).eval()
+            if m is not None:
+                m.requires_grad_(False).eval()
 
     @property
     def cross_attention_dim(self):
@@ -63,7 +69,7 @@ class BaseModel:
         """(context [B, 77, C], pooled [B, P] or None). SD 1/2: the last (normed)
         hidden state; SDXL: both encoders' penultimate states side by side, and
         the second encoder's projected pooled output."""
-        device = self.unet.device
+        device = self.device
         parts, pooled = [], None
         for i, (tokenizer, encoder) in enumerate(zip(self.tokenizers, self.text_encoders)):
             out = encoder(self.ids(tokenizer, prompts).to(device), output_hidden_states=True)
@@ -81,7 +87,7 @@ class BaseModel:
     def time_ids(self, batch, resolution):
         """SDXL's added condition: original size, crop (0, 0), target size, all the training resolution."""
         r = float(resolution)
-        return torch.tensor([[r, r, 0.0, 0.0, r, r]] * batch, device=self.unet.device)
+        return torch.tensor([[r, r, 0.0, 0.0, r, r]] * batch, device=self.device)
 
     def alphas_cumprod(self, timesteps):
         return self.noise.alphas_cumprod.to(timesteps.device)[timesteps]

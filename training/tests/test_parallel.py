@@ -37,3 +37,23 @@ def test_two_processes_equal_one_with_the_summed_batch(tmp):
     difference = max_relative(weights(os.path.join(tmp, "runs", "two")), weights(os.path.join(tmp, "runs", "one")))
     print(f"data parallel: 2 processes vs 1, largest relative weight difference {difference:.2e}")
     assert difference < 1e-5
+
+
+def test_the_unet_stage_on_two_processes_equals_one(tmp):
+    from nest_torch.unet_train import UNetRun
+    from test_unet_train import model, run_config, written
+    keys = dict(batch_size=4, steps=2, model=model(tmp, velocity=True), ema=0.9, loss_weighting="min_snr", caption_dropout=0.3)
+    UNetRun(run_config(tmp, name="one", count=5, **keys)).run()
+    config = run_config(tmp, name="two", count=5, **keys)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", port,
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "nest_torch.unet_train", "--cpu", "--config", config]
+    result = subprocess.run(command, env=ENV, capture_output=True, text=True, cwd=os.path.join(ROOT, "training"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in open(os.path.join(tmp, "runs", "two", "log.jsonl")) if '"loss"' in line]
+    assert log[-1]["processes"] == 2 and log[-1]["step"] == 2, log
+    one, two = written(tmp, "one"), written(tmp, "two")
+    difference = max(((one[k] - two[k]).abs().max() / one[k].abs().max().clamp_min(1e-12)).item() for k in one)
+    assert difference < 1e-5, difference
