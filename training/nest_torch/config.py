@@ -68,15 +68,21 @@ class TrainingOptions:
             raise ValueError(f"training: schedule must be constant or cosine, got {self.schedule}")
 
     def rate(self, update):
-        """Learning rate of optimizer update `update` (0-based): LearningRateSchedule.swift."""
-        import math
-        if self.warmup_steps > 0 and update < self.warmup_steps:
-            return self.learning_rate * (update + 1) / self.warmup_steps
-        if self.schedule == "constant":
-            return self.learning_rate
-        span = max(1, self.steps - self.warmup_steps)
-        progress = min(1.0, (update - self.warmup_steps) / span)
-        return self.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+        return scheduled_rate(self, update)
+
+
+def scheduled_rate(options, update):
+    """Learning rate of optimizer update `update` (0-based) for `options` with learning_rate,
+    warmup_steps, steps and schedule: LearningRateSchedule.swift (linear warmup, then constant
+    or cosine decay to 0 at `steps`)."""
+    import math
+    if options.warmup_steps > 0 and update < options.warmup_steps:
+        return options.learning_rate * (update + 1) / options.warmup_steps
+    if options.schedule == "constant":
+        return options.learning_rate
+    span = max(1, options.steps - options.warmup_steps)
+    progress = min(1.0, (update - options.warmup_steps) / span)
+    return options.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def refuse_unknown(where, keys, known):
@@ -153,24 +159,31 @@ class Sample:
 
 def read_manifest(path, placeholder, policy="skip"):
     """(samples, problems): every record that cannot be used is reported with its line, never dropped silently."""
+    return read_records(path, lambda line, number, resolve: _parse(line, number, resolve, placeholder), policy)
+
+
+def read_records(path, parse, policy="skip"):
+    """(items, problems) of a JSON-lines manifest: `parse(line, number, resolve)` makes an
+    item or raises ValueError, which is reported with the line (`policy` "fail": raised);
+    blank lines and # comments are skipped; paths resolve relative to the manifest."""
     folder = os.path.dirname(os.path.abspath(path))
     resolve = lambda p: p if os.path.isabs(p) else os.path.join(folder, p)
-    samples, problems = [], []
+    items, problems = [], []
     with open(path, encoding="utf-8") as f:
         for number, raw in enumerate(f, start=1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
             try:
-                samples.append(_parse(line, number, resolve, placeholder))
+                items.append(parse(line, number, resolve))
             except ValueError as problem:
                 if policy == "fail":
                     raise ValueError(f"{path}: line {number}: {problem}") from None
                 problems.append((number, str(problem)))
-    if not samples:
+    if not items:
         first = f" ({len(problems)} bad records, first: line {problems[0][0]}: {problems[0][1]})" if problems else ""
         raise ValueError(f"{path}: no usable samples{first}")
-    return samples, problems
+    return items, problems
 
 
 def _parse(line, number, resolve, placeholder):

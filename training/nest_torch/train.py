@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -24,6 +23,7 @@ from .attention import cross_attention_paths
 from .base import BaseModel
 from .config import load_run_config, read_manifest
 from .data import RecordLoader, sample_rng
+from .run_folder import checkpoint_folder, load_checkpoint, save_checkpoint
 from .step import bound, loss_of, prepare
 
 
@@ -79,11 +79,7 @@ class Run:
         if o.batch_size % acc.num_processes:
             raise ValueError(f"training.batch_size {o.batch_size} is not a multiple of the {acc.num_processes} processes")
         self.output = c.resolve(c.output)
-        self.checkpoint_dir = os.path.join(self.output, "checkpoint")
-        if os.path.isdir(self.checkpoint_dir) and not resume:
-            raise ValueError(f"{self.output} already holds a run; pass --resume to continue it (or choose another output)")
-        if resume and not os.path.isdir(self.checkpoint_dir):
-            raise ValueError(f"--resume: no checkpoint at {self.checkpoint_dir}")
+        self.checkpoint_dir = checkpoint_folder(self.output, resume)
         if acc.is_main_process and (c.sample_every or c.validation_batches):
             print("warning: sample_every and validation_batches are `nest train adapter` features the recipe "
                   "does not have; sample a checkpoint with python -m nest_torch.sample", file=sys.stderr)
@@ -108,13 +104,7 @@ class Run:
             self.load_checkpoint()
 
     def load_checkpoint(self):
-        self.accelerator.load_state(self.checkpoint_dir)
-        with open(os.path.join(self.checkpoint_dir, "state.json")) as f:
-            self.step = json.load(f)["step"]
-        if self.ema is not None:
-            saved = torch.load(os.path.join(self.checkpoint_dir, "ema.pt"))
-            for shadow, value in zip(self.ema, saved):
-                shadow.copy_(value)
+        self.step = load_checkpoint(self.accelerator, self.checkpoint_dir, self.ema)["step"]
 
     def local_items(self, step):
         """This process's slice of the global batch: (items, their generators)."""
@@ -155,21 +145,8 @@ class Run:
 
     def save_checkpoint(self):
         """Resumable state (atomically replaced) and the adapter in our format."""
-        acc = self.accelerator
-        staging = self.checkpoint_dir + ".tmp"
-        acc.save_state(staging)
-        if acc.is_main_process:
-            with open(os.path.join(staging, "state.json"), "w") as f:
-                json.dump({"step": self.step, "seed": self.options.seed}, f)
-            if self.ema is not None:
-                torch.save([t.cpu() for t in self.ema], os.path.join(staging, "ema.pt"))
-            old = self.checkpoint_dir + ".old"
-            if os.path.isdir(self.checkpoint_dir):
-                os.replace(self.checkpoint_dir, old)
-            os.replace(staging, self.checkpoint_dir)
-            shutil.rmtree(old, ignore_errors=True)
-            self.save_adapter()
-        acc.wait_for_everyone()
+        save_checkpoint(self.accelerator, self.checkpoint_dir, {"step": self.step, "seed": self.options.seed},
+                        self.ema, self.save_adapter)
 
     def save_adapter(self):
         self.adapter.save(os.path.join(self.output, "adapter.json"))

@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 
-from .config import refuse_unknown
+from .config import read_records, refuse_unknown, scheduled_rate
 
 # Keys a `nest train vae` run reads: said as such, not as misspellings.
 VAE_ONLY = ("kl_weight", "logvar_shift")
@@ -50,14 +50,7 @@ class UNetRunConfig:
         return (self.snr_gamma or 5.0) if self.loss_weighting == "min_snr" else None
 
     def rate(self, update):
-        """Learning rate of optimizer update `update` (0-based), LearningRateSchedule.swift's."""
-        if self.warmup_steps > 0 and update < self.warmup_steps:
-            return self.learning_rate * (update + 1) / self.warmup_steps
-        if self.schedule == "constant":
-            return self.learning_rate
-        span = max(1, self.steps - self.warmup_steps)
-        progress = min(1.0, (update - self.warmup_steps) / span)
-        return self.learning_rate * 0.5 * (1 + math.cos(math.pi * progress))
+        return scheduled_rate(self, update)
 
     def ema_decay(self, update):
         """Decay of the moving average at update `update` (1 for the first), ExponentialMovingAverage.swift's."""
@@ -153,37 +146,22 @@ class ImageRecord:
 def read_image_manifest(path, need_masks=False):
     """(records, problems) of a {"image", "caption", "mask"?} manifest; a record that
     cannot be used is reported with its line, never dropped silently."""
-    folder = os.path.dirname(os.path.abspath(path))
-    resolve = lambda p: p if os.path.isabs(p) else os.path.join(folder, p)
-    records, problems = [], []
-    with open(path, encoding="utf-8") as f:
-        for number, raw in enumerate(f, start=1):
-            line = raw.strip()
-            if not line or line.startswith("#"):
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                record = None
-            problem = None
-            if not isinstance(record, dict):
-                problem = "not a JSON object"
-            elif not isinstance(record.get("image"), str):
-                problem = 'missing "image"'
-            elif not isinstance(record.get("caption"), str):
-                problem = 'missing "caption"'
-            elif need_masks and not isinstance(record.get("mask"), str):
-                problem = 'attention_localization needs a "mask" in every record'
-            else:
-                files = [record["image"]] + ([record["mask"]] if need_masks else [])
-                absent = [resolve(p) for p in files if not os.path.isfile(resolve(p))]
-                problem = f"missing file {absent[0]}" if absent else None
-            if problem:
-                problems.append((number, problem))
-                continue
-            records.append(ImageRecord(number, resolve(record["image"]), record["caption"],
-                                       resolve(record["mask"]) if need_masks else None))
-    if not records:
-        first = f" ({len(problems)} bad records, first: line {problems[0][0]}: {problems[0][1]})" if problems else ""
-        raise ValueError(f"{path}: no usable records{first}")
-    return records, problems
+    def parse(line, number, resolve):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+        if not isinstance(record.get("image"), str):
+            raise ValueError('missing "image"')
+        if not isinstance(record.get("caption"), str):
+            raise ValueError('missing "caption"')
+        if need_masks and not isinstance(record.get("mask"), str):
+            raise ValueError('attention_localization needs a "mask" in every record')
+        for file in [record["image"]] + ([record["mask"]] if need_masks else []):
+            if not os.path.isfile(resolve(file)):
+                raise ValueError(f"missing file {resolve(file)}")
+        return ImageRecord(number, resolve(record["image"]), record["caption"],
+                           resolve(record["mask"]) if need_masks else None)
+    return read_records(path, parse)

@@ -29,6 +29,7 @@ from safetensors.torch import save_file
 from .attention import cross_attention_paths
 from .base import BaseModel
 from .data import augment, load_rgb, sample_rng
+from .run_folder import checkpoint_folder, load_checkpoint, save_checkpoint
 from .step import add_noise
 from .train import global_batch
 from .unet_config import load_unet_config, read_image_manifest
@@ -96,11 +97,7 @@ class UNetRun:
         if c.batch_size % acc.num_processes:
             raise ValueError(f"batch_size {c.batch_size} is not a multiple of the {acc.num_processes} processes")
         self.output = c.resolve(c.output)
-        self.checkpoint_dir = os.path.join(self.output, "checkpoint")
-        if os.path.isdir(self.checkpoint_dir) and not resume:
-            raise ValueError(f"{self.output} already holds a run; pass --resume to continue it (or choose another output)")
-        if resume and not os.path.isdir(self.checkpoint_dir):
-            raise ValueError(f"--resume: no checkpoint at {self.checkpoint_dir}")
+        self.checkpoint_dir = checkpoint_folder(self.output, resume)
         if acc.is_main_process and c.sample_every:
             print("warning: sample_every is a `nest train unet` feature the recipe does not have; "
                   "sample the written unet/ with `nest generate`", file=sys.stderr)
@@ -162,13 +159,8 @@ class UNetRun:
         return UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder))
 
     def load_checkpoint(self):
-        self.accelerator.load_state(self.checkpoint_dir)
-        with open(os.path.join(self.checkpoint_dir, "state.json")) as f:
-            state = json.load(f)
+        state = load_checkpoint(self.accelerator, self.checkpoint_dir, self.ema)
         self.step, self.updates = state["step"], state["updates"]
-        if self.ema is not None:
-            for shadow, value in zip(self.ema, torch.load(os.path.join(self.checkpoint_dir, "ema.pt"))):
-                shadow.copy_(value)
 
     def posterior(self, path, flipped):
         """(mean, std) of the frozen VAE's posterior for an image, encoded once per (image, flip)."""
@@ -329,21 +321,8 @@ class UNetRun:
         os.replace(staging, folder)
 
     def save_checkpoint(self):
-        acc = self.accelerator
-        staging = self.checkpoint_dir + ".tmp"
-        acc.save_state(staging)
-        if acc.is_main_process:
-            with open(os.path.join(staging, "state.json"), "w") as f:
-                json.dump({"step": self.step, "updates": self.updates, "seed": self.config.seed}, f)
-            if self.ema is not None:
-                torch.save([t.cpu() for t in self.ema], os.path.join(staging, "ema.pt"))
-            old = self.checkpoint_dir + ".old"
-            if os.path.isdir(self.checkpoint_dir):
-                os.replace(self.checkpoint_dir, old)
-            os.replace(staging, self.checkpoint_dir)
-            shutil.rmtree(old, ignore_errors=True)
-            self.save_unet()
-        acc.wait_for_everyone()
+        save_checkpoint(self.accelerator, self.checkpoint_dir,
+                        {"step": self.step, "updates": self.updates, "seed": self.config.seed}, self.ema, self.save_unet)
 
     def run(self, stop_after=None):
         """Trains until `steps` (or `stop_after` more steps, for tests)."""

@@ -175,3 +175,18 @@ def test_a_word_of_several_tokens_is_refused(tmp):
     path = run_config(tmp, masks=True, flip=False, attention_localization={"weight": 0.05, "words": ["catdogfish"]})
     with pytest.raises(ValueError, match="'catdogfish' is [0-9]+ tokens"):
         UNetRun(path)
+
+
+def test_unusable_records_are_reported_by_line_and_skipped(tmp, capsys):
+    path = run_config(tmp, steps=1)
+    manifest = os.path.join(tmp, "data", "train.jsonl")
+    good = open(manifest).read()
+    open(manifest, "w").write('{"image": "t0.png"}\n' + good + '{"image": "gone.png", "caption": "a cat"}\nnot json\n')
+    run = UNetRun(path)
+    assert len(run.records) == 6
+    err = capsys.readouterr().err
+    assert 'line 1: missing "caption" (skipped)' in err and "line 8: missing file" in err and "line 9: not a JSON object" in err
+    empty = run_config(tmp, name="none")
+    open(manifest, "w").write("not json\n")
+    with pytest.raises(ValueError, match="no usable samples \\(1 bad records, first: line 1: not a JSON object\\)"):
+        UNetRun(empty)
