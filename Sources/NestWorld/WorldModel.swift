@@ -15,7 +15,7 @@ public enum WorldModel {
     /// Writes the skeleton; `folder` must not exist yet. `settings` other than
     /// the first edition's are recorded in `world.json`.
     public static func writeSkeleton(to folder: URL, settings: WorldSettings = .firstEdition,
-                                     schedule: WorldNoiseSchedule = .zeroTerminalSNR) throws {
+                                     schedule: WorldNoiseSchedule = .zeroTerminalSNR, unet: WorldUNetShape = .standard) throws {
         let fm = FileManager.default
         guard !fm.fileExists(atPath: folder.path) else {
             throw WorldError("\(folder.path) already exists; choose a new folder (nothing was overwritten)")
@@ -51,12 +51,12 @@ public enum WorldModel {
                    "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
                    "norm_num_groups": 16, "sample_size": 64, "scaling_factor": 1.0, "force_upcast": false,
                    "mid_block_add_attention": true, "use_quant_conv": true, "use_post_quant_conv": true], "vae/config.json")
-        try write(["_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 4,
-                   "block_out_channels": [64, 128, 192], "cross_attention_dim": width,
+        try write(["_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": WorldUNetShape.heads,
+                   "block_out_channels": unet.channels, "cross_attention_dim": width,
                    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
                    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
                    "mid_block_type": "UNetMidBlock2DCrossAttn", "in_channels": 4, "out_channels": 4,
-                   "layers_per_block": 1, "norm_num_groups": 32, "norm_eps": 1e-5, "sample_size": 16,
+                   "layers_per_block": unet.layersPerBlock, "norm_num_groups": WorldUNetShape.groups, "norm_eps": 1e-5, "sample_size": 16,
                    "flip_sin_to_cos": true, "freq_shift": 0, "downsample_padding": 1, "center_input_sample": false,
                    "transformer_layers_per_block": 1, "use_linear_projection": true, "upcast_attention": false,
                    "only_cross_attention": false, "dual_cross_attention": false, "time_embedding_type": "positional",

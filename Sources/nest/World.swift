@@ -112,8 +112,15 @@ struct WorldModelCommand: ParsableCommand {
     @Option(help: "Noise schedule and objective: zero-snr (v-prediction, zero terminal SNR, trailing timesteps) or sd (Stable Diffusion 1.x's ε-prediction, the first and second editions').")
     var noiseSchedule: String = WorldNoiseSchedule.zeroTerminalSNR.rawValue
 
+    @Option(help: "The UNet's channels per level, three widths (multiples of 32); larger than the default is for an accelerator (the PyTorch recipe's UNet stage).")
+    var unetChannels: String = WorldUNetShape.standard.channels.map(String.init).joined(separator: ",")
+
+    @Option(help: "ResNet layers per UNet block.")
+    var unetLayers: Int = WorldUNetShape.standard.layersPerBlock
+
     func validate() throws {
         do { _ = try Framing.list(framings) } catch { throw ValidationError("--framings: \(error)") }
+        do { _ = try WorldUNetShape(channels: unetChannels, layersPerBlock: unetLayers) } catch { throw ValidationError("\(error)") }
         if let referenceFraming, Framing(rawValue: referenceFraming) == nil {
             throw ValidationError("--reference-framing: unknown framing '\(referenceFraming)' (\(Framing.allCases.map(\.rawValue).joined(separator: ", ")))")
         }
@@ -127,7 +134,8 @@ struct WorldModelCommand: ParsableCommand {
         let reference = referenceFraming.flatMap(Framing.init(rawValue:)) ?? (list == [.scene] ? .scene : .closeUp)
         let settings = WorldSettings(framings: list, referenceFraming: reference)
         let schedule = WorldNoiseSchedule(rawValue: noiseSchedule)!
-        do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output), settings: settings, schedule: schedule) } catch { fail(String(describing: error)) }
+        let unet = try! WorldUNetShape(channels: unetChannels, layersPerBlock: unetLayers)  // checked in validate()
+        do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output), settings: settings, schedule: schedule, unet: unet) } catch { fail(String(describing: error)) }
         print("wrote \(output)")
     }
 }

@@ -90,3 +90,23 @@ import Testing
         #expect(throws: WorldError("\(broken.path): no framings listed")) { try WorldSettings.read(model: dir.appendingPathComponent("wide")) }
     }
 }
+
+/// `nest world model --unet-channels --unet-layers`: a larger UNet's config, checked in one line.
+@Suite struct WorldUNetShapeTests {
+    @Test func aLargerUNetIsWrittenAndBadShapesAreRefused() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("world-model-big-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let shape = try WorldUNetShape(channels: "128, 256,384", layersPerBlock: 2)
+        try WorldModel.writeSkeleton(to: dir, unet: shape)
+        let config = try UNet2DConditionConfig.load(from: dir.appendingPathComponent("unet/config.json"))
+        #expect(config.levels.map(\.channels) == [128, 256, 384])
+        #expect(config.levels.allSatisfy { $0.layers == 2 })
+        for (text, layers, message) in [("64,128", 1, "three whole widths"), ("64,128,x", 1, "three whole widths"),
+                                        ("64,100,192", 1, "got 100"), ("64,128,192", 0, "--unet-layers")] {
+            #expect { try WorldUNetShape(channels: text, layersPerBlock: layers) } throws: { error in
+                "\(error)".contains(message) && !"\(error)".contains("\n")
+            }
+        }
+        #expect(try WorldUNetShape(channels: "64,128,192", layersPerBlock: 1) == .standard)
+    }
+}
