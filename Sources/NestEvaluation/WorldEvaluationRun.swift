@@ -24,6 +24,8 @@ public struct WorldEvaluationRun {
     public var autoencoderOnly: Bool
     /// Only the trade-off sweep (`tradeoffCurves`): tradeoff.md and tradeoff.json.
     public var tradeoff: Bool
+    /// Warnings from loading the adapters (`Generator.notice`), for the caller to show.
+    public var notice: (String) -> Void = { _ in }
 
     public init(model: URL, output: URL, options: WorldEvaluation.Options = .init(), autoencoderOnly: Bool = false,
                 tradeoff: Bool = false) {
@@ -61,14 +63,21 @@ public struct WorldEvaluationRun {
         return Domain.allCases.allSatisfy { catalog.files[$0.placeholder] != nil } ? catalog : nil
     }
 
+    /// The one generation entry point for `catalog`'s adapters, its warnings passed to `notice`.
+    func generator(_ pipeline: StableDiffusionPipeline, _ catalog: AdapterCatalog) -> Generator {
+        let generator = Generator(pipeline: pipeline, catalog: catalog)
+        generator.notice = notice
+        return generator
+    }
+
     /// The baselines on the same encoder, where the folder has them for both domains.
     func baselines(on pipeline: StableDiffusionPipeline) -> [Method] {
         var methods: [Method] = []
         if let catalog = catalog(.singleToken) {
-            methods.append(Method(name: "single-token encoder", generator: Generator(pipeline: pipeline, catalog: catalog)))
+            methods.append(Method(name: "single-token encoder", generator: generator(pipeline, catalog)))
         }
         if let catalog = catalog(.ipAdapter) {
-            let generator = Generator(pipeline: pipeline, catalog: catalog)
+            let generator = generator(pipeline, catalog)
             for scale: Float in [0.5, 1] {
                 methods.append(Method(name: String(format: "IP-Adapter-style decoupled attention, scale %g", scale),
                                       generator: generator, adapterScale: scale))
@@ -95,7 +104,7 @@ public struct WorldEvaluationRun {
             return try writeAutoencoderCheck(try validationRows(evaluation, cases: single, vae: pipeline.vae), cases: single.count)
         }
         if tradeoff { return try runTradeoff(pipeline: pipeline, progress: progress) }
-        let generator = Generator(pipeline: pipeline, catalog: nested)
+        let generator = generator(pipeline, nested)
         let sets = options.contextTables ?? [options.contexts]
         var tables: [Table] = []
         for (k, set) in sets.enumerated() {

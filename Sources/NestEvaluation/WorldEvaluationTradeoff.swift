@@ -65,8 +65,8 @@ extension WorldEvaluationRun {
     func runTradeoff(pipeline: StableDiffusionPipeline, progress: (_ done: Int, _ total: Int) -> Void) throws -> Summary {
         let evaluation = WorldEvaluation(options: options)
         let single = evaluation.cases(twoSubjects: false)
-        let nested = Generator(pipeline: pipeline, catalog: AdapterCatalog(model: model, kind: .nested))
-        let ipAdapter = catalog(.ipAdapter).map { Generator(pipeline: pipeline, catalog: $0) }
+        let nested = generator(pipeline, AdapterCatalog(model: model, kind: .nested))
+        let ipAdapter = catalog(.ipAdapter).map { generator(pipeline, $0) }
         let curves = Self.tradeoffCurves.filter { $0.knob != .adapterScale || ipAdapter != nil }
         let total = single.count * (1 + curves.map(\.values.count).reduce(0, +))
         var done = 0

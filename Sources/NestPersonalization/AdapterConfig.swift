@@ -95,11 +95,15 @@ public struct AdapterConfig: Codable, Sendable, Equatable {
     public var defaults: Defaults
     /// Nested adapters only; absent means `replace` (files written before the option).
     public var nestedValue: NestedValue?
+    /// Set when the adapter was trained together with its base UNet (`unet_learning_rate`):
+    /// that UNet's `Module.weightDigest()`. The adapter is meant for that UNet only (the run
+    /// writes it beside the adapter); absent for adapters trained on a frozen base.
+    public var trainedWithUNet: String?
 
     enum CodingKeys: String, CodingKey {
         case format, version, kind, placeholderToken = "placeholder_token", classWord = "class_word"
         case imageEncoder = "image_encoder", resampler, layers, contextWidth = "context_width", defaults
-        case nestedValue = "nested_value"
+        case nestedValue = "nested_value", trainedWithUNet = "trained_with_unet"
     }
 
     public init(kind: Kind, placeholderToken: String, classWord: String, imageEncoder: ImageEncoder,

@@ -145,6 +145,9 @@ public final class Generator {
 
     /// The LoRAs and embeddings of the last request, taken off when the next differs.
     public let additions: PipelineAdditions
+    /// Told what the caller should pass on as a warning (an adapter loaded for a UNet other
+    /// than the one it was trained with); once per adapter.
+    public var notice: (String) -> Void = { _ in }
 
     public init(pipeline: StableDiffusionPipeline, catalog: AdapterCatalog) {
         self.pipeline = pipeline
@@ -159,7 +162,10 @@ public final class Generator {
         let pipe = try personalized ?? PersonalizedPipeline(base: pipeline)
         personalized = pipe
         pipe.ipAdapter = ipAdapter
-        for token in tokens where pipe.adapters[token] == nil { try pipe.addAdapter(path: catalog.files[token]!) }
+        for token in tokens where pipe.adapters[token] == nil {
+            try pipe.addAdapter(path: catalog.files[token]!)
+            if let mismatch = pipe.adapters[token].flatMap(pipe.unetMismatch) { notice(mismatch) }
+        }
         return pipe
     }
 

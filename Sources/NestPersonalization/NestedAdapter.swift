@@ -110,7 +110,10 @@ public final class PersonalizationAdapter: Module {
     }
 
     /// Writes the adapter pair atomically; refuses to overwrite unless asked.
-    public func save(path: String, overwrite: Bool = false) throws {
+    /// `trainedWithUNet`: the digest of the UNet the adapter was trained together with, recorded in its config.
+    public func save(path: String, overwrite: Bool = false, trainedWithUNet: String? = nil) throws {
+        var config = self.config
+        if let trainedWithUNet { config.trainedWithUNet = trainedWithUNet }
         let base = URL(fileURLWithPath: path).deletingPathExtension()
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -60,6 +60,21 @@ public final class PersonalizedPipeline {
         adapters[token] = adapter
     }
 
+    /// The base UNet's `weightDigest()`, computed on first need.
+    private var unetDigest: String?
+
+    /// Why `adapter` may not suit this model's UNet: it was trained together with a UNet
+    /// (`trained_with_unet`) whose weights differ from these. Nil when it suits, or when it was
+    /// trained on a frozen base (such adapters move between fine-tunes of their base, as
+    /// IP-Adapters do).
+    public func unetMismatch(_ adapter: PersonalizationAdapter) -> String? {
+        guard let expected = adapter.config.trainedWithUNet else { return nil }
+        let digest = unetDigest ?? base.unet.weightDigest()
+        unetDigest = digest
+        guard digest != expected else { return nil }
+        return "adapter \(adapter.config.placeholderToken) was trained together with its own UNet (digest \(expected), written as unet/ beside it); this model's UNet differs (\(digest)), so the subject will come out weaker — put that unet/ into the model folder"
+    }
+
     /// Encoder tokens E of a subject: CLIP features of the adapter's layer, resampled, averaged over photos.
     public func encoderTokens(_ subject: Subject, adapter: PersonalizationAdapter) -> Tensor {
         Autograd.noGrad {

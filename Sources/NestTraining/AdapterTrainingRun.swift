@@ -164,7 +164,10 @@ public final class AdapterTrainingRun: TrainingRunSteps {
 
     func writeTrained() throws {
         let save = {
-            try self.trainer.adapter.save(path: self.output.appendingPathComponent("adapter.json").path, overwrite: true)
+            // A co-trained adapter records which UNet it belongs to (the one written beside it).
+            let digest = self.trainer.trainsUNet ? self.trainer.pipeline.base.unet.weightDigest() : nil
+            try self.trainer.adapter.save(path: self.output.appendingPathComponent("adapter.json").path, overwrite: true,
+                                          trainedWithUNet: digest)
             if self.trainer.trainsUNet { try self.writeUNet() }
         }
         // With `ema` the average is what the run writes (and what sampling should use).

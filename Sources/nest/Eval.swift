@@ -126,9 +126,10 @@ struct Eval: ParsableCommand {
             catch { fail(String(describing: error)) }
         }
         if let distractors { options.distractors = distractors }
-        let evaluation = WorldEvaluationRun(model: folder,
+        var evaluation = WorldEvaluationRun(model: folder,
                                             output: URL(fileURLWithPath: output), options: options, autoencoderOnly: autoencoderOnly,
                                             tradeoff: tradeoff)
+        evaluation.notice = { warn($0) }
         var bar: ProgressBar? = nil
         let summary: WorldEvaluationRun.Summary
         do {

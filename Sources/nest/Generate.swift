@@ -190,6 +190,7 @@ struct Generate: ParsableCommand {
                                                             precision: halfWeights ? .float16 : bfloat16 ? .bfloat16 : .float32,
                                                             progress: line.update)
             generator = Generator(pipeline: pipeline, catalog: inputs.catalog)
+            generator.notice = { warn($0) }
             if let ipAdapter { generator.ipAdapter = try IPAdapter.load(path: URL(fileURLWithPath: ipAdapter)) }
         } catch { fail(String(describing: error)) }
         // The request itself is checked by `generator.generate`, before any step.

@@ -73,7 +73,9 @@ struct Serve: ParsableCommand {
             let start = Date()
             let pipeline = try StableDiffusionPipeline.load(folder: URL(fileURLWithPath: model))
             if halfWeights { pipeline.storeWeightsAsHalf() }
-            server = try NestServer(generator: Generator(pipeline: pipeline, catalog: catalog),
+            let generator = Generator(pipeline: pipeline, catalog: catalog)
+            generator.notice = { warn($0) }
+            server = try NestServer(generator: generator,
                                     modelName: URL(fileURLWithPath: model).lastPathComponent, output: folder, limits: limits)
             note(String(format: "loaded %@ in %.1f s; subjects: %@; writing to %@", model, Date().timeIntervalSince(start),
                         server.subjectTokens.isEmpty ? "none" : server.subjectTokens.joined(separator: " "), folder.url.path))

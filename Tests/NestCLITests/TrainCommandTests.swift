@@ -1,6 +1,7 @@
 import Foundation
 import NestEngine
 import NestIO
+import NestModels
 import Testing
 
 /// `nest train adapter` end to end on the tiny SD1-like pipeline: logs, checkpoints, resume.
@@ -177,6 +178,11 @@ import Testing
         let changed = try original.names.filter { try trained.floats($0) != original.floats($0) }.count
         #expect(changed > original.names.count / 2, "\(changed) of \(original.names.count) tensors changed")
         #expect(try Data(contentsOf: weights) == before, "the model's UNet is not touched")
+        // The adapter names the UNet it belongs to: the written one, not the model's.
+        let adapter = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("run/adapter.json"))) as? [String: Any]
+        let recorded = adapter?["trained_with_unet"] as? String
+        #expect(recorded == (try UNet2DConditionModel.load(folder: unet).weightDigest()))
+        #expect(recorded != (try UNet2DConditionModel.load(folder: model).weightDigest()))
         let (negative, other) = try Self.train("adapter", Self.adapterConfig("", training: #", "unet_learning_rate": 0"#))
         defer { try? FileManager.default.removeItem(at: other) }
         Self.expectOneLineError(negative, containing: "training.unet_learning_rate must be a finite number > 0, got 0")

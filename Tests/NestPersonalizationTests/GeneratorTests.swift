@@ -18,6 +18,28 @@ import Testing
         return path
     }()
 
+    /// An adapter trained together with its UNet warns, once, when loaded on another UNet.
+    @Test func anAdapterTrainedWithAnotherUNetIsNamedInANotice() throws {
+        let pipeline = try StableDiffusionPipeline.load(folder: PersonalizedGenerationTests.folder)
+        let adapter = PersonalizedGenerationTests().adapter(.nested, token: "<critter>", unet: pipeline.unet, seed: 1)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nest-cotrained-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let request = GenerationRequest(generation: GenerationConfiguration(prompt: "a <critter>", steps: 1, seed: 1),
+                                        subjects: [Subject(placeholder: "<critter>", images: [PersonalizedGenerationTests.photo(seed: 1)])])
+        for (name, digest, warns) in [("same", pipeline.unet.weightDigest(), false), ("other", "0123456789abcdef", true),
+                                      ("frozen", nil, false)] {
+            let path = folder.appendingPathComponent("\(name).json").path
+            try adapter.save(path: path, trainedWithUNet: digest)
+            let generator = Generator(pipeline: pipeline, catalog: try AdapterCatalog(model: PersonalizedGenerationTests.folder, named: [path]))
+            var notices: [String] = []
+            generator.notice = { notices.append($0) }
+            for _ in 0..<2 { try generator.generate(request) { _ in } }
+            #expect(notices.count == (warns ? 1 : 0), "\(name): \(notices)")
+            if warns { #expect(notices[0].contains("<critter>") && notices[0].contains("0123456789abcdef") && !notices[0].contains("\n")) }
+        }
+    }
+
     @Test func requestsAreCheckedWhole() {
         let photo = PersonalizedGenerationTests.photo(seed: 1)
         let generation = GenerationConfiguration(prompt: "a <critter>")

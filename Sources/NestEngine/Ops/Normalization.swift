@@ -21,7 +21,6 @@ extension F {
         let n = x.shape[0], c = x.shape[x.rank - 1]
         precondition(c % groups == 0, "groupNorm: \(c) channels not divisible by \(groups) groups")
         let p = x.count / max(n * c, 1), cg = c / groups
-        let count = Double(p * cg)
         let (mean, rstd) = groupStatistics(x, groups: groups, eps: eps)
         let mp = mean.data, rp = rstd.data
         let xs = UnsafePointer(x.data)
