@@ -186,7 +186,8 @@ def read_records(path, parse, policy="skip"):
     return items, problems
 
 
-def _parse(line, number, resolve, placeholder):
+def image_record(line):
+    """A manifest line as a JSON object with a string "image" and "caption", or ValueError."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError:
@@ -197,6 +198,11 @@ def _parse(line, number, resolve, placeholder):
         raise ValueError('missing "image"')
     if not isinstance(record.get("caption"), str):
         raise ValueError('missing "caption"')
+    return record
+
+
+def _parse(line, number, resolve, placeholder):
+    record = image_record(line)
     if placeholder not in record["caption"]:
         raise ValueError(f'caption "{record["caption"]}" does not contain the placeholder {placeholder}')
     references = record.get("references") or []

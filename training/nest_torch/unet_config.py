@@ -7,7 +7,7 @@ import math
 import os
 from dataclasses import dataclass, field, fields
 
-from .config import read_records, refuse_unknown, scheduled_rate
+from .config import image_record, read_records, refuse_unknown, scheduled_rate
 
 # Keys a `nest train vae` run reads: said as such, not as misspellings.
 VAE_ONLY = ("kl_weight", "logvar_shift")
@@ -147,16 +147,7 @@ def read_image_manifest(path, need_masks=False):
     """(records, problems) of a {"image", "caption", "mask"?} manifest; a record that
     cannot be used is reported with its line, never dropped silently."""
     def parse(line, number, resolve):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
-        if not isinstance(record.get("image"), str):
-            raise ValueError('missing "image"')
-        if not isinstance(record.get("caption"), str):
-            raise ValueError('missing "caption"')
+        record = image_record(line)
         if need_masks and not isinstance(record.get("mask"), str):
             raise ValueError('attention_localization needs a "mask" in every record')
         for file in [record["image"]] + ([record["mask"]] if need_masks else []):
