@@ -54,6 +54,11 @@ def test_the_unet_stage_on_two_processes_equals_one(tmp):
     assert result.returncode == 0, result.stderr[-3000:]
     log = [json.loads(line) for line in open(os.path.join(tmp, "runs", "two", "log.jsonl")) if '"loss"' in line]
     assert log[-1]["processes"] == 2 and log[-1]["step"] == 2, log
+    one_log = [json.loads(line) for line in open(os.path.join(tmp, "runs", "one", "log.jsonl")) if '"loss"' in line]
+    assert all(abs(a["loss"] - b["loss"]) <= 1e-5 * b["loss"] for a, b in zip(log, one_log)), (log, one_log)
     one, two = written(tmp, "one"), written(tmp, "two")
+    # AdamW turns the all-reduce's summation-order noise in near-zero gradients into steps of up to
+    # the learning rate (1e-3 here): 1e-4 of a tensor's largest weight separates that from a wrong
+    # split of the batch, which moves weights by the learning rate itself.
     difference = max(((one[k] - two[k]).abs().max() / one[k].abs().max().clamp_min(1e-12)).item() for k in one)
-    assert difference < 1e-5, difference
+    assert difference < 1e-4, difference
