@@ -20,6 +20,7 @@ from transformers import CLIPVisionModel
 
 from .adapter import PersonalizationAdapter, make_config
 from .attention import cross_attention_paths
+from . import ema
 from .base import BaseModel
 from .config import load_run_config, read_manifest
 from .data import RecordLoader, sample_rng
@@ -137,9 +138,7 @@ class Run:
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
             if self.ema is not None:
-                with torch.no_grad():
-                    for shadow, p in zip(self.ema, self.adapter.parameters()):
-                        shadow.mul_(o.ema).add_(p.detach(), alpha=1 - o.ema)
+                ema.update(self.ema, self.adapter.parameters(), o.ema)
         self.step += 1
         return acc.reduce(loss.detach().float(), reduction="mean").item()
 
@@ -151,13 +150,8 @@ class Run:
     def save_adapter(self):
         self.adapter.save(os.path.join(self.output, "adapter.json"))
         if self.ema is not None:
-            with torch.no_grad():
-                live = [p.detach().clone() for p in self.adapter.parameters()]
-                for p, shadow in zip(self.adapter.parameters(), self.ema):
-                    p.copy_(shadow)
+            with ema.swapped_in(self.adapter.parameters(), self.ema):
                 self.adapter.save(os.path.join(self.output, "adapter-ema.json"))
-                for p, value in zip(self.adapter.parameters(), live):
-                    p.copy_(value)
 
     def run(self, stop_after=None):
         """Trains until `training.steps` (or `stop_after` micro-steps, for tests)."""

@@ -17,6 +17,7 @@ N processes; the draws are Python's, not the Swift trainer's."""
 import argparse
 import json
 import os
+import random
 import shutil
 import sys
 import time
@@ -26,6 +27,7 @@ from accelerate import Accelerator
 from diffusers import UNet2DConditionModel
 from safetensors.torch import save_file
 
+from . import ema
 from .attention import cross_attention_paths
 from .base import BaseModel
 from .data import augment, load_rgb, sample_rng
@@ -114,9 +116,9 @@ class UNetRun:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(acc.mixed_precision, torch.float32)
         self.model_folder = c.resolve(c.model)
         self.base = base = BaseModel(self.model_folder, dtype=dtype, device=acc.device, for_adapters=False)
-        if base.vae.config.latent_channels != self._unet_config()["in_channels"]:
-            raise ValueError(f"the UNet takes {self._unet_config()['in_channels']} channels but the VAE's latents have "
-                             f"{base.vae.config.latent_channels}")
+        channels = UNet2DConditionModel.load_config(os.path.join(self.model_folder, "unet"))["in_channels"]
+        if base.vae.config.latent_channels != channels:
+            raise ValueError(f"the UNet takes {channels} channels but the VAE's latents have {base.vae.config.latent_channels}")
         prediction = base.scheduler_config.get("prediction_type", "epsilon")
         if prediction not in ("epsilon", "v_prediction"):
             raise ValueError(f"UNet training: prediction_type '{prediction}' is not supported (epsilon or v_prediction)")
@@ -146,9 +148,6 @@ class UNetRun:
         if resume:
             self.load_checkpoint()
 
-    def _unet_config(self):
-        return json.load(open(os.path.join(self.model_folder, "unet", "config.json")))
-
     def _load_unet(self, seed):
         """The model's UNet: its weights when the folder has them, else random ones from its config."""
         folder = os.path.join(self.model_folder, "unet")
@@ -166,7 +165,6 @@ class UNetRun:
         """(mean, std) of the frozen VAE's posterior for an image, encoded once per (image, flip)."""
         key = (path, flipped)
         if key not in self.posteriors:
-            import random
             pixels, _ = augment(load_rgb(path), self.config.resolution, random.Random(0), crop_scale=(1, 1),
                                 crop_ratio=(1, 1), flip=False, jitter=0, flipped=flipped)
             with torch.no_grad():
@@ -248,33 +246,14 @@ class UNetRun:
         self.optimizer.zero_grad(set_to_none=True)
         self.updates += 1
         if self.ema is not None:
-            d = c.ema_decay(self.updates)
-            with torch.no_grad():
-                for shadow, p in zip(self.ema, self.unet.parameters()):
-                    shadow.mul_(d).add_(p.detach(), alpha=1 - d)
+            ema.update(self.ema, self.unet.parameters(), c.ema_decay(self.updates))
         self.step += 1
         loss = acc.reduce(diffusion.detach().float(), reduction="mean").item()
         return loss, (None if term is None else float(term.detach()))
 
     def swapped_in_average(self):
         """Context: the moving average in the UNet's weights (what sampling uses), the trained ones restored after."""
-        run = self
-
-        class Swap:
-            def __enter__(self):
-                self.live = None
-                if run.ema is not None:
-                    self.live = [p.detach().clone() for p in run.unet.parameters()]
-                    with torch.no_grad():
-                        for p, shadow in zip(run.unet.parameters(), run.ema):
-                            p.copy_(shadow)
-
-            def __exit__(self, *exc):
-                if self.live is not None:
-                    with torch.no_grad():
-                        for p, value in zip(run.unet.parameters(), self.live):
-                            p.copy_(value)
-        return Swap()
+        return ema.swapped_in(self.unet.parameters(), self.ema)
 
     @torch.no_grad()
     def validation_loss(self):
