@@ -5,7 +5,11 @@ import NestIO
 import NestModels
 
 public final class BaseTrainingRun: TrainingRunSteps {
-    public enum Component: String, Sendable { case vae, unet, clip }
+    public enum Component: String, Sendable {
+        case vae, unet, clip
+        /// The image encoder alone, trained to tell subjects apart (`IdentityEncoderTrainer`).
+        case imageEncoder = "image-encoder"
+    }
 
     public let component: Component
     public let config: BaseRunConfig
@@ -15,16 +19,20 @@ public final class BaseTrainingRun: TrainingRunSteps {
     private(set) var vaeTrainer: VAETrainer?
     private(set) var unetTrainer: UNetTrainer?
     private(set) var clipTrainer: CLIPTrainer?
+    private(set) var identityTrainer: IdentityEncoderTrainer?
     private(set) var imageProcessor: CLIPImageProcessor?
     /// Held-out records of `validation_data` (UNet runs).
     private(set) var validation: TrainingManifest?
     var images: [URL: RGBImage] = [:]
 
     public var state: TrainingState {
-        get { vaeTrainer?.state ?? unetTrainer?.state ?? clipTrainer!.state }
-        set { vaeTrainer?.state = newValue; unetTrainer?.state = newValue; clipTrainer?.state = newValue }
+        get { vaeTrainer?.state ?? unetTrainer?.state ?? clipTrainer?.state ?? identityTrainer!.state }
+        set {
+            vaeTrainer?.state = newValue; unetTrainer?.state = newValue; clipTrainer?.state = newValue
+            identityTrainer?.state = newValue
+        }
     }
-    var optimizer: AdamW { vaeTrainer?.optimizer ?? unetTrainer?.optimizer ?? clipTrainer!.optimizer }
+    var optimizer: AdamW { vaeTrainer?.optimizer ?? unetTrainer?.optimizer ?? clipTrainer?.optimizer ?? identityTrainer!.optimizer }
 
     public init(component: Component, configFile: URL, resume: Bool) throws {
         self.component = component
@@ -35,7 +43,8 @@ public final class BaseTrainingRun: TrainingRunSteps {
         let checkpoint = output.appendingPathComponent("checkpoint.safetensors")
         // Everything that needs no model is checked before anything is loaded or created.
         try RunFolder.check(output, resume: resume)
-        manifest = try TrainingManifest(url: resolve(config.data))
+        // Identity training pairs each image with one of its references.
+        manifest = try TrainingManifest(url: resolve(config.data), requireReferences: component == .imageEncoder)
         if config.attentionLocalization != nil {
             if component != .unet { throw ModelConfigError("attention_localization is for unet training only") }
             try Self.checkMasks(manifest, resolution: config.resolution ?? 64)
@@ -45,7 +54,7 @@ public final class BaseTrainingRun: TrainingRunSteps {
         }
         validation = try config.validationData.map { try TrainingManifest(url: resolve($0)) }
         let folder = resolve(config.model)
-        source = folder.appendingPathComponent(component.rawValue)
+        source = folder.appendingPathComponent(component == .imageEncoder ? "image_encoder" : component.rawValue)
         let options = config.optimization
 
         func vae() throws -> AutoencoderKL {
@@ -55,7 +64,7 @@ public final class BaseTrainingRun: TrainingRunSteps {
             model.randomizeWeights(seed: options.seed &+ 1)
             return model
         }
-        (vaeTrainer, unetTrainer, clipTrainer, imageProcessor) = (nil, nil, nil, nil)
+        (vaeTrainer, unetTrainer, clipTrainer, identityTrainer, imageProcessor) = (nil, nil, nil, nil, nil)
         switch component {
         case .vae:
             let model = try vae()
@@ -68,6 +77,16 @@ public final class BaseTrainingRun: TrainingRunSteps {
             model.randomizeWeights(seed: options.seed &+ 3)
             clipTrainer = try CLIPTrainer(model: model, tokenizer: try CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer")),
                                           options: options)
+            imageProcessor = try CLIPImageProcessor.load(folder: folder.appendingPathComponent("feature_extractor"))
+        case .imageEncoder:
+            // Continues from the folder's encoder (a CLIP stage's) when it has weights.
+            let url = folder.appendingPathComponent("image_encoder")
+            let encoder: CLIPVisionModel
+            if (try? WeightFiles.locate(in: url)) != nil { encoder = try CLIPVisionModel.load(folder: url, withProjection: true) } else {
+                encoder = CLIPVisionModel(config: try decodeConfig(CLIPVisionConfig.self, from: url.appendingPathComponent("config.json")))
+                encoder.randomizeWeights(seed: options.seed &+ 4)
+            }
+            identityTrainer = try IdentityEncoderTrainer(encoder: encoder, options: options)
             imageProcessor = try CLIPImageProcessor.load(folder: folder.appendingPathComponent("feature_extractor"))
         case .unet:
             let model = try ModelFolder(url: folder)
@@ -153,14 +172,20 @@ public final class BaseTrainingRun: TrainingRunSteps {
         let samples = indices.map { manifest.samples[$0] }
         let augmentation = config.flip ?? true ? Augmentation.flipOnly : .none
         let step = state.step, resolution = config.resolution ?? 64
-        if let trainer = clipTrainer, let processor = imageProcessor {
-            let c = processor.config
-            let pixels = F.concat(try samples.enumerated().map { i, sample in
-                let x = augmentation.apply(try image(sample.image), size: c.cropSize.height, seed: UInt64(step * 1000 + i), range: 0...1)
-                for j in 0..<x.count { x.data[j] = (x.data[j] - Float(c.imageMean[j % 3])) / Float(c.imageStd[j % 3]) }
-                return x
-            }, axis: 0)
-            return trainer.step(pixels: pixels, captions: samples.map(\.caption))
+        if let trainer = clipTrainer {
+            return trainer.step(pixels: try encoderPixels(samples.map(\.image), seed: UInt64(step * 1000)),
+                                captions: samples.map(\.caption))
+        }
+        if let trainer = identityTrainer {
+            // Each record's positive: one of its references, drawn from (seed, step, place in the batch).
+            let positives = samples.enumerated().map { i, sample in
+                var rng = SeededRandom(seed: (config.seed ?? 0) &+ UInt64(step) &* 1_000_003 &+ UInt64(i))
+                return sample.references[Int(rng.next() % UInt64(sample.references.count))]
+            }
+            let photos = samples.map { Set([$0.image] + $0.references) }
+            return trainer.step(anchors: try encoderPixels(samples.map(\.image), seed: UInt64(step * 1000)),
+                                positives: try encoderPixels(positives, seed: UInt64(step * 1000 + 500)),
+                                sameSubject: { !photos[$0].isDisjoint(with: photos[$1]) })
         }
         let pixels = F.concat(try samples.enumerated().map { i, sample in
             augmentation.apply(try image(sample.image), size: resolution, seed: UInt64(step * 1000 + i))
@@ -168,6 +193,18 @@ public final class BaseTrainingRun: TrainingRunSteps {
         if let trainer = vaeTrainer { return trainer.step(images: pixels) }
         return unetTrainer!.step(images: pixels, captions: samples.map(\.caption),
                                  cacheKeys: config.flip ?? true ? nil : samples.map(\.image.path), masks: try masks(samples))
+    }
+
+    /// Images as an image encoder reads them: flipped as the config says,
+    /// resized to the processor's crop and normalized, [B, S, S, C].
+    func encoderPixels(_ urls: [URL], seed: UInt64) throws -> Tensor {
+        let c = imageProcessor!.config
+        let augmentation = config.flip ?? true ? Augmentation.flipOnly : .none
+        return F.concat(try urls.enumerated().map { i, url in
+            let x = augmentation.apply(try image(url), size: c.cropSize.height, seed: seed + UInt64(i), range: 0...1)
+            for j in 0..<x.count { x.data[j] = (x.data[j] - Float(c.imageMean[j % 3])) / Float(c.imageStd[j % 3]) }
+            return x
+        }, axis: 0)
     }
 
     /// The samples' subject masks [B, H, W, 1] when the run localizes attention.
@@ -221,6 +258,9 @@ public final class BaseTrainingRun: TrainingRunSteps {
             var object = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
             object["scaling_factor"] = Double(scale)
             try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]).write(to: url, options: .atomic)
+        case .imageEncoder:
+            let folder = try copyConfig("image_encoder")
+            try identityTrainer!.encoder.save(to: folder.appendingPathComponent("model.safetensors").path, overwrite: true)
         case .clip:
             let tensors = clipTrainer!.model.checkpointTensors()
             try saveSafeTensors(tensors, to: output.appendingPathComponent("clip.safetensors").path, overwrite: true)

@@ -35,10 +35,10 @@ public final class CLIPDualEncoder: Module {
     }
 
     /// L2-normalized text embeddings [B, P] for token ids.
-    public func textEmbeddings(ids: [[Int]]) -> Tensor { normalized(text.forward(ids: ids).textEmbeds!) }
+    public func textEmbeddings(ids: [[Int]]) -> Tensor { unitRows(text.forward(ids: ids).textEmbeds!) }
 
     /// L2-normalized image embeddings [B, P] for preprocessed pixels [B, S, S, C].
-    public func imageEmbeddings(pixels: Tensor) -> Tensor { normalized(vision.forward(pixels: pixels).imageEmbeds!) }
+    public func imageEmbeddings(pixels: Tensor) -> Tensor { unitRows(vision.forward(pixels: pixels).imageEmbeds!) }
 
     /// Scaled cosine similarities [images, texts].
     public func logitsPerImage(pixels: Tensor, ids: [[Int]]) -> Tensor {
@@ -49,10 +49,6 @@ public final class CLIPDualEncoder: Module {
     /// Keeps exp(logit_scale) ≤ 100, as CLIP clamps the parameter after each update.
     public func clampLogitScale() {
         logit_scale.data[0] = min(logit_scale.data[0], logf(Self.maximumLogitScale))
-    }
-
-    func normalized(_ x: Tensor) -> Tensor {
-        x / F.sqrt(F.square(x).sum(axes: [x.rank - 1], keepDims: true).addingScalar(1e-12))
     }
 }
 

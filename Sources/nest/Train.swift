@@ -7,7 +7,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train models on the engine.",
         subcommands: [TrainAdapter.self, TrainComponent<VAEComponent>.self, TrainComponent<UNetComponent>.self,
-                       TrainComponent<CLIPComponent>.self])
+                       TrainComponent<CLIPComponent>.self, TrainComponent<ImageEncoderComponent>.self])
 }
 
 struct TrainAdapter: ParsableCommand {
@@ -69,6 +69,7 @@ protocol TrainedComponent { static var component: BaseTrainingRun.Component { ge
 enum VAEComponent: TrainedComponent { static let component = BaseTrainingRun.Component.vae }
 enum UNetComponent: TrainedComponent { static let component = BaseTrainingRun.Component.unet }
 enum CLIPComponent: TrainedComponent { static let component = BaseTrainingRun.Component.clip }
+enum ImageEncoderComponent: TrainedComponent { static let component = BaseTrainingRun.Component.imageEncoder }
 
 /// `nest train vae|unet`: one component of a diffusers folder, written back in the same layout.
 struct TrainComponent<C: TrainedComponent>: ParsableCommand {
@@ -82,6 +83,7 @@ struct TrainComponent<C: TrainedComponent>: ParsableCommand {
         case .vae: return "Train a VAE (reconstruction + KL) from a folder's vae/config.json."
         case .unet: return "Train a text-to-image UNet with the folder's frozen text encoder and VAE."
         case .clip: return "Train the folder's text and image encoders together (CLIP's contrastive loss)."
+        case .imageEncoder: return "Train the folder's image encoder to tell subjects apart (each image against one of its references)."
         }
     }
 
@@ -109,7 +111,11 @@ struct TrainComponent<C: TrainedComponent>: ParsableCommand {
             fail(String(describing: error))
         }
         bar.finish()
-        let written = C.component == .clip ? ["text_encoder", "image_encoder"] : [C.component.rawValue]
+        let written = switch C.component {
+        case .clip: ["text_encoder", "image_encoder"]
+        case .imageEncoder: ["image_encoder"]
+        case .vae, .unet: [C.component.rawValue]
+        }
         print("wrote " + written.map { run.output.appendingPathComponent($0).path }.joined(separator: ", "))
     }
 }

@@ -5,7 +5,7 @@ import NestModels
 import Testing
 
 /// The world's training path at its real sizes, a couple of steps each:
-/// `world model` → `world dataset` → `train clip` / `train vae` → `world pack`.
+/// `world model` → `world dataset` → `train clip` / `train image-encoder` / `train vae` → `world pack`.
 @Suite struct WorldModelCommandTests {
     @Test func skeletonTrainsAndPacks() throws {
         let dir = CLI.temporaryFolder()
@@ -46,6 +46,23 @@ import Testing
         #expect(vision.visual_projection != nil)
         let dual = try SafeTensorsFile(path: dir.appendingPathComponent("clip/clip.safetensors").path)
         #expect(dual.names.contains("logit_scale") && dual.names.contains("text_projection.weight"))
+
+        // The image encoder alone, trained to tell the dataset's individuals apart (each scene against its references).
+        let identity = try train("image-encoder")
+        #expect(identity.status == 0, "\(identity.stderr)")
+        #expect(identity.stdout.contains("image-encoder/image_encoder"))
+        let tuned = try CLIPVisionModel.load(folder: dir.appendingPathComponent("image-encoder/image_encoder"))
+        #expect(tuned.visual_projection != nil && tuned.config.imageSize == vision.config.imageSize)
+        let identityLog = try String(contentsOf: dir.appendingPathComponent("image-encoder/log.jsonl"), encoding: .utf8)
+        #expect(identityLog.split(separator: "\n").count == 2 && identityLog.contains("\"step\": 2"))
+        // Records without references give it nothing to pair: refused, naming the line.
+        try #"{"image": "images/bot_000/00.png", "caption": "a bot"}"#.write(
+            to: dir.appendingPathComponent("data/lone.jsonl"), atomically: true, encoding: .utf8)
+        let lonePath = dir.appendingPathComponent("lone.json").path
+        try #"{"model": "base", "data": "data/lone.jsonl", "output": "lone", "steps": 1}"#.write(toFile: lonePath, atomically: true, encoding: .utf8)
+        let lone = try CLI.run(["train", "image-encoder", "--config", lonePath])
+        #expect(lone.status != 0 && lone.stderr.contains("line 1: no \"references\""), "\(lone.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("lone").path))
 
         let vae = try train("vae")
         #expect(vae.status == 0, "\(vae.stderr)")

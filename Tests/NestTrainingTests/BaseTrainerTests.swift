@@ -220,6 +220,67 @@ import Testing
         }
     }
 
+    static func identityEncoder() throws -> CLIPVisionModel {
+        let config = try JSONDecoder().decode(CLIPVisionConfig.self, from: Data("""
+            {"image_size": 16, "patch_size": 4, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+             "num_attention_heads": 2, "projection_dim": 16, "hidden_act": "quick_gelu"}
+            """.utf8))
+        let encoder = CLIPVisionModel(config: config)
+        encoder.randomizeWeights(seed: 43)
+        return encoder
+    }
+
+    @Test func identityLossIsInfoNCEBothWaysWithOneSubjectsPairsLeftOut() throws {
+        let trainer = try IdentityEncoderTrainer(encoder: try Self.identityEncoder())
+        let anchors = Tensor.randn([4, 16, 16, 3], seed: 1), positives = Tensor.randn([4, 16, 16, 3], seed: 2)
+        func unit(_ x: Tensor) -> [[Double]] {
+            let rows = Autograd.noGrad { trainer.encoder.forward(pixels: x).imageEmbeds! }
+            let d = rows.shape[1]
+            return (0..<4).map { i in
+                let r = rows.array[(i * d)..<((i + 1) * d)].map(Double.init)
+                let norm = r.map { $0 * $0 }.reduce(0, +).squareRoot()
+                return r.map { $0 / norm }
+            }
+        }
+        let a = unit(anchors), p = unit(positives)
+        // By hand: cross-entropy of each row of cos/τ over the columns not excluded, then of each column, averaged.
+        func expected(excluded: Set<[Int]>) -> Double {
+            let logit = { (i: Int, j: Int) -> Double in zip(a[i], p[j]).map(*).reduce(0, +) / Double(IdentityEncoderTrainer.temperature) }
+            func term(_ i: Int, _ others: (Int) -> Double, _ keep: (Int) -> Bool) -> Double {
+                let total = (0..<4).filter(keep).map { exp(others($0)) }.reduce(0, +)
+                return log(total) - others(i)
+            }
+            let rows = (0..<4).map { i in term(i, { logit(i, $0) }, { !excluded.contains([i, $0]) }) }
+            let columns = (0..<4).map { j in term(j, { logit($0, j) }, { !excluded.contains([$0, j]) }) }
+            return (rows.reduce(0, +) + columns.reduce(0, +)) / 8
+        }
+        let plain = Autograd.noGrad { trainer.loss(anchors: anchors, positives: positives, sameSubject: { _, _ in false }) }.item
+        #expect(abs(Double(plain) - expected(excluded: [])) < 1e-4, "\(plain) against \(expected(excluded: []))")
+        let same = Autograd.noGrad { trainer.loss(anchors: anchors, positives: positives, sameSubject: { Set([$0, $1]) == [0, 1] }) }.item
+        let byHand = expected(excluded: [[0, 1], [1, 0]])
+        #expect(abs(Double(same) - byHand) < 1e-4, "\(same) against \(byHand)")
+        #expect(abs(byHand - expected(excluded: [])) > 1e-3, "leaving a pair out changes the loss")
+    }
+
+    @Test func identityEncoderLearnsWhichPhotosShowOneSubject() throws {
+        let encoder = try Self.identityEncoder()
+        let trainer = try IdentityEncoderTrainer(encoder: encoder, options: .init(learningRate: 2e-3, weightDecay: 0.01, seed: 3))
+        // Two photos of each of four subjects: the shape drawn on another background and with noise.
+        let anchors = Self.shapes(size: 16)
+        let positives = (Self.shapes(size: 16) * 0.8 + Tensor.randn([4, 16, 16, 3], seed: 9, std: 0.15)).addingScalar(0.1)
+        func matches() -> [Int] {
+            let a = Autograd.noGrad { unitRows(encoder.forward(pixels: anchors).imageEmbeds!) }
+            let p = Autograd.noGrad { unitRows(encoder.forward(pixels: positives).imageEmbeds!) }
+            let s = F.matmul(a, p, transposeB: true).array
+            return (0..<4).map { i in (0..<4).max { s[i * 4 + $0] < s[i * 4 + $1] }! }
+        }
+        var losses: [Float] = []
+        for _ in 0..<30 { losses.append(trainer.step(anchors: anchors, positives: positives, sameSubject: { _, _ in false })) }
+        #expect(losses.last! < losses[0] / 2, "identity loss \(losses[0]) → \(losses.last!)")
+        #expect(matches() == [0, 1, 2, 3], "each photo's nearest other photo shows its subject: \(matches())")
+        #expect(trainer.state.step == 30)
+    }
+
     @Test func checkpointRoundTripResumesTheVAE() throws {
         let vae = try Self.vae()
         let trainer = VAETrainer(vae: vae, options: .init(learningRate: 1e-3, seed: 4))
