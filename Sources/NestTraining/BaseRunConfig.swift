@@ -2,10 +2,12 @@ import Foundation
 import NestEngine
 import NestModels
 
-/// `nest train vae|unet|clip --config FILE.json`: trains one component of a
-/// diffusers folder and writes it back in the same layout, so the result is a
-/// model folder `nest generate` reads. `clip` trains the text encoder and the
-/// image encoder together (contrastively) and writes both.
+/// `nest train vae|unet|clip|image-encoder --config FILE.json`: trains one
+/// component of a diffusers folder and writes it back in the same layout, so
+/// the result is a model folder `nest generate` reads. `clip` trains the text
+/// encoder and the image encoder together (contrastively) and writes both;
+/// `image-encoder` trains the image encoder alone to tell subjects apart
+/// (`IdentityEncoderTrainer`; every record needs references).
 ///
 /// ```json
 /// { "model": "models/world",       // diffusers folder: vae/ (and for unet: unet/, text_encoder/, tokenizer/, scheduler/)
