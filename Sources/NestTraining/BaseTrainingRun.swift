@@ -49,6 +49,9 @@ public final class BaseTrainingRun: TrainingRunSteps {
             if component != .unet { throw ModelConfigError("attention_localization is for unet training only") }
             try Self.checkMasks(manifest, resolution: config.resolution ?? 64)
         }
+        if component == .imageEncoder, let size = config.batchSize, size < 2 {
+            throw ModelConfigError("batch_size must be at least 2 for image-encoder training (a subject's negatives are the batch's other subjects), got \(size)")
+        }
         if component != .unet, let key = config.unetOnlyKey {
             throw ModelConfigError("\(key) is for unet training only")
         }

@@ -63,6 +63,10 @@ import Testing
         let lone = try CLI.run(["train", "image-encoder", "--config", lonePath])
         #expect(lone.status != 0 && lone.stderr.contains("line 1: no \"references\""), "\(lone.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("lone").path))
+        let singlePath = dir.appendingPathComponent("single.json").path
+        try #"{"model": "base", "data": "data/manifest.jsonl", "output": "single", "batch_size": 1}"#.write(toFile: singlePath, atomically: true, encoding: .utf8)
+        let single = try CLI.run(["train", "image-encoder", "--config", singlePath])
+        #expect(single.status != 0 && single.stderr.contains("batch_size must be at least 2 for image-encoder"), "\(single.stderr)")
 
         let vae = try train("vae")
         #expect(vae.status == 0, "\(vae.stderr)")
