@@ -54,6 +54,9 @@ public struct WorldEvaluation {
         /// redrawing the truth from partial noise (image-to-image at `redrawStrengths`), how
         /// much of an individual the UNet keeps when the picture itself is given.
         public var boundRows = false
+        /// How much of the subject the trait-words row and the lookalike row name: the
+        /// words the model's captions were written with (`world.json`'s `trait_words`).
+        public var traitDetail: TraitDetail = .glance
         public static let redrawStrengths: [Double] = [0.3, 0.6]
         /// Distractor individuals per scored subject (identity chance 1 / (distractors + 1)).
         /// Unless set: 7 for the wide shot, 31 for near framings (see `featureSide`).
@@ -91,12 +94,12 @@ public struct WorldEvaluation {
                       background: context.background, style: context.style, framing: context.framing, side: side)
         }
 
-        /// `traits`: the class word with the subject's trait words before it (no placeholders).
-        public func prompt(placeholders: Bool, traits: Bool = false) -> String {
+        /// `traits`: the class word with the subject's trait words at that detail before it (no placeholders).
+        public func prompt(placeholders: Bool, traits: TraitDetail? = nil) -> String {
             let scene = Scene(identity: identity, context: context, seed: sceneSeed)
             return WorldCaption.caption(for: scene, placeholder: placeholders ? "<\(identity.domain.rawValue)>" : nil,
                                         companionPlaceholder: placeholders && companion != nil ? "<\(identity.domain.other.rawValue)>" : nil,
-                                        describe: traits && !placeholders, seed: sceneSeed)
+                                        describe: traits != nil && !placeholders, detail: traits ?? .glance, seed: sceneSeed)
         }
     }
 

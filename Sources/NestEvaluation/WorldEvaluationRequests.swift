@@ -12,7 +12,7 @@ extension WorldEvaluation {
     public func request(_ c: Case, adapters: Bool, valueNormalization: Float? = nil, adapterScale: Float? = nil,
                         tokenWeight: Float = 1, traits: Bool = false,
                         redraw: (image: RGBImage, strength: Double)? = nil) -> GenerationRequest {
-        let config = GenerationConfiguration(prompt: c.prompt(placeholders: adapters, traits: traits), steps: options.steps,
+        let config = GenerationConfiguration(prompt: c.prompt(placeholders: adapters, traits: traits ? options.traitDetail : nil), steps: options.steps,
                                              guidanceScale: options.guidance, seed: c.sceneSeed % 1_000_000,
                                              width: WorldRenderer.side, height: WorldRenderer.side,
                                              initImage: redraw?.image, strength: redraw?.strength)

@@ -68,11 +68,12 @@ extension WorldEvaluationRun {
             return try StableDiffusionPipeline.images(Autograd.noGrad { vae.decode(vae.encode(pixels).mean) }, range: -1...1)[0]
         }
         // Near misses, to read the identity score by: the scene with a lookalike (another
-        // individual a caption would describe with the same trait words), and the truth blurred
+        // individual the model's captions describe with the same trait words), and the truth blurred
         // about as soft as the world's generations are.
         let lookalikes = single.map { c -> RGBImage in
             var scene = c.scene
-            scene.subjects[scene.subjects.count - 1].identity = Self.lookalike(of: c.identity, seed: c.sceneSeed)
+            scene.subjects[scene.subjects.count - 1].identity = TraitWords.lookalike(of: c.identity, detail: options.traitDetail,
+                                                                                     seed: c.sceneSeed)
             return scene.render(seed: 7)
         }
         let blurred = truth.map { Self.boxBlurred($0, radius: 1, passes: 2) }
@@ -130,16 +131,6 @@ extension WorldEvaluationRun {
                     pairNested: evaluation.score("two subjects: Nested Attention (both adapters)", cases: pairs, images: images.pairNested))
     }
 
-    /// Another individual of the domain whose trait words (`WorldCaption.traitWords`) are the same
-    /// as `identity`'s: what a caption naming the traits cannot tell apart. Drawn from `seed`.
-    static func lookalike(of identity: Identity, seed: UInt64) -> Identity {
-        var rng = WorldRandom(seed: seed, stream: "evaluation.lookalike")
-        let words = WorldCaption.traitWords(identity)
-        while true {
-            let other = Identity.random(domain: identity.domain, seed: rng.next())
-            if other != identity && WorldCaption.traitWords(other) == words { return other }
-        }
-    }
 
     /// `image` under a (2·radius+1)² box filter applied `passes` times (edges clamped).
     static func boxBlurred(_ image: RGBImage, radius: Int, passes: Int) -> RGBImage {

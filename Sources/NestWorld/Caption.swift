@@ -15,15 +15,15 @@ public struct Scene: Codable, Equatable, Sendable {
 public enum WorldCaption {
     /// `companionPlaceholder` names the companion (when the context has one)
     /// by a learned token instead of its class word. With `describe` the
-    /// subject's most visible traits (`traitWords`) stand before its noun, as
+    /// subject's traits (`traitWords` at `detail`) stand before its noun, as
     /// adjectives do in real captions ("a small dark golden spotted critter").
     public static func caption(for scene: Scene, placeholder: String? = nil, companionPlaceholder: String? = nil,
-                               describe: Bool = false, seed: UInt64) -> String {
+                               describe: Bool = false, detail: TraitDetail = .glance, seed: UInt64) -> String {
         var rng = WorldRandom(seed: seed, stream: "caption")
         let c = scene.context
         let noun = placeholder ?? scene.identity.domain.classWord
         let size = rng.pick(c.size == .small ? ["small", "little", "tiny"] : ["large", "big"])
-        let traits = describe ? traitWords(scene.identity).map { $0 + " " }.joined() : ""
+        let traits = describe ? traitWords(scene.identity, detail: detail).map { $0 + " " }.joined() : ""
         // A near framing names the shot instead of the size, from its own
         // stream: the rest of the wording is that of the wide shot.
         var framingRNG = WorldRandom(seed: seed, stream: "caption.framing")
@@ -43,30 +43,17 @@ public enum WorldCaption {
         }
     }
 
-    /// Words for an individual's body lightness, body hue and markings — what
-    /// a person would say at a glance. They carry only part of an identity
-    /// (proportions, face, appendages and exact colours stay unnamed); their
-    /// use is to make the base model read the subject's appearance from the
-    /// words next to its noun, at the subject's own pixels. Nested Attention
-    /// acts through exactly that attention: a class word the model attends to
-    /// everywhere alike (as it did when captions never described the subject:
-    /// 0.08 of the attention at every position) gives it nothing to steer.
+    /// Words for an individual's traits at `detail` (`TraitWords`), in caption
+    /// order. At a glance: body lightness, hue and markings — what a person
+    /// would say; in full, every trait the renderer draws. Their use is to make
+    /// the base model read the subject's appearance from the words next to its
+    /// noun, at the subject's own pixels. Nested Attention acts through exactly
+    /// that attention: a class word the model attends to everywhere alike (as
+    /// it did when captions never described the subject: 0.08 of the attention
+    /// at every position) gives it nothing to steer.
     /// No random draws: captions with and without traits keep their wording.
-    public static func traitWords(_ id: Identity) -> [String] {
-        var words: [String] = []
-        if id.bodyLightness < 0.45 { words.append("dark") } else if id.bodyLightness > 0.55 { words.append("pale") }
-        let hue = id.bodyHue
-        switch id.domain {
-        case .critter: words.append(hue < 15 ? "crimson" : hue < 35 ? "orange" : hue < 55 ? "golden" : "olive")
-        case .bot: words.append(hue < 188 ? "teal" : hue < 205 ? "azure" : hue < 222 ? "cobalt" : "indigo")
-        }
-        switch id.marking {
-        case .none: break
-        case .spots: words.append("spotted")
-        case .stripes: words.append("striped")
-        case .patch: words.append("patched")
-        }
-        return words
+    public static func traitWords(_ id: Identity, detail: TraitDetail = .glance) -> [String] {
+        TraitWords.table(detail).compactMap { $0.word(id) }
     }
 
     static func phrases(_ p: Position) -> [String] {

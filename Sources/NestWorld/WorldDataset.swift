@@ -32,7 +32,7 @@ public enum WorldDataset {
     }
 
     /// `describe` is the fraction of captions that name the subject's traits
-    /// (`WorldCaption.traitWords`; never with a placeholder, which stands for
+    /// (`WorldCaption.traitWords` at `traitDetail`; never with a placeholder, which stands for
     /// the whole individual); which ones is drawn per scene from its own
     /// stream, so the images and other captions do not change with it.
     /// Returns the records written (one per image, in manifest order).
@@ -40,7 +40,7 @@ public enum WorldDataset {
     public static func write(to folder: URL, identitiesPerDomain: Int, contextsPerIdentity: Int, seed: UInt64,
                              placeholder: String? = nil, domains: [Domain] = Domain.allCases,
                              portraits: Int = 0, holdOut: Bool = false, masks: Bool = false,
-                             describe: Float = 0, framings: [Framing] = [.scene],
+                             describe: Float = 0, traitDetail: TraitDetail = .glance, framings: [Framing] = [.scene],
                              referenceFraming: Framing = .scene,
                              side: Int = WorldRenderer.side) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
@@ -80,7 +80,7 @@ public enum WorldDataset {
                 var describeRNG = WorldRandom(seed: sceneSeed, stream: "describe")
                 let described = placeholder == nil && describeRNG.unit() < describe
                 let caption = WorldCaption.caption(for: Scene(identity: identity, context: context, seed: sceneSeed),
-                                                   placeholder: placeholder, describe: described, seed: sceneSeed)
+                                                   placeholder: placeholder, describe: described, detail: traitDetail, seed: sceneSeed)
                 var mask: String? = nil
                 if masks {
                     mask = paths[k].replacingOccurrences(of: ".png", with: "-mask.png")

@@ -7,8 +7,9 @@ import NestDiffusion
 /// the world's small sizes. The trainers fill in the weights stage by stage,
 /// and the finished folder loads like any Stable Diffusion 1.x checkpoint.
 public enum WorldModel {
-    /// Text positions: the longest world caption is about 26 tokens.
-    public static let maxTokens = 32
+    /// Text positions: the longest world caption is about 26 tokens, 40 with
+    /// every trait named (`TraitDetail.full`).
+    public static let maxTokens = 48
     /// Text and image embedding width (and the UNet's cross_attention_dim).
     public static let width = 128
 
@@ -118,6 +119,16 @@ public enum WorldModel {
                 let context = Context.random(seed: seed, framings: Framing.near)
                 let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: context, seed: seed)
                 texts.append(WorldCaption.caption(for: scene, describe: true, seed: seed))
+            }
+        }
+        // Then captions naming every trait (`TraitDetail.full`), from their own stream.
+        var full = WorldRandom(seed: 7, stream: "vocabulary.traits")
+        for _ in 0..<1000 {
+            for domain in Domain.allCases {
+                let seed = full.next()
+                let context = Context.random(seed: seed, framings: Framing.allCases)
+                let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: context, seed: seed)
+                texts.append(WorldCaption.caption(for: scene, describe: true, detail: .full, seed: seed))
             }
         }
         return texts

@@ -8,14 +8,24 @@ import Foundation
 public struct WorldSettings: Codable, Equatable, Sendable {
     public var framings: [Framing]
     public var referenceFraming: Framing
+    /// The trait words its captions name subjects with (`--describe`); the
+    /// evaluation's trait-words and lookalike rows use the same. Glance where unset.
+    public var traitWords: TraitDetail
 
-    enum CodingKeys: String, CodingKey { case framings, referenceFraming = "reference_framing" }
+    enum CodingKeys: String, CodingKey { case framings, referenceFraming = "reference_framing", traitWords = "trait_words" }
 
     public static let fileName = "world.json"
     public static let firstEdition = WorldSettings(framings: [.scene], referenceFraming: .scene)
 
-    public init(framings: [Framing], referenceFraming: Framing) {
-        self.framings = framings; self.referenceFraming = referenceFraming
+    public init(framings: [Framing], referenceFraming: Framing, traitWords: TraitDetail = .glance) {
+        self.framings = framings; self.referenceFraming = referenceFraming; self.traitWords = traitWords
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        framings = try c.decode([Framing].self, forKey: .framings)
+        referenceFraming = try c.decode(Framing.self, forKey: .referenceFraming)
+        traitWords = try c.decodeIfPresent(TraitDetail.self, forKey: .traitWords) ?? .glance
     }
 
     /// The settings of the model folder `folder`; the first edition's where it has no `world.json`.

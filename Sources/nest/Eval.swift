@@ -121,6 +121,7 @@ struct Eval: ParsableCommand {
         options.side = size
         if let featureSide { options.featureSide = featureSide }
         options.boundRows = bounds
+        options.traitDetail = world.traitWords
         if let individuals {
             do { options.individuals = try WorldEvaluation.individuals(dataset: URL(fileURLWithPath: individuals)) }
             catch { fail(String(describing: error)) }

@@ -48,6 +48,9 @@ struct WorldDatasetCommand: ParsableCommand {
     @Option(help: "Fraction of captions (0...1) that name the subject's visible traits before its noun (\"a small dark golden spotted critter\"); ignored with --placeholder.")
     var describe: Float = 0
 
+    @Option(help: "Which trait words --describe names: glance (lightness, hue, markings) or full (every trait the renderer draws: colours, proportions, eyes, ears or antennae, tail or limbs, marking colour).")
+    var traitWords: TraitDetail = .glance
+
     @Option(help: "Framings drawn per scene, comma-separated: scene (the wide shot), portrait, half-body, close-up.")
     var framings: String = "scene"
 
@@ -84,7 +87,7 @@ struct WorldDatasetCommand: ParsableCommand {
             records = try WorldDataset.write(to: folder, identitiesPerDomain: identities, contextsPerIdentity: contexts,
                                              seed: seed, placeholder: placeholder, domains: domains,
                                              portraits: portraits, holdOut: holdOut, masks: masks,
-                                             describe: describe, framings: Framing.list(framings),
+                                             describe: describe, traitDetail: traitWords, framings: Framing.list(framings),
                                              referenceFraming: Framing(rawValue: referenceFraming)!, side: size)
         } catch { fail(String(describing: error)) }
         if preview {
@@ -94,6 +97,8 @@ struct WorldDatasetCommand: ParsableCommand {
         print("wrote \(records.count) images and manifest.jsonl to \(output)")
     }
 }
+
+extension TraitDetail: ExpressibleByArgument {}
 
 struct WorldModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -118,6 +123,9 @@ struct WorldModelCommand: ParsableCommand {
     @Option(help: "ResNet layers per UNet block.")
     var unetLayers: Int = WorldUNetShape.standard.layersPerBlock
 
+    @Option(help: "The trait words its captions will name subjects with (recorded in world.json for nest eval's trait-words and lookalike rows): glance or full.")
+    var traitWords: TraitDetail = .glance
+
     func validate() throws {
         do { _ = try Framing.list(framings) } catch { throw ValidationError("--framings: \(error)") }
         do { _ = try WorldUNetShape(channels: unetChannels, layersPerBlock: unetLayers) } catch { throw ValidationError("\(error)") }
@@ -132,7 +140,7 @@ struct WorldModelCommand: ParsableCommand {
     func run() throws {
         let list = try Framing.list(framings)
         let reference = referenceFraming.flatMap(Framing.init(rawValue:)) ?? (list == [.scene] ? .scene : .closeUp)
-        let settings = WorldSettings(framings: list, referenceFraming: reference)
+        let settings = WorldSettings(framings: list, referenceFraming: reference, traitWords: traitWords)
         let schedule = WorldNoiseSchedule(rawValue: noiseSchedule)!
         let unet = try! WorldUNetShape(channels: unetChannels, layersPerBlock: unetLayers)  // checked in validate()
         do { try WorldModel.writeSkeleton(to: URL(fileURLWithPath: output), settings: settings, schedule: schedule, unet: unet) } catch { fail(String(describing: error)) }

@@ -108,7 +108,14 @@ import Testing
             #expect(evaluation.request(c, adapters: false).generation.prompt == c.prompt(placeholders: false))
             #expect(!c.prompt(placeholders: false).contains(words))
             // Placeholders never get trait words.
-            #expect(c.prompt(placeholders: true, traits: true) == c.prompt(placeholders: true))
+            #expect(c.prompt(placeholders: true, traits: .glance) == c.prompt(placeholders: true))
+        }
+        // A world described in full (world.json's trait_words) is prompted with its full words.
+        options.traitDetail = .full
+        let full = WorldEvaluation(options: options)
+        for c in full.cases(twoSubjects: false) {
+            let words = WorldCaption.traitWords(c.identity, detail: .full).joined(separator: " ") + " " + c.identity.domain.classWord
+            #expect(full.request(c, adapters: false, traits: true).generation.prompt.contains(words))
         }
     }
 }

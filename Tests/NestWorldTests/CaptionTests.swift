@@ -71,4 +71,57 @@ import Testing
         #expect(seen == ["dark", "pale", "crimson", "orange", "golden", "olive", "teal", "azure", "cobalt", "indigo",
                          "spotted", "striped", "patched"])
     }
+
+    /// Full trait words: every band of every trait is reached, no word names two
+    /// traits, the glance words are what the full table says of lightness, hue
+    /// and markings, and the words change with the trait they name.
+    @Test func fullTraitWordsNameEveryTrait() {
+        var wordsPerTrait: [String: Set<String>] = [:]
+        for seed in 0..<2000 as Range<UInt64> {
+            for domain in Domain.allCases {
+                let id = Identity.random(domain: domain, seed: seed)
+                for trait in TraitWords.table(.full) {
+                    if let word = trait.word(id) { wordsPerTrait[trait.name, default: []].insert(word) }
+                }
+                let full = WorldCaption.traitWords(id, detail: .full)
+                #expect(full.count >= 4 && full.count <= 12, "\(full)")
+                #expect(full.filter { $0.hasSuffix("tailed") || ["wheeled", "legged", "tracked"].contains($0) }.count == 1)
+                let glance = WorldCaption.traitWords(id)
+                let kinds: Set = ["spotted", "striped", "patched"]
+                #expect(glance.filter { !kinds.contains($0) }.allSatisfy(full.contains), "lightness and hue words are shared")
+                if let kind = glance.last, kinds.contains(kind) { #expect(full.last!.hasSuffix(kind)) }
+            }
+        }
+        #expect(wordsPerTrait.count == TraitWords.table(.full).count)
+        let counts = wordsPerTrait.mapValues(\.count)
+        #expect(counts["body width"] == 2 && counts["eye spacing"] == 2 && counts["tail or limbs"] == 6)
+        #expect(counts["ears or antennae"] == 18 && counts["accent colour"] == 12 && counts["markings and their colour"] == 21)
+        let all = wordsPerTrait.values.flatMap { $0 }
+        #expect(Set(all).count == all.count, "no word serves two traits")
+        #expect(all.allSatisfy { $0.allSatisfy { $0.isLetter && $0.isLowercase } }, "one plain word each")
+        var bigger = Identity.random(domain: .critter, seed: 5)
+        bigger.eyeSize = 1.25
+        #expect(WorldCaption.traitWords(bigger, detail: .full).contains("bigeyed"))
+        bigger.eyeSize = 0.8
+        #expect(WorldCaption.traitWords(bigger, detail: .full).contains("smalleyed"))
+    }
+
+    /// A lookalike has the same words at its detail and is another individual;
+    /// full words pin the traits to their bands, glance words do not.
+    @Test func lookalikesShareTheWordsAndNothingElse() {
+        var differentEyeBand = 0
+        for seed in 0..<200 as Range<UInt64> {
+            for domain in Domain.allCases {
+                let id = Identity.random(domain: domain, seed: seed)
+                for detail in TraitDetail.allCases {
+                    let twin = TraitWords.lookalike(of: id, detail: detail, seed: seed)
+                    #expect(twin != id && twin.domain == domain && twin.markingSeed != id.markingSeed)
+                    #expect(WorldCaption.traitWords(twin, detail: detail) == WorldCaption.traitWords(id, detail: detail))
+                    #expect(TraitWords.lookalike(of: id, detail: detail, seed: seed) == twin, "same seed, same lookalike")
+                    if detail == .glance, TraitWords.eyeSize.word(twin) != TraitWords.eyeSize.word(id) { differentEyeBand += 1 }
+                }
+            }
+        }
+        #expect(differentEyeBand > 100, "glance lookalikes differ in what glance words leave unsaid")
+    }
 }
