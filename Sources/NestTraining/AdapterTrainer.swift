@@ -79,13 +79,8 @@ public final class AdapterTrainer {
 
     /// Normalized CLIP input for an augmented reference photo.
     func referencePixels(_ image: RGBImage, seed: UInt64) -> Tensor {
-        let c = pipeline.imageProcessor.config
-        let size = c.cropSize.height
-        let x = Augmentation().apply(image, size: size, seed: seed, range: 0...1)
-        for i in 0..<x.count {
-            let ch = i % 3
-            x.data[i] = (x.data[i] - Float(c.imageMean[ch])) / Float(c.imageStd[ch])
-        }
+        let x = Augmentation().apply(image, size: pipeline.imageProcessor.config.cropSize.height, seed: seed, range: 0...1)
+        pipeline.imageProcessor.normalize(x)
         return x
     }
 

@@ -201,11 +201,11 @@ public final class BaseTrainingRun: TrainingRunSteps {
     /// Images as an image encoder reads them: flipped as the config says,
     /// resized to the processor's crop and normalized, [B, S, S, C].
     func encoderPixels(_ urls: [URL], seed: UInt64) throws -> Tensor {
-        let c = imageProcessor!.config
+        let processor = imageProcessor!
         let augmentation = config.flip ?? true ? Augmentation.flipOnly : .none
         return F.concat(try urls.enumerated().map { i, url in
-            let x = augmentation.apply(try image(url), size: c.cropSize.height, seed: seed + UInt64(i), range: 0...1)
-            for j in 0..<x.count { x.data[j] = (x.data[j] - Float(c.imageMean[j % 3])) / Float(c.imageStd[j % 3]) }
+            let x = augmentation.apply(try image(url), size: processor.config.cropSize.height, seed: seed + UInt64(i), range: 0...1)
+            processor.normalize(x)
             return x
         }, axis: 0)
     }

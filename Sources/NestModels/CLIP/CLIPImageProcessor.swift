@@ -138,14 +138,19 @@ public struct CLIPImageProcessor: Sendable {
         }
         // Rescale in double then round to float, normalize in float: numpy's order and precision.
         let scale = config.doRescale ? config.rescaleFactor : 1
-        let mean = config.imageMean.map { Float($0) }, std = config.imageStd.map { Float($0) }
         let out = Tensor(uninitialized: [1, h, w, 3])
-        for i in 0..<(w * h * 3) {
-            var v = Float(Double(bytes[i]) * scale)
-            if config.doNormalize { v = (v - mean[i % 3]) / std[i % 3] }
-            out.data[i] = v
-        }
+        for i in 0..<(w * h * 3) { out.data[i] = Float(Double(bytes[i]) * scale) }
+        normalize(out)
         return out
+    }
+
+    /// Normalizes rescaled RGB values ([..., 3], channels last) in place by the
+    /// config's mean and std, where it asks for it: the last step of
+    /// `preprocess`, and what the trainers apply to their own augmented crops.
+    public func normalize(_ x: Tensor) {
+        guard config.doNormalize else { return }
+        let mean = config.imageMean.map { Float($0) }, std = config.imageStd.map { Float($0) }
+        for i in 0..<x.count { x.data[i] = (x.data[i] - mean[i % 3]) / std[i % 3] }
     }
 }
 
