@@ -99,36 +99,26 @@ public enum WorldModel {
 
     /// Captions of many random scenes of both domains and every framing, with
     /// class words and trait words: the words the tokenizer must spell whole.
+    /// Each block draws from its own stream, so the words of the earlier ones
+    /// keep their order; a block added later (near framings, then every trait
+    /// named) grows the vocabulary, and a text encoder trained on the old one
+    /// must be trained again.
     static func captionCorpus() -> [String] {
+        captions(stream: "vocabulary", count: 3000, framings: [.scene], detail: .glance)
+            + captions(stream: "vocabulary.framings", count: 1000, framings: Framing.near, detail: .glance)
+            + captions(stream: "vocabulary.traits", count: 1000, framings: Framing.allCases, detail: .full)
+    }
+
+    /// `count` described captions per domain of scenes drawn from `stream`.
+    static func captions(stream: String, count: Int, framings: [Framing], detail: TraitDetail) -> [String] {
+        var rng = WorldRandom(seed: 7, stream: stream)
         var texts: [String] = []
-        var rng = WorldRandom(seed: 7, stream: "vocabulary")
-        for _ in 0..<3000 {
+        for _ in 0..<count {
             for domain in Domain.allCases {
                 let seed = rng.next()
-                let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: .random(seed: seed), seed: seed)
-                texts.append(WorldCaption.caption(for: scene, describe: true, seed: seed))
-            }
-        }
-        // Then the near framings' captions, from their own stream (the words
-        // above keep their order; the vocabulary grows by the framing words,
-        // so a text encoder trained on the old one must be trained again).
-        var near = WorldRandom(seed: 7, stream: "vocabulary.framings")
-        for _ in 0..<1000 {
-            for domain in Domain.allCases {
-                let seed = near.next()
-                let context = Context.random(seed: seed, framings: Framing.near)
+                let context = Context.random(seed: seed, framings: framings)
                 let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: context, seed: seed)
-                texts.append(WorldCaption.caption(for: scene, describe: true, seed: seed))
-            }
-        }
-        // Then captions naming every trait (`TraitDetail.full`), from their own stream.
-        var full = WorldRandom(seed: 7, stream: "vocabulary.traits")
-        for _ in 0..<1000 {
-            for domain in Domain.allCases {
-                let seed = full.next()
-                let context = Context.random(seed: seed, framings: Framing.allCases)
-                let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: context, seed: seed)
-                texts.append(WorldCaption.caption(for: scene, describe: true, detail: .full, seed: seed))
+                texts.append(WorldCaption.caption(for: scene, describe: true, detail: detail, seed: seed))
             }
         }
         return texts
