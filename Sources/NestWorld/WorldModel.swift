@@ -9,7 +9,7 @@ import NestDiffusion
 public enum WorldModel {
     /// Text positions: the longest world caption is about 26 tokens, 40 with
     /// every trait named (`TraitDetail.full`).
-    public static let maxTokens = 48
+    public static func maxTokens(_ detail: TraitDetail) -> Int { detail == .full ? 48 : 32 }
     /// Text and image embedding width (and the UNet's cross_attention_dim).
     public static let width = 128
 
@@ -31,7 +31,10 @@ public enum WorldModel {
             text = text.replacingOccurrences(of: #""\#(Self.floatMark)([-0-9]+)""#, with: "$1.0", options: .regularExpression)
             try Data(text.utf8).write(to: url, options: .atomic)
         }
-        try CLIPTokenizer.writeVocabulary(spelling: captionCorpus(), maxLength: maxTokens,
+        // A glance-word world keeps the vocabulary and text positions it always
+        // had, so text encoders trained for it (the committed stages) still fit.
+        let maxTokens = maxTokens(settings.traitWords)
+        try CLIPTokenizer.writeVocabulary(spelling: captionCorpus(settings.traitWords), maxLength: maxTokens,
                                           to: folder.appendingPathComponent("tokenizer"))
         let vocabulary = try JSONSerialization.jsonObject(
             with: Data(contentsOf: folder.appendingPathComponent("tokenizer/vocab.json"))) as! [String: Int]
@@ -100,13 +103,13 @@ public enum WorldModel {
     /// Captions of many random scenes of both domains and every framing, with
     /// class words and trait words: the words the tokenizer must spell whole.
     /// Each block draws from its own stream, so the words of the earlier ones
-    /// keep their order; a block added later (near framings, then every trait
-    /// named) grows the vocabulary, and a text encoder trained on the old one
-    /// must be trained again.
-    static func captionCorpus() -> [String] {
+    /// keep their order; a block added later (near framings; every trait named,
+    /// for worlds described in full) grows the vocabulary, and a text encoder
+    /// trained on the old one must be trained again.
+    static func captionCorpus(_ detail: TraitDetail) -> [String] {
         captions(stream: "vocabulary", count: 3000, framings: [.scene], detail: .glance)
             + captions(stream: "vocabulary.framings", count: 1000, framings: Framing.near, detail: .glance)
-            + captions(stream: "vocabulary.traits", count: 1000, framings: Framing.allCases, detail: .full)
+            + (detail == .full ? captions(stream: "vocabulary.traits", count: 1000, framings: Framing.allCases, detail: .full) : [])
     }
 
     /// `count` described captions per domain of scenes drawn from `stream`.

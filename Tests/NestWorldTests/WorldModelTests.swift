@@ -52,17 +52,31 @@ import Testing
         let last = ddim.step(modelOutput: Tensor(zeros: [1, 1, 1, 4]), step: 3, sample: sample)
         #expect(last.array.allSatisfy { $0 > 3 }, "DDIM clamped x̂₀: \(last.array)")
 
-        var longest = 0
-        let corpus = WorldModel.captionCorpus()
-        // The wide shot's captions, then the near framings' (at the end).
-        for caption in corpus.prefix(2000) + corpus.suffix(1000) {
-            let words = caption.split(whereSeparator: { $0 == " " || $0 == "," || $0 == ":" }).count
-            let punctuation = caption.filter { $0 == "," || $0 == ":" }.count
-            let ids = tokenizer.encodeWithoutSpecialTokens(caption)
-            #expect(ids.count == words + punctuation, "one token per word: \(caption)")
-            longest = max(longest, ids.count + 2)
+        // The wide shot's captions, then the near framings' (at the end); a world
+        // described in full spells every trait word whole too, in more positions.
+        let full = dir.appendingPathComponent("full")
+        try WorldModel.writeSkeleton(to: full, settings: WorldSettings(framings: Framing.near, referenceFraming: .closeUp,
+                                                                       traitWords: .full))
+        for (detail, folder) in [(TraitDetail.glance, dir), (.full, full)] {
+            let tokenizer = try CLIPTokenizer.load(folder: folder.appendingPathComponent("tokenizer"))
+            let corpus = WorldModel.captionCorpus(detail)
+            var longest = 0
+            for caption in corpus.prefix(2000) + corpus.suffix(1000) {
+                let words = caption.split(whereSeparator: { $0 == " " || $0 == "," || $0 == ":" }).count
+                let punctuation = caption.filter { $0 == "," || $0 == ":" }.count
+                let ids = tokenizer.encodeWithoutSpecialTokens(caption)
+                #expect(ids.count == words + punctuation, "one token per word: \(caption)")
+                longest = max(longest, ids.count + 2)
+            }
+            #expect(longest <= WorldModel.maxTokens(detail), "captions fit the text model (longest \(longest))")
+            #expect(tokenizer.maxLength == WorldModel.maxTokens(detail))
         }
-        #expect(longest <= WorldModel.maxTokens, "captions fit the text model (longest \(longest))")
+        // A glance-word world keeps its vocabulary (text encoders trained for it still fit):
+        // the full one only adds words.
+        let glanceVocabulary = try CLIPTokenizer.load(folder: dir.appendingPathComponent("tokenizer")).vocabulary
+        let fullVocabulary = try CLIPTokenizer.load(folder: full.appendingPathComponent("tokenizer")).vocabulary
+        #expect(glanceVocabulary.count == 774 && fullVocabulary.count > 1200)
+        #expect(glanceVocabulary.allSatisfy { fullVocabulary[$0.key] != nil })
         // Words outside the world still tokenize (byte by byte), inside the vocabulary.
         let odd = tokenizer.encodeWithoutSpecialTokens("zyzzyva ünïcode")
         #expect(!odd.isEmpty && odd.allSatisfy { $0 < text.vocabSize })
