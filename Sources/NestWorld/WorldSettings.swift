@@ -25,7 +25,14 @@ public struct WorldSettings: Codable, Equatable, Sendable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         framings = try c.decode([Framing].self, forKey: .framings)
         referenceFraming = try c.decode(Framing.self, forKey: .referenceFraming)
-        traitWords = try c.decodeIfPresent(TraitDetail.self, forKey: .traitWords) ?? .glance
+        if let name = try c.decodeIfPresent(String.self, forKey: .traitWords) {
+            guard let detail = TraitDetail(rawValue: name) else {
+                throw WorldError("\"trait_words\" is \"\(name)\"; use one of \(TraitDetail.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            traitWords = detail
+        } else {
+            traitWords = .glance
+        }
     }
 
     /// The settings of the model folder `folder`; the first edition's where it has no `world.json`.

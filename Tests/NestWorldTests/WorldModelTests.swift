@@ -106,6 +106,10 @@ import Testing
         #expect(throws: WorldError("\(broken.path): not a world settings file (\"framings\": [...], \"reference_framing\": \"...\")")) {
             try WorldSettings.read(model: dir.appendingPathComponent("wide"))
         }
+        try Data(#"{"framings": ["portrait"], "reference_framing": "close-up", "trait_words": "some"}"#.utf8).write(to: broken)
+        #expect(throws: WorldError("\(broken.path): \"trait_words\" is \"some\"; use one of glance, full")) {
+            try WorldSettings.read(model: dir.appendingPathComponent("wide"))
+        }
         try Data(#"{"framings": [], "reference_framing": "close-up"}"#.utf8).write(to: broken)
         #expect(throws: WorldError("\(broken.path): no framings listed")) { try WorldSettings.read(model: dir.appendingPathComponent("wide")) }
     }
