@@ -131,7 +131,6 @@ extension WorldEvaluationRun {
                     pairNested: evaluation.score("two subjects: Nested Attention (both adapters)", cases: pairs, images: images.pairNested))
     }
 
-
     /// `image` under a (2·radius+1)² box filter applied `passes` times (edges clamped).
     static func boxBlurred(_ image: RGBImage, radius: Int, passes: Int) -> RGBImage {
         var out = image
