@@ -110,6 +110,18 @@ import Testing
         }
         #expect((14...34).contains(changed), "about half of 48 captions described, got \(changed)")
         #expect(c.allSatisfy { !$0.caption.contains("critter ") && $0.caption.contains("<critter>") })
+        // Described in full: the same captions are described, with every trait's words.
+        let full = temporaryFolder("full")
+        defer { try? FileManager.default.removeItem(at: full) }
+        let d = try WorldDataset.write(to: full, identitiesPerDomain: 6, contextsPerIdentity: 4, seed: 9, describe: 0.5,
+                                       traitDetail: .full)
+        let identities = try JSONDecoder().decode([Identity].self, from: Data(contentsOf: full.appendingPathComponent("identities.json")))
+        for (x, (y, z)) in zip(a, zip(b, d)) {
+            #expect((x.caption == y.caption) == (x.caption == z.caption), "the same captions are described")
+            guard x.caption != z.caption else { continue }
+            let words = WorldCaption.traitWords(identities[z.identity], detail: .full)
+            #expect(z.caption.contains(words.joined(separator: " ") + " " + x.domain.classWord), "\(z.caption)")
+        }
     }
 
     /// `masks`: each record names a mask, white over its own subject only — a
