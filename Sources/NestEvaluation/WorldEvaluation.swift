@@ -99,7 +99,7 @@ public struct WorldEvaluation {
             let scene = Scene(identity: identity, context: context, seed: sceneSeed)
             return WorldCaption.caption(for: scene, placeholder: placeholders ? "<\(identity.domain.rawValue)>" : nil,
                                         companionPlaceholder: placeholders && companion != nil ? "<\(identity.domain.other.rawValue)>" : nil,
-                                        describe: traits != nil && !placeholders, detail: traits ?? .glance, seed: sceneSeed)
+                                        describe: placeholders ? nil : traits, seed: sceneSeed)
         }
     }
 

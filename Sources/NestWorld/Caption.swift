@@ -15,15 +15,15 @@ public struct Scene: Codable, Equatable, Sendable {
 public enum WorldCaption {
     /// `companionPlaceholder` names the companion (when the context has one)
     /// by a learned token instead of its class word. With `describe` the
-    /// subject's traits (`traitWords` at `detail`) stand before its noun, as
+    /// subject's traits (`traitWords` at that detail) stand before its noun, as
     /// adjectives do in real captions ("a small dark golden spotted critter").
     public static func caption(for scene: Scene, placeholder: String? = nil, companionPlaceholder: String? = nil,
-                               describe: Bool = false, detail: TraitDetail = .glance, seed: UInt64) -> String {
+                               describe: TraitDetail? = nil, seed: UInt64) -> String {
         var rng = WorldRandom(seed: seed, stream: "caption")
         let c = scene.context
         let noun = placeholder ?? scene.identity.domain.classWord
         let size = rng.pick(c.size == .small ? ["small", "little", "tiny"] : ["large", "big"])
-        let traits = describe ? traitWords(scene.identity, detail: detail).map { $0 + " " }.joined() : ""
+        let traits = describe.map { traitWords(scene.identity, detail: $0).map { $0 + " " }.joined() } ?? ""
         // A near framing names the shot instead of the size, from its own
         // stream: the rest of the wording is that of the wide shot.
         var framingRNG = WorldRandom(seed: seed, stream: "caption.framing")

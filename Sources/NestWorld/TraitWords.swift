@@ -2,7 +2,7 @@
 public enum TraitDetail: String, Codable, CaseIterable, Sendable {
     /// Body lightness, body hue and markings: what a person says at a glance.
     /// Many individuals share them (a lookalike with the same words scores
-    /// 0.04 on the identity metric).
+    /// 0.04–0.07 on the identity metric).
     case glance
     /// Every trait the renderer draws, each cut into two or three bands:
     /// colours, proportions, eyes, ears or antennae, tail or limbs, markings

@@ -80,7 +80,7 @@ public enum WorldDataset {
                 var describeRNG = WorldRandom(seed: sceneSeed, stream: "describe")
                 let described = placeholder == nil && describeRNG.unit() < describe
                 let caption = WorldCaption.caption(for: Scene(identity: identity, context: context, seed: sceneSeed),
-                                                   placeholder: placeholder, describe: described, detail: traitDetail, seed: sceneSeed)
+                                                   placeholder: placeholder, describe: described ? traitDetail : nil, seed: sceneSeed)
                 var mask: String? = nil
                 if masks {
                     mask = paths[k].replacingOccurrences(of: ".png", with: "-mask.png")

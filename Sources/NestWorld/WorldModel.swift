@@ -121,7 +121,7 @@ public enum WorldModel {
                 let seed = rng.next()
                 let context = Context.random(seed: seed, framings: framings)
                 let scene = Scene(identity: Identity.random(domain: domain, seed: seed), context: context, seed: seed)
-                texts.append(WorldCaption.caption(for: scene, describe: true, detail: detail, seed: seed))
+                texts.append(WorldCaption.caption(for: scene, describe: detail, seed: seed))
             }
         }
         return texts

@@ -63,7 +63,7 @@ import Testing
                 seen.formUnion(words)
                 let scene = Scene(identity: id, context: Context(background: .forest), seed: 0)
                 let plainCaption = WorldCaption.caption(for: scene, seed: seed)
-                let described = WorldCaption.caption(for: scene, describe: true, seed: seed)
+                let described = WorldCaption.caption(for: scene, describe: .glance, seed: seed)
                 #expect(described == plainCaption.replacingOccurrences(
                     of: " \(domain.classWord)", with: " " + words.joined(separator: " ") + " \(domain.classWord)"))
             }
