@@ -51,11 +51,9 @@ def trait_vector(t):
 for d in a.data:
     ids = json.load(open(os.path.join(d, "identities.json")))
     for line in open(os.path.join(d, "manifest.jsonl")):
-        r = json.loads(line); traits[(d, r["domain"], r["identity"])] = trait_vector(ids[r["identity"]])
-for d in a.data:
-    for line in open(os.path.join(d, "manifest.jsonl")):
         r = json.loads(line)
         key = (d, r["domain"], r["identity"])
+        if key not in traits: traits[key] = trait_vector(ids[r["identity"]])
         p = people.setdefault(key, set())
         p.add(os.path.join(d, r["image"]))
         for ref in r["references"]:
