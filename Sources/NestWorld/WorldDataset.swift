@@ -41,7 +41,7 @@ public enum WorldDataset {
                              placeholder: String? = nil, domains: [Domain] = Domain.allCases,
                              portraits: Int = 0, holdOut: Bool = false, masks: Bool = false,
                              describe: Float = 0, traitDetail: TraitDetail = .glance, framings: [Framing] = [.scene],
-                             referenceFraming: Framing = .scene,
+                             referenceFraming: Framing = .scene, only filter: ContextFilter = .any,
                              side: Int = WorldRenderer.side) throws -> [Record] {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         try WorldRenderer.checkSide(side)
@@ -72,8 +72,11 @@ public enum WorldDataset {
                 return path
             }
             for k in 0..<contextsPerIdentity {
+                // A scene in a held-out pair (with --hold-out) or outside the filter passes its seed over.
                 var sceneSeed = rng.next()
-                while holdOut && Context.random(seed: sceneSeed).isHeldOut { sceneSeed = rng.next() }
+                while (holdOut && Context.random(seed: sceneSeed).isHeldOut) || !filter.allows(Context.random(seed: sceneSeed)) {
+                    sceneSeed = rng.next()
+                }
                 let context = Context.random(seed: sceneSeed, framings: framings)
                 let image = WorldRenderer.render(identity: identity, context: context, seed: sceneSeed, side: side)
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(paths[k]).path, overwrite: true)

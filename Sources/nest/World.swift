@@ -42,6 +42,9 @@ struct WorldDatasetCommand: ParsableCommand {
     @Flag(help: "Leave out the held-out background × style pairs (beach+sketch, snow+night, city+flat), which `nest eval` prompts with.")
     var holdOut = false
 
+    @Option(help: "Only scenes whose context has these values, as aspect=value pairs (aspects: background, position, size, style, accessory, companion; an aspect named twice allows both), e.g. background=forest,style=flat,companion=no.")
+    var only: String?
+
     @Flag(help: "Also write each scene's subject mask (white where the named subject is drawn) as NN-mask.png, named by the records' \"mask\" key (for subject_loss_weight).")
     var masks = false
 
@@ -70,6 +73,13 @@ struct WorldDatasetCommand: ParsableCommand {
         guard identities > 0 else { throw ValidationError("--identities must be positive, got \(identities)") }
         guard contexts >= 2 else { throw ValidationError("--contexts must be at least 2, got \(contexts)") }
         guard portraits >= 0 else { throw ValidationError("--portraits must not be negative, got \(portraits)") }
+        if let only { do { _ = try ContextFilter(parsing: only) } catch { throw ValidationError("--only: \(error)") } }
+        if holdOut, let only, let filter = try? ContextFilter(parsing: only),
+           !Background.allCases.contains(where: { b in Style.allCases.contains { s in
+               filter.backgrounds?.contains(b) ?? true && filter.styles?.contains(s) ?? true
+                   && !Context.heldOutPairs.contains { $0 == (b, s) } } }) {
+            throw ValidationError("--only leaves only held-out background × style pairs, which --hold-out removes: no scene could be drawn")
+        }
     }
 
     func run() throws {
@@ -88,7 +98,8 @@ struct WorldDatasetCommand: ParsableCommand {
                                              seed: seed, placeholder: placeholder, domains: domains,
                                              portraits: portraits, holdOut: holdOut, masks: masks,
                                              describe: describe, traitDetail: traitWords, framings: Framing.list(framings),
-                                             referenceFraming: Framing(rawValue: referenceFraming)!, side: size)
+                                             referenceFraming: Framing(rawValue: referenceFraming)!,
+                                             only: try only.map(ContextFilter.init(parsing:)) ?? .any, side: size)
         } catch { fail(String(describing: error)) }
         if preview {
             let images = try records.prefix(48).map { try ImageFile.decode(path: folder.appendingPathComponent($0.image).path) }
