@@ -10,7 +10,9 @@ individual's first render is the mean squared difference of 32×32 box-filtered 
 that render's subject mask, and the true individual should be the nearest (top-1, chance 1 /
 individuals); the rank is the fraction of the others farther away (0.5 by chance). The
 validation row scores each individual's second render the same way (the truth at an unseen
-render seed); the last row scores generations against the wrong individual (chance).
+render seed) and, passed through the model's autoencoder (diffusers, posterior mean), the
+ceiling the autoencoder leaves any generation; the last row scores generations against the
+wrong individual (chance).
 
     python3 tools/score_words_drawing.py --model runs/sw/model --data runs/sw/held --seeds 2 --out runs/sw/score
 """
@@ -39,6 +41,23 @@ def score(images, gallery, masks):
         others = np.delete(d, truth)
         ranks.append(float(np.mean(others > d[truth])))
     return np.mean(top), np.mean(ranks), np.std(ranks) / np.sqrt(len(ranks))
+
+
+def autoencoded(model, images, folder):
+    """Each image encoded and decoded by the model folder's VAE, written to `folder`."""
+    import torch
+    from diffusers import AutoencoderKL
+    os.makedirs(folder, exist_ok=True)
+    vae = AutoencoderKL.from_pretrained(os.path.join(model, "vae")).eval()
+    out = []
+    for n, (path, truth) in enumerate(images):
+        x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            y = vae.decode(vae.encode(x).latent_dist.mean).sample[0]
+        target = os.path.join(folder, f"{n:03d}.png")
+        Image.fromarray(((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()).save(target)
+        out.append((target, truth))
+    return out
 
 
 def main():
@@ -76,7 +95,9 @@ def main():
         generated += [(q, k) for q in paths]
     truth = [(os.path.join(a.data, second[i]["image"]), k) for k, i in enumerate(ids) if i in second]
     shifted = [(q, (k + 1) % len(ids)) for q, k in generated]
-    rows = [("ground truth, another render", truth), ("generated from the trait words", generated),
+    through = autoencoded(a.model, truth, os.path.join(a.out, "vae"))
+    rows = [("ground truth, another render", truth), ("the same through the VAE", through),
+            ("generated from the trait words", generated),
             ("generated, scored against another individual", shifted)]
     lines = [f"{len(ids)} individuals, chance top-1 {1 / len(ids):.3f}, rank 0.5",
              "| images | n | top-1 | rank (± s.e.) |", "|---|---:|---:|---:|"]
