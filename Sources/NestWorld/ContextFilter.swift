@@ -55,6 +55,18 @@ public struct ContextFilter: Equatable, Sendable {
         return (set ?? []).union([parsed])
     }
 
+    /// Whether any scene passes: with `holdingOut`, some allowed background × style pair
+    /// must be outside `Context.heldOutPairs` (else drawing scenes would never end).
+    public func allowsSomeScene(holdingOut: Bool) -> Bool {
+        guard holdingOut else { return true }
+        return Background.allCases.contains { b in
+            Style.allCases.contains { s in
+                (backgrounds?.contains(b) ?? true) && (styles?.contains(s) ?? true)
+                    && !Context.heldOutPairs.contains { $0 == (b, s) }
+            }
+        }
+    }
+
     /// Whether `context` has an allowed value in every named aspect.
     public func allows(_ context: Context) -> Bool {
         (backgrounds?.contains(context.background) ?? true) && (positions?.contains(context.position) ?? true)

@@ -46,6 +46,9 @@ public enum WorldDataset {
         precondition(contextsPerIdentity >= 2, "each image needs at least one other image as reference")
         try WorldRenderer.checkSide(side)
         guard !framings.isEmpty else { throw WorldError("no framing given; choose from \(Framing.allCases.map(\.rawValue))") }
+        guard filter.allowsSomeScene(holdingOut: holdOut) else {
+            throw WorldError("the context filter allows only held-out background × style pairs, which --hold-out removes: no scene could be drawn")
+        }
         let fm = FileManager.default
         try fm.createDirectory(at: folder.appendingPathComponent("images"), withIntermediateDirectories: true)
         var identities: [Identity] = []

@@ -26,6 +26,19 @@ import Testing
         }
     }
 
+    /// A filter that leaves only held-out pairs cannot be combined with holding them out:
+    /// refused before anything is written, instead of drawing scene seeds forever.
+    @Test func holdingOutEverythingAllowedIsRefused() throws {
+        let filter = try ContextFilter(parsing: "background=city,style=flat")
+        #expect(!filter.allowsSomeScene(holdingOut: true) && filter.allowsSomeScene(holdingOut: false))
+        #expect(try ContextFilter(parsing: "background=city").allowsSomeScene(holdingOut: true))
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nestworld-none-\(UUID().uuidString)")
+        #expect(throws: WorldError.self) {
+            try WorldDataset.write(to: folder, identitiesPerDomain: 1, contextsPerIdentity: 2, seed: 1, holdOut: true, only: filter)
+        }
+        #expect(!FileManager.default.fileExists(atPath: folder.path))
+    }
+
     /// A dataset written with a filter holds only allowed contexts.
     @Test func datasetsHoldOnlyAllowedContexts() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nestworld-only-\(UUID().uuidString)")
