@@ -62,14 +62,16 @@ public struct ContextFilter: Equatable, Sendable {
         return Background.allCases.contains { b in
             Style.allCases.contains { s in
                 (backgrounds?.contains(b) ?? true) && (styles?.contains(s) ?? true)
-                    && !Context.heldOutPairs.contains { $0 == (b, s) }
+                    && !Context(background: b, style: s).isHeldOut
             }
         }
     }
 
-    /// Whether `context` has an allowed value in every named aspect.
-    public func allows(_ context: Context) -> Bool {
-        (backgrounds?.contains(context.background) ?? true) && (positions?.contains(context.position) ?? true)
+    /// Whether `context` has an allowed value in every named aspect and, with
+    /// `holdingOut`, is not in a held-out background × style pair.
+    public func allows(_ context: Context, holdingOut: Bool = false) -> Bool {
+        !(holdingOut && context.isHeldOut)
+            && (backgrounds?.contains(context.background) ?? true) && (positions?.contains(context.position) ?? true)
             && (sizes?.contains(context.size) ?? true) && (styles?.contains(context.style) ?? true)
             && (accessories?.contains(context.accessory) ?? true) && (companions?.contains(context.companion) ?? true)
     }

@@ -75,11 +75,9 @@ public enum WorldDataset {
                 return path
             }
             for k in 0..<contextsPerIdentity {
-                // A scene in a held-out pair (with --hold-out) or outside the filter passes its seed over.
+                // A scene the filter or --hold-out rules out passes its seed over.
                 var sceneSeed = rng.next()
-                while (holdOut && Context.random(seed: sceneSeed).isHeldOut) || !filter.allows(Context.random(seed: sceneSeed)) {
-                    sceneSeed = rng.next()
-                }
+                while !filter.allows(Context.random(seed: sceneSeed), holdingOut: holdOut) { sceneSeed = rng.next() }
                 let context = Context.random(seed: sceneSeed, framings: framings)
                 let image = WorldRenderer.render(identity: identity, context: context, seed: sceneSeed, side: side)
                 try ImageFile.writePNG(image, to: folder.appendingPathComponent(paths[k]).path, overwrite: true)

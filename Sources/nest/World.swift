@@ -74,9 +74,6 @@ struct WorldDatasetCommand: ParsableCommand {
         guard contexts >= 2 else { throw ValidationError("--contexts must be at least 2, got \(contexts)") }
         guard portraits >= 0 else { throw ValidationError("--portraits must not be negative, got \(portraits)") }
         if let only { do { _ = try ContextFilter(parsing: only) } catch { throw ValidationError("--only: \(error)") } }
-        if holdOut, let only, let filter = try? ContextFilter(parsing: only), !filter.allowsSomeScene(holdingOut: true) {
-            throw ValidationError("--only leaves only held-out background × style pairs, which --hold-out removes: no scene could be drawn")
-        }
     }
 
     func run() throws {

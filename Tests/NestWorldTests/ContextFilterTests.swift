@@ -32,6 +32,9 @@ import Testing
         let filter = try ContextFilter(parsing: "background=city,style=flat")
         #expect(!filter.allowsSomeScene(holdingOut: true) && filter.allowsSomeScene(holdingOut: false))
         #expect(try ContextFilter(parsing: "background=city").allowsSomeScene(holdingOut: true))
+        #expect(ContextFilter.any.allows(Context(background: .city, style: .flat))
+                && !ContextFilter.any.allows(Context(background: .city, style: .flat), holdingOut: true)
+                && ContextFilter.any.allows(Context(background: .city, style: .night), holdingOut: true))
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("nestworld-none-\(UUID().uuidString)")
         #expect(throws: WorldError.self) {
             try WorldDataset.write(to: folder, identitiesPerDomain: 1, contextsPerIdentity: 2, seed: 1, holdOut: true, only: filter)
