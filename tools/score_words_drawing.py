@@ -70,7 +70,14 @@ def main():
     p.add_argument("--nest", default=".build/release/nest")
     p.add_argument("--out", required=True)
     a = p.parse_args()
-    os.makedirs(a.out, exist_ok=True)  # images already there are scored again, not redrawn
+    # Images already in OUT are scored again, not redrawn, but only if drawn with these settings.
+    os.makedirs(a.out, exist_ok=True)
+    settings = {"model": os.path.abspath(a.model), "data": os.path.abspath(a.data), "seeds": a.seeds,
+                "steps": a.steps, "guidance": a.guidance}
+    recorded = os.path.join(a.out, "settings.json")
+    if os.path.exists(recorded) and json.load(open(recorded)) != settings:
+        sys.exit(f"{a.out} holds images drawn with other settings ({recorded}); choose a new folder")
+    json.dump(settings, open(recorded, "w"))
     records = [json.loads(line) for line in open(os.path.join(a.data, "manifest.jsonl"))]
     first, second = {}, {}
     for r in records:
