@@ -38,6 +38,7 @@ if args.count > 1 && args[1] == "packed-gemm" { packedGEMMBench(arguments: args)
 if args.count > 1 && args[1] == "attention" { attentionBench(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "winograd4" { winograd4(arguments: args); exit(0) }
 if args.count > 1 && args[1] == "avx2" { avx2Bench(arguments: args); exit(0) }
+if args.count > 1 && args[1] == "optimizer" { optimizerBench(arguments: args); exit(0) }
 if args.count > 2 && args[1] == "case" {
     guard (compareCases + extraCases).contains(args[2]) else {
         FileHandle.standardError.write(Data("nest-bench: unknown case '\(args[2])' (known: \((compareCases + extraCases).joined(separator: ", ")))\n".utf8))

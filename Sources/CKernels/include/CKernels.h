@@ -38,6 +38,14 @@ void nest_geglu_backward(const float *x, const float *dy, float *dx, ptrdiff_t r
 /* y[j] = silu(x[j] * scale[j] + shift[j]) for j < n (group norm's affine step fused with SiLU). */
 void nest_affine_silu(const float *x, const float *scale, const float *shift, float *y, ptrdiff_t n);
 
+/* One AdamW step over n elements (optim_avx512.c), the arithmetic of
+ * AdamW.update in the same order: m = b1·m + (1−b1)·g, v = b2·v + (1−b2)·g·g,
+ * w = w·decay − stepSize·m / (√v / sqrtBc2 + eps). AVX-512 only. */
+void nest_adamw(float *w, float *m, float *v, const float *g, ptrdiff_t n, float beta1, float beta2,
+                float decay, float stepSize, float sqrtBc2, float eps);
+/* Σ x[i]² in double. AVX-512 only. */
+double nest_sum_squares(const float *x, ptrdiff_t n);
+
 /* The same six kernels for CPUs with AVX2 and FMA but no AVX-512
  * (kernels_avx2.c; callers ask nest_kernels_avx2()). */
 float nest_exp_shift_sum_avx2(float *x, ptrdiff_t n, float shift);

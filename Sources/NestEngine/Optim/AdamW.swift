@@ -1,3 +1,5 @@
+import CKernels
+
 /// AdamW (Loshchilov & Hutter): Adam with weight decay applied directly to
 /// the weights rather than through the gradient, as `torch.optim.AdamW` does.
 public final class AdamW {
@@ -49,7 +51,13 @@ public final class AdamW {
             let w = p.tensor.data, gp = UnsafePointer(g.data)
             let m = firstMoments[i].data, v = secondMoments[i].data
             let sqrtBc2 = bc2.squareRoot()
+            let vector = VectorKernels.useAVX512
             parallelRanges(p.tensor.count, grain: 1 << 14) { r in
+                if vector {
+                    let o = r.lowerBound
+                    nest_adamw(w + o, m + o, v + o, gp + o, r.count, c.beta1, c.beta2, decay, stepSize, sqrtBc2, c.eps)
+                    return
+                }
                 for j in r {
                     let gj = gp[j]
                     m[j] = c.beta1 * m[j] + (1 - c.beta1) * gj
@@ -77,17 +85,34 @@ public final class AdamW {
 /// (like `torch.nn.utils.clip_grad_norm_`); returns the norm before clipping.
 @discardableResult
 public func clipGradNorm(_ parameters: [Tensor], maxNorm: Float) -> Float {
-    var total: Double = 0
-    for p in parameters {
-        guard let g = p.grad else { continue }
-        for j in 0..<g.count { let x = Double(g.data[j]); total += x * x }
+    // The sum of squares in fixed chunks, each summed on its own and then
+    // added in order: the same norm whatever the thread count.
+    let chunk = 1 << 16
+    let grads = parameters.compactMap(\.grad)
+    var pieces: [(tensor: Int, range: Range<Int>)] = []
+    for (t, g) in grads.enumerated() {
+        for start in stride(from: 0, to: g.count, by: chunk) { pieces.append((t, start..<min(g.count, start + chunk))) }
     }
-    let norm = Float(total.squareRoot())
+    var sums = [Double](repeating: 0, count: pieces.count)
+    let vector = VectorKernels.useAVX512
+    sums.withUnsafeMutableBufferPointer { out in
+        parallelRanges(pieces.count) { r in
+            for i in r {
+                let (t, range) = pieces[i]
+                let x = UnsafePointer(grads[t].data) + range.lowerBound
+                if vector { out[i] = nest_sum_squares(x, range.count); continue }
+                var total: Double = 0
+                for j in 0..<range.count { let value = Double(x[j]); total += value * value }
+                out[i] = total
+            }
+        }
+    }
+    let norm = Float(sums.reduce(0, +).squareRoot())
     let coefficient = maxNorm / (norm + 1e-6)
     if coefficient < 1 {
-        for p in parameters {
-            guard let g = p.grad else { continue }
-            for j in 0..<g.count { g.data[j] *= coefficient }
+        for g in grads {
+            let data = g.data
+            parallelRanges(g.count, grain: 1 << 14) { r in for j in r { data[j] *= coefficient } }
         }
     }
     return norm
