@@ -107,3 +107,30 @@ func load(_ component: String, _ url: URL) throws -> Module {
     default: return try CLIPVisionModel.load(folder: url)
     }
 }
+
+/// Configuration JSON nested thousands deep is refused by name before any parser
+/// recurses into it; brackets inside strings and real configs' nesting pass.
+final class DeepConfigNestingTests: XCTestCase {
+    struct Anything: Decodable {}
+
+    func testDeepNestingIsRefusedInOneLine() {
+        for (open, close) in [("[", "]"), ("{\"d\":", "}")] {
+            for depth in [65, 3000, 100_000] {
+                let text = "{\"a\": " + String(repeating: open, count: depth) + "1" + String(repeating: close, count: depth) + "}"
+                XCTAssertThrowsError(try decodeConfig(Anything.self, data: Data(text.utf8), name: "deep.json")) { error in
+                    assertOneLine(error, mentions: "deep.json: JSON nested more than 64 levels deep")
+                }
+            }
+        }
+        // Unclosed brackets count too (a truncated hostile file).
+        XCTAssertTrue(jsonNestsDeeper(than: 64, Data(String(repeating: "[", count: 65).utf8)))
+    }
+
+    func testBracketsInStringsAndModestNestingPass() throws {
+        let quoted = "\"" + String(repeating: "[{", count: 500) + "\\\"]" + "\""
+        let text = "{\"a\": " + quoted + ", \"b\": " + String(repeating: "[", count: 63) + String(repeating: "]", count: 63) + "}"
+        XCTAssertFalse(jsonNestsDeeper(than: 64, Data(text.utf8)))
+        _ = try decodeConfig(Anything.self, data: Data(text.utf8), name: "fine.json")
+        XCTAssertTrue(jsonNestsDeeper(than: 64, Data(("{\"a\": " + String(repeating: "[", count: 64) + "]").utf8)))
+    }
+}

@@ -58,6 +58,12 @@ public func readConfigFile(_ url: URL, limit: Int = 64 << 20) throws -> Data {
 }
 
 public func decodeConfig<T: Decodable>(_ type: T.Type, data: Data, name: String) throws -> T {
+    // No configuration nests deeper than a handful of levels; hostile files
+    // nested thousands deep are refused here, before Foundation's parser
+    // recurses into them (its error path for them has trapped).
+    if jsonNestsDeeper(than: maximumConfigNesting, data) {
+        throw ModelConfigError("\(name): JSON nested more than \(maximumConfigNesting) levels deep")
+    }
     do {
         return try JSONDecoder().decode(type, from: data)
     } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
@@ -67,6 +73,32 @@ public func decodeConfig<T: Decodable>(_ type: T.Type, data: Data, name: String)
     } catch let error as ModelConfigError {
         throw ModelConfigError("\(name): \(error.description)")
     }
+}
+
+/// The deepest nesting of arrays and objects `decodeConfig` reads (tokenizer
+/// files, the deepest real ones, nest about six levels).
+public let maximumConfigNesting = 64
+
+/// Whether JSON text opens more than `limit` arrays or objects inside one
+/// another; brackets inside strings do not count. Stops at the first level
+/// past the limit; malformed text is left to the parser.
+public func jsonNestsDeeper(than limit: Int, _ data: Data) -> Bool {
+    var depth = 0, inString = false, escaped = false
+    for byte in data {
+        if inString {
+            if escaped { escaped = false } else if byte == UInt8(ascii: "\\") { escaped = true } else if byte == UInt8(ascii: "\"") { inString = false }
+            continue
+        }
+        switch byte {
+        case UInt8(ascii: "\""): inString = true
+        case UInt8(ascii: "["), UInt8(ascii: "{"):
+            depth += 1
+            if depth > limit { return true }
+        case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+        default: break
+        }
+    }
+    return false
 }
 
 /// What is wrong with JSON the decoder rejected as a whole: Foundation's parser
