@@ -15,15 +15,23 @@ func avx2Bench(arguments args: [String]) {
     let x = Tensor.randn([2, 64, 64, 320], seed: 3), w = Tensor.randn([320, 320, 3, 3], seed: 4, std: 0.02)
     let conv = { _ = F.conv2d(x, weight: w, stride: 1, padding: 1) }
     for (label, body, r) in [("conv 3×3 2×64×64×320→320", conv, 2 * rounds), (name, makeSwiftCase(name), rounds)] {
-        var best = [Double.infinity, .infinity]
-        for round in 0...r {
-            for (i, on) in [false, true].enumerated() {
-                VectorKernels.useAVX2 = on
-                let t = seconds(body)
-                if round > 0 { best[i] = min(best[i], t) }
-            }
-        }
-        print(String(format: "%@: portable %.3f s, AVX2 %.3f s (%.3f×)", label, best[0], best[1], best[1] / best[0]))
+        let best = bestOffAndOn(rounds: r, switch: { VectorKernels.useAVX2 = $0 }, body)
+        print(String(format: "%@: portable %.3f s, AVX2 %.3f s (%.3f×)", label, best.off, best.on, best.on / best.off))
     }
-    VectorKernels.useAVX2 = true
+}
+
+/// Best times of `body` with a kernel switch off and on, alternated for
+/// `rounds` rounds after one warm-up round (the VM's speed drifts, so the two
+/// are measured side by side); leaves the switch on.
+func bestOffAndOn(rounds: Int, switch set: (Bool) -> Void, _ body: () -> Void) -> (off: Double, on: Double) {
+    var best = [Double.infinity, .infinity]
+    for round in 0...rounds {
+        for (i, on) in [false, true].enumerated() {
+            set(on)
+            let t = seconds(body)
+            if round > 0 { best[i] = min(best[i], t) }
+        }
+    }
+    set(true)
+    return (best[0], best[1])
 }

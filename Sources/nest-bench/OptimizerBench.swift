@@ -20,16 +20,8 @@ func optimizerBench(arguments args: [String]) {
         ("clip gradient norm", { clipGradNorm(parameters.map(\.tensor), maxNorm: 1e9) }),
     ]
     for (label, body) in jobs {
-        var best = [Double.infinity, .infinity]
-        for round in 0...rounds {
-            for (i, on) in [false, true].enumerated() {
-                VectorKernels.useAVX512 = on
-                let t = seconds(body)
-                if round > 0 { best[i] = min(best[i], t) }
-            }
-        }
-        VectorKernels.useAVX512 = true
-        print(String(format: "%@: Swift loop %.2f ms, AVX-512 %.2f ms (%.2f×)", label, best[0] * 1e3, best[1] * 1e3, best[0] / best[1]))
+        let best = bestOffAndOn(rounds: rounds, switch: { VectorKernels.useAVX512 = $0 }, body)
+        print(String(format: "%@: Swift loop %.2f ms, AVX-512 %.2f ms (%.2f×)", label, best.off * 1e3, best.on * 1e3, best.off / best.on))
     }
     let step = makeSwiftCase("train-unet")
     print(String(format: "whole training step (train-unet, float32): %.1f ms", best(rounds) { step() } * 1e3))
