@@ -64,7 +64,8 @@ import Testing
             }
         }
         let portable = run(vector: false)
-        #expect(portable != sizes.map { Tensor.randn([$0], seed: 0).array })
+        let start = sizes.enumerated().map { Tensor.randn([$0.element], seed: UInt64(10 + $0.offset)).array }
+        #expect(Array(portable.prefix(sizes.count)) != start)
         if VectorKernels.available { #expect(run(vector: true) == portable) }
     }
 
